@@ -1,0 +1,62 @@
+# Gridflow: one Makefile for installing, running, testing and measuring.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AMQP_URI ?= amqp://guest:guest@127.0.0.1:5672/
+export DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/gridflow
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios bench lint migrate clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv (when missing) and install Gridflow and its tools into it
+
+run: $(STAMP) ## the embedded default: all five services in one process, SQLite, simulated clock, on :8000
+	GRIDFLOW_CLOCK=$${GRIDFLOW_CLOCK:-simulated} $(BIN)/gridflow run --port $(PORT)
+
+up: $(STAMP) ## the real topology: each service its own nameko process on RabbitMQ + PostgreSQL, behind nginx on :8000
+	deploy/topology.sh up
+
+down: ## stop what `make up` started
+	deploy/topology.sh down
+
+status: ## show the processes `make up` started
+	deploy/topology.sh status
+
+migrate: $(STAMP) ## upgrade every service's tables in DATABASE_URL
+	$(BIN)/gridflow migrate --database-url $(DATABASE_URL)
+
+test: $(STAMP) ## everything: unit, integration (RabbitMQ + PostgreSQL), end to end, scenarios
+	$(BIN)/pytest tests
+
+test-unit: $(STAMP) ## unit tests only (no servers)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP) ## one service at a time in a nameko container against RabbitMQ + PostgreSQL
+	$(BIN)/pytest tests/integration
+
+test-e2e: $(STAMP) ## every service as its own process, with a SIGKILL mid-stream
+	$(BIN)/pytest tests/e2e
+
+test-scenarios: $(STAMP) ## the shared scenarios against the embedded default
+	$(BIN)/pytest tests/scenarios
+
+bench: $(STAMP) ## throughput and latency of the real topology beside a bare kombu + psycopg2 pipeline
+	$(BIN)/python -m bench.run
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check libs services tests
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info var

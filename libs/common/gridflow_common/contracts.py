@@ -1,0 +1,256 @@
+"""Every event Gridflow publishes, its payload schema and who consumes it: the one place for contracts.
+
+An event travels as a JSON envelope::
+
+    {"event_id": "...", "event_type": "case_registered", "version": 1, "source": "intake",
+     "occurred_at": "2026-03-02T09:00:00+08:00", "payload": {...}}
+
+``occurred_at`` is the instant the fact became true in the city's time. Handlers act "as of" that
+instant, never as of the moment they happen to run: a red warning found by a sweep over a
+three-day clock jump escalates at the red instant, and the new handler's clock starts there.
+
+Versioning: a payload change that a consumer of the previous version could not read gets a new
+``version``; consumers reject versions they do not know (the message is dead-lettered, not lost).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+# Services: each one a process in the real topology, each owning its own tables.
+INTAKE = "intake"
+ROUTING = "routing"
+DEPARTMENTS = "departments"
+SLA = "sla"
+NOTIFY = "notify"
+SERVICES = (INTAKE, ROUTING, DEPARTMENTS, SLA, NOTIFY)
+
+# Event types.
+CASE_REGISTERED = "case_registered"
+CASE_STATUS_REPORTED = "case_status_reported"
+CASE_VERIFIED = "case_verified"
+CASE_ROUTED = "case_routed"
+CASE_DISPATCHED = "case_dispatched"
+CASE_COLOUR_CHANGED = "case_colour_changed"
+CLOCK_ADVANCED = "clock_advanced"
+
+CHANNELS = ("grid_app", "hotline", "wechat", "web", "sensor", "open311", "import")
+HANDLER_STATUSES = ("accepted", "in_progress", "resolved", "returned", "beyond_authority")
+CASE_STATUSES = (
+    "registered", "dispatched", "accepted", "in_progress", "resolved", "closed", "rejected",
+    "on_hold",
+)
+TIERS = ("community", "street", "district")
+COLOURS = ("green", "yellow", "orange", "red")
+
+# Exchange a department system binds to: one durable queue per department (or per unit that has
+# no department, such as a community office), routing key = that code.
+DEPARTMENT_EXCHANGE = "gridflow.departments"
+
+
+def department_queue(code: str) -> str:
+    return f"gridflow.department.{code}"
+
+
+def event_exchange(source: str) -> str:
+    """nameko's naming for a service's event exchange, so nameko's event handlers bind to it."""
+    return f"{source}.events"
+
+
+def event_queue(source: str, event_type: str, consumer: str, method: str) -> str:
+    """nameko's naming for a SERVICE_POOL event handler's queue."""
+    return f"evt-{source}-{event_type}--{consumer}.{method}"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    source: str
+    event_type: str
+    consumer: str
+    method: str
+
+    @property
+    def queue(self) -> str:
+        return event_queue(self.source, self.event_type, self.consumer, self.method)
+
+
+# Every consumer of every event. The relay declares these queues before it publishes anything, so
+# that no event is confirmed by the broker and then discarded for want of a bound queue, whatever
+# order the services start in. Each service's nameko handlers must match this table (a unit test
+# checks it).
+SUBSCRIPTIONS: tuple[Subscription, ...] = (
+    Subscription(INTAKE, CASE_REGISTERED, ROUTING, "on_case_registered"),
+    Subscription(INTAKE, CASE_STATUS_REPORTED, ROUTING, "on_case_status_reported"),
+    Subscription(INTAKE, CASE_STATUS_REPORTED, SLA, "on_case_status_reported"),
+    Subscription(INTAKE, CASE_VERIFIED, ROUTING, "on_case_verified"),
+    Subscription(INTAKE, CASE_VERIFIED, SLA, "on_case_verified"),
+    Subscription(INTAKE, CLOCK_ADVANCED, SLA, "on_clock_advanced"),
+    Subscription(ROUTING, CASE_ROUTED, DEPARTMENTS, "on_case_routed"),
+    Subscription(ROUTING, CASE_ROUTED, INTAKE, "on_case_routed"),
+    Subscription(DEPARTMENTS, CASE_DISPATCHED, SLA, "on_case_dispatched"),
+    Subscription(DEPARTMENTS, CASE_DISPATCHED, NOTIFY, "on_case_dispatched"),
+    Subscription(DEPARTMENTS, CASE_DISPATCHED, INTAKE, "on_case_dispatched"),
+    Subscription(SLA, CASE_COLOUR_CHANGED, INTAKE, "on_case_colour_changed"),
+    Subscription(SLA, CASE_COLOUR_CHANGED, ROUTING, "on_case_colour_changed"),
+    Subscription(SLA, CASE_COLOUR_CHANGED, NOTIFY, "on_case_colour_changed"),
+)
+
+
+def subscriptions_from(source: str) -> list[Subscription]:
+    return [s for s in SUBSCRIPTIONS if s.source == source]
+
+
+def subscriptions_of(consumer: str) -> list[Subscription]:
+    return [s for s in SUBSCRIPTIONS if s.consumer == consumer]
+
+
+class _Payload(Schema):
+    class Meta:
+        # A newer producer may add fields; an older consumer ignores them (additive = same version).
+        unknown = EXCLUDE
+
+
+class CaseRegisteredV1(_Payload):
+    case_id = fields.String(required=True)
+    category = fields.String(allow_none=True, load_default=None)
+    area_code = fields.String(required=True)
+    description = fields.String(required=True)
+    location = fields.Dict(allow_none=True, load_default=None)
+    jurisdiction_version = fields.Integer(required=True)
+
+
+class CaseStatusReportedV1(_Payload):
+    case_id = fields.String(required=True)
+    assignment_id = fields.String(allow_none=True, load_default=None)
+    sender = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(HANDLER_STATUSES))
+    note = fields.String(allow_none=True, load_default=None)
+    category = fields.String(allow_none=True, load_default=None)
+    jurisdiction_version = fields.Integer(required=True)
+
+
+class CaseVerifiedV1(_Payload):
+    case_id = fields.String(required=True)
+    passed = fields.Boolean(required=True)
+    note = fields.String(allow_none=True, load_default=None)
+    jurisdiction_version = fields.Integer(required=True)
+
+
+class CaseRoutedV1(_Payload):
+    case_id = fields.String(required=True)
+    assignment_id = fields.String(required=True)
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf(("new", "escalated", "returned", "rework", "reclassified")),
+    )
+    category = fields.String(allow_none=True, load_default=None)
+    tier = fields.String(required=True, validate=validate.OneOf(TIERS))
+    handler = fields.String(required=True)
+    lead = fields.String(allow_none=True, load_default=None)
+    assisting = fields.List(fields.String(), load_default=list)
+    escalations = fields.Integer(required=True)
+    area_code = fields.String(required=True)
+    jurisdiction_version = fields.Integer(required=True)
+    explanation = fields.String(load_default="")
+    # What a department system needs to act without calling back.
+    description = fields.String(load_default="")
+    location = fields.Dict(allow_none=True, load_default=None)
+
+
+class CaseDispatchedV1(CaseRoutedV1):
+    queue = fields.String(required=True)
+
+
+class CaseColourChangedV1(_Payload):
+    case_id = fields.String(required=True)
+    assignment_id = fields.String(required=True)
+    colour = fields.String(allow_none=True, validate=validate.OneOf(COLOURS))
+    action = fields.String(load_default="none")
+    fraction = fields.Float(allow_none=True, load_default=None)
+    handler = fields.String(allow_none=True, load_default=None)
+    jurisdiction_version = fields.Integer(required=True)
+
+
+class ClockAdvancedV1(_Payload):
+    now = fields.AwareDateTime(required=True)
+
+
+PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Schema]] = {
+    (CASE_REGISTERED, 1): CaseRegisteredV1,
+    (CASE_STATUS_REPORTED, 1): CaseStatusReportedV1,
+    (CASE_VERIFIED, 1): CaseVerifiedV1,
+    (CASE_ROUTED, 1): CaseRoutedV1,
+    (CASE_DISPATCHED, 1): CaseDispatchedV1,
+    (CASE_COLOUR_CHANGED, 1): CaseColourChangedV1,
+    (CLOCK_ADVANCED, 1): ClockAdvancedV1,
+}
+CURRENT_VERSION = 1
+
+
+class EnvelopeSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    event_id = fields.String(required=True)
+    event_type = fields.String(required=True)
+    version = fields.Integer(required=True)
+    source = fields.String(required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+    payload = fields.Dict(required=True)
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    event_type: str
+    version: int
+    source: str
+    occurred_at: dt.datetime
+    payload: dict
+
+    def to_message(self) -> dict:
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "version": self.version,
+            "source": self.source,
+            "occurred_at": self.occurred_at.isoformat(),
+            "payload": self.payload,
+        }
+
+
+def make_event(source: str, event_type: str, occurred_at: dt.datetime, payload: dict) -> Event:
+    """Validate ``payload`` against the event's current schema and wrap it in an envelope."""
+    schema = PAYLOAD_SCHEMAS[(event_type, CURRENT_VERSION)]()
+    errors = schema.validate(payload)
+    if errors:
+        raise ValueError(f"{event_type} payload does not match its contract: {errors}")
+    return Event(
+        event_id=uuid.uuid4().hex,
+        event_type=event_type,
+        version=CURRENT_VERSION,
+        source=source,
+        occurred_at=occurred_at,
+        payload=schema.dump(schema.load(payload)),
+    )
+
+
+def load_event(message: dict) -> Event:
+    """Parse an envelope and its payload; raises ``ValidationError`` naming what is wrong."""
+    env = EnvelopeSchema().load(message)
+    key = (env["event_type"], env["version"])
+    if key not in PAYLOAD_SCHEMAS:
+        raise ValidationError({"event_type": [f"unknown event {key[0]} version {key[1]}"]})
+    payload = PAYLOAD_SCHEMAS[key]().load(env["payload"])
+    return Event(
+        event_id=env["event_id"],
+        event_type=env["event_type"],
+        version=env["version"],
+        source=env["source"],
+        occurred_at=env["occurred_at"],
+        payload=payload,
+    )

@@ -1,0 +1,950 @@
+"""A jurisdiction (辖区): the territory, departments, units, categories, people, calendar and
+warning levels a city hands Gridflow before its first case.
+
+Cities keep this in spreadsheets, so the interchange format is a folder of CSV files (see
+``shared/fixtures/README.md``). The folder is accepted or refused as a whole: a half-loaded
+jurisdiction would route cases to units that do not exist, so every problem is collected and
+reported together, each with the file, spreadsheet row and column a clerk needs to fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from gridflow_common.domain.calendar import (
+    TimeLimit,
+    WarningLevel,
+    WorkingCalendar,
+    parse_time_unit,
+)
+from gridflow_common.domain.geo import Polygon, parse_wkt_polygon
+
+LEVELS = ("district", "street", "community", "grid")
+UNIT_KINDS = ("command_center", "bureau", "street_center", "station", "community_office")
+ROLES = (
+    "grid_worker",
+    "community_staff",
+    "street_duty",
+    "station_duty",
+    "bureau_duty",
+    "command_duty",
+    "leader",
+)
+TIERS = ("community", "street", "district")
+CATEGORY_KINDS = ("component", "event")
+CALENDAR_KINDS = ("holiday", "workday")
+COLOURS = ("green", "yellow", "orange", "red")
+WARNING_ACTIONS = ("none", "remind_handler", "supervise", "escalate")
+
+_PARENT_LEVEL = {"street": "district", "community": "street", "grid": "community"}
+_UNIT_LEVEL = {
+    "command_center": "district",
+    "bureau": "district",
+    "street_center": "street",
+    "station": "street",
+    "community_office": "community",
+}
+_UNIT_KINDS_WITH_DEPARTMENT = ("bureau", "station")
+# The README gives grid workers a grid area and everyone else a unit; pinning the duty roles to
+# their unit kind means a lookup such as "station duty of this station" cannot silently miss.
+_ROLE_UNIT_KINDS: dict[str, tuple[str, ...]] = {
+    "community_staff": ("community_office",),
+    "street_duty": ("street_center",),
+    "station_duty": ("station",),
+    "bureau_duty": ("bureau",),
+    "command_duty": ("command_center",),
+    "leader": UNIT_KINDS,
+}
+
+FILES: dict[str, tuple[str, ...]] = {
+    "areas.csv": ("code", "name", "level", "parent_code", "polygon_wkt"),
+    "departments.csv": ("code", "name_zh", "name_en"),
+    "units.csv": ("code", "name", "kind", "department_code", "area_code"),
+    "categories.csv": (
+        "code",
+        "name_zh",
+        "name_en",
+        "kind",
+        "time_limit",
+        "time_unit",
+        "default_tier",
+        "lead_department",
+        "assisting_departments",
+        "keywords_zh",
+    ),
+    "people.csv": ("id", "name", "role", "unit_or_area", "phone", "email"),
+    "calendar.csv": ("date", "kind"),
+    "office_hours.csv": ("start", "end"),
+    "warning_levels.csv": ("colour", "from_fraction", "action"),
+}
+
+_LIST_SEPARATOR = re.compile(r"[;；]")  # Chinese keyboards type the full-width semicolon
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+_INTEGER = re.compile(r"^\+?\d+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[\d\s()\-]{3,}$")
+
+
+# --------------------------------------------------------------------------- entities
+
+
+@dataclass(frozen=True)
+class Area:
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+    polygon: Polygon
+
+
+@dataclass(frozen=True)
+class Department:
+    code: str
+    name_zh: str
+    name_en: str
+
+
+@dataclass(frozen=True)
+class Unit:
+    code: str
+    name: str
+    kind: str
+    department_code: str | None
+    area_code: str
+
+
+@dataclass(frozen=True)
+class Category:
+    code: str
+    name_zh: str
+    name_en: str
+    kind: str
+    limit: TimeLimit
+    default_tier: str
+    lead_department: str | None
+    assisting_departments: tuple[str, ...]
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    role: str
+    unit_or_area: str
+    phone: str | None
+    email: str | None
+
+
+# --------------------------------------------------------------------------- problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason to refuse a folder. ``line`` is the spreadsheet row (header = 1, 0 = the
+    file as a whole); ``column`` is the contract's column name, or None for a whole row/file."""
+
+    file: str
+    line: int
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f" line {self.line}"
+        if self.column:
+            where += f", column {self.column}"
+        return f"{where}: {self.message}"
+
+
+class JurisdictionError(ValueError):
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        order = {name: i for i, name in enumerate(FILES)}
+        # Stable sort: problems on one row keep the order they were found in.
+        self.problems: tuple[Problem, ...] = tuple(
+            sorted(problems, key=lambda p: (order.get(p.file, len(order)), p.file, p.line))
+        )
+        super().__init__(str(self))
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [
+            {"file": p.file, "line": p.line, "column": p.column, "message": p.message}
+            for p in self.problems
+        ]
+
+    def __str__(self) -> str:
+        count = len(self.problems)
+        head = f"jurisdiction refused: {count} problem{'s' if count != 1 else ''}"
+        return "\n  ".join([head, *(str(p) for p in self.problems)])
+
+
+# --------------------------------------------------------------------------- jurisdiction
+
+
+@dataclass(frozen=True)
+class Jurisdiction:
+    areas: tuple[Area, ...]
+    departments: tuple[Department, ...]
+    units: tuple[Unit, ...]
+    categories: tuple[Category, ...]
+    people: tuple[Person, ...]
+    calendar: WorkingCalendar
+    warning_levels: tuple[WarningLevel, ...]
+
+    # Indexes are derived, so they stay out of equality, repr and the constructor.
+    _areas: dict[str, Area] = field(init=False, repr=False, compare=False)
+    _children: dict[str, tuple[Area, ...]] = field(init=False, repr=False, compare=False)
+    _districts: tuple[Area, ...] = field(init=False, repr=False, compare=False)
+    _departments: dict[str, Department] = field(init=False, repr=False, compare=False)
+    _units: dict[str, Unit] = field(init=False, repr=False, compare=False)
+    _unit_slots: dict[tuple[str, str | None, str], Unit] = field(
+        init=False, repr=False, compare=False
+    )
+    _categories: dict[str, Category] = field(init=False, repr=False, compare=False)
+    _people: dict[str, Person] = field(init=False, repr=False, compare=False)
+    _people_at: dict[str, tuple[Person, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        children: dict[str, list[Area]] = {}
+        for a in self.areas:
+            if a.parent_code is not None:
+                children.setdefault(a.parent_code, []).append(a)
+        slots: dict[tuple[str, str | None, str], Unit] = {}
+        for u in self.units:
+            slots.setdefault(_slot(u.kind, u.department_code, u.area_code), u)
+        people_at: dict[str, list[Person]] = {}
+        for p in self.people:
+            people_at.setdefault(p.unit_or_area, []).append(p)
+        set_ = object.__setattr__
+        set_(self, "_areas", {a.code: a for a in self.areas})
+        set_(self, "_children", {k: tuple(v) for k, v in children.items()})
+        set_(self, "_districts", tuple(a for a in self.areas if a.level == "district"))
+        set_(self, "_departments", {d.code: d for d in self.departments})
+        set_(self, "_units", {u.code: u for u in self.units})
+        set_(self, "_unit_slots", slots)
+        set_(self, "_categories", {c.code: c for c in self.categories})
+        set_(self, "_people", {p.id: p for p in self.people})
+        set_(self, "_people_at", {k: tuple(v) for k, v in people_at.items()})
+
+    @property
+    def district_codes(self) -> tuple[str, ...]:
+        return tuple(a.code for a in self._districts)
+
+    @property
+    def name(self) -> str:
+        return "、".join(a.name for a in self._districts)
+
+    def area(self, code: str) -> Area | None:
+        return self._areas.get(code)
+
+    def areas_at(self, level: str) -> tuple[Area, ...]:
+        return tuple(a for a in self.areas if a.level == level)
+
+    def children(self, code: str) -> tuple[Area, ...]:
+        return self._children.get(code, ())
+
+    def unit(self, code: str) -> Unit | None:
+        return self._units.get(code)
+
+    def category(self, code: str) -> Category | None:
+        return self._categories.get(code)
+
+    def department(self, code: str) -> Department | None:
+        return self._departments.get(code)
+
+    def person(self, person_id: str) -> Person | None:
+        return self._people.get(person_id)
+
+    def locate_point(self, lat: float, lon: float) -> Area | None:
+        """The deepest area containing the point: its grid when the grids cover it."""
+        # Descending the tree tests a few dozen polygons instead of every grid in the city.
+        found: Area | None = None
+        candidates = self._districts
+        while candidates:
+            hit = next((a for a in candidates if a.polygon.contains(lon, lat)), None)
+            if hit is None:
+                break
+            found = hit
+            candidates = self._children.get(hit.code, ())
+        return found
+
+    def ancestor(self, area_code: str, level: str) -> Area | None:
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
+        wanted = LEVELS.index(level)
+        area = self._areas.get(area_code)
+        while area is not None and LEVELS.index(area.level) > wanted:
+            area = self._areas.get(area.parent_code) if area.parent_code else None
+        return area if area is not None and area.level == level else None
+
+    def station(self, department_code: str, street_code: str) -> Unit | None:
+        return self._unit_slots.get(_slot("station", department_code, street_code))
+
+    def bureau(self, department_code: str, district_code: str) -> Unit | None:
+        return self._unit_slots.get(_slot("bureau", department_code, district_code))
+
+    def command_center(self, district_code: str) -> Unit | None:
+        return self._unit_slots.get(_slot("command_center", None, district_code))
+
+    def street_center(self, street_code: str) -> Unit | None:
+        return self._unit_slots.get(_slot("street_center", None, street_code))
+
+    def community_office(self, community_code: str) -> Unit | None:
+        return self._unit_slots.get(_slot("community_office", None, community_code))
+
+    def people_for(self, unit_or_area_code: str, roles: Iterable[str]) -> list[Person]:
+        # A bare string is an iterable of characters; treat it as the one role it names.
+        wanted = {roles} if isinstance(roles, str) else set(roles)
+        return [p for p in self._people_at.get(unit_or_area_code, ()) if p.role in wanted]
+
+
+def _slot(kind: str, department_code: str | None, area_code: str) -> tuple[str, str | None, str]:
+    # Only bureaus and stations are told apart by department; the other kinds are one per area.
+    return (kind, department_code if kind in _UNIT_KINDS_WITH_DEPARTMENT else None, area_code)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_folder(path: str | Path) -> Jurisdiction:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"jurisdiction folder not found: {folder}")
+    files: dict[str, str | bytes] = {}
+    for name in FILES:
+        candidate = folder / name
+        if candidate.is_file():
+            files[name] = candidate.read_bytes()
+    return parse_jurisdiction(files)
+
+
+def parse_jurisdiction(files: Mapping[str, str | bytes]) -> Jurisdiction:
+    """Validate and build a jurisdiction from file name -> content (text, or UTF-8 bytes).
+
+    Keys may carry a folder prefix (``lucheng/areas.csv``), as browsers send for an uploaded
+    folder. Files outside the contract are ignored. Raises JurisdictionError listing every
+    problem found.
+    """
+    return _Loader(files).load()
+
+
+@dataclass
+class _Row:
+    line: int
+    cells: dict[str, str]
+
+    def __getitem__(self, column: str) -> str:
+        return self.cells.get(column, "")
+
+
+class _Loader:
+    def __init__(self, files: Mapping[str, str | bytes]) -> None:
+        self.problems: list[Problem] = []
+        self.texts: dict[str, str] = {}
+        self.unreadable: set[str] = set()
+        for key, content in files.items():
+            name = re.split(r"[\\/]", key)[-1]
+            if name not in FILES:
+                continue
+            if name in self.texts or name in self.unreadable:
+                self.add(name, 0, None, f"given twice (again as {key!r})")
+                continue
+            if isinstance(content, bytes):
+                try:
+                    content = content.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    self.add(
+                        name,
+                        0,
+                        None,
+                        f"not UTF-8 text (bad byte at offset {exc.start}); "
+                        "save the spreadsheet as 'CSV UTF-8'",
+                    )
+                    self.unreadable.add(name)
+                    continue
+            self.texts[name] = content.removeprefix("\ufeff")
+        # Codes seen in each file, even on rows with other problems, so that one bad cell does
+        # not also surface as "unknown code" everywhere it is referenced. None = file unusable.
+        self.area_levels: dict[str, str | None] | None = None
+        self.department_codes: set[str] | None = None
+        self.unit_kinds: dict[str, str | None] | None = None
+
+    def add(self, file: str, line: int, column: str | None, message: str) -> None:
+        self.problems.append(Problem(file, line, column, message))
+
+    # ---- generic table reading
+
+    def table(self, name: str) -> list[_Row] | None:
+        columns = FILES[name]
+        text = self.texts.get(name)
+        if text is None:
+            if name not in self.unreadable:
+                self.add(name, 0, None, "file is missing")
+            return None
+        records: list[tuple[int, list[str]]] = []
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            # Counting records, not physical lines, matches the row numbers a spreadsheet shows
+            # even when a quoted cell spans several lines.
+            for number, record in enumerate(reader, start=1):
+                records.append((number, record))
+        except csv.Error as exc:
+            self.add(name, len(records) + 1, None, f"not valid CSV: {exc}")
+            return None
+        if not records or not any(cell.strip() for cell in records[0][1]):
+            self.add(name, 1, None, f"header row is missing; expected {', '.join(columns)}")
+            return None
+        header = [cell.strip().lower() for cell in records[0][1]]
+        missing = [c for c in columns if c not in header]
+        for column in missing:
+            self.add(name, 1, column, f"required column '{column}' is missing")
+        for column in columns:
+            if header.count(column) > 1:
+                self.add(name, 1, column, f"column '{column}' appears more than once")
+                missing.append(column)
+        if missing:
+            return None
+        index = {c: header.index(c) for c in columns}
+        rows = []
+        for number, record in records[1:]:
+            # Spreadsheets export trailing rows of bare commas; they are not data.
+            if not any(cell.strip() for cell in record):
+                continue
+            cells = {c: record[i].strip() if i < len(record) else "" for c, i in index.items()}
+            rows.append(_Row(number, cells))
+        return rows
+
+    def required(self, file: str, row: _Row, column: str) -> str | None:
+        value = row[column]
+        if not value:
+            self.add(file, row.line, column, "is empty")
+            return None
+        return value
+
+    def one_of(
+        self, file: str, row: _Row, column: str, allowed: tuple[str, ...], what: str
+    ) -> str | None:
+        value = self.required(file, row, column)
+        if value is not None and value not in allowed:
+            self.add(
+                file,
+                row.line,
+                column,
+                f"unknown {what} '{value}'; expected one of {', '.join(allowed)}",
+            )
+            return None
+        return value
+
+    def unique(self, file: str, row: _Row, column: str, value: str, seen: dict[str, int]) -> bool:
+        if value in seen:
+            self.add(
+                file,
+                row.line,
+                column,
+                f"duplicate {column} '{value}' (first on line {seen[value]})",
+            )
+            return False
+        seen[value] = row.line
+        return True
+
+    # ---- the files, in dependency order
+
+    def load(self) -> Jurisdiction:
+        areas = self.load_areas()
+        departments = self.load_departments()
+        units = self.load_units()
+        categories = self.load_categories()
+        people = self.load_people()
+        before_calendar = len(self.problems)
+        calendar_dates = self.load_calendar()
+        office_hours = self.load_office_hours()
+        calendar_ok = len(self.problems) == before_calendar
+        warning_levels = self.load_warning_levels()
+
+        calendar: WorkingCalendar | None = None
+        # Only a clean calendar is handed over: its own checks would repeat ours less precisely.
+        if calendar_ok and calendar_dates is not None and office_hours is not None:
+            holidays, workdays = calendar_dates
+            try:
+                calendar = WorkingCalendar(
+                    holidays=holidays, workdays=workdays, office_hours=office_hours
+                )
+            except (TypeError, ValueError) as exc:
+                self.add("calendar.csv", 0, None, f"working calendar refused: {exc}")
+
+        if self.problems or calendar is None or warning_levels is None:
+            raise JurisdictionError(self.problems)
+        return Jurisdiction(
+            areas=tuple(areas),
+            departments=tuple(departments),
+            units=tuple(units),
+            categories=tuple(categories),
+            people=tuple(people),
+            calendar=calendar,
+            warning_levels=warning_levels,
+        )
+
+    def load_areas(self) -> list[Area]:
+        file = "areas.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        levels: dict[str, str | None] = {}
+        seen: dict[str, int] = {}
+        parsed = []
+        for row in rows:
+            code = self.required(file, row, "code")
+            name = self.required(file, row, "name")
+            level = self.one_of(file, row, "level", LEVELS, "level")
+            polygon = None
+            wkt = self.required(file, row, "polygon_wkt")
+            if wkt is not None:
+                try:
+                    polygon = parse_wkt_polygon(wkt)
+                except ValueError as exc:
+                    self.add(file, row.line, "polygon_wkt", str(exc))
+            if code is None or not self.unique(file, row, "code", code, seen):
+                continue
+            levels[code] = level
+            parsed.append((row, code, name, level, polygon))
+        self.area_levels = levels
+
+        areas = []
+        for row, code, name, level, polygon in parsed:
+            parent = row["parent_code"] or None
+            if level == "district":
+                if parent is not None:
+                    self.add(
+                        file,
+                        row.line,
+                        "parent_code",
+                        "a district is the top of the hierarchy; leave parent_code empty",
+                    )
+            elif level is not None:
+                expected = _PARENT_LEVEL[level]
+                if parent is None:
+                    self.add(
+                        file, row.line, "parent_code", f"is empty; a {level} needs its {expected}"
+                    )
+                elif parent not in levels:
+                    self.add(file, row.line, "parent_code", f"unknown area '{parent}'")
+                else:
+                    actual = levels[parent]
+                    if actual is not None and actual != expected:
+                        self.add(
+                            file,
+                            row.line,
+                            "parent_code",
+                            f"'{parent}' is a {actual}; the parent of a {level} must be a {expected}",
+                        )
+                    if not (code.startswith(parent) and len(code) > len(parent)):
+                        self.add(
+                            file,
+                            row.line,
+                            "code",
+                            f"code '{code}' does not extend its parent's code '{parent}'",
+                        )
+            if name is not None and level is not None and polygon is not None:
+                areas.append(Area(code, name, level, parent, polygon))
+        if rows and "district" not in levels.values():
+            self.add(file, 0, "level", "no district: the hierarchy needs at least one")
+        return areas
+
+    def load_departments(self) -> list[Department]:
+        file = "departments.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        seen: dict[str, int] = {}
+        departments = []
+        for row in rows:
+            code = self.required(file, row, "code")
+            name_zh = self.required(file, row, "name_zh")
+            if code is None or not self.unique(file, row, "code", code, seen):
+                continue
+            if name_zh is not None:
+                departments.append(Department(code, name_zh, row["name_en"]))
+        self.department_codes = set(seen)
+        return departments
+
+    def check_department(self, file: str, row: _Row, column: str, code: str) -> bool:
+        if self.department_codes is not None and code not in self.department_codes:
+            self.add(file, row.line, column, f"unknown department '{code}'")
+            return False
+        return True
+
+    def load_units(self) -> list[Unit]:
+        file = "units.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        seen: dict[str, int] = {}
+        slots: dict[tuple[str, str | None, str], tuple[str, int]] = {}
+        kinds: dict[str, str | None] = {}
+        units = []
+        for row in rows:
+            code = self.required(file, row, "code")
+            name = self.required(file, row, "name")
+            kind = self.one_of(file, row, "kind", UNIT_KINDS, "unit kind")
+            area_code = self.required(file, row, "area_code")
+            department = row["department_code"] or None
+
+            if area_code is not None and self.area_levels is not None:
+                if area_code not in self.area_levels:
+                    self.add(file, row.line, "area_code", f"unknown area '{area_code}'")
+                    area_code = None
+                else:
+                    level = self.area_levels[area_code]
+                    if kind is not None and level is not None and level != _UNIT_LEVEL[kind]:
+                        self.add(
+                            file,
+                            row.line,
+                            "area_code",
+                            f"'{area_code}' is a {level}; a {kind} belongs to a {_UNIT_LEVEL[kind]}",
+                        )
+            if department is None:
+                if kind in _UNIT_KINDS_WITH_DEPARTMENT:
+                    self.add(
+                        file,
+                        row.line,
+                        "department_code",
+                        f"is empty; a {kind} belongs to a department",
+                    )
+            else:
+                self.check_department(file, row, "department_code", department)
+
+            if kind is not None and area_code is not None:
+                slot = _slot(kind, department, area_code)
+                if slot in slots:
+                    other, line = slots[slot]
+                    self.add(
+                        file,
+                        row.line,
+                        None,
+                        f"a second {kind} for the same "
+                        f"{'department and ' if slot[1] else ''}area (first is '{other}' on line {line})",
+                    )
+                elif code is not None:
+                    slots[slot] = (code, row.line)
+
+            if code is None or not self.unique(file, row, "code", code, seen):
+                continue
+            kinds[code] = kind
+            if self.area_levels is not None and code in self.area_levels:
+                # people.csv points at "a unit or an area" by code alone.
+                self.add(
+                    file, row.line, "code", f"'{code}' is also an area code; unit codes must differ"
+                )
+            if name is not None and kind is not None and area_code is not None:
+                units.append(Unit(code, name, kind, department, area_code))
+        self.unit_kinds = kinds
+        return units
+
+    def load_categories(self) -> list[Category]:
+        file = "categories.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        seen: dict[str, int] = {}
+        categories = []
+        for row in rows:
+            code = self.required(file, row, "code")
+            name_zh = self.required(file, row, "name_zh")
+            kind = self.one_of(file, row, "kind", CATEGORY_KINDS, "category kind")
+            tier = self.one_of(file, row, "default_tier", TIERS, "tier")
+
+            amount = None
+            raw_amount = self.required(file, row, "time_limit")
+            if raw_amount is not None:
+                if not _INTEGER.match(raw_amount) or int(raw_amount) <= 0:
+                    self.add(
+                        file,
+                        row.line,
+                        "time_limit",
+                        f"'{raw_amount}' is not a positive whole number",
+                    )
+                else:
+                    amount = int(raw_amount)
+            unit = None
+            raw_unit = self.required(file, row, "time_unit")
+            if raw_unit is not None:
+                try:
+                    unit = parse_time_unit(raw_unit)
+                except ValueError as exc:
+                    self.add(file, row.line, "time_unit", str(exc))
+
+            lead = row["lead_department"] or None
+            if lead is not None:
+                self.check_department(file, row, "lead_department", lead)
+            assisting: list[str] = []
+            for item in _split_list(row["assisting_departments"]):
+                if item == lead:
+                    self.add(
+                        file,
+                        row.line,
+                        "assisting_departments",
+                        f"'{item}' is already the lead department",
+                    )
+                elif item in assisting:
+                    self.add(file, row.line, "assisting_departments", f"'{item}' is listed twice")
+                elif self.check_department(file, row, "assisting_departments", item):
+                    assisting.append(item)
+            keywords = tuple(dict.fromkeys(_split_list(row["keywords_zh"])))
+
+            if code is None or not self.unique(file, row, "code", code, seen):
+                continue
+            if None not in (name_zh, kind, tier, amount, unit):
+                assert name_zh and kind and tier and amount and unit  # narrows types for mypy
+                categories.append(
+                    Category(
+                        code=code,
+                        name_zh=name_zh,
+                        name_en=row["name_en"],
+                        kind=kind,
+                        limit=TimeLimit(amount, unit),
+                        default_tier=tier,
+                        lead_department=lead,
+                        assisting_departments=tuple(assisting),
+                        keywords=keywords,
+                    )
+                )
+        return categories
+
+    def load_people(self) -> list[Person]:
+        file = "people.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        seen: dict[str, int] = {}
+        people = []
+        for row in rows:
+            person_id = self.required(file, row, "id")
+            name = self.required(file, row, "name")
+            role = self.one_of(file, row, "role", ROLES, "role")
+            target = self.required(file, row, "unit_or_area")
+            if target is not None and self.area_levels is not None and self.unit_kinds is not None:
+                self.check_person_target(file, row, role, target)
+            phone = row["phone"] or None
+            if phone is not None and not _PHONE.match(phone):
+                self.add(file, row.line, "phone", f"'{phone}' does not look like a phone number")
+            email = row["email"] or None
+            if email is not None and not _EMAIL.match(email):
+                self.add(file, row.line, "email", f"'{email}' does not look like an e-mail address")
+            if person_id is None or not self.unique(file, row, "id", person_id, seen):
+                continue
+            if name is not None and role is not None and target is not None:
+                people.append(Person(person_id, name, role, target, phone, email))
+        return people
+
+    def check_person_target(self, file: str, row: _Row, role: str | None, target: str) -> None:
+        assert self.area_levels is not None and self.unit_kinds is not None
+        # Should a unit share its code with an area (already reported in units.csv), read the
+        # code the way the role expects rather than report the person as well.
+        as_area = target in self.area_levels and (
+            role == "grid_worker" or target not in self.unit_kinds
+        )
+        if target in self.unit_kinds and not as_area:
+            kind = self.unit_kinds[target]
+            if role == "grid_worker":
+                self.add(
+                    file,
+                    row.line,
+                    "unit_or_area",
+                    f"'{target}' is a unit; a grid_worker belongs to a grid area",
+                )
+            elif role is not None and kind is not None and kind not in _ROLE_UNIT_KINDS[role]:
+                self.add(
+                    file,
+                    row.line,
+                    "unit_or_area",
+                    f"'{target}' is a {kind}; a {role} belongs to a "
+                    f"{' or '.join(_ROLE_UNIT_KINDS[role])}",
+                )
+        elif as_area:
+            level = self.area_levels[target]
+            if role == "grid_worker":
+                if level is not None and level != "grid":
+                    self.add(
+                        file,
+                        row.line,
+                        "unit_or_area",
+                        f"'{target}' is a {level}; a grid_worker belongs to a grid",
+                    )
+            elif role is not None:
+                self.add(
+                    file,
+                    row.line,
+                    "unit_or_area",
+                    f"'{target}' is an area; a {role} belongs to a unit "
+                    f"({' or '.join(_ROLE_UNIT_KINDS[role])})",
+                )
+        else:
+            self.add(file, row.line, "unit_or_area", f"unknown unit or area '{target}'")
+
+    def load_calendar(self) -> tuple[frozenset[date], frozenset[date]] | None:
+        file = "calendar.csv"
+        rows = self.table(file)
+        if rows is None:
+            return None
+        seen: dict[str, int] = {}
+        holidays: set[date] = set()
+        workdays: set[date] = set()
+        for row in rows:
+            raw = self.required(file, row, "date")
+            kind = self.one_of(file, row, "kind", CALENDAR_KINDS, "calendar kind")
+            if raw is None:
+                continue
+            day = _parse_date(raw)
+            if day is None:
+                self.add(file, row.line, "date", f"'{raw}' is not a date; write YYYY-MM-DD")
+                continue
+            if not self.unique(file, row, "date", day.isoformat(), seen):
+                continue
+            if kind == "workday" and day.weekday() < 5:
+                self.add(
+                    file,
+                    row.line,
+                    "date",
+                    f"{raw} is a weekday already; 'workday' is for a weekend day that is worked",
+                )
+            if kind == "holiday":
+                holidays.add(day)
+            elif kind == "workday":
+                workdays.add(day)
+        return frozenset(holidays), frozenset(workdays)
+
+    def load_office_hours(self) -> tuple[tuple[time, time], ...] | None:
+        file = "office_hours.csv"
+        rows = self.table(file)
+        if rows is None:
+            return None
+        periods: list[tuple[time, time, int]] = []
+        for row in rows:
+            start = self.clock(file, row, "start")
+            end = self.clock(file, row, "end")
+            if start is None or end is None:
+                continue
+            if start >= end:
+                self.add(
+                    file, row.line, "end", f"{_hhmm(end)} is not after the start {_hhmm(start)}"
+                )
+                continue
+            periods.append((start, end, row.line))
+        if not rows:
+            self.add(file, 0, None, "no office hours: a working day needs at least one period")
+        periods.sort()
+        for (_, prev_end, prev_line), (start, end, line) in pairwise(periods):
+            if start < prev_end:
+                self.add(
+                    file,
+                    line,
+                    "start",
+                    f"{_hhmm(start)}–{_hhmm(end)} overlaps the period on line {prev_line}",
+                )
+        return tuple((s, e) for s, e, _ in periods)
+
+    def clock(self, file: str, row: _Row, column: str) -> time | None:
+        raw = self.required(file, row, column)
+        if raw is None:
+            return None
+        m = _CLOCK.match(raw)
+        if m:
+            hour, minute, second = int(m[1]), int(m[2]), int(m[3] or 0)
+            if hour < 24 and minute < 60 and second < 60:
+                return time(hour, minute, second)
+        self.add(file, row.line, column, f"'{raw}' is not a time of day; write HH:MM")
+        return None
+
+    def load_warning_levels(self) -> tuple[WarningLevel, ...] | None:
+        file = "warning_levels.csv"
+        rows = self.table(file)
+        if rows is None:
+            return None
+        seen: dict[str, int] = {}
+        found: dict[str, tuple[float | None, str | None, int]] = {}
+        for row in rows:
+            colour = self.one_of(file, row, "colour", COLOURS, "colour")
+            action = self.one_of(file, row, "action", WARNING_ACTIONS, "warning action")
+            fraction = None
+            raw = self.required(file, row, "from_fraction")
+            if raw is not None:
+                try:
+                    fraction = float(raw)
+                except ValueError:
+                    pass
+                if fraction is None or not math.isfinite(fraction) or fraction < 0:
+                    self.add(
+                        file, row.line, "from_fraction", f"'{raw}' is not a number of 0 or more"
+                    )
+                    fraction = None
+            if colour is not None and self.unique(file, row, "colour", colour, seen):
+                found[colour] = (fraction, action, row.line)
+
+        missing = [c for c in COLOURS if c not in found]
+        if missing:
+            self.add(
+                file,
+                0,
+                "colour",
+                f"missing colour(s): {', '.join(missing)}; all of {', '.join(COLOURS)} are required",
+            )
+        green = found.get("green")
+        if green is not None and green[0] is not None and green[0] != 0:
+            self.add(
+                file,
+                green[2],
+                "from_fraction",
+                "green must start at 0, or a fresh case has no colour",
+            )
+        previous: tuple[str, float] | None = None
+        for colour in COLOURS:
+            if colour not in found or found[colour][0] is None:
+                continue
+            fraction, _, line = found[colour]
+            assert fraction is not None
+            if previous is not None and fraction <= previous[1]:
+                self.add(
+                    file,
+                    line,
+                    "from_fraction",
+                    f"{colour} starts at {fraction}, not above {previous[0]} ({previous[1]}); "
+                    f"the levels must rise in the order {', '.join(COLOURS)}",
+                )
+            previous = (colour, fraction)
+        if missing or any(f is None or a is None for f, a, _ in found.values()):
+            return None
+        levels = []
+        for colour in COLOURS:
+            fraction, action, _ = found[colour]
+            assert fraction is not None and action is not None
+            levels.append(WarningLevel(colour=colour, from_fraction=fraction, action=action))
+        return tuple(levels)
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in _LIST_SEPARATOR.split(text) if item.strip()]
+
+
+def _parse_date(text: str) -> date | None:
+    # fromisoformat alone would also take 20260101 and week dates, which a clerk never means.
+    if not _DATE.match(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _hhmm(t: time) -> str:
+    return t.strftime("%H:%M") if not t.second else t.strftime("%H:%M:%S")

@@ -1,0 +1,182 @@
+"""The embedded default: all five services in one process, on an in-memory transport and SQLite.
+
+It runs the very same service layer, outbox, idempotent consumer and failure policy as the real
+topology; only the transport (an in-process queue instead of RabbitMQ) and the database (SQLite
+in memory instead of PostgreSQL) differ. Made for a laptop with nothing but Python, demos and
+scenario rehearsals; not for production.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import queue
+import tempfile
+import threading
+from collections import defaultdict, deque
+from pathlib import Path
+
+from gridflow_common import contracts as c
+from gridflow_common import migrate
+from gridflow_common.clock import make_clock
+from gridflow_common.db import make_engine
+from gridflow_common.jurisdictions import JurisdictionStore
+from gridflow_common.logging import get_logger
+from gridflow_common.runtime import ServiceRuntime
+from gridflow_common.service import ServiceDefinition
+
+log = get_logger(__name__)
+
+LUCHENG = Path(__file__).parent / "fixtures" / "lucheng"
+DEPARTMENT_QUEUE_LIMIT = 10_000
+
+
+def load_definitions() -> dict[str, ServiceDefinition]:
+    return {name: importlib.import_module(f"gridflow_{name}.handlers").DEFINITION
+            for name in c.SERVICES}
+
+
+class InMemoryBus:
+    """Routes published messages to the subscribed handlers, like the broker's bindings."""
+
+    def __init__(self) -> None:
+        self.deliveries: queue.Queue = queue.Queue()
+        self.department_queues: dict[str, deque] = defaultdict(
+            lambda: deque(maxlen=DEPARTMENT_QUEUE_LIMIT))
+        self._routes: dict[tuple[str, str], list[c.Subscription]] = defaultdict(list)
+        for sub in c.SUBSCRIPTIONS:
+            self._routes[(c.event_exchange(sub.source), sub.event_type)].append(sub)
+
+    def publisher(self) -> InMemoryBus:
+        return self
+
+    def publish(self, exchange: str, routing_key: str, body: str) -> None:
+        if exchange == c.DEPARTMENT_EXCHANGE:
+            self.department_queues[routing_key].append(json.loads(body))
+            return
+        subs = self._routes.get((exchange, routing_key))
+        if not subs:
+            raise LookupError(f"no consumer bound for {exchange}/{routing_key}")
+        message = json.loads(body)
+        for sub in subs:
+            self.deliveries.put((sub.consumer, sub.method, message))
+
+    def clear(self) -> None:
+        while True:
+            try:
+                self.deliveries.get_nowait()
+            except queue.Empty:
+                break
+        self.department_queues.clear()
+
+
+class EmbeddedGridflow:
+    def __init__(self, database_url: str | None = None, clock_mode: str | None = None):
+        if database_url is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="gridflow-")
+            database_url = f"sqlite:///{self._tmp.name}/gridflow.sqlite"
+        self.engine = make_engine(database_url)
+        self.lock = threading.RLock()
+        migrate.upgrade_all(self.engine)
+        self.clock = make_clock(self.engine, clock_mode)
+        self.store = JurisdictionStore(self.engine, self.lock)
+        self.bus = InMemoryBus()
+        self.definitions = load_definitions()
+        self.runtimes: dict[str, ServiceRuntime] = {}
+        for name, definition in self.definitions.items():
+            runtime = ServiceRuntime(name, self.engine, self.clock, self.store,
+                                     definition.tables(), lock=self.lock)
+            runtime.on_commit(lambda r=runtime: r.relay(self.bus))
+            self.runtimes[name] = runtime
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for target, name in ((self._deliver, "deliver"), (self._tick, "tick")):
+            thread = threading.Thread(target=target, name=f"embedded-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.bus.deliveries.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _deliver(self) -> None:
+        while not self._stop.is_set():
+            item = self.bus.deliveries.get()
+            if item is None:
+                continue
+            consumer, method, message = item
+            handler = self.definitions[consumer].handlers[method]
+            try:
+                self.runtimes[consumer].consume(method, message, handler)
+            except Exception:  # noqa: BLE001 - not even the failure could be recorded: redeliver
+                log.exception("delivery_failed", consumer=consumer, method=method)
+                self._stop.wait(0.5)
+                self.bus.deliveries.put(item)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            for name, runtime in self.runtimes.items():
+                definition = self.definitions[name]
+                try:
+                    runtime.relay(self.bus)
+                    runtime.retry_due(definition.handlers)
+                    if definition.periodic and not self.clock.simulated:
+                        definition.periodic(runtime)
+                except Exception:  # noqa: BLE001 - the next tick tries again
+                    log.exception("tick_failed", service=name)
+
+    def reset_services(self) -> None:
+        self.bus.clear()
+        for name, runtime in self.runtimes.items():
+            if name != c.INTAKE:
+                runtime.reset()
+
+    def load_jurisdiction(self, folder: Path = LUCHENG) -> int:
+        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
+        return self.store.install(files)
+
+    def api(self):
+        from gridflow_intake.api import IntakeApi
+
+        return IntakeApi(self.runtimes[c.INTAKE], self.reset_services)
+
+    def wsgi_app(self):
+        from werkzeug.wrappers import Request, Response
+
+        api = self.api()
+
+        @Request.application
+        def app(request: Request) -> Response:
+            result = api.handle(request.method, request.path, request.get_data(),
+                                dict(request.headers))
+            return Response(result.encoded(), status=result.status,
+                            content_type=result.content_type)
+
+        return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, clock_mode: str | None = None,
+          database_url: str | None = None) -> None:
+    from werkzeug.serving import make_server
+
+    gridflow = EmbeddedGridflow(database_url, clock_mode)
+    version = gridflow.load_jurisdiction()
+    gridflow.start()
+    server = make_server(host, port, gridflow.wsgi_app(), threaded=True)
+    log.info("embedded_gridflow_listening", url=f"http://{host}:{port}",
+             clock="simulated" if gridflow.clock.simulated else "real",
+             jurisdiction_version=version)
+    print(f"Gridflow (embedded) on http://{host}:{port}  clock="
+          f"{'simulated' if gridflow.clock.simulated else 'real'}  jurisdiction: Lucheng",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        gridflow.stop()

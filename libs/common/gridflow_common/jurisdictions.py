@@ -1,0 +1,73 @@
+"""Jurisdiction versions in the database: install a folder as a whole, read any version back.
+
+Every event carries the jurisdiction version it was decided under, so a service that has not yet
+seen a new import still decides a case by the rules the case was registered with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from gridflow_common.db import jurisdiction_table
+from gridflow_common.domain.jurisdiction import Jurisdiction, parse_jurisdiction
+
+
+class NoJurisdiction(LookupError):
+    pass
+
+
+class JurisdictionStore:
+    def __init__(self, engine: sa.Engine, lock: Any = None):
+        self._engine = engine
+        self._lock = lock or contextlib.nullcontext()
+        self._cache: dict[int, Jurisdiction] = {}
+
+    def install(self, files: dict[str, str]) -> int:
+        """Validate the whole folder, then make it the one in force. Raises JurisdictionError
+        (and leaves the current one in force) when any file is wrong."""
+        parsed = parse_jurisdiction(files)
+        with self._lock, self._engine.begin() as conn:
+            conn.execute(sa.update(jurisdiction_table).values(active=False))
+            version = conn.execute(
+                sa.insert(jurisdiction_table).values(
+                    loaded_at=dt.datetime.now(dt.timezone.utc), files=files, active=True
+                ).returning(jurisdiction_table.c.version)
+            ).scalar_one()
+        self._cache[version] = parsed
+        return version
+
+    def active_version(self) -> int:
+        with self._lock, self._engine.connect() as conn:
+            version = conn.execute(
+                sa.select(jurisdiction_table.c.version).where(jurisdiction_table.c.active)
+            ).scalar()
+        if version is None:
+            raise NoJurisdiction("no jurisdiction has been imported yet")
+        return version
+
+    def active(self) -> tuple[int, Jurisdiction]:
+        version = self.active_version()
+        return version, self.get(version)
+
+    def get(self, version: int) -> Jurisdiction:
+        cached = self._cache.get(version)
+        if cached is not None:
+            return cached
+        with self._lock, self._engine.connect() as conn:
+            files = conn.execute(
+                sa.select(jurisdiction_table.c.files).where(jurisdiction_table.c.version == version)
+            ).scalar()
+        if files is None:
+            raise NoJurisdiction(f"jurisdiction version {version} does not exist")
+        parsed = parse_jurisdiction(files)
+        self._cache[version] = parsed
+        return parsed
+
+    def clear(self) -> None:
+        with self._lock, self._engine.begin() as conn:
+            conn.execute(sa.delete(jurisdiction_table))
+        self._cache.clear()

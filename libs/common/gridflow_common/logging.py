@@ -1,0 +1,60 @@
+"""structlog JSON logs, with phone and ID-card numbers masked wherever they appear."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+# Mainland mobile numbers (11 digits from 1[3-9]) and resident ID numbers (17 digits + check).
+_ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
+_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+
+
+def mask_personal_numbers(text: str) -> str:
+    text = _ID_NUMBER.sub(r"\1********\2", text)
+    return _PHONE.sub(r"\1****\2", text)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_personal_numbers(value)
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_mask(v) for v in value)
+    return value
+
+
+def mask_processor(_logger: Any, _method: str, event_dict: dict) -> dict:
+    return {key: _mask(value) for key, value in event_dict.items()}
+
+
+_configured = False
+
+
+def configure(level: str = "INFO") -> None:
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            mask_processor,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,324 @@
+"""The framework-free machinery every service runs on, the same under nameko and embedded.
+
+- ``ServiceRuntime.work()``: one unit of work. State changes and the events they cause are
+  written in one transaction (the transactional outbox); after the commit the relay is woken so it
+  publishes at once rather than on a slow poll.
+- ``ServiceRuntime.consume()``: the idempotent consumer and its failure policy. The processed
+  message id is recorded in the handler's own transaction, so a redelivery after a crash is
+  recognised; a handler that raises has its transaction rolled back and the message recorded for
+  a bounded number of retries with exponential backoff, then kept as a dead letter that an
+  operator can list and replay. Only if even that record cannot be written does the exception
+  escape, and then the transport must not acknowledge the message (nameko: requeue_on_error).
+- ``OutboxRelay``: publishes committed outbox rows in id order through a ``Publisher``; a row is
+  deleted only once the broker has confirmed it and did not return it as unroutable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from marshmallow import ValidationError
+from sqlalchemy.orm import Session
+
+from gridflow_common import contracts, metrics
+from gridflow_common.clock import Clock
+from gridflow_common.db import messaging_tables
+from gridflow_common.jurisdictions import JurisdictionStore
+from gridflow_common.logging import get_logger
+
+log = get_logger(__name__)
+
+MAX_ATTEMPTS = 5
+FIRST_BACKOFF_SECONDS = 1.0
+
+Handler = Callable[["Work", contracts.Event], None]
+
+
+class Publisher(Protocol):
+    def publish(self, exchange: str, routing_key: str, body: str) -> None:
+        """Publish durably; return only once the broker has taken the message, raise otherwise."""
+
+
+class Work:
+    """What a handler sees: a session, the city's time, the jurisdiction, and ``emit``."""
+
+    def __init__(self, runtime: ServiceRuntime, session: Session, now: dt.datetime):
+        self.runtime = runtime
+        self.session = session
+        self.now = now
+        self.emitted: list[contracts.Event] = []
+        self.outboxed = False
+
+    def emit(self, event_type: str, payload: dict, occurred_at: dt.datetime | None = None) -> None:
+        event = contracts.make_event(
+            self.runtime.service, event_type, occurred_at or self.now, payload
+        )
+        self._outbox(
+            contracts.event_exchange(self.runtime.service), event_type,
+            json.dumps(event.to_message(), ensure_ascii=False),
+        )
+        self.emitted.append(event)
+
+    def send_to_department(self, code: str, message: dict) -> None:
+        """Queue a message for a department system's queue, in this transaction."""
+        self._outbox(contracts.DEPARTMENT_EXCHANGE, code, json.dumps(message, ensure_ascii=False))
+
+    def _outbox(self, exchange: str, routing_key: str, body: str) -> None:
+        self.session.execute(
+            sa.insert(self.runtime.tables["outbox"]).values(
+                exchange=exchange, routing_key=routing_key, body=body, attempts=0,
+                # Operational time (how long rows wait), not the city's possibly simulated time.
+                created_at=dt.datetime.now(dt.timezone.utc),
+            )
+        )
+        self.outboxed = True
+
+    def jurisdiction(self, version: int | None = None):
+        if version is None:
+            return self.runtime.jurisdictions.active()[1]
+        return self.runtime.jurisdictions.get(version)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        service: str,
+        engine: sa.Engine,
+        clock: Clock,
+        jurisdictions: JurisdictionStore,
+        own_tables: list[sa.Table],
+        *,
+        lock: Any = None,
+        max_attempts: int = MAX_ATTEMPTS,
+    ):
+        self.service = service
+        self.engine = engine
+        self.clock = clock
+        self.jurisdictions = jurisdictions
+        self.tables = messaging_tables(sa.MetaData(), service)
+        self.own_tables = own_tables
+        self.max_attempts = max_attempts
+        # The embedded default shares one SQLite connection between threads: it passes a lock.
+        self._lock = lock or contextlib.nullcontext()
+        self._after_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit.append(callback)
+
+    @contextlib.contextmanager
+    def work(self, now: dt.datetime | None = None) -> Iterator[Work]:
+        with self._lock:
+            with Session(self.engine) as session:
+                work = Work(self, session, now or self.clock.now())
+                try:
+                    yield work
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        if work.outboxed:
+            for callback in self._after_commit:
+                callback()
+
+    # -- the idempotent consumer -------------------------------------------------------------
+
+    def consume(self, handler_name: str, message: Any, handler: Handler) -> str:
+        """Run ``handler`` on one delivered message at most once; never lose it."""
+        try:
+            event = contracts.load_event(message)
+        except (ValidationError, TypeError) as exc:
+            # Unreadable: retrying cannot help, so it goes straight to the dead letters.
+            self._record_failure(handler_name, None, message, f"unreadable message: {exc}",
+                                 dead=True)
+            return "dead"
+        return self._run(handler_name, event, message, handler)
+
+    def _run(self, handler_name: str, event: contracts.Event, message: Any,
+             handler: Handler) -> str:
+        processed = self.tables["processed"]
+        started = metrics.now_seconds()
+        try:
+            with self.work(now=event.occurred_at) as work:
+                seen = work.session.execute(
+                    sa.select(processed.c.event_id).where(
+                        processed.c.handler == handler_name, processed.c.event_id == event.event_id
+                    )
+                ).first()
+                if seen:
+                    metrics.MESSAGES.labels(self.service, handler_name, "duplicate").inc()
+                    return "duplicate"
+                handler(work, event)
+                work.session.execute(
+                    sa.insert(processed).values(handler=handler_name, event_id=event.event_id)
+                )
+        except Exception as exc:  # noqa: BLE001 - every failure must be kept, whatever it is
+            log.warning("handler_failed", handler=handler_name, event_id=event.event_id,
+                        event_type=event.event_type, error=repr(exc))
+            metrics.MESSAGES.labels(self.service, handler_name, "failed").inc()
+            return self._record_failure(handler_name, event.event_id, message,
+                                        traceback.format_exc(limit=5))
+        metrics.MESSAGES.labels(self.service, handler_name, "ok").inc()
+        metrics.HANDLER_SECONDS.labels(self.service, handler_name).observe(
+            metrics.now_seconds() - started)
+        return "done"
+
+    def _record_failure(self, handler_name: str, event_id: str | None, message: Any,
+                        error: str, *, dead: bool = False) -> str:
+        failed = self.tables["failed"]
+        now = self.clock.now()
+        body = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False,
+                                                                   default=str)
+        with self._lock, self.engine.begin() as conn:
+            row = None
+            if event_id is not None:
+                row = conn.execute(
+                    sa.select(failed.c.id, failed.c.attempts).where(
+                        failed.c.handler == handler_name, failed.c.event_id == event_id
+                    )
+                ).first()
+            attempts = (row.attempts if row else 0) + 1
+            state = "dead" if dead or attempts >= self.max_attempts else "retrying"
+            next_at = (now + dt.timedelta(seconds=FIRST_BACKOFF_SECONDS * 2 ** (attempts - 1))
+                       if state == "retrying" else None)
+            values = dict(attempts=attempts, last_error=error[-4000:], state=state,
+                          next_attempt_at=next_at, failed_at=now)
+            if row:
+                conn.execute(sa.update(failed).where(failed.c.id == row.id).values(**values))
+            else:
+                conn.execute(sa.insert(failed).values(handler=handler_name, event_id=event_id,
+                                                      message=body, **values))
+        if state == "dead":
+            metrics.DEAD_LETTERS.labels(self.service, handler_name).inc()
+            log.error("message_dead_lettered", handler=handler_name, event_id=event_id,
+                      attempts=attempts)
+        return state
+
+    def retry_due(self, handlers: dict[str, Handler], now: dt.datetime | None = None,
+                  limit: int = 100) -> int:
+        """Retry the failed messages whose backoff has run out. Returns how many were tried."""
+        failed = self.tables["failed"]
+        now = now or self.clock.now()
+        with self._lock, self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(failed.c.id, failed.c.handler, failed.c.message)
+                .where(failed.c.state == "retrying", failed.c.next_attempt_at <= now)
+                .order_by(failed.c.next_attempt_at).limit(limit)
+            ).all()
+        for row in rows:
+            message = json.loads(row.message)
+            handler = handlers.get(row.handler)
+            if handler is None:
+                continue
+            outcome = self.consume(row.handler, message, handler)
+            if outcome in ("done", "duplicate"):
+                with self._lock, self.engine.begin() as conn:
+                    conn.execute(sa.delete(failed).where(failed.c.id == row.id))
+        return len(rows)
+
+    def dead_letters(self) -> list[dict]:
+        failed = self.tables["failed"]
+        with self._lock, self.engine.connect() as conn:
+            rows = conn.execute(sa.select(failed).order_by(failed.c.id)).mappings().all()
+        return [{**dict(r), "service": self.service} for r in rows]
+
+    def replay_dead_letter(self, letter_id: int) -> bool:
+        """Put a dead letter back on the retry list, due now, with its attempts reset."""
+        failed = self.tables["failed"]
+        with self._lock, self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(failed).where(failed.c.id == letter_id, failed.c.state == "dead")
+                .values(state="retrying", attempts=0, next_attempt_at=self.clock.now())
+            )
+        return result.rowcount == 1
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    def relay(self, publisher: Publisher, batch: int = 500) -> int:
+        """Publish pending outbox rows in order; returns how many were published."""
+        outbox = self.tables["outbox"]
+        published: list[int] = []
+        with self._lock, Session(self.engine) as session:
+            rows = session.execute(
+                sa.select(outbox.c.id, outbox.c.exchange, outbox.c.routing_key, outbox.c.body)
+                .order_by(outbox.c.id).limit(batch).with_for_update(skip_locked=True)
+            ).all()
+            try:
+                for row in rows:
+                    publisher.publish(row.exchange, row.routing_key, row.body)
+                    published.append(row.id)
+            finally:
+                # Whatever was confirmed is deleted even if a later publish failed; the rest
+                # stays for the next pass. A crash before this commit republishes: consumers
+                # are idempotent.
+                if published:
+                    session.execute(sa.delete(outbox).where(outbox.c.id.in_(published)))
+                session.commit()
+        if published:
+            metrics.PUBLISHED.labels(self.service).inc(len(published))
+        return len(published)
+
+    def pending_outbox(self) -> int:
+        outbox = self.tables["outbox"]
+        with self._lock, self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
+
+    def reset(self) -> None:
+        """Empty every table this service owns (simulated-clock rehearsals only)."""
+        with self._lock, self.engine.begin() as conn:
+            for table in [*self.own_tables, *self.tables.values()]:
+                conn.execute(sa.delete(table))
+
+
+class RelayLoop:
+    """Runs ``runtime.relay`` whenever woken (after a commit) and at least every ``interval``.
+
+    Thread-based; under nameko the threading module is eventlet-patched, so this is a green
+    thread there.
+    """
+
+    def __init__(self, runtime: ServiceRuntime, publisher_factory: Callable[[], Publisher],
+                 interval: float = 1.0):
+        self.runtime = runtime
+        self.publisher_factory = publisher_factory
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        runtime.on_commit(self._wake.set)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"relay-{self.runtime.service}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        publisher = None
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                if publisher is None:
+                    publisher = self.publisher_factory()
+                while self.runtime.relay(publisher) > 0:
+                    pass
+            except Exception as exc:  # noqa: BLE001 - the relay must outlive broker outages
+                log.warning("relay_failed", service=self.runtime.service, error=repr(exc))
+                close = getattr(publisher, "close", None)
+                if close:
+                    with contextlib.suppress(Exception):
+                        close()
+                publisher = None
+                self._stop.wait(self.interval)

@@ -1,0 +1,73 @@
+"""Intake owns the case register: cases, the reports they hold, and every case's timeline.
+
+The case row is also the read model the public API serves: routing, departments and the SLA
+clock report what they did by events, and intake projects those onto it.
+"""
+
+import sqlalchemy as sa
+
+from gridflow_common.db import UtcDateTime, messaging_tables
+
+metadata = sa.MetaData()
+
+cases = sa.Table(
+    "intake_cases",
+    metadata,
+    sa.Column("case_id", sa.String(40), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("category", sa.String(100), nullable=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("area_code", sa.String(32), nullable=False),
+    sa.Column("lat", sa.Float, nullable=True),
+    sa.Column("lon", sa.Float, nullable=True),
+    sa.Column("tier", sa.String(16), nullable=True),
+    sa.Column("handler", sa.String(100), nullable=True),
+    sa.Column("lead", sa.String(100), nullable=True),
+    sa.Column("assisting", sa.JSON, nullable=False),
+    sa.Column("assignment_id", sa.String(60), nullable=True),
+    sa.Column("escalations", sa.Integer, nullable=False, default=0),
+    sa.Column("reporters", sa.Integer, nullable=False, default=1),
+    sa.Column("satisfaction", sa.Integer, nullable=True),
+    sa.Column("jurisdiction_version", sa.Integer, nullable=False),
+    sa.Column("registered_at", UtcDateTime(), nullable=False),
+    sa.Column("closed_at", UtcDateTime(), nullable=True),
+    sa.Index("ix_intake_cases_open_category", "category", "status"),
+)
+
+reports = sa.Table(
+    "intake_reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(40), sa.ForeignKey("intake_cases.case_id"), nullable=False),
+    sa.Column("channel", sa.String(20), nullable=False),
+    sa.Column("external_id", sa.String(128), nullable=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("reporter", sa.JSON, nullable=True),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    # A resubmission of (channel, external_id) is the same report, however often a phone that was
+    # offline sends it.
+    sa.UniqueConstraint("channel", "external_id", name="uq_intake_reports_channel_external_id"),
+)
+
+colours = sa.Table(
+    "intake_colours",
+    metadata,
+    # Keyed by assignment: a colour event may overtake the dispatch event it belongs to.
+    sa.Column("assignment_id", sa.String(60), primary_key=True),
+    sa.Column("case_id", sa.String(40), nullable=False),
+    sa.Column("colour", sa.String(10), nullable=True),
+    sa.Column("at", UtcDateTime(), nullable=False),
+)
+
+timeline = sa.Table(
+    "intake_timeline",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(40), nullable=False, index=True),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+
+OWN_TABLES = [timeline, colours, reports, cases]
+messaging = messaging_tables(metadata, "intake")

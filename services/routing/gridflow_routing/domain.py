@@ -1,0 +1,116 @@
+"""Three-tier routing (三级流转): who holds a case, decided from the jurisdiction alone.
+
+- community: the community office of the place (``office-<community>``); no lead department.
+- street: the lead department's station in that street; when that department has no station
+  there, the case goes to the district instead.
+- district: the lead department's bureau, with the category's assisting departments; a case with
+  no clear responsible department goes to the command center, lead none.
+- Going up (beyond authority, a red warning, a command order) moves one tier; a reclassified
+  category moves the case to that category's tier when that is higher. A district case that goes
+  up again goes to the command center.
+- A return (退回, not our remit) re-routes at the same tier from the category the department
+  names, or to the command center without one; a second return goes to the command center.
+
+Every decision carries an explanation so the command center can see why a case went where it did.
+Standard library only: the jurisdiction object is passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TIER_ORDER = ("community", "street", "district")
+COMMAND = "command"  # not a tier of its own: the district tier held by the command center
+
+
+@dataclass(frozen=True)
+class Assignment:
+    tier: str
+    handler: str
+    lead: str | None
+    assisting: tuple[str, ...] = ()
+    explanation: str = ""
+    at_command: bool = field(default=False)
+
+
+def _rank(tier: str) -> int:
+    return TIER_ORDER.index(tier)
+
+
+def _command_center(j: Any, area_code: str, why: str) -> Assignment:
+    district = j.ancestor(area_code, "district")
+    unit = j.command_center(district.code) if district else None
+    if unit is None:
+        raise RoutingImpossible(f"no command center for area {area_code}")
+    return Assignment("district", unit.code, None, (), why + f"; to the command center {unit.code}",
+                      at_command=True)
+
+
+class RoutingImpossible(Exception):
+    """The jurisdiction has no unit that can hold the case (a data problem, not a case problem)."""
+
+
+def assign_at_tier(j: Any, tier: str, category: Any | None, area_code: str) -> Assignment:
+    """The holder of a case of ``category`` at ``tier`` for a place in ``area_code``."""
+    if category is None or not category.lead_department and tier != "community":
+        return _command_center(j, area_code, "no clear responsible department")
+    if tier == "community":
+        community = j.ancestor(area_code, "community")
+        office = j.community_office(community.code) if community else None
+        if office is not None:
+            return Assignment("community", office.code, None, (),
+                              f"{category.code} starts in the community: {office.code}")
+        tier = "street"  # a place known only to street level has no community office to hold it
+    if tier == "street":
+        street = j.ancestor(area_code, "street")
+        station = j.station(category.lead_department, street.code) if street else None
+        if station is not None:
+            return Assignment(
+                "street", station.code, category.lead_department,
+                tuple(category.assisting_departments),
+                f"{category.code} is led by {category.lead_department}: its station {station.code}",
+            )
+        why = (f"{category.lead_department} has no station in "
+               f"{street.code if street else 'this place'}; up to the district")
+        return _district(j, category, area_code, why)
+    return _district(j, category, area_code, f"{category.code} is a district matter")
+
+
+def _district(j: Any, category: Any, area_code: str, why: str) -> Assignment:
+    district = j.ancestor(area_code, "district")
+    bureau = j.bureau(category.lead_department, district.code) if district else None
+    if bureau is None:
+        return _command_center(j, area_code, why + f"; no {category.lead_department} bureau")
+    return Assignment("district", bureau.code, category.lead_department,
+                      tuple(category.assisting_departments), why + f": bureau {bureau.code}")
+
+
+def route_new_case(j: Any, category: Any | None, area_code: str) -> Assignment:
+    if category is None:
+        return _command_center(j, area_code, "the report could not be classified")
+    return assign_at_tier(j, category.default_tier, category, area_code)
+
+
+def escalate(j: Any, current: Assignment, category: Any | None, area_code: str,
+             reclassified: bool = False) -> Assignment:
+    """One tier up, or to the reclassified category's own tier when that is higher."""
+    if current.at_command:
+        return Assignment(current.tier, current.handler, current.lead, current.assisting,
+                          "already at the command center: it stays there", True)
+    if current.tier == "district":
+        return _command_center(j, area_code, "a district case went up again")
+    target = TIER_ORDER[_rank(current.tier) + 1]
+    if reclassified and category is not None and _rank(category.default_tier) > _rank(target):
+        target = category.default_tier
+    return assign_at_tier(j, target, category, area_code)
+
+
+def reroute_returned(j: Any, current: Assignment, named_category: Any | None, area_code: str,
+                     returns_so_far: int) -> Assignment:
+    """Re-route a case its holder returned (退回). ``returns_so_far`` counts this one."""
+    if returns_so_far >= 2:
+        return _command_center(j, area_code, "returned twice")
+    if named_category is None:
+        return _command_center(j, area_code, "returned without naming the right category")
+    return assign_at_tier(j, current.tier, named_category, area_code)

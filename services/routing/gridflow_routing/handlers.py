@@ -1,0 +1,138 @@
+"""Routing's service layer: decide, record, and announce each assignment of a case."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from gridflow_common import contracts as c
+from gridflow_common.runtime import Work
+from gridflow_common.service import ServiceDefinition
+from gridflow_routing import domain
+from gridflow_routing.models import OWN_TABLES, assignments, metadata
+
+
+def _assignment_id(case_id: str, seq: int) -> str:
+    return f"{case_id}-{seq}"
+
+
+def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
+    work.emit(c.CASE_ROUTED, {
+        "case_id": row["case_id"], "assignment_id": _assignment_id(row["case_id"], row["seq"]),
+        "reason": reason, "category": row["category"], "tier": row["tier"],
+        "handler": row["handler"], "lead": row["lead"], "assisting": list(row["assisting"]),
+        "escalations": row["escalations"], "area_code": row["area_code"],
+        "jurisdiction_version": row["jurisdiction_version"],
+        "explanation": row.get("explanation", ""), "description": row["description"],
+        "location": row["location"],
+    }, occurred_at=event.occurred_at)
+
+
+def _fields(a: domain.Assignment) -> dict[str, Any]:
+    return dict(tier=a.tier, handler=a.handler, lead=a.lead, assisting=list(a.assisting),
+                at_command=a.at_command)
+
+
+def on_case_registered(work: Work, event: c.Event) -> None:
+    p = event.payload
+    j = work.jurisdiction(p["jurisdiction_version"])
+    category = j.category(p["category"]) if p["category"] else None
+    decision = domain.route_new_case(j, category, p["area_code"])
+    row = dict(case_id=p["case_id"], category=p["category"], area_code=p["area_code"],
+               description=p["description"], location=p["location"], escalations=0, returns=0,
+               seq=1, jurisdiction_version=p["jurisdiction_version"], **_fields(decision))
+    work.session.execute(sa.insert(assignments).values(**row))
+    _announce(work, {**row, "explanation": decision.explanation}, "new", event)
+
+
+def _current(work: Work, case_id: str) -> dict | None:
+    row = work.session.execute(
+        sa.select(assignments).where(assignments.c.case_id == case_id).with_for_update()
+    ).mappings().first()
+    return dict(row) if row else None
+
+
+def _as_assignment(row: dict) -> domain.Assignment:
+    return domain.Assignment(row["tier"], row["handler"], row["lead"], tuple(row["assisting"]),
+                             "", row["at_command"])
+
+
+def _reassign(work: Work, row: dict, decision: domain.Assignment, reason: str,
+              event: c.Event, **changes: Any) -> None:
+    row.update(_fields(decision), seq=row["seq"] + 1, **changes)
+    work.session.execute(
+        sa.update(assignments).where(assignments.c.case_id == row["case_id"])
+        .values(**{k: v for k, v in row.items() if k != "case_id"})
+    )
+    _announce(work, {**row, "explanation": decision.explanation}, reason, event)
+
+
+def _is_current(row: dict, assignment_id: str | None) -> bool:
+    # Messages about an assignment the case has already left are history, not instructions.
+    return assignment_id is None or assignment_id == _assignment_id(row["case_id"], row["seq"])
+
+
+def on_case_status_reported(work: Work, event: c.Event) -> None:
+    p = event.payload
+    if p["status"] not in ("beyond_authority", "returned"):
+        return
+    row = _current(work, p["case_id"])
+    if row is None or not _is_current(row, p["assignment_id"]):
+        return
+    j = work.jurisdiction(row["jurisdiction_version"])
+    named = j.category(p["category"]) if p["category"] else None
+    if p["status"] == "beyond_authority":
+        category = named or (j.category(row["category"]) if row["category"] else None)
+        decision = domain.escalate(j, _as_assignment(row), category, row["area_code"],
+                                   reclassified=named is not None)
+        _reassign(work, row, decision, "escalated", event, escalations=row["escalations"] + 1,
+                  category=category.code if category else row["category"])
+    else:
+        returns = row["returns"] + 1
+        decision = domain.reroute_returned(j, _as_assignment(row), named, row["area_code"],
+                                           returns)
+        _reassign(work, row, decision, "returned", event, returns=returns,
+                  category=named.code if named else row["category"])
+
+
+def on_case_verified(work: Work, event: c.Event) -> None:
+    p = event.payload
+    if p["passed"]:
+        return
+    row = _current(work, p["case_id"])
+    if row is None:
+        return
+    # Rework (返工): back to the same holder, as a new assignment with a fresh clock.
+    decision = domain.Assignment(row["tier"], row["handler"], row["lead"],
+                                 tuple(row["assisting"]), "verification failed: rework",
+                                 row["at_command"])
+    _reassign(work, row, decision, "rework", event)
+
+
+def on_case_colour_changed(work: Work, event: c.Event) -> None:
+    p = event.payload
+    if p["action"] != "escalate":
+        return
+    row = _current(work, p["case_id"])
+    if row is None or not _is_current(row, p["assignment_id"]):
+        return
+    j = work.jurisdiction(row["jurisdiction_version"])
+    category = j.category(row["category"]) if row["category"] else None
+    decision = domain.escalate(j, _as_assignment(row), category, row["area_code"])
+    if decision.handler == row["handler"]:
+        return  # already at the top: supervision goes on, the case stays where it is
+    _reassign(work, row, decision, "escalated", event, escalations=row["escalations"] + 1)
+
+
+DEFINITION = ServiceDefinition(
+    name=c.ROUTING,
+    metadata=metadata,
+    handlers={
+        "on_case_registered": on_case_registered,
+        "on_case_status_reported": on_case_status_reported,
+        "on_case_verified": on_case_verified,
+        "on_case_colour_changed": on_case_colour_changed,
+    },
+    own_tables=OWN_TABLES,
+)

@@ -1,0 +1,29 @@
+"""Routing owns who holds each case now, and how it got there."""
+
+import sqlalchemy as sa
+
+from gridflow_common.db import messaging_tables
+
+metadata = sa.MetaData()
+
+assignments = sa.Table(
+    "routing_cases",
+    metadata,
+    sa.Column("case_id", sa.String(40), primary_key=True),
+    sa.Column("category", sa.String(100), nullable=True),
+    sa.Column("area_code", sa.String(32), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("location", sa.JSON, nullable=True),
+    sa.Column("tier", sa.String(16), nullable=False),
+    sa.Column("handler", sa.String(100), nullable=False),
+    sa.Column("lead", sa.String(100), nullable=True),
+    sa.Column("assisting", sa.JSON, nullable=False),
+    sa.Column("at_command", sa.Boolean, nullable=False),
+    sa.Column("escalations", sa.Integer, nullable=False),
+    sa.Column("returns", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("jurisdiction_version", sa.Integer, nullable=False),
+)
+
+OWN_TABLES = [assignments]
+messaging = messaging_tables(metadata, "routing")

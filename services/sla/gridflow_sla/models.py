@@ -1,0 +1,31 @@
+"""SLA owns one clock per assignment: when it started, when it is due, where it stands."""
+
+import sqlalchemy as sa
+
+from gridflow_common.db import UtcDateTime, messaging_tables
+
+metadata = sa.MetaData()
+
+clocks = sa.Table(
+    "sla_clocks",
+    metadata,
+    sa.Column("assignment_id", sa.String(60), primary_key=True),
+    sa.Column("case_id", sa.String(40), nullable=False, index=True),
+    sa.Column("handler", sa.String(100), nullable=False),
+    sa.Column("jurisdiction_version", sa.Integer, nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("limit_amount", sa.Integer, nullable=False),
+    sa.Column("limit_unit", sa.String(20), nullable=False),
+    sa.Column("due", UtcDateTime(), nullable=False),
+    sa.Column("total_seconds", sa.Float, nullable=False),
+    sa.Column("elapsed_before", sa.Float, nullable=False),
+    sa.Column("running_since", UtcDateTime(), nullable=True),
+    sa.Column("colour", sa.String(10), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    # The sweep reads only the clocks whose next colour is due: its cost follows what is due,
+    # not how many cases are open.
+    sa.Column("next_transition_at", UtcDateTime(), nullable=True, index=True),
+)
+
+OWN_TABLES = [clocks]
+messaging = messaging_tables(metadata, "sla")
