@@ -125,3 +125,59 @@ def metrics_response():
 
     payload, content_type = metrics.exposition()
     return Response(payload, status=200, content_type=content_type)
+
+
+def subscribe(cls):
+    """Give a service class one nameko event handler per subscription in
+    ``contracts.SUBSCRIPTIONS`` naming it as consumer, each handing its message to the runtime's
+    idempotent consumer. The queue names then match what the relays declare, by construction.
+
+    ``requeue_on_error``: the consumer records every handler failure itself and returns normally;
+    an exception escapes only when even that record could not be written (the database is down),
+    and then the message must go back to the queue rather than be acknowledged and lost.
+    """
+    from nameko.events import event_handler
+
+    definition: ServiceDefinition = cls.definition
+    for sub in c.subscriptions_of(definition.name):
+        handler = definition.handlers[sub.method]
+
+        def consume(self, message, _name=sub.method, _handler=handler):
+            self.runtime.consume(_name, message, _handler)
+
+        consume.__name__ = consume.__qualname__ = sub.method
+        setattr(cls, sub.method,
+                event_handler(sub.source, sub.event_type, requeue_on_error=True)(consume))
+    return cls
+
+
+class GridflowService:
+    """Entrypoints every service has: retries and time-driven work, reset, metrics, health."""
+
+    definition: ServiceDefinition
+
+    from nameko.rpc import rpc as _rpc
+    from nameko.timer import timer as _timer
+    from nameko.web.handlers import http as _http
+
+    @_timer(interval=1)
+    def tick(self) -> None:
+        self.runtime.retry_due(self.definition.handlers)
+        if self.definition.periodic is not None:
+            self.definition.periodic(self.runtime)
+
+    @_rpc
+    def reset(self) -> None:
+        if not self.runtime.clock.simulated:
+            raise RuntimeError("only a Gridflow on the simulated clock can be reset")
+        self.runtime.reset()
+
+    @_http("GET", "/metrics")
+    def metrics(self, request):
+        return metrics_response()
+
+    @_http("GET", "/healthz")
+    def healthz(self, request):
+        return 200, '{"ok": true}'
+
+    del _rpc, _timer, _http

@@ -271,7 +271,9 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     values = dict(tier=p["tier"], handler=p["handler"], lead=p["lead"],
                   assisting=list(p["assisting"]), assignment_id=p["assignment_id"],
                   category=p["category"])
-    if case.status not in ("closed", "rejected", "on_hold"):
+    # Rework goes back to the same holder: intake already set it dispatched when verification
+    # failed, and the holder may have answered since; a late projection must not undo that.
+    if case.status not in ("closed", "rejected", "on_hold") and p["reason"] != "rework":
         values["status"] = "dispatched"
     work.session.execute(sa.update(cases).where(cases.c.case_id == p["case_id"]).values(**values))
     _note(work, p["case_id"], "dispatched", event.occurred_at, handler=p["handler"],

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The real topology on one machine: each service its own `nameko run` process on RabbitMQ and
+# PostgreSQL, nginx in front. `up` is idempotent; `down` stops what `up` started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VAR_DIR=${VAR_DIR:-$PWD/var}
+BIN=${BIN:-$PWD/.venv/bin}
+SERVICES=(intake routing departments sla notify)
+export AMQP_URI=${AMQP_URI:-amqp://guest:guest@127.0.0.1:5672/}
+export DATABASE_URL=${DATABASE_URL:-postgresql+psycopg2://postgres@127.0.0.1:5432/gridflow}
+export GRIDFLOW_PORT=${GRIDFLOW_PORT:-8000}
+export INTAKE_HTTP=${INTAKE_HTTP:-127.0.0.1:8001}
+mkdir -p "$VAR_DIR"
+
+ensure_database() {
+  "$BIN/python" - <<'PY'
+import os
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+url = make_url(os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1))
+admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+with admin.connect() as conn:
+    if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}).first():
+        conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
+PY
+  "$BIN/gridflow" migrate --database-url "$DATABASE_URL" >/dev/null
+}
+
+start_service() {
+  local svc=$1 pidfile="$VAR_DIR/$1.pid"
+  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  local cls="${svc^}Service"
+  "$BIN/nameko" run --config "services/$svc/config.yaml" "gridflow_$svc.service:$cls" \
+    >>"$VAR_DIR/$svc.log" 2>&1 &
+  echo $! >"$pidfile"
+}
+
+ensure_nginx() {
+  if ! command -v nginx >/dev/null; then
+    echo "installing nginx from Debian's packages" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light) >&2 \
+      || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >&2
+  fi
+  mkdir -p "$VAR_DIR"/nginx-{body,proxy,fastcgi,uwsgi,scgi}
+  local upstream=$INTAKE_HTTP
+  VAR_DIR=$VAR_DIR INTAKE_UPSTREAM=$upstream envsubst '${VAR_DIR} ${INTAKE_UPSTREAM} ${GRIDFLOW_PORT}' \
+    <deploy/nginx.conf >"$VAR_DIR/nginx.conf"
+  if [[ -f $VAR_DIR/nginx.pid ]] && kill -0 "$(cat "$VAR_DIR/nginx.pid")" 2>/dev/null; then
+    nginx -c "$VAR_DIR/nginx.conf" -s reload
+  else
+    nginx -c "$VAR_DIR/nginx.conf"
+  fi
+}
+
+wait_for() {
+  local url=$1
+  for _ in $(seq 1 150); do
+    curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "nothing answered at $url" >&2
+  return 1
+}
+
+case ${1:-up} in
+  up)
+    ensure_database
+    for svc in "${SERVICES[@]}"; do start_service "$svc"; done
+    wait_for "http://$INTAKE_HTTP/healthz"
+    ensure_nginx
+    wait_for "http://127.0.0.1:$GRIDFLOW_PORT/healthz"
+    echo "Gridflow (real topology) on http://127.0.0.1:$GRIDFLOW_PORT; logs in $VAR_DIR"
+    ;;
+  down)
+    if [[ -f $VAR_DIR/nginx.pid ]]; then nginx -c "$VAR_DIR/nginx.conf" -s quit 2>/dev/null || true; fi
+    for svc in "${SERVICES[@]}"; do
+      pidfile="$VAR_DIR/$svc.pid"
+      [[ -f $pidfile ]] && { kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; }
+    done
+    ;;
+  status)
+    for svc in "${SERVICES[@]}"; do
+      pidfile="$VAR_DIR/$svc.pid"
+      if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "$svc: running ($(cat "$pidfile"))"; else echo "$svc: stopped"; fi
+    done
+    ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

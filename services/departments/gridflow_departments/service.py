@@ -1,0 +1,11 @@
+"""The departments service as a nameko process: thin adapters over ``gridflow_departments.handlers``."""
+
+from gridflow_common.nameko_support import GridflowService, Runtime, subscribe
+from gridflow_departments.handlers import DEFINITION
+
+
+@subscribe
+class DepartmentsService(GridflowService):
+    name = DEFINITION.name
+    definition = DEFINITION
+    runtime = Runtime(DEFINITION)
