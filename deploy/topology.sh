@@ -26,9 +26,15 @@ PY
   "$BIN/gridflow" migrate --database-url "$DATABASE_URL" >/dev/null
 }
 
+alive() {
+  # A SIGKILLed child that nobody reaped is a zombie: kill -0 still succeeds on it.
+  local pid=$1
+  [[ -r /proc/$pid/stat ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]
+}
+
 start_service() {
   local svc=$1 pidfile="$VAR_DIR/$1.pid"
-  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  if [[ -f $pidfile ]] && alive "$(cat "$pidfile")"; then return; fi
   local cls="${svc^}Service"
   "$BIN/nameko" run --config "services/$svc/config.yaml" "gridflow_$svc.service:$cls" \
     >>"$VAR_DIR/$svc.log" 2>&1 &
@@ -81,7 +87,7 @@ case ${1:-up} in
   status)
     for svc in "${SERVICES[@]}"; do
       pidfile="$VAR_DIR/$svc.pid"
-      if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "$svc: running ($(cat "$pidfile"))"; else echo "$svc: stopped"; fi
+      if [[ -f $pidfile ]] && alive "$(cat "$pidfile")"; then echo "$svc: running ($(cat "$pidfile"))"; else echo "$svc: stopped"; fi
     done
     ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;

@@ -53,3 +53,95 @@ def embedded_url(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- the real broker and database ----------------------------------------------------------------
+# Tests take RabbitMQ from AMQP_URI and PostgreSQL from DATABASE_URL (defaults: this machine's),
+# and fall back to testcontainers only where a Docker engine runs and neither is given. Each test
+# session works in a RabbitMQ vhost and a PostgreSQL database of its own, so it neither sees nor
+# steals another run's messages.
+
+import shutil  # noqa: E402
+import uuid  # noqa: E402
+
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+def _docker_available() -> bool:
+    return os.path.exists("/var/run/docker.sock") and shutil.which("docker") is not None
+
+
+@pytest.fixture(scope="session")
+def broker_base_uri():
+    if os.environ.get("AMQP_URI") or not _docker_available():
+        yield os.environ.get("AMQP_URI", DEFAULT_AMQP)
+        return
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with RabbitMqContainer() as rabbit:
+        params = rabbit.get_connection_params()
+        yield f"amqp://guest:guest@{params.host}:{params.port}/"
+
+
+@pytest.fixture(scope="session")
+def database_server_url():
+    if os.environ.get("DATABASE_URL") or not _docker_available():
+        yield os.environ.get("DATABASE_URL", DEFAULT_PG)
+        return
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16") as pg:
+        yield pg.get_connection_url()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def amqp_uri(broker_base_uri):
+    """A fresh vhost on the test broker (when rabbitmqctl can make one), deleted afterwards."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(broker_base_uri)
+    local = parts.hostname in ("127.0.0.1", "localhost")
+    if not (local and shutil.which("rabbitmqctl")):
+        yield broker_base_uri
+        return
+    vhost = f"gridflow_test_{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def database_url(database_server_url):
+    """A fresh PostgreSQL database, dropped afterwards."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_server_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    name = f"gridflow_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name})
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+LUCHENG = REPO / "libs/common/gridflow_common/fixtures/lucheng"
+
+
+def lucheng_files() -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(LUCHENG.glob("*.csv"))}

@@ -119,4 +119,8 @@ def make_engine(url: str | None = None) -> sa.Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # Five services (and their replicas) share PostgreSQL's connection limit (100 by default);
+    # a nameko worker waits for a pooled connection rather than opening its own.
+    pool_size = int(os.environ.get("GRIDFLOW_DB_POOL", "5"))
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
+                            pool_pre_ping=True)

@@ -11,7 +11,9 @@ import structlog
 
 # Mainland mobile numbers (11 digits from 1[3-9]) and resident ID numbers (17 digits + check).
 _ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# Also the spellings the report schema accepts: +86 / 0086 prefixes, groups split by spaces or
+# hyphens ("139 0000 0001", "139-0000-0001").
+_PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)?[ -]?1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)")
 
 
 def mask_personal_numbers(text: str) -> str:

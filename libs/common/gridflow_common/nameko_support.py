@@ -140,10 +140,11 @@ def subscribe(cls):
 
     definition: ServiceDefinition = cls.definition
     for sub in c.subscriptions_of(definition.name):
-        handler = definition.handlers[sub.method]
+        if sub.method not in definition.handlers:
+            raise TypeError(f"{definition.name} subscribes {sub.method} but has no such handler")
 
-        def consume(self, message, _name=sub.method, _handler=handler):
-            self.runtime.consume(_name, message, _handler)
+        def consume(self, message, _name=sub.method):
+            self.runtime.consume(_name, message, self.definition.handlers[_name])
 
         consume.__name__ = consume.__qualname__ = sub.method
         setattr(cls, sub.method,

@@ -212,11 +212,20 @@ class ServiceRuntime:
                 .order_by(failed.c.next_attempt_at).limit(limit)
             ).all()
         for row in rows:
-            message = json.loads(row.message)
             handler = handlers.get(row.handler)
             if handler is None:
                 continue
-            outcome = self.consume(row.handler, message, handler)
+            try:
+                message = json.loads(row.message)
+                event = contracts.load_event(message)
+            except (ValueError, ValidationError, TypeError) as exc:
+                # Still unreadable: back to the dead letters, in the same record.
+                with self._lock, self.engine.begin() as conn:
+                    conn.execute(sa.update(failed).where(failed.c.id == row.id).values(
+                        state="dead", next_attempt_at=None, attempts=failed.c.attempts + 1,
+                        last_error=f"unreadable message: {exc}"[-4000:]))
+                continue
+            outcome = self._run(row.handler, event, message, handler)
             if outcome in ("done", "duplicate"):
                 with self._lock, self.engine.begin() as conn:
                     conn.execute(sa.delete(failed).where(failed.c.id == row.id))

@@ -33,8 +33,14 @@ class Rejected(Exception):
         self.errors = errors
 
 
+# Letters only in the random part (no 0/O, 1/I): an id never reads as a phone or ID number, so
+# log masking leaves it alone, and it survives being read out on the phone.
+_ID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
 def _new_case_id(now: dt.datetime) -> str:
-    return f"GF{now.astimezone(CST):%Y%m%d}{secrets.token_hex(5).upper()}"
+    suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
+    return f"GF-{now.astimezone(CST):%Y%m%d}-{suffix}"
 
 
 def _note(work: Work, case_id: str, kind: str, at: dt.datetime, **detail: Any) -> None:
@@ -85,10 +91,16 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
         if existing:
             return 200, {"case_id": existing, "outcome": "resubmission"}
 
-    area_code, lat, lon = resolve_location(j, report["location"])
+    problems: dict[str, list[str]] = {}
+    try:
+        area_code, lat, lon = resolve_location(j, report["location"])
+    except Rejected as exc:
+        problems.update(exc.errors)
     category = report.get("category")
     if category is not None and j.category(category) is None:
-        raise Rejected(422, {"category": [f"unknown category {category!r}"]})
+        problems["category"] = [f"unknown category {category!r}"]
+    if problems:
+        raise Rejected(422, problems)
     classified = False
     if category is None:
         category = classify(report["description"], j.categories)

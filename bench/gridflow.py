@@ -1,0 +1,429 @@
+"""Gridflow's real topology under load: five ``nameko run`` processes on the bench's vhost and
+database, reports POSTed straight to intake's HTTP port, cases timed on their department queues.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import multiprocessing
+import os
+import secrets
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from bench import infra
+
+SERVICES = ("intake", "routing", "departments", "sla", "notify")
+PORTS = {svc: 18001 + i for i, svc in enumerate(SERVICES)}
+INTAKE = ("127.0.0.1", PORTS["intake"])
+FIXTURES = infra.ROOT / "libs" / "common" / "gridflow_common" / "fixtures" / "lucheng"
+DESCRIPTIONS = ("青园社区门口的路灯不亮", "红苹果小区大门口堆放了大量废品杂物")
+
+# Intake joins a report to an open case of the same category within 50 m (合并, merging), so every
+# report gets a point of its own on a lattice wider than that: 0.0006 deg of latitude is 67 m,
+# 0.0007 deg of longitude 69 m here. The lattice stays inside Lucheng's grids (27.98-28.10 N,
+# 120.55-120.71 E), off their edges.
+LAT0, LON0, DLAT, DLON, COLUMNS, ROWS = 27.98025, 120.55035, 0.0006, 0.0007, 226, 198
+
+
+def point(k: int) -> dict:
+    row, column = divmod(k % (COLUMNS * ROWS), COLUMNS)
+    return {"lat": round(LAT0 + row * DLAT, 6), "lon": round(LON0 + column * DLON, 6)}
+
+
+def department_queues() -> list[tuple[str, str, str]]:
+    """Every queue a case could be pushed to: the department codes, and the unit codes (a unit with
+    no department, a community office or the command center, has a queue of its own code)."""
+    import csv
+
+    from gridflow_common import contracts as c
+
+    codes: list[str] = []
+    for name, column in (("departments.csv", "code"), ("units.csv", "code")):
+        with open(FIXTURES / name, encoding="utf-8") as f:
+            codes += [row[column] for row in csv.DictReader(f)]
+    return [(c.DEPARTMENT_EXCHANGE, code, c.department_queue(code)) for code in dict.fromkeys(codes)]
+
+
+# -- the services ------------------------------------------------------------------------------
+
+
+class Topology:
+    def __init__(self, workers: int | None = None) -> None:
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.admin_token = secrets.token_hex(16)
+        self.workers = workers
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "AMQP_URI": infra.AMQP_URI, "DATABASE_URL": infra.DATABASE_URL,
+            "GRIDFLOW_CLOCK": "real", "GRIDFLOW_ADMIN_TOKEN": self.admin_token,
+            "VAR_DIR": str(infra.VAR_DIR),
+            **{f"{svc.upper()}_HTTP": f"127.0.0.1:{port}" for svc, port in PORTS.items()},
+        })
+        # Unset, the services run with their shipped max_workers (20 each, and as many pooled
+        # database connections): that is what is measured unless someone asks otherwise.
+        for svc in SERVICES:
+            env.pop(f"{svc.upper()}_WORKERS", None)
+            if self.workers:
+                env[f"{svc.upper()}_WORKERS"] = str(self.workers)
+        return env
+
+    def start(self) -> None:
+        busy = [p for p in PORTS.values() if not infra.port_is_free(p)]
+        if busy:
+            raise RuntimeError(f"ports {busy} are taken: another bench still running?")
+        bin_dir = infra.ROOT / ".venv" / "bin"
+        # Migrations once, before the services: five services upgrading one empty database at
+        # the same moment would race to create the platform tables.
+        subprocess.run([str(bin_dir / "gridflow"), "migrate", "--database-url", infra.DATABASE_URL],
+                       cwd=infra.ROOT, env=self.env(), check=True, capture_output=True, timeout=120)
+        for svc in SERVICES:
+            logfile = open(infra.VAR_DIR / f"{svc}.log", "ab")  # noqa: SIM115 - closed by the child's end
+            self.processes[svc] = subprocess.Popen(
+                [str(bin_dir / "nameko"), "run", "--config", f"services/{svc}/config.yaml",
+                 f"gridflow_{svc}.service:{svc.capitalize()}Service"],
+                cwd=infra.ROOT, env=self.env(), stdout=logfile, stderr=subprocess.STDOUT)
+            logfile.close()
+            (infra.VAR_DIR / f"{svc}.pid").write_text(str(self.processes[svc].pid))
+        deadline = time.monotonic() + 90
+        for svc, port in PORTS.items():
+            while True:
+                if self.processes[svc].poll() is not None:
+                    raise RuntimeError(f"{svc} exited at start; see {infra.VAR_DIR}/{svc}.log")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{svc} did not answer on :{port}") from None
+                    time.sleep(0.3)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for svc, process in self.processes.items():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+            (infra.VAR_DIR / f"{svc}.pid").unlink(missing_ok=True)
+        self.processes.clear()
+
+    def install_lucheng(self) -> int:
+        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(FIXTURES.glob("*.csv"))}
+        status, body, _ = Client(self.admin_token).request(
+            "PUT", "/api/v1/admin/jurisdiction", {"files": files})
+        if status != 200:
+            raise RuntimeError(f"installing Lucheng failed: {status} {body}")
+        return body["version"]
+
+    def alive(self) -> list[str]:
+        return [svc for svc, p in self.processes.items() if p.poll() is None]
+
+    def pids(self) -> dict[str, int]:
+        return {svc: p.pid for svc, p in self.processes.items()}
+
+    def log_problems(self) -> dict[str, int]:
+        """Lines in the services' logs that say a message could not be handled as it should."""
+        counts = {"too_many_db_clients": 0, "handler_failed": 0, "dead_lettered": 0,
+                  "relay_failed": 0}
+        for svc in SERVICES:
+            path = infra.VAR_DIR / f"{svc}.log"
+            if not path.exists():
+                continue
+            for line in path.read_text(errors="replace").splitlines():
+                if "too many clients" in line and "FATAL" in line and "Error:" in line[:40]:
+                    counts["too_many_db_clients"] += 1
+                for key, marker in (("handler_failed", '"handler_failed"'),
+                                    ("dead_lettered", '"message_dead_lettered"'),
+                                    ("relay_failed", '"relay_failed"')):
+                    if marker in line:
+                        counts[key] += 1
+        return counts
+
+
+class ConnectionWatch:
+    """Peak PostgreSQL connections, the bench's database and the whole server, sampled twice a
+    second: five services of up to 20 pooled connections each can reach max_connections (100)."""
+
+    def __init__(self) -> None:
+        self.peak_bench = 0
+        self.peak_server = 0
+        self.max_connections = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-pgwatch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(5)
+        return {"peak_bench_db": self.peak_bench, "peak_server": self.peak_server,
+                "max_connections": self.max_connections}
+
+    def _loop(self) -> None:
+        import psycopg2
+
+        try:
+            conn = psycopg2.connect(infra.PSYCOPG2_DSN.replace(infra.DB_NAME, "postgres"))
+        except psycopg2.Error:
+            return
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SHOW max_connections")
+                self.max_connections = int(cur.fetchone()[0])
+                while not self._stop.wait(0.5):
+                    cur.execute("SELECT count(*), count(*) FILTER (WHERE datname = %s) "
+                                "FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                                (infra.DB_NAME,))
+                    total, bench = cur.fetchone()
+                    self.peak_server = max(self.peak_server, total)
+                    self.peak_bench = max(self.peak_bench, bench)
+        except psycopg2.Error:
+            pass
+        finally:
+            conn.close()
+
+
+def stop_leftovers() -> None:
+    """Services of an earlier run that died before its cleanup (by the pids it wrote, nothing
+    else), so they neither hold the ports nor consume from the fresh vhost."""
+    for svc in SERVICES:
+        pidfile = infra.VAR_DIR / f"{svc}.pid"
+        if not pidfile.exists():
+            continue
+        try:
+            pid = int(pidfile.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if "nameko" in cmdline and f"services/{svc}/config.yaml" in cmdline:
+                os.kill(pid, 15)
+                infra.log(f"stopped a leftover {svc} service (pid {pid})")
+        except (OSError, ValueError):
+            pass
+        pidfile.unlink(missing_ok=True)
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+
+class Client:
+    """One keep-alive connection to intake, reconnecting when the server closes it."""
+
+    def __init__(self, admin_token: str | None = None) -> None:
+        self.conn: http.client.HTTPConnection | None = None
+        self.headers = {"Content-Type": "application/json"}
+        if admin_token:
+            self.headers["Authorization"] = f"Bearer {admin_token}"
+
+    def request(self, method: str, path: str, body: dict) -> tuple[int, dict | None, float]:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(*INTAKE, timeout=60)
+            started = time.perf_counter()
+            try:
+                self.conn.request(method, path, data, self.headers)
+                response = self.conn.getresponse()
+                raw = response.read()
+            except (http.client.HTTPException, OSError):
+                # A kept-alive connection the server dropped fails on first use; retry once
+                # (safe: a resent report carries the same external_id and is answered 200).
+                self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
+                continue
+            elapsed = time.perf_counter() - started
+            if response.getheader("Connection", "").lower() == "close":
+                self.conn.close()
+                self.conn = None
+            try:
+                parsed = json.loads(raw) if raw else None
+            except ValueError:
+                parsed = {"raw": raw[:200].decode(errors="replace")}
+            return response.status, parsed, elapsed
+        raise AssertionError("unreachable")
+
+
+def report(tag: str, k: int) -> dict:
+    return {"channel": "grid_app", "external_id": f"{tag}-{k}",
+            "description": DESCRIPTIONS[k % len(DESCRIPTIONS)], "location": point(k)}
+
+
+class Answers:
+    """What the senders saw, shared between their threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.created: dict[str, float] = {}  # case_id -> time.time() of the 201
+        self.statuses: dict[int, int] = {}
+        self.errors: list[str] = []
+        self.response_s: list[float] = []
+        self.late_s: list[float] = []
+        self.first_sent: float | None = None
+        self.last_answered: float | None = None
+
+    def record(self, sent: float, status: int, body: dict | None, elapsed: float) -> None:
+        answered = time.time()
+        with self.lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            self.response_s.append(elapsed)
+            if self.first_sent is None or sent < self.first_sent:
+                self.first_sent = sent
+            self.last_answered = max(self.last_answered or 0.0, answered)
+            if status == 201 and body and "case_id" in body:
+                self.created[body["case_id"]] = answered
+            elif status not in (200, 201) and len(self.errors) < 5:
+                self.errors.append(f"{status}: {str(body)[:200]}")
+
+
+def _send_all(tag: str, offset: int, count: int, threads: int, rate: float | None,
+              answers: Answers, budget_s: float) -> None:
+    """``count`` reports from ``threads`` keep-alive clients: back to back when ``rate`` is None
+    (closed loop), else report k is sent at start + k/rate whatever the earlier answers do (open
+    loop; the threads only give it room for slow answers)."""
+    counter = itertools.count()
+    start = time.monotonic() + 0.05
+    stop_at = start + budget_s
+
+    def worker() -> None:
+        client = Client()
+        while time.monotonic() < stop_at:
+            k = next(counter)
+            if k >= count:
+                return
+            if rate:
+                due = start + k / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                with answers.lock:
+                    answers.late_s.append(max(0.0, time.monotonic() - due))
+            sent = time.time()
+            try:
+                status, body, elapsed = client.request("POST", "/api/v1/reports",
+                                                       report(tag, offset + k))
+            except (http.client.HTTPException, OSError) as exc:
+                status, body, elapsed = -1, {"error": repr(exc)}, 0.0
+            answers.record(sent, status, body, elapsed)
+
+    pool = [threading.Thread(target=worker, name=f"bench-http-{i}", daemon=True)
+            for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(budget_s + 70)
+
+
+def _phase(ctx, tag: str, offset: int, count: int, threads: int, rate: float | None,
+           wait_s: float, send_budget_s: float, meter: infra.CpuMeter | None = None) -> dict:
+    sink = infra.Sink(ctx, department_queues(), f"gridflow-{tag}", send_budget_s + wait_s + 60)
+    sink.start()
+    answers = Answers()
+    if meter:
+        meter.start()
+    sent_started = time.monotonic()
+    _send_all(tag, offset, count, threads, rate, answers, send_budget_s)
+    sending_s = time.monotonic() - sent_started
+    sink.expect(len(answers.created))
+    records = sink.finish(wait_s)
+    arrived = {r[0]: r[1] for r in records if r[0] in answers.created}
+    result: dict = {
+        "sent": count, "answers": {str(k): v for k, v in sorted(answers.statuses.items())},
+        "created": len(answers.created), "arrived": len(arrived),
+        "complete": len(arrived) >= len(answers.created) and len(answers.created) == count,
+    }
+    if answers.errors:
+        result["error_samples"] = answers.errors
+    if answers.first_sent is not None and answers.last_answered is not None:
+        span = max(answers.last_answered - answers.first_sent, 1e-9)
+        result["http_accept_per_s"] = round(len(answers.created) / span, 1)
+        result["http_response"] = infra.latency_summary(answers.response_s)
+    if arrived and answers.first_sent is not None:
+        last = max(arrived.values())
+        result["elapsed_s"] = round(last - answers.first_sent, 3)
+        result["cases_per_s"] = round(len(arrived) / max(last - answers.first_sent, 1e-9), 1)
+        result["latency"] = infra.latency_summary(
+            [arrived[case_id] - answered for case_id, answered in answers.created.items()
+             if case_id in arrived])
+    if answers.late_s:
+        result["sender_late_max_ms"] = round(max(answers.late_s) * 1000, 1)
+    result["sending_s"] = round(sending_s, 2)
+    result["offered_per_s"] = round(count / max(sending_s, 1e-9), 1)
+    if meter:
+        result["cpu"] = meter.stop(len(arrived))
+    return result
+
+
+def event_queues() -> list[str]:
+    from gridflow_common import contracts as c
+
+    return sorted({s.queue for s in c.SUBSCRIPTIONS})
+
+
+def wait_settled(timeout: float = 60) -> bool:
+    """Until every event queue and every outbox is empty: the next phase starts on an idle system."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(infra.DATABASE_URL)
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                pending = sum(conn.execute(sa.text(f"SELECT count(*) FROM {svc}_outbox")).scalar_one()
+                              for svc in SERVICES)
+            pending += sum(infra.queue_depths(event_queues()).values())
+            quiet = quiet + 1 if pending == 0 else 0
+            if quiet >= 2:
+                return True
+            time.sleep(0.5)
+        return False
+    finally:
+        engine.dispose()
+
+
+def run(saturation_count: int = 1500, threads: int = 16, rate: float = 100.0,
+        seconds: float = 10.0, wait_s: float = 120.0, workers: int | None = None) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    run_tag = secrets.token_hex(3)
+    topology = Topology(workers)
+    watch = ConnectionWatch()
+    stop_leftovers()
+    watch.start()
+    try:
+        infra.log("gridflow: starting the five services")
+        topology.start()
+        version = topology.install_lucheng()
+        infra.log(f"gridflow: Lucheng installed (version {version}); warm-up (40 reports)")
+        _phase(ctx, f"{run_tag}W", 0, 40, 4, None, 60, 60)
+        wait_settled()
+        n_latency = int(rate * seconds)
+        infra.log(f"gridflow: latency, {rate:.0f} reports/s offered for {seconds:.0f} s")
+        latency = _phase(ctx, f"{run_tag}L", 100, n_latency, threads, rate, wait_s,
+                         seconds + 30, infra.CpuMeter(topology.pids()))
+        settled = wait_settled()
+        infra.log(f"gridflow: saturation, {saturation_count} reports from {threads} clients")
+        saturation = _phase(ctx, f"{run_tag}S", 100 + n_latency, saturation_count, threads, None,
+                            wait_s, 120, infra.CpuMeter(topology.pids()))
+        alive = topology.alive()
+    finally:
+        infra.log("gridflow: stopping the services")
+        topology.stop()
+        connections = watch.stop()
+    return {"saturation": saturation, "latency": latency, "offered_rate": rate,
+            "offered_seconds": seconds, "threads": threads,
+            "max_workers": workers or "shipped (20)", "settled_before_saturation": settled,
+            "services_alive_at_end": alive, "postgres_connections": connections,
+            "log_problems": topology.log_problems()}

@@ -1,0 +1,243 @@
+"""End to end: every service its own `nameko run` process (started by deploy/topology.sh, the
+script behind `make up`), on the real RabbitMQ and PostgreSQL, behind nginx."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import kombu
+import pytest
+import sqlalchemy as sa
+
+from gridflow_common import contracts as c
+from tests.conftest import REPO, free_port, lucheng_files
+
+pytestmark = pytest.mark.e2e
+SERVICES = ("intake", "routing", "departments", "sla", "notify")
+
+
+class Topology:
+    def __init__(self, env: dict[str, str], var_dir, base_url: str):
+        self.env = env
+        self.var_dir = var_dir
+        self.base_url = base_url
+
+    def script(self, action: str) -> None:
+        result = subprocess.run([str(REPO / "deploy/topology.sh"), action], env=self.env,
+                                capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stdout + result.stderr + self.logs()
+
+    def pid(self, service: str) -> int:
+        return int((self.var_dir / f"{service}.pid").read_text())
+
+    def sigkill(self, service: str) -> None:
+        pid = self.pid(service)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            # The killed child is reaped by nobody but init; a zombie counts as gone.
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split()[2] == "Z":
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"{service} ({pid}) survived SIGKILL")
+
+    def logs(self) -> str:
+        out = []
+        for service in SERVICES:
+            path = self.var_dir / f"{service}.log"
+            if path.exists():
+                out.append(f"--- {service} ---\n" + path.read_text()[-3000:])
+        return "\n".join(out)
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def topology(amqp_uri, database_url, tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp("topology")
+    port = free_port()
+    env = {
+        **os.environ,
+        "AMQP_URI": amqp_uri,
+        "DATABASE_URL": database_url,
+        "GRIDFLOW_CLOCK": "real",
+        "VAR_DIR": str(var_dir),
+        "GRIDFLOW_PORT": str(port),
+        "BIN": str(REPO / ".venv/bin"),
+    }
+    for service in SERVICES:
+        env[f"{service.upper()}_HTTP"] = f"127.0.0.1:{free_port()}"
+    topo = Topology(env, var_dir, f"http://127.0.0.1:{port}")
+    topo.script("up")
+    try:
+        status, body = topo.call("PUT", "/api/v1/admin/jurisdiction", {"files": lucheng_files()})
+        assert status == 200, body
+        yield topo
+    finally:
+        topo.script("down")
+
+
+def _report(external_id: str, lat: float = 27.995, lon: float = 120.556) -> dict:
+    return {
+        "channel": "hotline", "external_id": external_id,
+        "description": "青园社区门口的路灯不亮已经三天了", "category": "component.streetlight",
+        "location": {"lat": lat, "lon": lon}, "reporter": {"phone": "13900000001"},
+    }
+
+
+def _poll(fn, timeout: float = 30.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    return last
+
+
+class DepartmentQueue:
+    """A department system: an AMQP consumer on its durable queue."""
+
+    def __init__(self, amqp_uri: str, department: str):
+        self.connection = kombu.Connection(amqp_uri)
+        self.queue = kombu.Queue(
+            c.department_queue(department),
+            exchange=kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True),
+            routing_key=department, durable=True, auto_delete=False)
+        self.queue(self.connection.default_channel).declare()
+
+    def drain(self, seconds: float) -> list[dict]:
+        got: list[dict] = []
+
+        def on_message(body, message):
+            got.append(json.loads(body) if isinstance(body, (str, bytes)) else body)
+            message.ack()
+
+        with kombu.Consumer(self.connection, [self.queue], callbacks=[on_message],
+                            accept=["json"]):
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    self.connection.drain_events(timeout=0.2)
+                except TimeoutError:
+                    if got:
+                        break
+        return got
+
+    def close(self) -> None:
+        self.connection.release()
+
+
+def test_a_case_travels_the_whole_loop_through_five_processes(topology, amqp_uri,
+                                                               database_url):
+    inbox = DepartmentQueue(amqp_uri, "urban_management")
+    try:
+        status, body = topology.call("POST", "/api/v1/reports", _report("e2e-loop-1"))
+        assert status == 201, body
+        case_id = body["case_id"]
+
+        view = _poll(lambda: (lambda v: v if v["status"] == "dispatched" and v["colour"] else
+                              None)(topology.call("GET", f"/api/v1/cases/{case_id}")[1]))
+        assert view, topology.logs()
+        assert (view["tier"], view["handler"], view["lead"]) == (
+            "street", "urban_management-330302001", "urban_management")
+        assert view["colour"] == "green"
+
+        messages = [m for m in inbox.drain(15) if m["case_id"] == case_id]
+        assert len(messages) == 1
+        assert messages[0]["handler"] == "urban_management-330302001"
+        assert "路灯" in messages[0]["description"]
+
+        for update in ({"from": "urban_management", "status": "accepted"},
+                       {"from": "urban_management", "status": "resolved", "note": "已修复"}):
+            assert topology.call("POST", f"/api/v1/cases/{case_id}/updates", update)[0] == 202
+        assert topology.call("POST", f"/api/v1/cases/{case_id}/verification",
+                             {"passed": True})[0] == 200
+        assert topology.call("POST", f"/api/v1/cases/{case_id}/evaluation",
+                             {"satisfaction": 5})[0] == 200
+        final = topology.call("GET", f"/api/v1/cases/{case_id}")[1]
+        assert (final["status"], final["satisfaction"], final["colour"]) == ("closed", 5, None)
+        kinds = [e["kind"] for e in final["timeline"]]
+        assert kinds[:3] == ["registered", "routed", "dispatched"]
+        assert kinds[-3:] == ["resolved", "verified", "evaluated"]
+
+        # notify recorded the station's duty person (people.csv) for the dispatch.
+        engine = sa.create_engine(database_url)
+        try:
+            def notified():
+                with engine.connect() as conn:
+                    return conn.execute(sa.text(
+                        "SELECT person_id, reason FROM notify_notifications WHERE case_id = :c"),
+                        {"c": case_id}).all()
+            rows = _poll(notified, timeout=15)
+            assert [tuple(r) for r in rows] == [("P00081", "dispatched")]
+        finally:
+            engine.dispose()
+    finally:
+        inbox.close()
+
+
+def test_sigkill_of_a_service_mid_stream_loses_no_case(topology, amqp_uri):
+    total = 150
+    inbox = DepartmentQueue(amqp_uri, "urban_management")
+    accepted: dict[str, str] = {}
+    errors: list[str] = []
+
+    def send(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            status, body = topology.call("POST", "/api/v1/reports", _report(
+                f"e2e-kill-{i}", lat=27.985 + (i % 50) * 0.001, lon=120.552 + (i % 7) * 0.002))
+            if status in (200, 201):
+                accepted[f"e2e-kill-{i}"] = body["case_id"]
+            else:
+                errors.append(f"{i}: {status} {body}")
+
+    try:
+        sender = threading.Thread(target=send, args=(0, total // 2))
+        sender.start()
+        # Routing and departments die with messages in flight, SIGKILL: no shutdown, no acks.
+        assert _poll(lambda: len(accepted) >= 20, timeout=30)
+        topology.sigkill("routing")
+        sender.join()
+        topology.sigkill("departments")
+        send(total // 2, total)
+        topology.script("up")  # restarts what is not running, as an operator would
+
+        seen: dict[str, int] = {}
+        deadline = time.monotonic() + 120
+        expected = set(accepted.values())
+        while time.monotonic() < deadline and not expected <= set(seen):
+            for message in inbox.drain(2):
+                seen[message["case_id"]] = seen.get(message["case_id"], 0) + 1
+        assert not errors, errors
+        assert len(accepted) == total
+        missing = expected - set(seen)
+        assert not missing, f"{len(missing)} cases never reached their department\n" + \
+            topology.logs()
+        # Intake's view catches up too (its projection may be retrying a failed attempt).
+        for case_id in list(expected)[:20]:
+            assert _poll(lambda: topology.call("GET", f"/api/v1/cases/{case_id}")[1]["status"]
+                         == "dispatched", timeout=30), case_id
+    finally:
+        inbox.close()
