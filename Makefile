@@ -38,13 +38,14 @@ migrate: $(STAMP) ## upgrade every service's tables in DATABASE_URL
 	$(BIN)/gridflow migrate --database-url $(DATABASE_URL)
 
 test: $(STAMP) ## everything: unit, integration (RabbitMQ + PostgreSQL), end to end, scenarios
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests/unit tests/scenarios tests/e2e
+	$(BIN)/nameko test tests/integration -p no:cacheprovider
 
 test-unit: $(STAMP) ## unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
 test-integration: $(STAMP) ## one service at a time in a nameko container against RabbitMQ + PostgreSQL
-	$(BIN)/pytest tests/integration
+	$(BIN)/nameko test tests/integration -p no:cacheprovider
 
 test-e2e: $(STAMP) ## every service as its own process, with a SIGKILL mid-stream
 	$(BIN)/pytest tests/e2e

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import signal
-import socket
 import time
 
 from bench import infra
@@ -104,7 +103,7 @@ def stage_main(stage: str, ready, max_seconds: float) -> None:
         while not stopping and time.monotonic() < deadline:
             try:
                 consuming.drain_events(timeout=0.5)
-            except socket.timeout:
+            except TimeoutError:
                 pass
     finally:
         consuming.release()
@@ -138,10 +137,13 @@ def feeder_main(tag: str, count: int, rate: float | None) -> None:
                              content_encoding="utf-8", retry=False)
 
 
-def _phase(ctx, tag: str, count: int, rate: float | None, wait_s: float) -> dict:
+def _phase(ctx, tag: str, count: int, rate: float | None, wait_s: float,
+           meter: infra.CpuMeter | None = None) -> dict:
     sink = infra.Sink(ctx, [(EXCHANGE, END_KEY, END_QUEUE)], f"bare-{tag}", wait_s + 60)
     sink.start()
     sink.expect(count)
+    if meter:
+        meter.start()
     feeder = ctx.Process(target=feeder_main, args=(tag, count, rate), name=f"bench-feed-{tag}")
     feeder.start()
     feeder.join(wait_s)
@@ -157,6 +159,8 @@ def _phase(ctx, tag: str, count: int, rate: float | None, wait_s: float) -> dict
         result["elapsed_s"] = round(last_received - first_sent, 3)
         result["cases_per_s"] = round(len(records) / max(last_received - first_sent, 1e-9), 1)
         result["latency"] = infra.latency_summary([r[1] - r[2] for r in records])
+    if meter:
+        result["cpu"] = meter.stop(len(records))
     return result
 
 
@@ -189,10 +193,12 @@ def run(saturation_count: int = 3000, rate: float = 100.0, seconds: float = 10.0
         _phase(ctx, "W", 50, None, 30)
         wait_drained()
         infra.log(f"bare: latency, {rate:.0f} cases/s offered for {seconds:.0f} s")
-        latency = _phase(ctx, "L", int(rate * seconds), rate, seconds + wait_s)
+        pids = {process.name.removeprefix("bench-"): process.pid for process, _ in stages}
+        latency = _phase(ctx, "L", int(rate * seconds), rate, seconds + wait_s,
+                         infra.CpuMeter(pids))
         wait_drained()
         infra.log(f"bare: saturation, {saturation_count} cases pushed at once")
-        saturation = _phase(ctx, "S", saturation_count, None, wait_s)
+        saturation = _phase(ctx, "S", saturation_count, None, wait_s, infra.CpuMeter(pids))
     finally:
         for process, _ in stages:
             if process.is_alive():

@@ -7,6 +7,7 @@ this machine); durations inside one process are ``time.perf_counter()``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -81,10 +82,9 @@ def queue_depths(names: list[str]) -> dict[str, int]:
             except NotFound:
                 depths[name] = 0
             finally:
-                try:
+                # A NotFound has already closed the channel.
+                with contextlib.suppress(Exception):
                     channel.close()
-                except Exception:  # noqa: BLE001 - a NotFound already closed it
-                    pass
     return depths
 
 
@@ -194,7 +194,7 @@ def sink_main(queues: list[tuple[str, str, str]], expected, stop, ready, result_
                 break
             try:
                 conn.drain_events(timeout=0.2)
-            except socket.timeout:
+            except TimeoutError:
                 pass
     Path(result_path).write_text(json.dumps(records))
 

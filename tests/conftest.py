@@ -13,6 +13,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _eventlet_patched() -> bool:
+    try:
+        from eventlet import patcher
+    except ImportError:
+        return False
+    return patcher.is_monkey_patched("socket")
+
+
+# nameko containers need an eventlet-patched process: the integration tests run under
+# `nameko test tests/integration` (as `make test` does), the rest under plain pytest.
+collect_ignore_glob = [] if _eventlet_patched() else ["integration/*"]
 SHARED = Path(os.environ.get("GRIDFLOW_SHARED", REPO.parent / "shared"))
 GRIDFLOW = Path(sys.executable).parent / "gridflow"
 

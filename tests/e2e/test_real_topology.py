@@ -237,7 +237,7 @@ def test_sigkill_of_a_service_mid_stream_loses_no_case(topology, amqp_uri):
             topology.logs()
         # Intake's view catches up too (its projection may be retrying a failed attempt).
         for case_id in list(expected)[:20]:
-            assert _poll(lambda: topology.call("GET", f"/api/v1/cases/{case_id}")[1]["status"]
+            assert _poll(lambda c=case_id: topology.call("GET", f"/api/v1/cases/{c}")[1]["status"]
                          == "dispatched", timeout=30), case_id
     finally:
         inbox.close()

@@ -1,6 +1,7 @@
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import pytest
+
 from gridflow_common.domain.calendar import (
     CST,
     SlaClock,

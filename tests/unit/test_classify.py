@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from gridflow_common.domain.calendar import TimeLimit, TimeUnit
 from gridflow_common.domain.classify import classify
 from gridflow_common.domain.jurisdiction import Category, load_folder

@@ -11,6 +11,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
+
 from gridflow_common import contracts as c
 from gridflow_common.db import make_engine, messaging_tables
 from gridflow_common.jurisdictions import JurisdictionStore

@@ -7,10 +7,11 @@ import datetime as dt
 import importlib
 
 import pytest
-from gridflow_common import contracts as c
 from marshmallow import ValidationError
 from nameko.containers import ServiceContainer
 from nameko.events import SERVICE_POOL, EventHandler
+
+from gridflow_common import contracts as c
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 

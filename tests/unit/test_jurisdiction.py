@@ -5,6 +5,7 @@ from datetime import date, time
 from pathlib import Path
 
 import pytest
+
 from gridflow_common.domain.calendar import TimeUnit
 from gridflow_common.domain.geo import distance_m, parse_wkt_polygon
 from gridflow_common.domain.jurisdiction import (

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import structlog
+
 from gridflow_common.logging import mask_personal_numbers, mask_processor
 
 PHONE = "13900000001"

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gridflow_common import replay
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from gridflow_common import replay
 
 CST = timezone(timedelta(hours=8))
 START = datetime(2026, 3, 2, 9, 0, tzinfo=CST)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gridflow_common
 import pytest
+
+import gridflow_common
 from gridflow_common.domain.jurisdiction import FILES, load_folder, parse_jurisdiction
 from gridflow_routing.domain import (
     Assignment,

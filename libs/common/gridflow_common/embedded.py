@@ -112,7 +112,7 @@ class EmbeddedGridflow:
             handler = self.definitions[consumer].handlers[method]
             try:
                 self.runtimes[consumer].consume(method, message, handler)
-            except Exception:  # noqa: BLE001 - not even the failure could be recorded: redeliver
+            except Exception:
                 log.exception("delivery_failed", consumer=consumer, method=method)
                 self._stop.wait(0.5)
                 self.bus.deliveries.put(item)
@@ -126,7 +126,7 @@ class EmbeddedGridflow:
                     runtime.retry_due(definition.handlers)
                     if definition.periodic and not self.clock.simulated:
                         definition.periodic(runtime)
-                except Exception:  # noqa: BLE001 - the next tick tries again
+                except Exception:
                     log.exception("tick_failed", service=name)
 
     def reset_services(self) -> None:

@@ -114,15 +114,14 @@ class ServiceRuntime:
 
     @contextlib.contextmanager
     def work(self, now: dt.datetime | None = None) -> Iterator[Work]:
-        with self._lock:
-            with Session(self.engine) as session:
-                work = Work(self, session, now or self.clock.now())
-                try:
-                    yield work
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
+        with self._lock, Session(self.engine) as session:
+            work = Work(self, session, now or self.clock.now())
+            try:
+                yield work
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
         if work.outboxed:
             for callback in self._after_commit:
                 callback()
@@ -158,7 +157,7 @@ class ServiceRuntime:
                 work.session.execute(
                     sa.insert(processed).values(handler=handler_name, event_id=event.event_id)
                 )
-        except Exception as exc:  # noqa: BLE001 - every failure must be kept, whatever it is
+        except Exception as exc:
             log.warning("handler_failed", handler=handler_name, event_id=event.event_id,
                         event_type=event.event_type, error=repr(exc))
             metrics.MESSAGES.labels(self.service, handler_name, "failed").inc()
@@ -323,7 +322,7 @@ class RelayLoop:
                     publisher = self.publisher_factory()
                 while self.runtime.relay(publisher) > 0:
                     pass
-            except Exception as exc:  # noqa: BLE001 - the relay must outlive broker outages
+            except Exception as exc:
                 log.warning("relay_failed", service=self.runtime.service, error=repr(exc))
                 close = getattr(publisher, "close", None)
                 if close:

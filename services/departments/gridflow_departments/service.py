@@ -1,4 +1,4 @@
-"""The departments service as a nameko process: thin adapters over ``gridflow_departments.handlers``."""
+"""The departments service as a nameko process: thin adapters over its handlers."""
 
 from gridflow_common.nameko_support import GridflowService, Runtime, subscribe
 from gridflow_departments.handlers import DEFINITION

@@ -82,7 +82,7 @@ class IntakeApi:
             response = _errors(exc.status, exc.errors)
         except NoJurisdiction as exc:
             response = _errors(503, {"jurisdiction": [str(exc)]})
-        except Exception:  # noqa: BLE001 - an unexpected fault is logged, answered, rolled back
+        except Exception:
             log.exception("request_failed", method=method, path=path)
             response = _errors(500, {"_server": ["internal error; nothing was changed"]})
         for m, pattern, fn, _ in self.routes:

@@ -148,7 +148,8 @@ def _open_duplicate(work: Work, category: str | None, lat: float | None,
     rows = work.session.execute(
         sa.select(cases.c.case_id, cases.c.lat, cases.c.lon).where(
             cases.c.category == category, cases.c.status.in_(OPEN_STATUSES),
-            cases.c.lat.between(lat - dlat, lat + dlat), cases.c.lon.between(lon - dlon, lon + dlon),
+            cases.c.lat.between(lat - dlat, lat + dlat),
+            cases.c.lon.between(lon - dlon, lon + dlon),
         ).order_by(cases.c.registered_at)
     ).all()
     for row in rows:

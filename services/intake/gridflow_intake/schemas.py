@@ -1,9 +1,15 @@
-"""The public HTTP API's request bodies. Every error names the field (dotted path) and the problem."""
+"""The public HTTP API's request bodies. Every error names the field (dotted path) and why."""
 
 from __future__ import annotations
 
 from marshmallow import (
-    RAISE, Schema, ValidationError, fields, validate, validates, validates_schema,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
 )
 
 from gridflow_common.contracts import CHANNELS, HANDLER_STATUSES
@@ -37,7 +43,8 @@ class LocationSchema(_Strict):
         if sum(forms) == 0:
             raise ValidationError(["give a point {lat, lon}, a grid_code or an address"])
         if sum(forms) > 1:
-            raise ValidationError(["give only one of a point {lat, lon}, a grid_code or an address"])
+            raise ValidationError(
+                ["give only one of a point {lat, lon}, a grid_code or an address"])
 
 
 class ReporterSchema(_Strict):

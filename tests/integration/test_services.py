@@ -1,0 +1,274 @@
+"""One service at a time in a nameko container, against the real RabbitMQ and PostgreSQL.
+
+Run under `nameko test` (eventlet monkey-patched), as `make test` does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+
+import kombu
+import pytest
+import requests
+import sqlalchemy as sa
+from nameko.testing.services import entrypoint_waiter
+
+from gridflow_common import contracts as c
+from gridflow_common import migrate
+from gridflow_common.jurisdictions import JurisdictionStore
+from tests.conftest import free_port, lucheng_files
+
+pytestmark = pytest.mark.integration
+CST = dt.timezone(dt.timedelta(hours=8))
+
+
+@pytest.fixture(scope="module")
+def engine(database_url):
+    engine = sa.create_engine(database_url)
+    migrate.upgrade_all(engine)
+    JurisdictionStore(engine).install(lucheng_files())
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def config(amqp_uri, database_url, engine):
+    return {
+        "AMQP_URI": amqp_uri,
+        "DATABASE_URL": database_url,
+        "GRIDFLOW_CLOCK": "real",
+        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+        "max_workers": 10,
+    }
+
+
+@pytest.fixture
+def broker(amqp_uri):
+    connection = kombu.Connection(amqp_uri)
+    yield connection
+    connection.release()
+
+
+def jurisdiction_version(engine) -> int:
+    return JurisdictionStore(engine).active_version()
+
+
+def publish(connection, source: str, event_type: str, payload: dict,
+            occurred_at: dt.datetime | None = None, event_id: str | None = None) -> dict:
+    """Publish an event as ``source``'s relay would (after its queues exist)."""
+    envelope = c.make_event(source, event_type, occurred_at or dt.datetime.now(CST),
+                            payload).to_message()
+    if event_id:
+        envelope["event_id"] = event_id
+    exchange = kombu.Exchange(c.event_exchange(source), type="topic", durable=True)
+    with kombu.Producer(connection) as producer:
+        producer.publish(json.dumps(envelope), exchange=exchange, routing_key=event_type,
+                         declare=[exchange], content_type="application/json", delivery_mode=2)
+    return envelope
+
+
+def observe(connection, source: str, event_type: str) -> kombu.Queue:
+    """A queue of the test's own on ``source``'s events, bound before anything is published."""
+    queue = kombu.Queue(f"test-{uuid.uuid4().hex[:8]}",
+                        exchange=kombu.Exchange(c.event_exchange(source), type="topic",
+                                                durable=True),
+                        routing_key=event_type, auto_delete=True)
+    queue(connection.default_channel).declare()
+    return queue
+
+
+def take(connection, queue_name: str, want: int = 1, timeout: float = 10.0) -> list[dict]:
+    """Up to ``want`` messages from a queue, polling at most ``timeout`` seconds."""
+    queue = kombu.Queue(queue_name, no_declare=True)
+    bound = queue(connection.default_channel)
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        message = bound.get(no_ack=True)
+        if message is None:
+            time.sleep(0.05)
+            continue
+        body = message.body
+        got.append(json.loads(body) if isinstance(body, (bytes, str)) else body)
+    return got
+
+
+def registered_payload(engine, case_id: str, category: str = "component.streetlight") -> dict:
+    return {"case_id": case_id, "category": category, "area_code": "330302001001001",
+            "description": "青园社区门口的路灯不亮", "location": {"lat": 27.995, "lon": 120.556},
+            "jurisdiction_version": jurisdiction_version(engine)}
+
+
+def test_routing_assigns_a_registered_case_once_even_when_delivered_twice(
+        container_factory, config, broker, engine):
+    from gridflow_routing.service import RoutingService
+
+    routed = observe(broker, c.ROUTING, c.CASE_ROUTED)
+    container = container_factory(RoutingService, config)
+    container.start()
+    case_id = f"IT-{uuid.uuid4().hex[:8]}"
+    payload = registered_payload(engine, case_id)
+
+    with entrypoint_waiter(container, "on_case_registered"):
+        envelope = publish(broker, c.INTAKE, c.CASE_REGISTERED, payload)
+    with entrypoint_waiter(container, "on_case_registered"):
+        publish(broker, c.INTAKE, c.CASE_REGISTERED, payload, event_id=envelope["event_id"])
+
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT tier, handler, lead, escalations FROM routing_cases WHERE case_id = :c"),
+            {"c": case_id}).all()
+    assert [tuple(r) for r in rows] == [
+        ("street", "urban_management-330302001", "urban_management", 0)]
+    messages = take(broker, routed.name, want=2, timeout=3)
+    assert [m["payload"]["case_id"] for m in messages] == [case_id]
+    assert messages[0]["payload"]["handler"] == "urban_management-330302001"
+
+
+def test_a_handler_that_raises_keeps_its_message_and_a_retry_succeeds(
+        container_factory, config, broker, engine):
+    from gridflow_routing.service import RoutingService
+
+    real = RoutingService.definition.handlers["on_case_registered"]
+    calls = {"n": 0}
+
+    def flaky(work, event):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("department directory briefly unavailable")
+        real(work, event)
+
+    RoutingService.definition.handlers["on_case_registered"] = flaky
+    try:
+        container = container_factory(RoutingService, config)
+        container.start()
+        case_id = f"IT-{uuid.uuid4().hex[:8]}"
+        with entrypoint_waiter(container, "on_case_registered"):
+            publish(broker, c.INTAKE, c.CASE_REGISTERED, registered_payload(engine, case_id))
+
+        with engine.connect() as conn:
+            failed = conn.execute(sa.text(
+                "SELECT state, attempts FROM routing_failed WHERE message LIKE :c"),
+                {"c": f"%{case_id}%"}).all()
+        assert [tuple(r) for r in failed] == [("retrying", 1)]
+
+        # The service's own timer retries after the backoff; no redelivery from outside.
+        deadline = time.monotonic() + 15
+        routed = []
+        while time.monotonic() < deadline and not routed:
+            with engine.connect() as conn:
+                routed = conn.execute(sa.text(
+                    "SELECT handler FROM routing_cases WHERE case_id = :c"), {"c": case_id}).all()
+            time.sleep(0.1)
+        assert [r.handler for r in routed] == ["urban_management-330302001"]
+        with engine.connect() as conn:
+            left = conn.execute(sa.text("SELECT count(*) FROM routing_failed WHERE message LIKE :c"),
+                                {"c": f"%{case_id}%"}).scalar()
+        assert left == 0
+        assert calls["n"] == 2
+    finally:
+        RoutingService.definition.handlers["on_case_registered"] = real
+
+
+def test_intake_registers_a_report_and_its_event_waits_for_routing_that_is_not_running(
+        container_factory, config, broker, engine):
+    from gridflow_intake.service import IntakeService
+
+    container = container_factory(IntakeService, config)
+    container.start()
+    url = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1/reports"
+    answer = requests.post(url, json={
+        "channel": "hotline", "external_id": f"it-{uuid.uuid4().hex[:8]}",
+        "description": "青园社区门口的路灯不亮已经三天了", "location": {"lat": 27.995, "lon": 120.556},
+    }, timeout=10)
+    assert answer.status_code == 201, answer.text
+    case_id = answer.json()["case_id"]
+
+    # No routing service has ever consumed in this vhost: the relay declared routing's queue
+    # before publishing, so the event is there rather than confirmed and dropped.
+    queue = c.event_queue(c.INTAKE, c.CASE_REGISTERED, c.ROUTING, "on_case_registered")
+    events = [m for m in take(broker, queue, want=50, timeout=10)
+              if m["payload"]["case_id"] == case_id]
+    assert len(events) == 1
+    assert events[0]["payload"]["category"] == "component.streetlight"
+    assert events[0]["payload"]["area_code"] == "330302001001001"
+
+
+def test_intake_refuses_a_bad_report_naming_the_field_and_writes_nothing(
+        container_factory, config, engine):
+    from gridflow_intake.service import IntakeService
+
+    container = container_factory(IntakeService, config)
+    container.start()
+    with engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM intake_cases")).scalar()
+    answer = requests.post(f"http://{config['WEB_SERVER_ADDRESS']}/api/v1/reports", json={
+        "channel": "pigeon", "description": " ", "location": {"lat": 200, "lon": 120.5},
+    }, timeout=10)
+    assert answer.status_code == 400
+    errors = answer.json()["errors"]
+    assert set(errors) == {"channel", "description", "location.lat"}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM intake_cases")).scalar() == before
+
+
+def test_departments_pushes_the_case_to_the_department_queue_and_announces_it(
+        container_factory, config, broker, engine):
+    from gridflow_departments.service import DepartmentsService
+
+    department = kombu.Queue(
+        c.department_queue("environment"),
+        exchange=kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True),
+        routing_key="environment", durable=True)
+    department(broker.default_channel).declare()
+    container = container_factory(DepartmentsService, config)
+    container.start()
+    case_id = f"IT-{uuid.uuid4().hex[:8]}"
+    with entrypoint_waiter(container, "on_case_routed"):
+        publish(broker, c.ROUTING, c.CASE_ROUTED, {
+            "case_id": case_id, "assignment_id": f"{case_id}-1", "reason": "new",
+            "category": "event.medical_waste", "tier": "street",
+            "handler": "environment-330302104", "lead": "environment", "assisting": ["health"],
+            "escalations": 0, "area_code": "330302104001001",
+            "jurisdiction_version": jurisdiction_version(engine),
+            "description": "医疗废弃物", "location": None,
+        })
+    pushed = [m for m in take(broker, department.name, want=20, timeout=10)
+              if m["case_id"] == case_id]
+    assert len(pushed) == 1
+    assert (pushed[0]["handler"], pushed[0]["assisting"]) == ("environment-330302104", ["health"])
+    sla_queue = c.event_queue(c.DEPARTMENTS, c.CASE_DISPATCHED, c.SLA, "on_case_dispatched")
+    announced = [m for m in take(broker, sla_queue, want=20, timeout=10)
+                 if m["payload"]["case_id"] == case_id]
+    assert [m["payload"]["queue"] for m in announced] == ["gridflow.department.environment"]
+
+
+def test_sla_catches_up_every_colour_of_a_clock_dispatched_long_ago(
+        container_factory, config, broker, engine):
+    from gridflow_sla.service import SlaService
+
+    colours = observe(broker, c.SLA, c.CASE_COLOUR_CHANGED)
+    container = container_factory(SlaService, config)
+    container.start()
+    case_id = f"IT-{uuid.uuid4().hex[:8]}"
+    # A 2-hour (wall-clock) limit dispatched 5 hours ago: yellow, orange and red are all past.
+    with entrypoint_waiter(container, "on_case_dispatched"):
+        publish(broker, c.DEPARTMENTS, c.CASE_DISPATCHED, {
+            "case_id": case_id, "assignment_id": f"{case_id}-1", "reason": "new",
+            "category": "component.manhole_cover", "tier": "street",
+            "handler": "urban_management-330302001", "lead": "urban_management",
+            "assisting": ["water"], "escalations": 0, "area_code": "330302001001001",
+            "jurisdiction_version": jurisdiction_version(engine),
+            "queue": "gridflow.department.urban_management",
+        }, occurred_at=dt.datetime.now(CST) - dt.timedelta(hours=5))
+    seen = take(broker, colours.name, want=4, timeout=10)
+    assert [(m["payload"]["colour"], m["payload"]["action"]) for m in seen] == [
+        ("green", "none"), ("yellow", "remind_handler"), ("orange", "supervise"),
+        ("red", "escalate")]
+    # Each colour happened at the instant it was reached, not when the handler ran.
+    instants = [dt.datetime.fromisoformat(m["occurred_at"]) for m in seen]
+    assert instants == sorted(instants)
+    assert abs((instants[3] - instants[0]) - dt.timedelta(hours=3)) < dt.timedelta(seconds=1)
