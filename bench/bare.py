@@ -9,6 +9,7 @@ confirm wait on the consuming connection would drain the next delivery into the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import signal
@@ -61,8 +62,8 @@ def create_tables() -> None:
         with conn, conn.cursor() as cur:
             for stage in STAGES:
                 cur.execute(f"DROP TABLE IF EXISTS bare_{stage}")
-                cur.execute(f"CREATE TABLE bare_{stage} (case_id text PRIMARY KEY, body text NOT NULL, "
-                            "received_at timestamptz NOT NULL DEFAULT now())")
+                cur.execute(f"CREATE TABLE bare_{stage} (case_id text PRIMARY KEY, "
+                            "body text NOT NULL, received_at timestamptz NOT NULL DEFAULT now())")
     finally:
         conn.close()
 
@@ -85,7 +86,8 @@ def stage_main(stage: str, ready, max_seconds: float) -> None:
         body = message.body
         case_id = json.loads(body)["case_id"]
         with db, db.cursor() as cur:
-            cur.execute(insert, (case_id, body.decode("utf-8") if isinstance(body, bytes) else body))
+            text = body.decode("utf-8") if isinstance(body, bytes) else body
+            cur.execute(insert, (case_id, text))
         for out in outputs:
             producer.publish(body, exchange=EXCHANGE, routing_key=out, delivery_mode=2,
                              content_type="application/json", content_encoding="utf-8",
@@ -101,10 +103,8 @@ def stage_main(stage: str, ready, max_seconds: float) -> None:
     deadline = time.monotonic() + max_seconds
     try:
         while not stopping and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(TimeoutError):
                 consuming.drain_events(timeout=0.5)
-            except TimeoutError:
-                pass
     finally:
         consuming.release()
         publishing.release()
@@ -183,7 +183,8 @@ def run(saturation_count: int = 3000, rate: float = 100.0, seconds: float = 10.0
     try:
         for stage in STAGES:
             ready = ctx.Event()
-            process = ctx.Process(target=stage_main, args=(stage, ready, 600), name=f"bench-{stage}")
+            process = ctx.Process(target=stage_main, args=(stage, ready, 600),
+                                  name=f"bench-{stage}")
             process.start()
             stages.append((process, ready))
         for process, ready in stages:

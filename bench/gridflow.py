@@ -22,6 +22,9 @@ SERVICES = ("intake", "routing", "departments", "sla", "notify")
 PORTS = {svc: 18001 + i for i, svc in enumerate(SERVICES)}
 INTAKE = ("127.0.0.1", PORTS["intake"])
 FIXTURES = infra.ROOT / "libs" / "common" / "gridflow_common" / "fixtures" / "lucheng"
+# Open loop: a report is due at its scheduled instant whatever earlier answers do, so the paced
+# sender needs room for many answers in flight when intake answers slowly (0.6 s x 100/s = 60).
+PACED_THREADS = 64
 DESCRIPTIONS = ("青园社区门口的路灯不亮", "红苹果小区大门口堆放了大量废品杂物")
 
 # Intake joins a report to an open case of the same category within 50 m (合并, merging), so every
@@ -47,7 +50,8 @@ def department_queues() -> list[tuple[str, str, str]]:
     for name, column in (("departments.csv", "code"), ("units.csv", "code")):
         with open(FIXTURES / name, encoding="utf-8") as f:
             codes += [row[column] for row in csv.DictReader(f)]
-    return [(c.DEPARTMENT_EXCHANGE, code, c.department_queue(code)) for code in dict.fromkeys(codes)]
+    return [(c.DEPARTMENT_EXCHANGE, code, c.department_queue(code))
+            for code in dict.fromkeys(codes)]
 
 
 # -- the services ------------------------------------------------------------------------------
@@ -375,7 +379,7 @@ def event_queues() -> list[str]:
 
 
 def wait_settled(timeout: float = 60) -> bool:
-    """Until every event queue and every outbox is empty: the next phase starts on an idle system."""
+    """Until every event queue and outbox is empty: the next phase starts on an idle system."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(infra.DATABASE_URL)
@@ -384,8 +388,9 @@ def wait_settled(timeout: float = 60) -> bool:
     try:
         while time.monotonic() < deadline:
             with engine.connect() as conn:
-                pending = sum(conn.execute(sa.text(f"SELECT count(*) FROM {svc}_outbox")).scalar_one()
-                              for svc in SERVICES)
+                pending = sum(
+                    conn.execute(sa.text(f"SELECT count(*) FROM {svc}_outbox")).scalar_one()
+                    for svc in SERVICES)
             pending += sum(infra.queue_depths(event_queues()).values())
             quiet = quiet + 1 if pending == 0 else 0
             if quiet >= 2:
@@ -412,20 +417,25 @@ def run(saturation_count: int = 1500, threads: int = 16, rate: float = 100.0,
         infra.log(f"gridflow: Lucheng installed (version {version}); warm-up (40 reports)")
         _phase(ctx, f"{run_tag}W", 0, 40, 4, None, 60, 60)
         wait_settled()
+        # Each phase its own stretch of the lattice, so no report joins an earlier phase's case.
+        offset = 100
         low = None
         if low_rate:
             # A load it can carry, for what latency is when the framework is not also a queue.
             infra.log(f"gridflow: latency, {low_rate:.0f} reports/s offered for {seconds:.0f} s")
-            low = _phase(ctx, f"{run_tag}Q", 50_000, int(low_rate * seconds), threads, low_rate,
-                         wait_s, seconds + 30)
+            n_low = int(low_rate * seconds)
+            low = _phase(ctx, f"{run_tag}Q", offset, n_low, PACED_THREADS, low_rate, wait_s,
+                         seconds + 60)
+            offset += n_low
             wait_settled()
         n_latency = int(rate * seconds)
         infra.log(f"gridflow: latency, {rate:.0f} reports/s offered for {seconds:.0f} s")
-        latency = _phase(ctx, f"{run_tag}L", 100, n_latency, threads, rate, wait_s,
-                         seconds + 30, infra.CpuMeter(topology.pids()))
+        latency = _phase(ctx, f"{run_tag}L", offset, n_latency, PACED_THREADS, rate, wait_s,
+                         seconds + 60, infra.CpuMeter(topology.pids()))
+        offset += n_latency
         settled = wait_settled()
         infra.log(f"gridflow: saturation, {saturation_count} reports from {threads} clients")
-        saturation = _phase(ctx, f"{run_tag}S", 100 + n_latency, saturation_count, threads, None,
+        saturation = _phase(ctx, f"{run_tag}S", offset, saturation_count, threads, None,
                             wait_s, 120, infra.CpuMeter(topology.pids()))
         alive = topology.alive()
     finally:

@@ -192,10 +192,8 @@ def sink_main(queues: list[tuple[str, str, str]], expected, stop, ready, result_
         while time.monotonic() < deadline and not stop.is_set():
             if 0 <= expected.value <= len(records):
                 break
-            try:
+            with contextlib.suppress(TimeoutError):
                 conn.drain_events(timeout=0.2)
-            except TimeoutError:
-                pass
     Path(result_path).write_text(json.dumps(records))
 
 

@@ -68,6 +68,9 @@ def table(results: dict) -> str:
         _row("  p99", _lat(bl, "p99_ms"), _lat(gl, "p99_ms"), _fmt(r["p99"], "", 1)),
         _row("  max", _lat(bl, "max_ms"), _lat(gl, "max_ms")),
         _row("  cases arrived", _counts(bl), _counts(gl)),
+        _row("  reports sent per second (schedule kept?)", "",
+             f"{_fmt(gl.get('offered_per_s'), ' /s')} (late up to "
+             f"{_fmt((gl.get('sender_late_max_ms') or 0) / 1000, ' s', 1)})"),
         _row("  achieved cases/s", _fmt(bl.get("cases_per_s"), " /s"),
              _fmt(gl.get("cases_per_s"), " /s")),
         _row("  HTTP response p50 / p99", "",
@@ -104,9 +107,10 @@ def table(results: dict) -> str:
                          ("Gridflow saturation", gs), ("Gridflow latency", gl),
                          ("Gridflow low-rate latency", gq or {"complete": True})):
         if not result.get("complete"):
-            notes.append(f"INCOMPLETE: {name}: {result.get('arrived')} of "
-                         f"{result.get('created', result.get('sent'))} arrived within the wait; "
-                         "figures cover what arrived")
+            created = (f", {result['created']} answered 201 within the sending budget"
+                       if "created" in result else "")
+            notes.append(f"INCOMPLETE: {name}: {result.get('arrived')} of {result.get('sent')} "
+                         f"arrived within the wait{created}; figures cover what arrived")
         if result.get("error_samples"):
             notes.append(f"{name}: non-2xx answers {result['answers']}, e.g. "
                          f"{result['error_samples'][0]}")

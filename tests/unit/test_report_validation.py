@@ -405,3 +405,12 @@ def test_valid_jurisdiction_upload_becomes_a_new_version(api):
     assert response.body["version"] > before
     assert _call(api, "GET", "/api/v1/admin/jurisdiction").body["version"] == \
         response.body["version"]
+
+
+def test_case_view_matches_the_canonical_case_schema(api, dispatched_case):
+    from gridflow_common.contracts import CaseSchema
+
+    view = _call(api, "GET", f"/api/v1/cases/{dispatched_case}").body
+    assert CaseSchema().validate(view) == {}
+    assert [e["kind"] for e in view["timeline"]] == ["registered", "routed", "dispatched"]
+    assert view["colour"] == "green"

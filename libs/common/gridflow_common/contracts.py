@@ -19,7 +19,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
 # Services: each one a process in the real topology, each owning its own tables.
 INTAKE = "intake"
@@ -177,6 +177,37 @@ class CaseColourChangedV1(_Payload):
 
 class ClockAdvancedV1(_Payload):
     now = fields.AwareDateTime(required=True)
+
+
+class TimelineEntrySchema(Schema):
+    class Meta:
+        unknown = INCLUDE  # each kind of entry carries its own details
+
+    at = fields.String(required=True)
+    kind = fields.String(required=True)
+
+
+class CaseSchema(Schema):
+    """The canonical case: what ``GET /api/v1/cases/{case_id}`` answers, and what any later
+    consumer of a case (the command center's board, exports) reads."""
+
+    case_id = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(CASE_STATUSES))
+    category = fields.String(allow_none=True)
+    description = fields.String(required=True)
+    area_code = fields.String(required=True)
+    location = fields.Dict(allow_none=True)
+    tier = fields.String(allow_none=True, validate=validate.OneOf(TIERS))
+    handler = fields.String(allow_none=True)
+    lead = fields.String(allow_none=True)
+    assisting = fields.List(fields.String(), required=True)
+    colour = fields.String(allow_none=True, validate=validate.OneOf(COLOURS))
+    escalations = fields.Integer(required=True)
+    reporters = fields.Integer(required=True)
+    satisfaction = fields.Integer(allow_none=True)
+    registered_at = fields.String(required=True)
+    closed_at = fields.String(allow_none=True)
+    timeline = fields.List(fields.Nested(TimelineEntrySchema), required=True)
 
 
 PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Schema]] = {

@@ -12,6 +12,7 @@ import datetime as dt
 import sqlalchemy as sa
 
 from gridflow_common import contracts as c
+from gridflow_common import metrics
 from gridflow_common.domain.calendar import SlaClock, TimeLimit, TimeUnit, colour_for
 from gridflow_common.runtime import ServiceRuntime, Work
 from gridflow_common.service import ServiceDefinition
@@ -133,7 +134,14 @@ def on_clock_advanced(work: Work, event: c.Event) -> None:
 def periodic(runtime: ServiceRuntime) -> int:
     now = runtime.clock.now()
     with runtime.work(now=now) as work:
-        return sweep(work, now)
+        swept = sweep(work, now)
+        # The command center's dashboard: running clocks by colour.
+        counts = dict(work.session.execute(
+            sa.select(clocks.c.colour, sa.func.count()).where(clocks.c.active)
+            .group_by(clocks.c.colour)).all())
+    for colour in c.COLOURS:
+        metrics.OPEN_CLOCKS.labels(colour).set(counts.get(colour, 0))
+    return swept
 
 
 DEFINITION = ServiceDefinition(
