@@ -114,12 +114,12 @@ class FlakyHandler:
 
     def __call__(self, work, event) -> None:
         self.runs += 1
-        work.session.execute(sa.insert(side_effects).values(case_id=event.payload["case_id"],
+        work.db.execute(sa.insert(side_effects).values(case_id=event.payload["case_id"],
                                                             step="first"))
         work.emit(c.CASE_ROUTED, _routed_payload(event.payload["case_id"]))
         if self.broken:
             raise RuntimeError("department system unavailable")
-        work.session.execute(sa.insert(side_effects).values(case_id=event.payload["case_id"],
+        work.db.execute(sa.insert(side_effects).values(case_id=event.payload["case_id"],
                                                             step="second"))
 
 
@@ -297,7 +297,7 @@ def test_events_emitted_in_a_work_unit_that_raises_are_never_published(engine, r
     with pytest.raises(RuntimeError), runtime.work() as work:
         work.emit(c.CASE_ROUTED, _routed_payload("GF-9"))
         work.send_to_department("environment", {"case_id": "GF-9"})
-        work.session.execute(sa.insert(side_effects).values(case_id="GF-9", step="first"))
+        work.db.execute(sa.insert(side_effects).values(case_id="GF-9", step="first"))
         raise RuntimeError("fault after emitting")
     publisher = RecordingPublisher()
     assert runtime.relay(publisher) == 0
@@ -356,3 +356,35 @@ def test_failed_handler_emits_nothing_to_the_relay(runtime):
     publisher = RecordingPublisher()
     assert runtime.relay(publisher) == 0
     assert publisher.published == []
+
+
+def test_fast_path_publishes_just_committed_rows_and_leaves_the_unconfirmed_to_the_sweep(
+        runtime):
+    handed_over = []
+    runtime.on_commit(handed_over.extend)
+    with runtime.work() as work:
+        for n in range(3):
+            work.emit(c.CASE_ROUTED, _routed_payload(f"GF-{n}"))
+    assert [row.routing_key for row in handed_over] == [c.CASE_ROUTED] * 3
+
+    failing = RecordingPublisher(fail_on_call=2)
+    with pytest.raises(ConnectionError):
+        runtime.publish_rows(handed_over, failing)
+    assert len(failing.published) == 1
+    assert runtime.pending_outbox() == 2
+    # Rows younger than the grace period belong to the fast path; then the sweep takes them.
+    assert runtime.relay(RecordingPublisher(), older_than=3600) == 0
+    healthy = RecordingPublisher()
+    assert runtime.relay(healthy) == 2
+    assert {b for _, _, b in healthy.published} == {r.body for r in handed_over[1:]}
+    assert runtime.pending_outbox() == 0
+
+
+def test_a_rolled_back_unit_hands_nothing_to_the_relay(runtime):
+    handed_over = []
+    runtime.on_commit(handed_over.extend)
+    with pytest.raises(RuntimeError), runtime.work() as work:
+        work.emit(c.CASE_ROUTED, _routed_payload("GF-1"))
+        raise RuntimeError("handler fault")
+    assert handed_over == []
+    assert runtime.pending_outbox() == 0

@@ -122,5 +122,8 @@ def make_engine(url: str | None = None) -> sa.Engine:
     # Five services (and their replicas) share PostgreSQL's connection limit (100 by default);
     # a nameko worker waits for a pooled connection rather than opening its own.
     pool_size = int(os.environ.get("GRIDFLOW_DB_POOL", "5"))
+    # No pre-ping (a round trip on every checkout); a connection that died with a database
+    # restart fails its first use, SQLAlchemy then invalidates the pool, and the failure policy
+    # retries the message on a fresh connection.
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
-                            pool_pre_ping=True)
+                            pool_recycle=1800)

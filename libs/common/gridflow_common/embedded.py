@@ -22,7 +22,7 @@ from gridflow_common.clock import make_clock
 from gridflow_common.db import make_engine
 from gridflow_common.jurisdictions import JurisdictionStore
 from gridflow_common.logging import get_logger
-from gridflow_common.runtime import ServiceRuntime
+from gridflow_common.runtime import RelayLoop, ServiceRuntime
 from gridflow_common.service import ServiceDefinition
 
 log = get_logger(__name__)
@@ -86,7 +86,7 @@ class EmbeddedGridflow:
         for name, definition in self.definitions.items():
             runtime = ServiceRuntime(name, self.engine, self.clock, self.store,
                                      definition.tables(), lock=self.lock)
-            runtime.on_commit(lambda r=runtime: r.relay(self.bus))
+            runtime.on_commit(lambda rows, r=runtime: r.publish_rows(rows, self.bus))
             self.runtimes[name] = runtime
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -122,7 +122,7 @@ class EmbeddedGridflow:
             for name, runtime in self.runtimes.items():
                 definition = self.definitions[name]
                 try:
-                    runtime.relay(self.bus)
+                    runtime.relay(self.bus, older_than=RelayLoop.SWEEP_GRACE_SECONDS)
                     runtime.retry_due(definition.handlers)
                     if definition.periodic and not self.clock.simulated:
                         definition.periodic(runtime)

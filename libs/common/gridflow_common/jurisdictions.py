@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from typing import Any
 
 import sqlalchemy as sa
 
 from gridflow_common.db import jurisdiction_table
 from gridflow_common.domain.jurisdiction import Jurisdiction, parse_jurisdiction
+
+ACTIVE_VERSION_TTL = 1.0
 
 
 class NoJurisdiction(LookupError):
@@ -25,6 +28,7 @@ class JurisdictionStore:
         self._engine = engine
         self._lock = lock or contextlib.nullcontext()
         self._cache: dict[int, Jurisdiction] = {}
+        self._active: tuple[int, float] | None = None
 
     def install(self, files: dict[str, str]) -> int:
         """Validate the whole folder, then make it the one in force. Raises JurisdictionError
@@ -38,15 +42,24 @@ class JurisdictionStore:
                 ).returning(jurisdiction_table.c.version)
             ).scalar_one()
         self._cache[version] = parsed
+        self._active = (version, time.monotonic())
         return version
 
     def active_version(self) -> int:
+        """The version in force. Read at most once a second per process: an import through
+        another replica takes effect here within that second (events carry their version, so a
+        case in flight keeps the rules it was registered under)."""
+        now = time.monotonic()
+        if self._active is not None and now - self._active[1] < ACTIVE_VERSION_TTL:
+            return self._active[0]
         with self._lock, self._engine.connect() as conn:
             version = conn.execute(
                 sa.select(jurisdiction_table.c.version).where(jurisdiction_table.c.active)
             ).scalar()
         if version is None:
+            self._active = None
             raise NoJurisdiction("no jurisdiction has been imported yet")
+        self._active = (version, now)
         return version
 
     def active(self) -> tuple[int, Jurisdiction]:
@@ -71,3 +84,4 @@ class JurisdictionStore:
         with self._lock, self._engine.begin() as conn:
             conn.execute(sa.delete(jurisdiction_table))
         self._cache.clear()
+        self._active = None

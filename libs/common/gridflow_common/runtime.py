@@ -15,17 +15,20 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import json
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from marshmallow import ValidationError
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gridflow_common import contracts, metrics
 from gridflow_common.clock import Clock
@@ -46,15 +49,25 @@ class Publisher(Protocol):
         """Publish durably; return only once the broker has taken the message, raise otherwise."""
 
 
-class Work:
-    """What a handler sees: a session, the city's time, the jurisdiction, and ``emit``."""
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    exchange: str
+    routing_key: str
+    body: str
 
-    def __init__(self, runtime: ServiceRuntime, session: Session, now: dt.datetime):
+
+class Work:
+    """What a handler sees: a database connection inside one transaction (``db``), the city's
+    time, the jurisdiction, and ``emit``. Core statements only: no ORM session, whose
+    bookkeeping costs more than these handlers need."""
+
+    def __init__(self, runtime: ServiceRuntime, db: sa.Connection, now: dt.datetime):
         self.runtime = runtime
-        self.session = session
+        self.db = db
         self.now = now
         self.emitted: list[contracts.Event] = []
-        self.outboxed = False
+        self.outboxed: list[OutboxRow] = []
 
     def emit(self, event_type: str, payload: dict, occurred_at: dt.datetime | None = None) -> None:
         event = contracts.make_event(
@@ -71,14 +84,15 @@ class Work:
         self._outbox(contracts.DEPARTMENT_EXCHANGE, code, json.dumps(message, ensure_ascii=False))
 
     def _outbox(self, exchange: str, routing_key: str, body: str) -> None:
-        self.session.execute(
-            sa.insert(self.runtime.tables["outbox"]).values(
+        outbox = self.runtime.tables["outbox"]
+        row_id = self.db.execute(
+            sa.insert(outbox).values(
                 exchange=exchange, routing_key=routing_key, body=body, attempts=0,
                 # Operational time (how long rows wait), not the city's possibly simulated time.
                 created_at=dt.datetime.now(dt.timezone.utc),
-            )
-        )
-        self.outboxed = True
+            ).returning(outbox.c.id)
+        ).scalar_one()
+        self.outboxed.append(OutboxRow(row_id, exchange, routing_key, body))
 
     def jurisdiction(self, version: int | None = None):
         if version is None:
@@ -107,24 +121,25 @@ class ServiceRuntime:
         self.max_attempts = max_attempts
         # The embedded default shares one SQLite connection between threads: it passes a lock.
         self._lock = lock or contextlib.nullcontext()
-        self._after_commit: list[Callable[[], None]] = []
+        self._after_commit: list[Callable[[list[OutboxRow]], None]] = []
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
+    def _insert(self, table: sa.Table):
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    def on_commit(self, callback: Callable[[list[OutboxRow]], None]) -> None:
+        """``callback(rows)`` runs after each commit that wrote outbox rows, with those rows."""
         self._after_commit.append(callback)
 
     @contextlib.contextmanager
     def work(self, now: dt.datetime | None = None) -> Iterator[Work]:
-        with self._lock, Session(self.engine) as session:
-            work = Work(self, session, now or self.clock.now())
-            try:
-                yield work
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        with self._lock, self.engine.connect() as connection, connection.begin():
+            work = Work(self, connection, now or self.clock.now())
+            yield work
         if work.outboxed:
             for callback in self._after_commit:
-                callback()
+                callback(work.outboxed)
 
     # -- the idempotent consumer -------------------------------------------------------------
 
@@ -145,18 +160,16 @@ class ServiceRuntime:
         started = metrics.now_seconds()
         try:
             with self.work(now=event.occurred_at) as work:
-                seen = work.session.execute(
-                    sa.select(processed.c.event_id).where(
-                        processed.c.handler == handler_name, processed.c.event_id == event.event_id
-                    )
-                ).first()
-                if seen:
+                # Claim the message id first: one statement, and a concurrent redelivery waits on
+                # this row and then finds it taken.
+                claimed = work.db.execute(
+                    self._insert(processed).values(handler=handler_name, event_id=event.event_id)
+                    .on_conflict_do_nothing()
+                ).rowcount
+                if not claimed:
                     metrics.MESSAGES.labels(self.service, handler_name, "duplicate").inc()
                     return "duplicate"
                 handler(work, event)
-                work.session.execute(
-                    sa.insert(processed).values(handler=handler_name, event_id=event.event_id)
-                )
         except Exception as exc:
             log.warning("handler_failed", handler=handler_name, event_id=event.event_id,
                         event_type=event.event_type, error=repr(exc))
@@ -248,26 +261,55 @@ class ServiceRuntime:
 
     # -- the outbox ----------------------------------------------------------------------------
 
-    def relay(self, publisher: Publisher, batch: int = 500) -> int:
-        """Publish pending outbox rows in order; returns how many were published."""
+    def publish_rows(self, rows: list[OutboxRow], publisher: Publisher) -> int:
+        """The fast path: publish rows just committed (known in memory, no query), then delete
+        the confirmed ones in one statement. When a publish fails it deletes what was confirmed
+        and raises; the rest stays in the table for ``relay``."""
+        published: list[int] = []
+        try:
+            for row in rows:
+                publisher.publish(row.exchange, row.routing_key, row.body)
+                published.append(row.id)
+        finally:
+            self._delete_published(published)
+        return len(published)
+
+    def _delete_published(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        outbox = self.tables["outbox"]
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(sa.delete(outbox).where(outbox.c.id.in_(ids)))
+        metrics.PUBLISHED.labels(self.service).inc(len(ids))
+
+    def relay(self, publisher: Publisher, batch: int = 500, older_than: float = 0.0) -> int:
+        """The sweep: publish rows left in the table (a crash between commit and publish, a
+        broker outage), oldest first; ``older_than`` seconds leaves the fast path its rows.
+        Returns how many were published."""
         outbox = self.tables["outbox"]
         published: list[int] = []
-        with self._lock, Session(self.engine) as session:
-            rows = session.execute(
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=older_than)
+        with self._lock, self.engine.connect() as conn, conn.begin():
+            rows = conn.execute(
                 sa.select(outbox.c.id, outbox.c.exchange, outbox.c.routing_key, outbox.c.body)
+                .where(outbox.c.created_at <= cutoff)
                 .order_by(outbox.c.id).limit(batch).with_for_update(skip_locked=True)
             ).all()
-            try:
-                for row in rows:
+            failure: Exception | None = None
+            for row in rows:
+                try:
                     publisher.publish(row.exchange, row.routing_key, row.body)
-                    published.append(row.id)
-            finally:
-                # Whatever was confirmed is deleted even if a later publish failed; the rest
-                # stays for the next pass. A crash before this commit republishes: consumers
-                # are idempotent.
-                if published:
-                    session.execute(sa.delete(outbox).where(outbox.c.id.in_(published)))
-                session.commit()
+                except Exception as exc:  # noqa: BLE001 - re-raised once the confirmed are gone
+                    failure = exc
+                    break
+                published.append(row.id)
+            # Whatever was confirmed is deleted even when a later publish failed; the rest stays
+            # for the next pass. A crash before this commit republishes: consumers are
+            # idempotent.
+            if published:
+                conn.execute(sa.delete(outbox).where(outbox.c.id.in_(published)))
+        if failure is not None:
+            raise failure
         if published:
             metrics.PUBLISHED.labels(self.service).inc(len(published))
         return len(published)
@@ -285,21 +327,32 @@ class ServiceRuntime:
 
 
 class RelayLoop:
-    """Runs ``runtime.relay`` whenever woken (after a commit) and at least every ``interval``.
+    """Publishes each commit's outbox rows right after the commit (handed over in memory), and
+    sweeps the table every ``interval`` for rows the fast path did not publish.
 
-    Thread-based; under nameko the threading module is eventlet-patched, so this is a green
-    thread there.
+    Under load the fast path batches by itself: whatever commits arrived while it was publishing
+    go out in the next pass, with one DELETE for all of them. Thread-based; under nameko the
+    threading module is eventlet-patched, so this is a green thread there.
     """
 
+    # A row the fast path holds is left alone by the sweep for this long.
+    SWEEP_GRACE_SECONDS = 5.0
+
     def __init__(self, runtime: ServiceRuntime, publisher_factory: Callable[[], Publisher],
-                 interval: float = 1.0):
+                 interval: float = 1.0, batch: int = 500):
         self.runtime = runtime
         self.publisher_factory = publisher_factory
         self.interval = interval
+        self.batch = batch
+        self._ready: collections.deque[OutboxRow] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        runtime.on_commit(self._wake.set)
+        runtime.on_commit(self._committed)
+
+    def _committed(self, rows: list[OutboxRow]) -> None:
+        self._ready.extend(rows)
+        self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name=f"relay-{self.runtime.service}",
@@ -314,15 +367,24 @@ class RelayLoop:
 
     def _loop(self) -> None:
         publisher = None
+        next_sweep = 0.0
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
                 if publisher is None:
                     publisher = self.publisher_factory()
-                while self.runtime.relay(publisher) > 0:
-                    pass
+                while self._ready:
+                    rows = [self._ready.popleft()
+                            for _ in range(min(self.batch, len(self._ready)))]
+                    self.runtime.publish_rows(rows, publisher)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.interval
+                    while self.runtime.relay(publisher, self.batch,
+                                             older_than=self.SWEEP_GRACE_SECONDS) > 0:
+                        pass
             except Exception as exc:
+                # Rows not confirmed stay in the table; the sweep publishes them.
                 log.warning("relay_failed", service=self.runtime.service, error=repr(exc))
                 close = getattr(publisher, "close", None)
                 if close:

@@ -44,7 +44,7 @@ def _new_case_id(now: dt.datetime) -> str:
 
 
 def _note(work: Work, case_id: str, kind: str, at: dt.datetime, **detail: Any) -> None:
-    work.session.execute(sa.insert(timeline).values(case_id=case_id, at=at, kind=kind,
+    work.db.execute(sa.insert(timeline).values(case_id=case_id, at=at, kind=kind,
                                                     detail=detail))
 
 
@@ -82,7 +82,7 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
     """201 and a new case, or 200 and the case the report repeats or joins."""
     version, j = work.runtime.jurisdictions.active()
     if report.get("external_id"):
-        existing = work.session.execute(
+        existing = work.db.execute(
             sa.select(reports.c.case_id).where(
                 reports.c.channel == report["channel"],
                 reports.c.external_id == report["external_id"],
@@ -109,13 +109,13 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
     joined = _open_duplicate(work, category, lat, lon)
     case_id = joined or _new_case_id(work.now)
     if joined:
-        work.session.execute(
+        work.db.execute(
             sa.update(cases).where(cases.c.case_id == case_id)
             .values(reporters=cases.c.reporters + 1)
         )
         _note(work, case_id, "report_joined", work.now, channel=report["channel"])
     else:
-        work.session.execute(sa.insert(cases).values(
+        work.db.execute(sa.insert(cases).values(
             case_id=case_id, status="registered", category=category,
             description=report["description"], area_code=area_code, lat=lat, lon=lon,
             assisting=[], escalations=0, reporters=1, jurisdiction_version=version,
@@ -128,7 +128,7 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
             "description": report["description"], "jurisdiction_version": version,
             "location": {"lat": lat, "lon": lon} if lat is not None else None,
         })
-    work.session.execute(sa.insert(reports).values(
+    work.db.execute(sa.insert(reports).values(
         case_id=case_id, channel=report["channel"], external_id=report.get("external_id"),
         description=report["description"], reporter=report.get("reporter"),
         received_at=work.now,
@@ -145,7 +145,7 @@ def _open_duplicate(work: Work, category: str | None, lat: float | None,
     # A bounding box on the indexed columns first, the exact distance after.
     dlat = DUPLICATE_RADIUS_M / 111_000
     dlon = DUPLICATE_RADIUS_M / (111_000 * max(math.cos(math.radians(lat)), 0.01))
-    rows = work.session.execute(
+    rows = work.db.execute(
         sa.select(cases.c.case_id, cases.c.lat, cases.c.lon).where(
             cases.c.category == category, cases.c.status.in_(OPEN_STATUSES),
             cases.c.lat.between(lat - dlat, lat + dlat),
@@ -160,7 +160,7 @@ def _open_duplicate(work: Work, category: str | None, lat: float | None,
 
 def _case(work: Work, case_id: str, *, lock: bool = False) -> Any:
     query = sa.select(cases).where(cases.c.case_id == case_id)
-    row = work.session.execute(query.with_for_update() if lock else query).first()
+    row = work.db.execute(query.with_for_update() if lock else query).first()
     if row is None:
         raise Rejected(404, {"case_id": [f"no case {case_id!r}"]})
     return row
@@ -188,7 +188,7 @@ def report_status(work: Work, case_id: str, update: dict) -> tuple[int, dict]:
     if update.get("category") and j.category(update["category"]) is None:
         raise Rejected(422, {"category": [f"unknown category {update['category']!r}"]})
     if status in ("accepted", "in_progress", "resolved"):
-        work.session.execute(sa.update(cases).where(cases.c.case_id == case_id)
+        work.db.execute(sa.update(cases).where(cases.c.case_id == case_id)
                              .values(status=status))
     _note(work, case_id, status, work.now, sender=sender, note=update.get("note"),
           category=update.get("category"))
@@ -207,7 +207,7 @@ def verify(work: Work, case_id: str, verification: dict) -> tuple[int, dict]:
             f"only a resolved case is verified; this one is {case.status}"]})
     passed = verification["passed"]
     status = "closed" if passed else "dispatched"
-    work.session.execute(sa.update(cases).where(cases.c.case_id == case_id).values(
+    work.db.execute(sa.update(cases).where(cases.c.case_id == case_id).values(
         status=status, closed_at=work.now if passed else None))
     _note(work, case_id, "verified" if passed else "verification_failed", work.now,
           note=verification.get("note"))
@@ -223,7 +223,7 @@ def evaluate(work: Work, case_id: str, evaluation: dict) -> tuple[int, dict]:
     if case.status != "closed":
         raise Rejected(409, {"case_id": [
             f"a case is evaluated once closed; this one is {case.status}"]})
-    work.session.execute(sa.update(cases).where(cases.c.case_id == case_id)
+    work.db.execute(sa.update(cases).where(cases.c.case_id == case_id)
                          .values(satisfaction=evaluation["satisfaction"]))
     _note(work, case_id, "evaluated", work.now, satisfaction=evaluation["satisfaction"],
           note=evaluation.get("note"))
@@ -234,10 +234,14 @@ def case_view(work: Work, case_id: str) -> dict:
     case = _case(work, case_id)
     colour = None
     if case.status in CLOCK_RUNNING_STATUSES and case.assignment_id:
-        colour = work.session.execute(
+        colour = work.db.execute(
             sa.select(colours.c.colour).where(colours.c.assignment_id == case.assignment_id)
         ).scalar()
-    events = work.session.execute(
+        if colour is None and case.category is not None:
+            # The SLA service announces colours from yellow on; a categorised assignment's clock
+            # starts green (an uncategorised one has no clock).
+            colour = "green"
+    events = work.db.execute(
         sa.select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.id)
     ).all()
     return {
@@ -265,47 +269,42 @@ def case_view(work: Work, case_id: str) -> dict:
 
 # -- projections of the other services' events ---------------------------------------------------
 
-def on_case_routed(work: Work, event: c.Event) -> None:
-    p = event.payload
-    work.session.execute(sa.update(cases).where(cases.c.case_id == p["case_id"]).values(
-        escalations=p["escalations"], category=p["category"]))
-    _note(work, p["case_id"], "routed", event.occurred_at, reason=p["reason"], tier=p["tier"],
-          handler=p["handler"], lead=p["lead"], assisting=p["assisting"],
-          explanation=p["explanation"])
-
-
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
-    case = work.session.execute(
+    case = work.db.execute(
         sa.select(cases.c.status).where(cases.c.case_id == p["case_id"]).with_for_update()
     ).first()
     if case is None:
         return
     values = dict(tier=p["tier"], handler=p["handler"], lead=p["lead"],
                   assisting=list(p["assisting"]), assignment_id=p["assignment_id"],
-                  category=p["category"])
+                  category=p["category"], escalations=p["escalations"])
     # Rework goes back to the same holder: intake already set it dispatched when verification
     # failed, and the holder may have answered since; a late projection must not undo that.
     if case.status not in ("closed", "rejected", "on_hold") and p["reason"] != "rework":
         values["status"] = "dispatched"
-    work.session.execute(sa.update(cases).where(cases.c.case_id == p["case_id"]).values(**values))
+    work.db.execute(sa.update(cases).where(cases.c.case_id == p["case_id"]).values(**values))
+    # case_dispatched carries routing's decision too: one projection per hop, not two.
+    _note(work, p["case_id"], "routed", event.occurred_at, reason=p["reason"], tier=p["tier"],
+          handler=p["handler"], lead=p["lead"], assisting=p["assisting"],
+          explanation=p["explanation"])
     _note(work, p["case_id"], "dispatched", event.occurred_at, handler=p["handler"],
           queue=p["queue"])
 
 
 def on_case_colour_changed(work: Work, event: c.Event) -> None:
     p = event.payload
-    current = work.session.execute(
+    current = work.db.execute(
         sa.select(colours.c.at).where(colours.c.assignment_id == p["assignment_id"])
         .with_for_update()
     ).first()
     if current is None:
-        work.session.execute(sa.insert(colours).values(
+        work.db.execute(sa.insert(colours).values(
             assignment_id=p["assignment_id"], case_id=p["case_id"], colour=p["colour"],
             at=event.occurred_at))
     elif current.at <= event.occurred_at:
         # Colour events of one clock may be handled out of order; the later instant wins.
-        work.session.execute(sa.update(colours).where(
+        work.db.execute(sa.update(colours).where(
             colours.c.assignment_id == p["assignment_id"]).values(colour=p["colour"],
                                                                    at=event.occurred_at))
     if p["colour"] and p["colour"] != "green":
@@ -314,7 +313,6 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
 
 
 HANDLERS = {
-    "on_case_routed": on_case_routed,
     "on_case_dispatched": on_case_dispatched,
     "on_case_colour_changed": on_case_colour_changed,
 }

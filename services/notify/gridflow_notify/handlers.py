@@ -39,7 +39,7 @@ def recipients(j, unit_code: str, who: tuple[str, ...]):
 def _record(work: Work, event: c.Event, people, reason: str, text: str) -> None:
     p = event.payload
     for person in people:
-        work.session.execute(sa.insert(notifications).values(
+        work.db.execute(sa.insert(notifications).values(
             case_id=p["case_id"], assignment_id=p["assignment_id"], person_id=person.id,
             role=person.role, channel="sms", address=person.phone or person.email or "",
             reason=reason, text=text, created_at=event.occurred_at))
@@ -65,7 +65,7 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
 
 
 def notifications_for(work: Work, case_id: str) -> list[dict]:
-    rows = work.session.execute(sa.select(notifications).where(
+    rows = work.db.execute(sa.select(notifications).where(
         notifications.c.case_id == case_id).order_by(notifications.c.id)).mappings().all()
     return [dict(r) for r in rows]
 

@@ -42,12 +42,12 @@ def on_case_registered(work: Work, event: c.Event) -> None:
     row = dict(case_id=p["case_id"], category=p["category"], area_code=p["area_code"],
                description=p["description"], location=p["location"], escalations=0, returns=0,
                seq=1, jurisdiction_version=p["jurisdiction_version"], **_fields(decision))
-    work.session.execute(sa.insert(assignments).values(**row))
+    work.db.execute(sa.insert(assignments).values(**row))
     _announce(work, {**row, "explanation": decision.explanation}, "new", event)
 
 
 def _current(work: Work, case_id: str) -> dict | None:
-    row = work.session.execute(
+    row = work.db.execute(
         sa.select(assignments).where(assignments.c.case_id == case_id).with_for_update()
     ).mappings().first()
     return dict(row) if row else None
@@ -61,7 +61,7 @@ def _as_assignment(row: dict) -> domain.Assignment:
 def _reassign(work: Work, row: dict, decision: domain.Assignment, reason: str,
               event: c.Event, **changes: Any) -> None:
     row.update(_fields(decision), seq=row["seq"] + 1, **changes)
-    work.session.execute(
+    work.db.execute(
         sa.update(assignments).where(assignments.c.case_id == row["case_id"])
         .values(**{k: v for k, v in row.items() if k != "case_id"})
     )

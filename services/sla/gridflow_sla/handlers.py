@@ -40,7 +40,7 @@ def _announce(work: Work, row, colour: str | None, action: str, fraction: float 
 
 def _advance(work: Work, assignment_id: str, until: dt.datetime) -> None:
     """Announce every colour the clock has entered up to ``until``; store where it stands."""
-    row = work.session.execute(
+    row = work.db.execute(
         sa.select(clocks).where(clocks.c.assignment_id == assignment_id).with_for_update()
     ).first()
     if row is None or not row.active or row.next_transition_at is None:
@@ -56,7 +56,7 @@ def _advance(work: Work, assignment_id: str, until: dt.datetime) -> None:
             _announce(work, row, colour, level.action, clock.fraction(at, j.calendar), at)
         nxt = clock.next_transition(at, j.warning_levels, j.calendar)
         at = nxt[0] if nxt else None
-    work.session.execute(sa.update(clocks).where(clocks.c.assignment_id == assignment_id)
+    work.db.execute(sa.update(clocks).where(clocks.c.assignment_id == assignment_id)
                          .values(colour=colour, next_transition_at=at))
 
 
@@ -64,7 +64,7 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
     j = work.jurisdiction(p["jurisdiction_version"])
     # A new assignment replaces the clock of the one before.
-    work.session.execute(sa.update(clocks).where(clocks.c.case_id == p["case_id"])
+    work.db.execute(sa.update(clocks).where(clocks.c.case_id == p["case_id"])
                          .values(active=False, next_transition_at=None))
     category = j.category(p["category"]) if p["category"] else None
     if category is None:
@@ -74,7 +74,7 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     clock.running_since = started
     level = colour_for(0.0, j.warning_levels)
     nxt = clock.next_transition(started, j.warning_levels, j.calendar)
-    work.session.execute(sa.insert(clocks).values(
+    work.db.execute(sa.insert(clocks).values(
         assignment_id=p["assignment_id"], case_id=p["case_id"], handler=p["handler"],
         jurisdiction_version=p["jurisdiction_version"], started_at=started,
         limit_amount=category.limit.amount, limit_unit=category.limit.unit.value,
@@ -82,9 +82,8 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
         running_since=started, colour=level.colour, active=True,
         next_transition_at=nxt[0] if nxt else None,
     ))
-    row = work.session.execute(sa.select(clocks).where(
-        clocks.c.assignment_id == p["assignment_id"])).first()
-    _announce(work, row, level.colour, level.action, 0.0, started)
+    # Every clock starts green: that is not announced (it would be one more message per case
+    # for every consumer); intake shows green for a running clock it has no colour for.
     # Dispatched in the past of the running clock (an escalation found by a sweep over a jump):
     # catch up to now at once.
     _advance(work, p["assignment_id"], work.runtime.clock.now())
@@ -95,26 +94,26 @@ def on_case_status_reported(work: Work, event: c.Event) -> None:
     if p["status"] != "resolved":
         return
     # Awaiting verification: the clock stands still.
-    row = work.session.execute(sa.select(clocks).where(
+    row = work.db.execute(sa.select(clocks).where(
         clocks.c.case_id == p["case_id"], clocks.c.active).with_for_update()).first()
     if row is None or row.running_since is None:
         return
     j = work.jurisdiction(row.jurisdiction_version)
     clock = _domain_clock(row)
     clock.pause(event.occurred_at, j.calendar)
-    work.session.execute(sa.update(clocks).where(clocks.c.assignment_id == row.assignment_id)
+    work.db.execute(sa.update(clocks).where(clocks.c.assignment_id == row.assignment_id)
                          .values(elapsed_before=clock.elapsed_before, running_since=None,
                                  next_transition_at=None))
 
 
 def on_case_verified(work: Work, event: c.Event) -> None:
     # Passed: the case is closed. Failed: routing reassigns it for rework, with a new clock.
-    work.session.execute(sa.update(clocks).where(clocks.c.case_id == event.payload["case_id"])
+    work.db.execute(sa.update(clocks).where(clocks.c.case_id == event.payload["case_id"])
                          .values(active=False, next_transition_at=None))
 
 
 def sweep(work: Work, until: dt.datetime, batch: int = SWEEP_BATCH) -> int:
-    due = work.session.execute(
+    due = work.db.execute(
         sa.select(clocks.c.assignment_id).where(
             clocks.c.active, clocks.c.next_transition_at <= until)
         .order_by(clocks.c.next_transition_at).limit(batch)
@@ -136,7 +135,7 @@ def periodic(runtime: ServiceRuntime) -> int:
     with runtime.work(now=now) as work:
         swept = sweep(work, now)
         # The command center's dashboard: running clocks by colour.
-        counts = dict(work.session.execute(
+        counts = dict(work.db.execute(
             sa.select(clocks.c.colour, sa.func.count()).where(clocks.c.active)
             .group_by(clocks.c.colour)).all())
     for colour in c.COLOURS:
