@@ -4,97 +4,16 @@ script behind `make up`), on the real RabbitMQ and PostgreSQL, behind nginx."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import kombu
 import pytest
 import sqlalchemy as sa
 
 from gridflow_common import contracts as c
-from tests.conftest import REPO, free_port, lucheng_files
 
 pytestmark = pytest.mark.e2e
-SERVICES = ("intake", "routing", "departments", "sla", "notify")
-
-
-class Topology:
-    def __init__(self, env: dict[str, str], var_dir, base_url: str):
-        self.env = env
-        self.var_dir = var_dir
-        self.base_url = base_url
-
-    def script(self, action: str) -> None:
-        result = subprocess.run([str(REPO / "deploy/topology.sh"), action], env=self.env,
-                                capture_output=True, text=True, timeout=180)
-        assert result.returncode == 0, result.stdout + result.stderr + self.logs()
-
-    def pid(self, service: str) -> int:
-        return int((self.var_dir / f"{service}.pid").read_text())
-
-    def sigkill(self, service: str) -> None:
-        pid = self.pid(service)
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            # The killed child is reaped by nobody but init; a zombie counts as gone.
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().split()[2] == "Z":
-                    return
-            time.sleep(0.05)
-        raise AssertionError(f"{service} ({pid}) survived SIGKILL")
-
-    def logs(self) -> str:
-        out = []
-        for service in SERVICES:
-            path = self.var_dir / f"{service}.log"
-            if path.exists():
-                out.append(f"--- {service} ---\n" + path.read_text()[-3000:])
-        return "\n".join(out)
-
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.load(response)
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-
-@pytest.fixture(scope="module")
-def topology(amqp_uri, database_url, tmp_path_factory):
-    var_dir = tmp_path_factory.mktemp("topology")
-    port = free_port()
-    env = {
-        **os.environ,
-        "AMQP_URI": amqp_uri,
-        "DATABASE_URL": database_url,
-        "GRIDFLOW_CLOCK": "real",
-        "VAR_DIR": str(var_dir),
-        "GRIDFLOW_PORT": str(port),
-        "BIN": str(REPO / ".venv/bin"),
-    }
-    for service in SERVICES:
-        env[f"{service.upper()}_HTTP"] = f"127.0.0.1:{free_port()}"
-    topo = Topology(env, var_dir, f"http://127.0.0.1:{port}")
-    topo.script("up")
-    try:
-        status, body = topo.call("PUT", "/api/v1/admin/jurisdiction", {"files": lucheng_files()})
-        assert status == 200, body
-        yield topo
-    finally:
-        topo.script("down")
 
 
 def _report(external_id: str, lat: float = 27.995, lon: float = 120.556) -> dict:
