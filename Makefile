@@ -56,8 +56,9 @@ test-scenarios: $(STAMP) ## the shared scenarios against the embedded default
 bench: $(STAMP) ## throughput and latency of the real topology beside a bare kombu + psycopg2 pipeline
 	$(BIN)/python -m bench.run
 
-lint: $(STAMP) ## ruff
-	$(BIN)/ruff check libs services tests
+lint: $(STAMP) ## ruff on everything, mypy on the domain packages
+	$(BIN)/ruff check libs services tests bench
+	$(BIN)/mypy libs/common/gridflow_common/domain services/routing/gridflow_routing/domain.py
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info var

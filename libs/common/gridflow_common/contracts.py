@@ -1,4 +1,4 @@
-"""Every event Gridflow publishes, its payload schema and who consumes it: the one place for contracts.
+"""Every event Gridflow publishes, its payload schema and who consumes it: one place for all.
 
 An event travels as a JSON envelope::
 

@@ -299,7 +299,7 @@ class ServiceRuntime:
             for row in rows:
                 try:
                     publisher.publish(row.exchange, row.routing_key, row.body)
-                except Exception as exc:  # noqa: BLE001 - re-raised once the confirmed are gone
+                except Exception as exc:  # re-raised once the confirmed rows are deleted
                     failure = exc
                     break
                 published.append(row.id)

@@ -173,7 +173,7 @@ def parse_wkt_polygon(text: str) -> Polygon:
     tokens = _Tokens(text)
     kind = tokens.take().upper()
     if kind == "POLYGON":
-        parts = (_polygon_body(tokens),)
+        parts: tuple[tuple[tuple[tuple[float, float], ...], ...], ...] = (_polygon_body(tokens),)
     elif kind == "MULTIPOLYGON":
         tokens.take("(")
         bodies = [_polygon_body(tokens)]

@@ -9,6 +9,7 @@ reported together, each with the file, spreadsheet row and column a clerk needs 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -546,7 +547,8 @@ class _Loader:
                             file,
                             row.line,
                             "parent_code",
-                            f"'{parent}' is a {actual}; the parent of a {level} must be a {expected}",
+                            f"'{parent}' is a {actual}; "
+                            f"the parent of a {level} must be a {expected}",
                         )
                     if not (code.startswith(parent) and len(code) > len(parent)):
                         self.add(
@@ -611,7 +613,8 @@ class _Loader:
                             file,
                             row.line,
                             "area_code",
-                            f"'{area_code}' is a {level}; a {kind} belongs to a {_UNIT_LEVEL[kind]}",
+                            f"'{area_code}' is a {level}; "
+                            f"a {kind} belongs to a {_UNIT_LEVEL[kind]}",
                         )
             if department is None:
                 if kind in _UNIT_KINDS_WITH_DEPARTMENT:
@@ -633,7 +636,8 @@ class _Loader:
                         row.line,
                         None,
                         f"a second {kind} for the same "
-                        f"{'department and ' if slot[1] else ''}area (first is '{other}' on line {line})",
+                        f"{'department and ' if slot[1] else ''}area "
+                        f"(first is '{other}' on line {line})",
                     )
                 elif code is not None:
                     slots[slot] = (code, row.line)
@@ -879,10 +883,8 @@ class _Loader:
             fraction = None
             raw = self.required(file, row, "from_fraction")
             if raw is not None:
-                try:
+                with contextlib.suppress(ValueError):
                     fraction = float(raw)
-                except ValueError:
-                    pass
                 if fraction is None or not math.isfinite(fraction) or fraction < 0:
                     self.add(
                         file, row.line, "from_fraction", f"'{raw}' is not a number of 0 or more"
@@ -897,7 +899,8 @@ class _Loader:
                 file,
                 0,
                 "colour",
-                f"missing colour(s): {', '.join(missing)}; all of {', '.join(COLOURS)} are required",
+                f"missing colour(s): {', '.join(missing)}; "
+                f"all of {', '.join(COLOURS)} are required",
             )
         green = found.get("green")
         if green is not None and green[0] is not None and green[0] != 0:
