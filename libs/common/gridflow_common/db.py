@@ -12,7 +12,7 @@ import os
 
 import sqlalchemy as sa
 
-DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/gridflow"
 
 
 
