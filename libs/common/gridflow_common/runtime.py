@@ -1,16 +1,17 @@
 """The framework-free machinery every service runs on, the same under nameko and embedded.
 
 - ``ServiceRuntime.work()``: one unit of work. State changes and the events they cause are
-  written in one transaction (the transactional outbox); after the commit the relay is woken so it
-  publishes at once rather than on a slow poll.
+  written in one transaction (the transactional outbox); after the commit its rows are handed to
+  the relay in memory, so they are published at once rather than found by a slow poll.
 - ``ServiceRuntime.consume()``: the idempotent consumer and its failure policy. The processed
   message id is recorded in the handler's own transaction, so a redelivery after a crash is
   recognised; a handler that raises has its transaction rolled back and the message recorded for
   a bounded number of retries with exponential backoff, then kept as a dead letter that an
   operator can list and replay. Only if even that record cannot be written does the exception
   escape, and then the transport must not acknowledge the message (nameko: requeue_on_error).
-- ``OutboxRelay``: publishes committed outbox rows in id order through a ``Publisher``; a row is
-  deleted only once the broker has confirmed it and did not return it as unroutable.
+- ``RelayLoop``: publishes committed outbox rows through a ``Publisher`` (the fast path right
+  after each commit, a sweep of the table for whatever that missed); a row is deleted only once
+  the broker has confirmed it and did not return it as unroutable.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class ServiceRuntime:
         self.tables = messaging_tables(sa.MetaData(), service)
         self.own_tables = own_tables
         self.max_attempts = max_attempts
-        # The embedded default shares one SQLite connection between threads: it passes a lock.
+        # The embedded default's services share one SQLite file from several threads: it passes
+        # one lock so their units of work take turns instead of failing on SQLite's write lock.
         self._lock = lock or contextlib.nullcontext()
         self._after_commit: list[Callable[[list[OutboxRow]], None]] = []
 
