@@ -31,7 +31,9 @@ cases = sa.Table(
     sa.Column("jurisdiction_version", sa.Integer, nullable=False),
     sa.Column("registered_at", UtcDateTime(), nullable=False),
     sa.Column("closed_at", UtcDateTime(), nullable=True),
-    sa.Index("ix_intake_cases_open_category", "category", "status"),
+    # Duplicate detection looks for open cases of one category in a small lat/lon box: the
+    # index narrows by category and latitude band instead of every case of the category.
+    sa.Index("ix_intake_cases_category_position", "category", "lat", "lon"),
 )
 
 reports = sa.Table(
