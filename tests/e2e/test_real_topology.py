@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 
 import kombu
 import pytest
@@ -160,3 +161,18 @@ def test_sigkill_of_a_service_mid_stream_loses_no_case(topology, amqp_uri):
                          == "dispatched", timeout=30), case_id
     finally:
         inbox.close()
+
+
+def test_every_service_serves_prometheus_metrics(topology):
+    from tests.e2e.conftest import SERVICES
+
+    for service in SERVICES:
+        address = topology.env[f"{service.upper()}_HTTP"]
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert response.headers["Content-Type"].startswith("text/plain"), service
+        assert "gridflow_messages_total" in text, service
+    # The intake process counts what it registers.
+    assert topology.call("POST", "/api/v1/reports", _report("e2e-metrics-1"))[0] == 201
+    with urllib.request.urlopen(topology.base_url + "/metrics", timeout=10) as response:
+        assert 'gridflow_cases_registered_total{channel="hotline"}' in response.read().decode()
