@@ -388,3 +388,26 @@ def test_a_rolled_back_unit_hands_nothing_to_the_relay(runtime):
         raise RuntimeError("handler fault")
     assert handed_over == []
     assert runtime.pending_outbox() == 0
+
+
+def test_relay_loop_publishes_after_each_commit_and_empties_the_outbox(runtime):
+    import time
+
+    from gridflow_common.runtime import RelayLoop
+
+    publisher = RecordingPublisher()
+    loop = RelayLoop(runtime, lambda: publisher, interval=0.05)
+    loop.start()
+    try:
+        for n in range(3):
+            with runtime.work() as work:
+                work.emit(c.CASE_ROUTED, _routed_payload(f"GF-{n}"))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (
+                len(publisher.published) < 3 or runtime.pending_outbox()):
+            time.sleep(0.01)
+    finally:
+        loop.stop()
+    assert [json.loads(body)["payload"]["case_id"] for _, _, body in publisher.published] == [
+        "GF-0", "GF-1", "GF-2"]
+    assert runtime.pending_outbox() == 0

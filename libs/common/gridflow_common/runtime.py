@@ -263,20 +263,25 @@ class ServiceRuntime:
 
     # -- the outbox ----------------------------------------------------------------------------
 
-    def publish_rows(self, rows: list[OutboxRow], publisher: Publisher) -> int:
-        """The fast path: publish rows just committed (known in memory, no query), then delete
-        the confirmed ones in one statement. When a publish fails it deletes what was confirmed
-        and raises; the rest stays in the table for ``relay``."""
-        published: list[int] = []
+    def publish_rows(self, rows: list[OutboxRow], publisher: Publisher,
+                     confirmed: list[int] | None = None) -> int:
+        """The fast path: publish rows just committed (known in memory, no query).
+
+        Without ``confirmed``, the confirmed rows are deleted at once, in one statement (also
+        when a later publish fails, which then raises; the rest stays for ``relay``). With it,
+        their ids are appended there for the caller to delete later, many at a time."""
+        published: list[int] = [] if confirmed is None else confirmed
+        before = len(published)
         try:
             for row in rows:
                 publisher.publish(row.exchange, row.routing_key, row.body)
                 published.append(row.id)
         finally:
-            self._delete_published(published)
-        return len(published)
+            if confirmed is None:
+                self.delete_published(published)
+        return len(published) - before
 
-    def _delete_published(self, ids: list[int]) -> None:
+    def delete_published(self, ids: list[int]) -> None:
         if not ids:
             return
         outbox = self.tables["outbox"]
@@ -347,6 +352,11 @@ class RelayLoop:
         self.interval = interval
         self.batch = batch
         self._ready: collections.deque[OutboxRow] = collections.deque()
+        # Confirmed rows wait here to be deleted many at a time: a row the broker has confirmed
+        # may stay in the table a little longer (the sweep's grace covers it); if the process
+        # dies first, the sweep publishes it again and consumers drop the duplicate.
+        self._confirmed: list[int] = []
+        self._confirmed_since = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -366,12 +376,26 @@ class RelayLoop:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self._flush_deletes(force=True)
+
+    DELETE_EVERY_SECONDS = 0.2
+    DELETE_BATCH = 1000
+
+    def _flush_deletes(self, force: bool = False) -> None:
+        if not self._confirmed:
+            return
+        if (force or len(self._confirmed) >= self.DELETE_BATCH
+                or time.monotonic() - self._confirmed_since >= self.DELETE_EVERY_SECONDS):
+            ids, self._confirmed = self._confirmed, []
+            self.runtime.delete_published(ids)
 
     def _loop(self) -> None:
         publisher = None
         next_sweep = 0.0
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
+            woken = self._wake.wait(self.DELETE_EVERY_SECONDS if self._confirmed
+                                    else self.interval)
             self._wake.clear()
             try:
                 if publisher is None:
@@ -379,7 +403,10 @@ class RelayLoop:
                 while self._ready:
                     rows = [self._ready.popleft()
                             for _ in range(min(self.batch, len(self._ready)))]
-                    self.runtime.publish_rows(rows, publisher)
+                    if not self._confirmed:
+                        self._confirmed_since = time.monotonic()
+                    self.runtime.publish_rows(rows, publisher, self._confirmed)
+                self._flush_deletes(force=not woken)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.interval
                     while self.runtime.relay(publisher, self.batch,
@@ -388,6 +415,8 @@ class RelayLoop:
             except Exception as exc:
                 # Rows not confirmed stay in the table; the sweep publishes them.
                 log.warning("relay_failed", service=self.runtime.service, error=repr(exc))
+                with contextlib.suppress(Exception):
+                    self._flush_deletes(force=True)
                 close = getattr(publisher, "close", None)
                 if close:
                     with contextlib.suppress(Exception):

@@ -189,7 +189,7 @@ def report_status(work: Work, case_id: str, update: dict) -> tuple[int, dict]:
         raise Rejected(422, {"category": [f"unknown category {update['category']!r}"]})
     if status in ("accepted", "in_progress", "resolved"):
         work.db.execute(sa.update(cases).where(cases.c.case_id == case_id)
-                             .values(status=status))
+                        .values(status=status))
     _note(work, case_id, status, work.now, sender=sender, note=update.get("note"),
           category=update.get("category"))
     work.emit(c.CASE_STATUS_REPORTED, {
@@ -224,7 +224,7 @@ def evaluate(work: Work, case_id: str, evaluation: dict) -> tuple[int, dict]:
         raise Rejected(409, {"case_id": [
             f"a case is evaluated once closed; this one is {case.status}"]})
     work.db.execute(sa.update(cases).where(cases.c.case_id == case_id)
-                         .values(satisfaction=evaluation["satisfaction"]))
+                    .values(satisfaction=evaluation["satisfaction"]))
     _note(work, case_id, "evaluated", work.now, satisfaction=evaluation["satisfaction"],
           note=evaluation.get("note"))
     return 200, {"case_id": case_id, "satisfaction": evaluation["satisfaction"]}
@@ -271,25 +271,27 @@ def case_view(work: Work, case_id: str) -> dict:
 
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
-    case = work.db.execute(
-        sa.select(cases.c.status).where(cases.c.case_id == p["case_id"]).with_for_update()
-    ).first()
-    if case is None:
-        return
-    values = dict(tier=p["tier"], handler=p["handler"], lead=p["lead"],
-                  assisting=list(p["assisting"]), assignment_id=p["assignment_id"],
-                  category=p["category"], escalations=p["escalations"])
+    values: dict[str, Any] = dict(
+        tier=p["tier"], handler=p["handler"], lead=p["lead"], assisting=list(p["assisting"]),
+        assignment_id=p["assignment_id"], category=p["category"], escalations=p["escalations"])
     # Rework goes back to the same holder: intake already set it dispatched when verification
     # failed, and the holder may have answered since; a late projection must not undo that.
-    if case.status not in ("closed", "rejected", "on_hold") and p["reason"] != "rework":
-        values["status"] = "dispatched"
-    work.db.execute(sa.update(cases).where(cases.c.case_id == p["case_id"]).values(**values))
+    if p["reason"] != "rework":
+        values["status"] = sa.case(
+            (cases.c.status.in_(("closed", "rejected", "on_hold")), cases.c.status),
+            else_="dispatched")
+    updated = work.db.execute(
+        sa.update(cases).where(cases.c.case_id == p["case_id"]).values(**values)).rowcount
+    if not updated:
+        return
     # case_dispatched carries routing's decision too: one projection per hop, not two.
-    _note(work, p["case_id"], "routed", event.occurred_at, reason=p["reason"], tier=p["tier"],
-          handler=p["handler"], lead=p["lead"], assisting=p["assisting"],
-          explanation=p["explanation"])
-    _note(work, p["case_id"], "dispatched", event.occurred_at, handler=p["handler"],
-          queue=p["queue"])
+    work.db.execute(sa.insert(timeline), [
+        dict(case_id=p["case_id"], at=event.occurred_at, kind="routed", detail=dict(
+            reason=p["reason"], tier=p["tier"], handler=p["handler"], lead=p["lead"],
+            assisting=p["assisting"], explanation=p["explanation"])),
+        dict(case_id=p["case_id"], at=event.occurred_at, kind="dispatched",
+             detail=dict(handler=p["handler"], queue=p["queue"])),
+    ])
 
 
 def on_case_colour_changed(work: Work, event: c.Event) -> None:

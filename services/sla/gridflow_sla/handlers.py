@@ -57,15 +57,16 @@ def _advance(work: Work, assignment_id: str, until: dt.datetime) -> None:
         nxt = clock.next_transition(at, j.warning_levels, j.calendar)
         at = nxt[0] if nxt else None
     work.db.execute(sa.update(clocks).where(clocks.c.assignment_id == assignment_id)
-                         .values(colour=colour, next_transition_at=at))
+                    .values(colour=colour, next_transition_at=at))
 
 
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
     j = work.jurisdiction(p["jurisdiction_version"])
-    # A new assignment replaces the clock of the one before.
-    work.db.execute(sa.update(clocks).where(clocks.c.case_id == p["case_id"])
-                         .values(active=False, next_transition_at=None))
+    # A new assignment replaces the clock of the one before (a new case has none).
+    if p["reason"] != "new":
+        work.db.execute(sa.update(clocks).where(clocks.c.case_id == p["case_id"])
+                        .values(active=False, next_transition_at=None))
     category = j.category(p["category"]) if p["category"] else None
     if category is None:
         return  # no limit known until the command center classifies it: no clock runs
@@ -103,14 +104,14 @@ def on_case_status_reported(work: Work, event: c.Event) -> None:
     clock = _domain_clock(row)
     clock.pause(event.occurred_at, j.calendar)
     work.db.execute(sa.update(clocks).where(clocks.c.assignment_id == row.assignment_id)
-                         .values(elapsed_before=clock.elapsed_before, running_since=None,
+                    .values(elapsed_before=clock.elapsed_before, running_since=None,
                                  next_transition_at=None))
 
 
 def on_case_verified(work: Work, event: c.Event) -> None:
     # Passed: the case is closed. Failed: routing reassigns it for rework, with a new clock.
     work.db.execute(sa.update(clocks).where(clocks.c.case_id == event.payload["case_id"])
-                         .values(active=False, next_transition_at=None))
+                    .values(active=False, next_transition_at=None))
 
 
 def sweep(work: Work, until: dt.datetime, batch: int = SWEEP_BATCH) -> int:
