@@ -4,6 +4,7 @@ script behind `make up`), on the real RabbitMQ and PostgreSQL, behind nginx."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import urllib.request
@@ -176,3 +177,39 @@ def test_every_service_serves_prometheus_metrics(topology):
     assert topology.call("POST", "/api/v1/reports", _report("e2e-metrics-1"))[0] == 201
     with urllib.request.urlopen(topology.base_url + "/metrics", timeout=10) as response:
         assert 'gridflow_cases_registered_total{channel="hotline"}' in response.read().decode()
+
+
+def test_a_broker_restart_loses_no_case(topology, amqp_uri):
+    """RabbitMQ stops while reports keep coming: intake still accepts them (they wait in its
+    outbox), and once the broker is back every case reaches its department."""
+    accepted = []
+
+    def report(n: int) -> None:
+        status, body = topology.call("POST", "/api/v1/reports", _report(
+            f"e2e-broker-{n}", lat=27.984 + n * 0.001, lon=120.575))
+        assert status == 201, body
+        accepted.append(body["case_id"])
+
+    for n in range(5):
+        report(n)
+    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=120)
+    try:
+        for n in range(5, 10):
+            report(n)
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+
+    def all_dispatched():
+        return all(topology.call("GET", f"/api/v1/cases/{case_id}")[1]["status"] == "dispatched"
+                   for case_id in accepted)
+
+    assert _poll(all_dispatched, timeout=90, interval=0.5), topology.logs()
+    inbox = DepartmentQueue(amqp_uri, "urban_management")
+    try:
+        seen: set[str] = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not set(accepted) <= seen:
+            seen.update(m["case_id"] for m in inbox.drain(2))
+    finally:
+        inbox.close()
+    assert set(accepted) <= seen
