@@ -45,7 +45,7 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
             with urllib.request.urlopen(url, timeout=2):
                 return
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.1)  # bounded wait for the server to answer
     raise TimeoutError(f"nothing answered at {url} within {timeout} s")
 
 

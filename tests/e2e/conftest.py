@@ -46,7 +46,7 @@ class Topology:
             with open(f"/proc/{pid}/stat") as stat:
                 if stat.read().split()[2] == "Z":
                     return
-            time.sleep(0.05)
+            time.sleep(0.05)  # bounded wait for the killed process to be gone
         raise AssertionError(f"{service} ({pid}) survived SIGKILL")
 
     def logs(self) -> str:

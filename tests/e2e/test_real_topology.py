@@ -33,7 +33,7 @@ def _poll(fn, timeout: float = 30.0, interval: float = 0.1):
         last = fn()
         if last:
             return last
-        time.sleep(interval)
+        time.sleep(interval)  # bounded poll on an observable result
     return last
 
 

@@ -89,7 +89,7 @@ def take(connection, queue_name: str, want: int = 1, timeout: float = 10.0) -> l
     while len(got) < want and time.monotonic() < deadline:
         message = bound.get(no_ack=True)
         if message is None:
-            time.sleep(0.05)
+            time.sleep(0.05)  # bounded by the deadline above
             continue
         body = message.body
         got.append(json.loads(body) if isinstance(body, (bytes, str)) else body)
@@ -162,7 +162,7 @@ def test_a_handler_that_raises_keeps_its_message_and_a_retry_succeeds(
             with engine.connect() as conn:
                 routed = conn.execute(sa.text(
                     "SELECT handler FROM routing_cases WHERE case_id = :c"), {"c": case_id}).all()
-            time.sleep(0.1)
+            time.sleep(0.1)  # bounded poll: the retry timer fires after the backoff
         assert [r.handler for r in routed] == ["urban_management-330302001"]
         with engine.connect() as conn:
             left = conn.execute(sa.text("SELECT count(*) FROM routing_failed WHERE message LIKE :c"),

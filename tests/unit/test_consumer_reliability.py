@@ -405,7 +405,7 @@ def test_relay_loop_publishes_after_each_commit_and_empties_the_outbox(runtime):
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and (
                 len(publisher.published) < 3 or runtime.pending_outbox()):
-            time.sleep(0.01)
+            time.sleep(0.01)  # bounded poll on the relay's outcome
     finally:
         loop.stop()
     assert [json.loads(body)["payload"]["case_id"] for _, _, body in publisher.published] == [

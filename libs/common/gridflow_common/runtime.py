@@ -67,7 +67,6 @@ class Work:
         self.runtime = runtime
         self.db = db
         self.now = now
-        self.emitted: list[contracts.Event] = []
         self.outboxed: list[OutboxRow] = []
 
     def emit(self, event_type: str, payload: dict, occurred_at: dt.datetime | None = None) -> None:
@@ -78,7 +77,6 @@ class Work:
             contracts.event_exchange(self.runtime.service), event_type,
             json.dumps(event.to_message(), ensure_ascii=False),
         )
-        self.emitted.append(event)
 
     def send_to_department(self, code: str, message: dict) -> None:
         """Queue a message for a department system's queue, in this transaction."""
