@@ -18,6 +18,7 @@ from nameko.testing.services import entrypoint_waiter
 
 from gridflow_common import contracts as c
 from gridflow_common import migrate
+from gridflow_common import nameko_support as keys
 from gridflow_common.jurisdictions import JurisdictionStore
 from tests.conftest import free_port, lucheng_files
 
@@ -37,9 +38,9 @@ def engine(database_url):
 @pytest.fixture
 def config(amqp_uri, database_url, engine):
     return {
-        "AMQP_URI": amqp_uri,
-        "DATABASE_URL": database_url,
-        "GRIDFLOW_CLOCK": "real",
+        keys.AMQP_URI: amqp_uri,
+        keys.DATABASE_URL: database_url,
+        keys.GRIDFLOW_CLOCK: "real",
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
         "max_workers": 10,
     }
