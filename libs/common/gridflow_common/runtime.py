@@ -83,20 +83,28 @@ class Work:
         self._outbox(contracts.DEPARTMENT_EXCHANGE, code, json.dumps(message, ensure_ascii=False))
 
     def _outbox(self, exchange: str, routing_key: str, body: str) -> None:
-        outbox = self.runtime.tables["outbox"]
-        row_id = self.db.execute(
-            sa.insert(outbox).values(
-                exchange=exchange, routing_key=routing_key, body=body, attempts=0,
-                # Operational time (how long rows wait), not the city's possibly simulated time.
-                created_at=dt.datetime.now(dt.timezone.utc),
-            ).returning(outbox.c.id)
-        ).scalar_one()
+        row_id = self.db.execute(self.runtime.statements.outbox_insert, dict(
+            exchange=exchange, routing_key=routing_key, body=body, attempts=0,
+            # Operational time (how long rows wait), not the city's possibly simulated time.
+            created_at=dt.datetime.now(dt.timezone.utc),
+        )).scalar_one()
         self.outboxed.append(OutboxRow(row_id, exchange, routing_key, body))
 
     def jurisdiction(self, version: int | None = None):
         if version is None:
             return self.runtime.jurisdictions.active()[1]
         return self.runtime.jurisdictions.get(version)
+
+
+class _Statements:
+    """The hot path's statements, built once: parameters travel separately, so SQLAlchemy
+    neither rebuilds nor re-keys them for every message."""
+
+    def __init__(self, tables: dict[str, sa.Table], dialect_name: str):
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        outbox, processed = tables["outbox"], tables["processed"]
+        self.claim = dialect.insert(processed).on_conflict_do_nothing()
+        self.outbox_insert = sa.insert(outbox).returning(outbox.c.id)
 
 
 class ServiceRuntime:
@@ -122,10 +130,7 @@ class ServiceRuntime:
         # one lock so their units of work take turns instead of failing on SQLite's write lock.
         self._lock = lock or contextlib.nullcontext()
         self._after_commit: list[Callable[[list[OutboxRow]], None]] = []
-
-    def _insert(self, table: sa.Table):
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(table)
+        self.statements = _Statements(self.tables, self.engine.dialect.name)
 
     def on_commit(self, callback: Callable[[list[OutboxRow]], None]) -> None:
         """``callback(rows)`` runs after each commit that wrote outbox rows, with those rows."""
@@ -156,15 +161,13 @@ class ServiceRuntime:
 
     def _run(self, handler_name: str, event: contracts.Event, message: Any,
              handler: Handler) -> str:
-        processed = self.tables["processed"]
         started = metrics.now_seconds()
         try:
             with self.work(now=event.occurred_at) as work:
                 # Claim the message id first: one statement, and a concurrent redelivery waits on
                 # this row and then finds it taken.
                 claimed = work.db.execute(
-                    self._insert(processed).values(handler=handler_name, event_id=event.event_id)
-                    .on_conflict_do_nothing()
+                    self.statements.claim, dict(handler=handler_name, event_id=event.event_id)
                 ).rowcount
                 if not claimed:
                     metrics.MESSAGES.labels(self.service, handler_name, "duplicate").inc()

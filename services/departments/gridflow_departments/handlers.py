@@ -26,7 +26,7 @@ def on_case_routed(work: Work, event: c.Event) -> None:
     p = event.payload
     key = queue_key(p)
     queue = c.department_queue(key)
-    work.db.execute(sa.insert(dispatches).values(
+    work.db.execute(sa.insert(dispatches), dict(
         assignment_id=p["assignment_id"], case_id=p["case_id"], handler=p["handler"],
         queue=queue, dispatched_at=event.occurred_at))
     work.send_to_department(key, {

@@ -30,6 +30,15 @@ from gridflow_intake import schemas as s
 
 log = get_logger(__name__)
 ADMIN_TOKEN_ENV = "GRIDFLOW_ADMIN_TOKEN"
+# Built once: a marshmallow schema is reusable, and building one per request costs more than
+# loading the body with it.
+_CLOCK_SCHEMA = s.ClockSchema()
+_EVALUATION_SCHEMA = s.EvaluationSchema()
+_JURISDICTION_UPLOAD_SCHEMA = s.JurisdictionUploadSchema()
+_REPORT_SCHEMA = s.ReportSchema()
+_RESET_SCHEMA = s.ResetSchema()
+_STATUS_UPDATE_SCHEMA = s.StatusUpdateSchema()
+_VERIFICATION_SCHEMA = s.VerificationSchema()
 
 
 @dataclass
@@ -55,22 +64,23 @@ class IntakeApi:
         self.reset_others = reset_others
         self.admin_token = admin_token if admin_token is not None else os.environ.get(
             ADMIN_TOKEN_ENV) or None
-        self.routes: list[tuple[str, re.Pattern, Callable[..., Response], bool]] = []
-        for method, pattern, fn, admin in (
-            ("POST", r"/api/v1/reports", self.post_report, False),
-            ("GET", r"/api/v1/cases/(?P<case_id>[^/]+)", self.get_case, False),
-            ("POST", r"/api/v1/cases/(?P<case_id>[^/]+)/updates", self.post_update, False),
-            ("POST", r"/api/v1/cases/(?P<case_id>[^/]+)/verification", self.post_verify, False),
-            ("POST", r"/api/v1/cases/(?P<case_id>[^/]+)/evaluation", self.post_evaluate, False),
-            ("GET", r"/api/v1/admin/clock", self.get_clock, False),
-            ("PUT", r"/api/v1/admin/clock", self.put_clock, True),
-            ("POST", r"/api/v1/admin/reset", self.post_reset, True),
-            ("PUT", r"/api/v1/admin/jurisdiction", self.put_jurisdiction, True),
-            ("GET", r"/api/v1/admin/jurisdiction", self.get_jurisdiction, False),
-            ("GET", r"/healthz", self.healthz, False),
-            ("GET", r"/metrics", self.get_metrics, False),
-        ):
-            self.routes.append((method, re.compile(pattern + "$"), fn, admin))
+
+    # (method, path pattern, handler method name, admin only), compiled once for every instance.
+    ROUTES: tuple[tuple[str, re.Pattern, str, bool], ...] = tuple(
+        (method, re.compile(pattern + "$"), name, admin) for method, pattern, name, admin in (
+            ("POST", r"/api/v1/reports", "post_report", False),
+            ("GET", r"/api/v1/cases/(?P<case_id>[^/]+)", "get_case", False),
+            ("POST", r"/api/v1/cases/(?P<case_id>[^/]+)/updates", "post_update", False),
+            ("POST", r"/api/v1/cases/(?P<case_id>[^/]+)/verification", "post_verify", False),
+            ("POST", r"/api/v1/cases/(?P<case_id>[^/]+)/evaluation", "post_evaluate", False),
+            ("GET", r"/api/v1/admin/clock", "get_clock", False),
+            ("PUT", r"/api/v1/admin/clock", "put_clock", True),
+            ("POST", r"/api/v1/admin/reset", "post_reset", True),
+            ("PUT", r"/api/v1/admin/jurisdiction", "put_jurisdiction", True),
+            ("GET", r"/api/v1/admin/jurisdiction", "get_jurisdiction", False),
+            ("GET", r"/healthz", "healthz", False),
+            ("GET", r"/metrics", "get_metrics", False),
+        ))
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -85,9 +95,9 @@ class IntakeApi:
         except Exception:
             log.exception("request_failed", method=method, path=path)
             response = _errors(500, {"_server": ["internal error; nothing was changed"]})
-        for m, pattern, fn, _ in self.routes:
+        for m, pattern, name, _ in self.ROUTES:
             if m == method and pattern.match(path):
-                route_name = fn.__name__
+                route_name = name
                 break
         metrics.HTTP_REQUESTS.labels(route_name, str(response.status)).inc()
         return response
@@ -95,7 +105,7 @@ class IntakeApi:
     def _dispatch(self, method: str, path: str, body: bytes,
                   headers: dict[str, str]) -> Response:
         allowed = []
-        for m, pattern, fn, admin in self.routes:
+        for m, pattern, name, admin in self.ROUTES:
             match = pattern.match(path)
             if not match:
                 continue
@@ -108,7 +118,7 @@ class IntakeApi:
             if len(body) > s.MAX_BODY_BYTES:
                 return _errors(413, {"_body": [
                     f"the body is {len(body)} bytes; at most {s.MAX_BODY_BYTES} are taken"]})
-            return fn(body, **match.groupdict())
+            return getattr(self, name)(body, **match.groupdict())
         if allowed:
             return _errors(405, {"method": [f"{method} is not allowed here; use {allowed}"]})
         return _errors(404, {"path": [f"no such endpoint: {path}"]})
@@ -135,7 +145,7 @@ class IntakeApi:
     # -- cases -------------------------------------------------------------------------------
 
     def post_report(self, body: bytes) -> Response:
-        report = self._load(s.ReportSchema(), body)
+        report = self._load(_REPORT_SCHEMA, body)
         for attempt in (1, 2):
             try:
                 with self.runtime.work() as work:
@@ -154,17 +164,17 @@ class IntakeApi:
             return Response(200, h.case_view(work, case_id))
 
     def post_update(self, body: bytes, case_id: str) -> Response:
-        update = self._load(s.StatusUpdateSchema(), body)
+        update = self._load(_STATUS_UPDATE_SCHEMA, body)
         with self.runtime.work() as work:
             return Response(*h.report_status(work, case_id, update))
 
     def post_verify(self, body: bytes, case_id: str) -> Response:
-        verification = self._load(s.VerificationSchema(), body)
+        verification = self._load(_VERIFICATION_SCHEMA, body)
         with self.runtime.work() as work:
             return Response(*h.verify(work, case_id, verification))
 
     def post_evaluate(self, body: bytes, case_id: str) -> Response:
-        evaluation = self._load(s.EvaluationSchema(), body)
+        evaluation = self._load(_EVALUATION_SCHEMA, body)
         with self.runtime.work() as work:
             return Response(*h.evaluate(work, case_id, evaluation))
 
@@ -175,7 +185,7 @@ class IntakeApi:
                               "simulated": self.runtime.clock.simulated})
 
     def put_clock(self, body: bytes) -> Response:
-        now = self._load(s.ClockSchema(), body)["now"]
+        now = self._load(_CLOCK_SCHEMA, body)["now"]
         try:
             self.runtime.clock.set(now)
         except ClockRefused as exc:
@@ -186,7 +196,7 @@ class IntakeApi:
         return Response(200, {"now": now.isoformat()})
 
     def post_reset(self, body: bytes) -> Response:
-        now = self._load(s.ResetSchema(), body or b"{}")["now"]
+        now = self._load(_RESET_SCHEMA, body or b"{}")["now"]
         if not self.runtime.clock.simulated:
             return _errors(409, {"clock": [
                 "only a Gridflow on the simulated clock can be reset (GRIDFLOW_CLOCK=simulated)"]})
@@ -198,7 +208,7 @@ class IntakeApi:
         return Response(200, {"reset": True, "now": self.runtime.clock.now().isoformat()})
 
     def put_jurisdiction(self, body: bytes) -> Response:
-        files = self._load(s.JurisdictionUploadSchema(), body)["files"]
+        files = self._load(_JURISDICTION_UPLOAD_SCHEMA, body)["files"]
         try:
             version = self.runtime.jurisdictions.install(files)
         except JurisdictionError as exc:

@@ -44,8 +44,7 @@ def _new_case_id(now: dt.datetime) -> str:
 
 
 def _note(work: Work, case_id: str, kind: str, at: dt.datetime, **detail: Any) -> None:
-    work.db.execute(sa.insert(timeline).values(case_id=case_id, at=at, kind=kind,
-                                                    detail=detail))
+    work.db.execute(sa.insert(timeline), dict(case_id=case_id, at=at, kind=kind, detail=detail))
 
 
 def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float | None]:
@@ -115,7 +114,7 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
         )
         _note(work, case_id, "report_joined", work.now, channel=report["channel"])
     else:
-        work.db.execute(sa.insert(cases).values(
+        work.db.execute(sa.insert(cases), dict(
             case_id=case_id, status="registered", category=category,
             description=report["description"], area_code=area_code, lat=lat, lon=lon,
             assisting=[], escalations=0, reporters=1, jurisdiction_version=version,
@@ -128,7 +127,7 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
             "description": report["description"], "jurisdiction_version": version,
             "location": {"lat": lat, "lon": lon} if lat is not None else None,
         })
-    work.db.execute(sa.insert(reports).values(
+    work.db.execute(sa.insert(reports), dict(
         case_id=case_id, channel=report["channel"], external_id=report.get("external_id"),
         description=report["description"], reporter=report.get("reporter"),
         received_at=work.now,
@@ -301,7 +300,7 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
         .with_for_update()
     ).first()
     if current is None:
-        work.db.execute(sa.insert(colours).values(
+        work.db.execute(sa.insert(colours), dict(
             assignment_id=p["assignment_id"], case_id=p["case_id"], colour=p["colour"],
             at=event.occurred_at))
     elif current.at <= event.occurred_at:

@@ -39,7 +39,7 @@ def recipients(j, unit_code: str, who: tuple[str, ...]):
 def _record(work: Work, event: c.Event, people, reason: str, text: str) -> None:
     p = event.payload
     for person in people:
-        work.db.execute(sa.insert(notifications).values(
+        work.db.execute(sa.insert(notifications), dict(
             case_id=p["case_id"], assignment_id=p["assignment_id"], person_id=person.id,
             role=person.role, channel="sms", address=person.phone or person.email or "",
             reason=reason, text=text, created_at=event.occurred_at))

@@ -42,7 +42,7 @@ def on_case_registered(work: Work, event: c.Event) -> None:
     row = dict(case_id=p["case_id"], category=p["category"], area_code=p["area_code"],
                description=p["description"], location=p["location"], escalations=0, returns=0,
                seq=1, jurisdiction_version=p["jurisdiction_version"], **_fields(decision))
-    work.db.execute(sa.insert(assignments).values(**row))
+    work.db.execute(sa.insert(assignments), row)
     _announce(work, {**row, "explanation": decision.explanation}, "new", event)
 
 

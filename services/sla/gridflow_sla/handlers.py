@@ -75,7 +75,7 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     clock.running_since = started
     level = colour_for(0.0, j.warning_levels)
     nxt = clock.next_transition(started, j.warning_levels, j.calendar)
-    work.db.execute(sa.insert(clocks).values(
+    work.db.execute(sa.insert(clocks), dict(
         assignment_id=p["assignment_id"], case_id=p["case_id"], handler=p["handler"],
         jurisdiction_version=p["jurisdiction_version"], started_at=started,
         limit_amount=category.limit.amount, limit_unit=category.limit.unit.value,
