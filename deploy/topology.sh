@@ -79,10 +79,25 @@ case ${1:-up} in
     ;;
   down)
     if [[ -f $VAR_DIR/nginx.pid ]]; then nginx -c "$VAR_DIR/nginx.conf" -s quit 2>/dev/null || true; fi
+    # SIGTERM lets nameko finish its workers; whatever has not exited 20 s later is killed, so
+    # `down` returns only once nothing of the topology runs (a test may delete its vhost next).
+    pids=()
     for svc in "${SERVICES[@]}"; do
       pidfile="$VAR_DIR/$svc.pid"
-      [[ -f $pidfile ]] && { kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; }
+      if [[ -f $pidfile ]]; then
+        pid=$(cat "$pidfile")
+        kill "$pid" 2>/dev/null && pids+=("$pid")
+        rm -f "$pidfile"
+      fi
     done
+    for _ in $(seq 1 100); do
+      running=()
+      for pid in "${pids[@]}"; do alive "$pid" && running+=("$pid"); done
+      ((${#running[@]})) || break
+      sleep 0.2
+    done
+    for pid in "${pids[@]}"; do alive "$pid" && kill -9 "$pid" 2>/dev/null; done
+    true
     ;;
   status)
     for svc in "${SERVICES[@]}"; do
