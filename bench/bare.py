@@ -131,7 +131,7 @@ def feeder_main(tag: str, count: int, rate: float | None) -> None:
             if rate:
                 delay = start + k / rate - time.monotonic()
                 if delay > 0:
-                    time.sleep(delay)
+                    time.sleep(delay)  # pacing the open-loop sender
             producer.publish(_report(k, tag), exchange=EXCHANGE, routing_key="intake",
                              delivery_mode=2, content_type="application/json",
                              content_encoding="utf-8", retry=False)
@@ -170,7 +170,7 @@ def wait_drained(timeout: float = 60) -> bool:
     while time.monotonic() < deadline:
         if sum(infra.queue_depths(names).values()) == 0:
             return True
-        time.sleep(0.5)
+        time.sleep(0.5)  # bounded by the deadline above
     return False
 
 

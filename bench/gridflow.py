@@ -108,7 +108,7 @@ class Topology:
                 except OSError:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"{svc} did not answer on :{port}") from None
-                    time.sleep(0.3)
+                    time.sleep(0.3)  # bounded by the deadline above
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -313,7 +313,7 @@ def _send_all(tag: str, offset: int, count: int, threads: int, rate: float | Non
                 due = start + k / rate
                 delay = due - time.monotonic()
                 if delay > 0:
-                    time.sleep(delay)
+                    time.sleep(delay)  # pacing the open-loop sender
                 with answers.lock:
                     answers.late_s.append(max(0.0, time.monotonic() - due))
             sent = time.time()
@@ -395,7 +395,7 @@ def wait_settled(timeout: float = 60) -> bool:
             quiet = quiet + 1 if pending == 0 else 0
             if quiet >= 2:
                 return True
-            time.sleep(0.5)
+            time.sleep(0.5)  # bounded poll until the pipeline is drained
         return False
     finally:
         engine.dispose()

@@ -577,7 +577,7 @@ class FileRun:
                     return view, answer
             if time.monotonic() >= deadline:
                 return view, answer
-            time.sleep(POLL_INTERVAL)
+            time.sleep(POLL_INTERVAL)  # bounded by the expectation's timeout
 
     def _check_relation(self, step: Step, name: Any, case_id: str, key: str, other: Any) -> None:
         other_id = self.cases.get(str(other))
