@@ -39,12 +39,16 @@ def _no_admin_token(monkeypatch):
     monkeypatch.delenv("GRIDFLOW_ADMIN_TOKEN", raising=False)
 
 
-@pytest.fixture
-def gridflow():
-    g = EmbeddedGridflow(clock_mode="simulated")
+def _embedded(clock_mode: str):
+    g = EmbeddedGridflow(clock_mode=clock_mode)
     g.load_jurisdiction()
     yield g
     g.engine.dispose()
+
+
+@pytest.fixture
+def gridflow():
+    yield from _embedded("simulated")
 
 
 @pytest.fixture
@@ -329,10 +333,7 @@ def test_update_to_an_unknown_case_is_404(api):
 
 @pytest.fixture
 def real_clock_gridflow():
-    g = EmbeddedGridflow(clock_mode="real")
-    g.load_jurisdiction()
-    yield g
-    g.engine.dispose()
+    yield from _embedded("real")
 
 
 def test_moving_a_real_clock_is_refused_with_409(real_clock_gridflow):

@@ -85,9 +85,9 @@ class IntakeApi:
     # -- dispatch ----------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
-        route_name = "unmatched"
+        route = self._route(method, path)
         try:
-            response = self._dispatch(method, path, body, headers)
+            response = self._dispatch(route, method, path, body, headers)
         except h.Rejected as exc:
             response = _errors(exc.status, exc.errors)
         except NoJurisdiction as exc:
@@ -95,33 +95,36 @@ class IntakeApi:
         except Exception:
             log.exception("request_failed", method=method, path=path)
             response = _errors(500, {"_server": ["internal error; nothing was changed"]})
-        for m, pattern, name, _ in self.ROUTES:
-            if m == method and pattern.match(path):
-                route_name = name
-                break
-        metrics.HTTP_REQUESTS.labels(route_name, str(response.status)).inc()
+        name = route[0] if route and route[0] else "unmatched"
+        metrics.HTTP_REQUESTS.labels(name, str(response.status)).inc()
         return response
 
-    def _dispatch(self, method: str, path: str, body: bytes,
-                  headers: dict[str, str]) -> Response:
+    def _route(self, method: str, path: str) -> tuple[str | None, Any, bool, list[str]]:
+        """(handler name, path match, admin only, methods the path allows): looked up once."""
         allowed = []
         for m, pattern, name, admin in self.ROUTES:
             match = pattern.match(path)
             if not match:
                 continue
-            if m != method:
-                allowed.append(m)
-                continue
-            if admin and not self._authorised(headers):
-                return _errors(401, {"authorization": [
-                    f"admin calls need 'Authorization: Bearer <{ADMIN_TOKEN_ENV}>'"]})
-            if len(body) > s.MAX_BODY_BYTES:
-                return _errors(413, {"_body": [
-                    f"the body is {len(body)} bytes; at most {s.MAX_BODY_BYTES} are taken"]})
-            return getattr(self, name)(body, **match.groupdict())
-        if allowed:
-            return _errors(405, {"method": [f"{method} is not allowed here; use {allowed}"]})
-        return _errors(404, {"path": [f"no such endpoint: {path}"]})
+            if m == method:
+                return name, match, admin, allowed
+            allowed.append(m)
+        return None, None, False, allowed
+
+    def _dispatch(self, route: tuple[str | None, Any, bool, list[str]], method: str, path: str,
+                  body: bytes, headers: dict[str, str]) -> Response:
+        name, match, admin, allowed = route
+        if name is None:
+            if allowed:
+                return _errors(405, {"method": [f"{method} is not allowed here; use {allowed}"]})
+            return _errors(404, {"path": [f"no such endpoint: {path}"]})
+        if admin and not self._authorised(headers):
+            return _errors(401, {"authorization": [
+                f"admin calls need 'Authorization: Bearer <{ADMIN_TOKEN_ENV}>'"]})
+        if len(body) > s.MAX_BODY_BYTES:
+            return _errors(413, {"_body": [
+                f"the body is {len(body)} bytes; at most {s.MAX_BODY_BYTES} are taken"]})
+        return getattr(self, name)(body, **match.groupdict())
 
     def _authorised(self, headers: dict[str, str]) -> bool:
         if not self.admin_token:

@@ -15,7 +15,8 @@ from gridflow_common.domain.calendar import CST
 from gridflow_common.domain.classify import classify
 from gridflow_common.domain.geo import distance_m
 from gridflow_common.runtime import Work
-from gridflow_intake.models import cases, colours, reports, timeline
+from gridflow_common.service import ServiceDefinition
+from gridflow_intake.models import OWN_TABLES, cases, colours, metadata, reports, timeline
 
 # Two reports of one category within this distance of an open case are one case (合并).
 DUPLICATE_RADIUS_M = 50.0
@@ -319,12 +320,5 @@ HANDLERS = {
 }
 
 
-def _definition():
-    from gridflow_common.service import ServiceDefinition
-    from gridflow_intake.models import OWN_TABLES, metadata
-
-    return ServiceDefinition(name=c.INTAKE, metadata=metadata, handlers=HANDLERS,
-                             own_tables=OWN_TABLES)
-
-
-DEFINITION = _definition()
+DEFINITION = ServiceDefinition(name=c.INTAKE, metadata=metadata, handlers=HANDLERS,
+                               own_tables=OWN_TABLES)
