@@ -126,7 +126,7 @@ def test_routing_assigns_a_registered_case_once_even_when_delivered_twice(
         ("street", "urban_management-330302001", "urban_management", 0)]
     messages = take(broker, routed.name, want=2, timeout=3)
     assert [m["payload"]["case_id"] for m in messages] == [case_id]
-    assert messages[0]["payload"]["handler"] == "urban_management-330302001"
+    assert messages[0]["payload"]["holder"] == "urban_management-330302001"
 
 
 def test_a_handler_that_raises_keeps_its_message_and_a_retry_succeeds(
@@ -232,7 +232,7 @@ def test_departments_pushes_the_case_to_the_department_queue_and_announces_it(
         publish(broker, c.ROUTING, c.CASE_ROUTED, {
             "case_id": case_id, "assignment_id": f"{case_id}-1", "reason": "new",
             "category": "event.medical_waste", "tier": "street",
-            "handler": "environment-330302104", "lead": "environment", "assisting": ["health"],
+            "holder": "environment-330302104", "lead": "environment", "assisting": ["health"],
             "escalations": 0, "area_code": "330302104001001",
             "jurisdiction_version": jurisdiction_version(engine),
             "description": "医疗废弃物", "location": None,
@@ -260,7 +260,7 @@ def test_sla_catches_up_every_colour_of_a_clock_dispatched_long_ago(
         publish(broker, c.DEPARTMENTS, c.CASE_DISPATCHED, {
             "case_id": case_id, "assignment_id": f"{case_id}-1", "reason": "new",
             "category": "component.manhole_cover", "tier": "street",
-            "handler": "urban_management-330302001", "lead": "urban_management",
+            "holder": "urban_management-330302001", "lead": "urban_management",
             "assisting": ["water"], "escalations": 0, "area_code": "330302001001001",
             "jurisdiction_version": jurisdiction_version(engine),
             "queue": "gridflow.department.urban_management",

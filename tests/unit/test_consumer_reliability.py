@@ -126,7 +126,7 @@ class FlakyHandler:
 def _routed_payload(case_id: str) -> dict:
     return {
         "case_id": case_id, "assignment_id": f"{case_id}-1", "reason": "new",
-        "category": "event.noise", "tier": "street", "handler": "environment-330302104",
+        "category": "event.noise", "tier": "street", "holder": "environment-330302104",
         "lead": "environment", "assisting": ["police"], "escalations": 0,
         "area_code": "330302104001001", "jurisdiction_version": 1,
     }

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
+from gridflow_common.domain import vocabulary as v
+
 # Services: each one a process in the real topology, each owning its own tables.
 INTAKE = "intake"
 ROUTING = "routing"
@@ -38,14 +40,12 @@ CASE_DISPATCHED = "case_dispatched"
 CASE_COLOUR_CHANGED = "case_colour_changed"
 CLOCK_ADVANCED = "clock_advanced"
 
-CHANNELS = ("grid_app", "hotline", "wechat", "web", "sensor", "open311", "import")
-HANDLER_STATUSES = ("accepted", "in_progress", "resolved", "returned", "beyond_authority")
-CASE_STATUSES = (
-    "registered", "dispatched", "accepted", "in_progress", "resolved", "closed", "rejected",
-    "on_hold",
-)
-TIERS = ("community", "street", "district")
-COLOURS = ("green", "yellow", "orange", "red")
+# The vocabulary lives in one place (domain/vocabulary.py); the schemas below validate against it.
+CHANNELS = v.CHANNELS
+UPDATE_STATUSES = v.UPDATE_STATUSES
+CASE_STATUSES = v.CASE_STATUSES
+TIERS = v.TIERS
+COLOURS = v.COLOURS
 
 # Exchange a department system binds to: one durable queue per department (or per unit that has
 # no department, such as a community office), routing key = that code.
@@ -126,7 +126,7 @@ class CaseStatusReportedV1(_Payload):
     case_id = fields.String(required=True)
     assignment_id = fields.String(allow_none=True, load_default=None)
     sender = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(HANDLER_STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf(UPDATE_STATUSES))
     note = fields.String(allow_none=True, load_default=None)
     category = fields.String(allow_none=True, load_default=None)
     jurisdiction_version = fields.Integer(required=True)
@@ -144,11 +144,11 @@ class CaseRoutedV1(_Payload):
     assignment_id = fields.String(required=True)
     reason = fields.String(
         required=True,
-        validate=validate.OneOf(("new", "escalated", "returned", "rework", "reclassified")),
+        validate=validate.OneOf(v.ROUTING_REASONS),
     )
     category = fields.String(allow_none=True, load_default=None)
     tier = fields.String(required=True, validate=validate.OneOf(TIERS))
-    handler = fields.String(required=True)
+    holder = fields.String(required=True)
     lead = fields.String(allow_none=True, load_default=None)
     assisting = fields.List(fields.String(), load_default=list)
     escalations = fields.Integer(required=True)
@@ -168,9 +168,9 @@ class CaseColourChangedV1(_Payload):
     case_id = fields.String(required=True)
     assignment_id = fields.String(required=True)
     colour = fields.String(allow_none=True, validate=validate.OneOf(COLOURS))
-    action = fields.String(load_default="none")
+    action = fields.String(load_default=v.ACTION_NONE, validate=validate.OneOf(v.WARNING_ACTIONS))
     fraction = fields.Float(allow_none=True, load_default=None)
-    handler = fields.String(allow_none=True, load_default=None)
+    holder = fields.String(allow_none=True, load_default=None)
     jurisdiction_version = fields.Integer(required=True)
 
 

@@ -19,7 +19,7 @@ DEPARTMENT_MESSAGE_VERSION = 1
 
 
 def queue_key(payload: dict) -> str:
-    return payload["lead"] or payload["handler"]
+    return payload["lead"] or payload["holder"]
 
 
 def on_case_routed(work: Work, event: c.Event) -> None:
@@ -27,12 +27,12 @@ def on_case_routed(work: Work, event: c.Event) -> None:
     key = queue_key(p)
     queue = c.department_queue(key)
     work.db.execute(sa.insert(dispatches), dict(
-        assignment_id=p["assignment_id"], case_id=p["case_id"], handler=p["handler"],
+        assignment_id=p["assignment_id"], case_id=p["case_id"], handler=p["holder"],
         queue=queue, dispatched_at=event.occurred_at))
     work.send_to_department(key, {
         "message_version": DEPARTMENT_MESSAGE_VERSION,
         "case_id": p["case_id"], "assignment_id": p["assignment_id"], "reason": p["reason"],
-        "handler": p["handler"], "tier": p["tier"], "lead": p["lead"],
+        "handler": p["holder"], "tier": p["tier"], "lead": p["lead"],
         "assisting": p["assisting"], "category": p["category"], "area_code": p["area_code"],
         "description": p["description"], "location": p["location"],
         "dispatched_at": event.occurred_at.isoformat(),

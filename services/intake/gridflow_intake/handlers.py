@@ -272,7 +272,7 @@ def case_view(work: Work, case_id: str) -> dict:
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
     values: dict[str, Any] = dict(
-        tier=p["tier"], handler=p["handler"], lead=p["lead"], assisting=list(p["assisting"]),
+        tier=p["tier"], handler=p["holder"], lead=p["lead"], assisting=list(p["assisting"]),
         assignment_id=p["assignment_id"], category=p["category"], escalations=p["escalations"])
     # Rework goes back to the same holder: intake already set it dispatched when verification
     # failed, and the holder may have answered since; a late projection must not undo that.
@@ -287,10 +287,10 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     # case_dispatched carries routing's decision too: one projection per hop, not two.
     work.db.execute(sa.insert(timeline), [
         dict(case_id=p["case_id"], at=event.occurred_at, kind="routed", detail=dict(
-            reason=p["reason"], tier=p["tier"], handler=p["handler"], lead=p["lead"],
+            reason=p["reason"], tier=p["tier"], handler=p["holder"], lead=p["lead"],
             assisting=p["assisting"], explanation=p["explanation"])),
         dict(case_id=p["case_id"], at=event.occurred_at, kind="dispatched",
-             detail=dict(handler=p["handler"], queue=p["queue"])),
+             detail=dict(handler=p["holder"], queue=p["queue"])),
     ])
 
 

@@ -12,7 +12,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from gridflow_common.contracts import CHANNELS, HANDLER_STATUSES
+from gridflow_common.contracts import CHANNELS, UPDATE_STATUSES
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -68,7 +68,7 @@ class ReportSchema(_Strict):
 class StatusUpdateSchema(_Strict):
     sender = fields.String(required=True, data_key="from", validate=[validate.Length(1, 100),
                                                                      _not_blank])
-    status = fields.String(required=True, validate=validate.OneOf(HANDLER_STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf(UPDATE_STATUSES))
     note = fields.String(validate=validate.Length(max=2000), allow_none=True, load_default=None)
     category = fields.String(validate=validate.Length(1, 100), allow_none=True, load_default=None)
 

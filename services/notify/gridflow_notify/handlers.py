@@ -50,17 +50,17 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     j = work.jurisdiction(p["jurisdiction_version"])
     category = j.category(p["category"]) if p["category"] else None
     what = category.name_zh if category else "待分类事项"
-    _record(work, event, recipients(j, p["handler"], ("duty",)), "dispatched",
+    _record(work, event, recipients(j, p["holder"], ("duty",)), "dispatched",
             f"【网格化管理】新案件 {p['case_id']}（{what}）已派至贵单位，请及时签收处置。")
 
 
 def on_case_colour_changed(work: Work, event: c.Event) -> None:
     p = event.payload
     who = ROLES_FOR_ACTION.get(p["action"])
-    if not who or not p["handler"]:
+    if not who or not p["holder"]:
         return
     j = work.jurisdiction(p["jurisdiction_version"])
-    _record(work, event, recipients(j, p["handler"], who), p["action"],
+    _record(work, event, recipients(j, p["holder"], who), p["action"],
             f"【网格化管理】案件 {p['case_id']} 处置时限预警：{p['colour']}，请尽快办理。")
 
 

@@ -21,7 +21,7 @@ def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
     work.emit(c.CASE_ROUTED, {
         "case_id": row["case_id"], "assignment_id": _assignment_id(row["case_id"], row["seq"]),
         "reason": reason, "category": row["category"], "tier": row["tier"],
-        "handler": row["handler"], "lead": row["lead"], "assisting": list(row["assisting"]),
+        "holder": row["handler"], "lead": row["lead"], "assisting": list(row["assisting"]),
         "escalations": row["escalations"], "area_code": row["area_code"],
         "jurisdiction_version": row["jurisdiction_version"],
         "explanation": row.get("explanation", ""), "description": row["description"],

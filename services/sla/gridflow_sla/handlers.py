@@ -33,7 +33,7 @@ def _announce(work: Work, row, colour: str | None, action: str, fraction: float 
               at: dt.datetime) -> None:
     work.emit(c.CASE_COLOUR_CHANGED, {
         "case_id": row.case_id, "assignment_id": row.assignment_id, "colour": colour,
-        "action": action, "fraction": fraction, "handler": row.handler,
+        "action": action, "fraction": fraction, "holder": row.handler,
         "jurisdiction_version": row.jurisdiction_version,
     }, occurred_at=at)
 
@@ -76,7 +76,7 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     level = colour_for(0.0, j.warning_levels)
     nxt = clock.next_transition(started, j.warning_levels, j.calendar)
     work.db.execute(sa.insert(clocks), dict(
-        assignment_id=p["assignment_id"], case_id=p["case_id"], handler=p["handler"],
+        assignment_id=p["assignment_id"], case_id=p["case_id"], handler=p["holder"],
         jurisdiction_version=p["jurisdiction_version"], started_at=started,
         limit_amount=category.limit.amount, limit_unit=category.limit.unit.value,
         due=clock.due, total_seconds=clock.total_seconds, elapsed_before=0.0,

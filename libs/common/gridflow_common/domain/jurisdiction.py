@@ -28,6 +28,7 @@ from gridflow_common.domain.calendar import (
     parse_time_unit,
 )
 from gridflow_common.domain.geo import Polygon, parse_wkt_polygon
+from gridflow_common.domain.vocabulary import COLOURS, TIERS, WARNING_ACTIONS
 
 LEVELS = ("district", "street", "community", "grid")
 UNIT_KINDS = ("command_center", "bureau", "street_center", "station", "community_office")
@@ -40,11 +41,8 @@ ROLES = (
     "command_duty",
     "leader",
 )
-TIERS = ("community", "street", "district")
 CATEGORY_KINDS = ("component", "event")
 CALENDAR_KINDS = ("holiday", "workday")
-COLOURS = ("green", "yellow", "orange", "red")
-WARNING_ACTIONS = ("none", "remind_handler", "supervise", "escalate")
 
 _PARENT_LEVEL = {"street": "district", "community": "street", "grid": "community"}
 _UNIT_LEVEL = {

@@ -1,0 +1,104 @@
+"""Gridflow's one vocabulary: every status, reason, action, tier, colour and channel a service
+compares or a person reads, with its Chinese name. Standard library only.
+
+Services compare these constants, never string literals of their own, and every text a person
+reads (SMS, the board, exports) takes the Chinese name from here (``zh``), so no English word
+reaches a Chinese reader.
+
+Inside the code the unit that holds a case is its *holder* (the word "handler" is kept for
+message handlers); the case view's public field stays ``handler`` as FORMAT.md names it.
+"""
+
+from __future__ import annotations
+
+# -- case statuses (案件状态) ----------------------------------------------------------------------
+REGISTERED = "registered"
+DISPATCHED = "dispatched"
+ACCEPTED = "accepted"
+IN_PROGRESS = "in_progress"
+RESOLVED = "resolved"
+CLOSED = "closed"
+REJECTED = "rejected"
+ON_HOLD = "on_hold"
+CASE_STATUSES = (REGISTERED, DISPATCHED, ACCEPTED, IN_PROGRESS, RESOLVED, CLOSED, REJECTED,
+                 ON_HOLD)
+
+# -- what a holder reports (处置反馈) --------------------------------------------------------------
+RETURNED = "returned"
+BEYOND_AUTHORITY = "beyond_authority"
+UPDATE_STATUSES = (ACCEPTED, IN_PROGRESS, RESOLVED, RETURNED, BEYOND_AUTHORITY)
+
+# -- why a case was (re)assigned ----------------------------------------------------------------
+REASON_NEW = "new"
+REASON_ESCALATED = "escalated"
+REASON_RETURNED = "returned"
+REASON_REWORK = "rework"
+REASON_RECLASSIFIED = "reclassified"
+ROUTING_REASONS = (REASON_NEW, REASON_ESCALATED, REASON_RETURNED, REASON_REWORK,
+                   REASON_RECLASSIFIED)
+
+# -- tiers (三级) ----------------------------------------------------------------------------------
+COMMUNITY = "community"
+STREET = "street"
+DISTRICT = "district"
+TIERS = (COMMUNITY, STREET, DISTRICT)
+
+# -- colours (四色预警) and what entering one triggers ----------------------------------------------
+GREEN = "green"
+YELLOW = "yellow"
+ORANGE = "orange"
+RED = "red"
+COLOURS = (GREEN, YELLOW, ORANGE, RED)
+
+ACTION_NONE = "none"
+# The city's data (warning_levels.csv) names it so; it reminds the holder.
+ACTION_REMIND = "remind_handler"
+ACTION_SUPERVISE = "supervise"
+ACTION_ESCALATE = "escalate"
+WARNING_ACTIONS = (ACTION_NONE, ACTION_REMIND, ACTION_SUPERVISE, ACTION_ESCALATE)
+
+# -- channels a report arrives through ------------------------------------------------------------
+CHANNELS = ("grid_app", "hotline", "wechat", "web", "sensor", "open311", "import")
+
+# -- Chinese names, for everything a person reads --------------------------------------------------
+ZH: dict[str, str] = {
+    REGISTERED: "已立案",
+    DISPATCHED: "已派遣",
+    ACCEPTED: "已签收",
+    IN_PROGRESS: "处置中",
+    RESOLVED: "已处置待核查",
+    CLOSED: "已结案",
+    REJECTED: "不予立案",
+    ON_HOLD: "挂账",
+    RETURNED: "退回",
+    BEYOND_AUTHORITY: "超出权限",
+    REASON_NEW: "新派遣",
+    REASON_ESCALATED: "升级",
+    REASON_REWORK: "返工",
+    REASON_RECLASSIFIED: "重新分类",
+    COMMUNITY: "社区",
+    STREET: "街道",
+    DISTRICT: "区级",
+    GREEN: "绿色",
+    YELLOW: "黄色",
+    ORANGE: "橙色",
+    RED: "红色",
+    ACTION_NONE: "无",
+    ACTION_REMIND: "提醒",
+    ACTION_SUPERVISE: "督办",
+    ACTION_ESCALATE: "升级",
+    "grid_app": "网格员App",
+    "hotline": "12345热线",
+    "wechat": "微信",
+    "web": "网站",
+    "sensor": "感知设备",
+    "open311": "Open311",
+    "import": "批量导入",
+}
+
+
+def zh(term: str | None) -> str:
+    """The Chinese name of a vocabulary term; an unknown term is returned as it is."""
+    if term is None:
+        return ""
+    return ZH.get(term, term)
