@@ -43,7 +43,7 @@ STREET = "street"
 DISTRICT = "district"
 TIERS = (COMMUNITY, STREET, DISTRICT)
 
-# -- colours (四色预警) and what entering one triggers ----------------------------------------------
+# -- colours (四色预警) and what entering one triggers --------------------------------------
 GREEN = "green"
 YELLOW = "yellow"
 ORANGE = "orange"
