@@ -16,10 +16,11 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time, tzinfo
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gridflow_common.domain.calendar import (
     TimeLimit,
@@ -41,6 +42,7 @@ ROLES = (
     "command_duty",
     "leader",
 )
+DEFAULT_TIME_ZONE = "Asia/Shanghai"
 CATEGORY_KINDS = ("component", "event")
 CALENDAR_KINDS = ("holiday", "workday")
 
@@ -200,6 +202,8 @@ class Jurisdiction:
     people: tuple[Person, ...]
     calendar: WorkingCalendar
     warning_levels: tuple[WarningLevel, ...]
+    # The IANA zone the city works in: every instant leaves Gridflow in it.
+    time_zone: str = DEFAULT_TIME_ZONE
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)
@@ -235,6 +239,15 @@ class Jurisdiction:
         set_(self, "_categories", {c.code: c for c in self.categories})
         set_(self, "_people", {p.id: p for p in self.people})
         set_(self, "_people_at", {k: tuple(v) for k, v in people_at.items()})
+
+    @property
+    def zone(self) -> tzinfo:
+        """The city's zone, for showing instants to people and department systems."""
+        return ZoneInfo(self.time_zone)
+
+    def local(self, instant: datetime) -> datetime:
+        """``instant`` as the city's clocks show it."""
+        return instant.astimezone(self.zone)
 
     @property
     def district_codes(self) -> tuple[str, ...]:
