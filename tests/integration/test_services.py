@@ -120,7 +120,8 @@ def test_routing_assigns_a_registered_case_once_even_when_delivered_twice(
 
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            "SELECT tier, handler, lead, escalations FROM routing_cases WHERE case_id = :c"),
+            "SELECT tier, holder, lead, escalations FROM routing_assignments"
+            " WHERE case_id = :c"),
             {"c": case_id}).all()
     assert [tuple(r) for r in rows] == [
         ("street", "urban_management-330302001", "urban_management", 0)]
@@ -162,9 +163,10 @@ def test_a_handler_that_raises_keeps_its_message_and_a_retry_succeeds(
         while time.monotonic() < deadline and not routed:
             with engine.connect() as conn:
                 routed = conn.execute(sa.text(
-                    "SELECT handler FROM routing_cases WHERE case_id = :c"), {"c": case_id}).all()
+                    "SELECT holder FROM routing_assignments WHERE case_id = :c"),
+                    {"c": case_id}).all()
             time.sleep(0.1)  # bounded poll: the retry timer fires after the backoff
-        assert [r.handler for r in routed] == ["urban_management-330302001"]
+        assert [r.holder for r in routed] == ["urban_management-330302001"]
         with engine.connect() as conn:
             left = conn.execute(sa.text("SELECT count(*) FROM routing_failed WHERE message LIKE :c"),
                                 {"c": f"%{case_id}%"}).scalar()

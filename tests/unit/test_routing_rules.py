@@ -10,6 +10,7 @@ import gridflow_common
 from gridflow_common.domain.jurisdiction import FILES, load_folder, parse_jurisdiction
 from gridflow_routing.domain import (
     Assignment,
+    AwaitsOrder,
     escalate,
     reroute_returned,
     route_new_case,
@@ -70,30 +71,30 @@ def with_leaderless_category():
 
 def test_community_category_goes_to_the_community_office_without_a_lead(lucheng):
     a = route_new_case(lucheng, lucheng.category("event.neighbour_dispute"), SHUPU_GRID)
-    assert (a.tier, a.handler, a.lead, a.assisting, a.at_command) == (
+    assert (a.tier, a.holder, a.lead, a.assisting, a.at_command) == (
         "community", f"office-{SHUPU}", None, (), False)
 
 
 def test_community_category_uses_the_office_of_the_grid_it_falls_in(lucheng):
     a = route_new_case(lucheng, lucheng.category("event.elderly_alone"), WUMA_GRID)
-    assert a.handler == "office-330302001001"
+    assert a.holder == "office-330302001001"
 
 
 def test_street_category_goes_to_the_lead_departments_station_in_that_street(lucheng):
     a = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
-    assert (a.tier, a.handler, a.lead) == ("street", f"environment-{TENGQIAO}", "environment")
+    assert (a.tier, a.holder, a.lead) == ("street", f"environment-{TENGQIAO}", "environment")
 
 
 def test_street_category_picks_the_station_of_the_street_the_place_is_in(lucheng):
     a = route_new_case(lucheng, lucheng.category("event.medical_waste"), WUMA_GRID)
-    assert a.handler == "environment-330302001"
+    assert a.holder == "environment-330302001"
 
 
 def test_street_category_without_station_goes_to_district_bureau(
         tengqiao_without_environment_station):
     j = tengqiao_without_environment_station
     a = route_new_case(j, j.category("event.medical_waste"), SHUPU_GRID)
-    assert (a.tier, a.handler, a.lead, a.at_command) == (
+    assert (a.tier, a.holder, a.lead, a.at_command) == (
         "district", f"environment-{DISTRICT}", "environment", False)
     assert a.assisting == ("health",)
 
@@ -102,26 +103,26 @@ def test_missing_station_in_one_street_does_not_affect_another_street(
         tengqiao_without_environment_station):
     j = tengqiao_without_environment_station
     a = route_new_case(j, j.category("event.medical_waste"), WUMA_GRID)
-    assert (a.tier, a.handler) == ("street", "environment-330302001")
+    assert (a.tier, a.holder) == ("street", "environment-330302001")
 
 
 def test_street_category_of_a_department_with_no_stations_at_all_goes_to_its_bureau(lucheng):
     # Lucheng has a fire bureau but no fire stations in its streets.
     a = route_new_case(lucheng, lucheng.category("event.fire_hazard"), SHUPU_GRID)
-    assert (a.tier, a.handler, a.lead) == ("district", f"fire-{DISTRICT}", "fire")
+    assert (a.tier, a.holder, a.lead) == ("district", f"fire-{DISTRICT}", "fire")
     assert a.assisting == ("emergency",)
 
 
 def test_district_category_goes_to_the_lead_bureau_with_its_assisting_departments(lucheng):
     a = route_new_case(lucheng, lucheng.category("event.public_health_hazard"), SHUPU_GRID)
-    assert (a.tier, a.handler, a.lead, a.at_command) == (
+    assert (a.tier, a.holder, a.lead, a.at_command) == (
         "district", f"health-{DISTRICT}", "health", False)
     assert a.assisting == ("environment", "police")
 
 
 def test_uncategorised_case_goes_to_the_command_center_with_no_lead(lucheng):
     a = route_new_case(lucheng, None, SHUPU_GRID)
-    assert (a.tier, a.handler, a.lead, a.assisting, a.at_command) == (
+    assert (a.tier, a.holder, a.lead, a.assisting, a.at_command) == (
         "district", COMMAND, None, (), True)
 
 
@@ -129,7 +130,7 @@ def test_category_without_a_lead_department_goes_to_the_command_center(
         with_leaderless_category):
     j = with_leaderless_category
     a = route_new_case(j, j.category("event.unclear_duty"), SHUPU_GRID)
-    assert (a.handler, a.lead, a.at_command) == (COMMAND, None, True)
+    assert (a.holder, a.lead, a.at_command) == (COMMAND, None, True)
 
 
 def test_every_decision_carries_an_explanation(lucheng):
@@ -144,28 +145,39 @@ def test_every_decision_carries_an_explanation(lucheng):
 def test_escalation_climbs_community_street_district_then_command_center(lucheng):
     category = lucheng.category("event.neighbour_dispute")  # led by justice, stations everywhere
     a = route_new_case(lucheng, category, SHUPU_GRID)
-    handlers = [a.handler]
+    holders = [a.holder]
     for _ in range(3):
         a = escalate(lucheng, a, category, SHUPU_GRID)
-        handlers.append(a.handler)
-    assert handlers == [f"office-{SHUPU}", f"justice-{TENGQIAO}", f"justice-{DISTRICT}", COMMAND]
+        holders.append(a.holder)
+    assert holders == [f"office-{SHUPU}", f"justice-{TENGQIAO}", f"justice-{DISTRICT}", COMMAND]
     assert (a.lead, a.at_command) == (None, True)
 
 
-def test_escalating_at_the_command_center_keeps_it_there(lucheng):
+def test_beyond_authority_at_the_command_center_waits_for_its_order(lucheng):
     category = lucheng.category("event.public_health_hazard")
     at_command = escalate(lucheng, route_new_case(lucheng, category, SHUPU_GRID), category,
                           SHUPU_GRID)
-    assert at_command.handler == COMMAND
+    assert at_command.holder == COMMAND
     again = escalate(lucheng, at_command, category, SHUPU_GRID)
-    assert (again.tier, again.handler, again.lead, again.at_command) == (
-        "district", COMMAND, None, True)
+    # Not a new assignment at the same place: nothing moved, so nothing is counted.
+    assert again == AwaitsOrder(COMMAND, again.explanation)
+    assert "waits for its order" in again.explanation
+
+
+def test_a_case_returned_at_the_command_center_waits_there_instead_of_bouncing(lucheng):
+    start = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
+    first = reroute_returned(lucheng, start, None, SHUPU_GRID, 1)
+    assert isinstance(first, Assignment) and first.at_command
+    for returns_so_far, named in ((2, None), (3, lucheng.category("event.junk_pile"))):
+        again = reroute_returned(lucheng, first, named, SHUPU_GRID, returns_so_far)
+        assert isinstance(again, AwaitsOrder)
+        assert again.holder == COMMAND
 
 
 def test_escalating_a_community_case_whose_lead_has_no_station_goes_to_the_bureau(lucheng):
     category = lucheng.category("event.elderly_alone")  # civil affairs: no stations in Lucheng
     a = escalate(lucheng, route_new_case(lucheng, category, SHUPU_GRID), category, SHUPU_GRID)
-    assert (a.tier, a.handler, a.lead) == ("district", f"civil_affairs-{DISTRICT}",
+    assert (a.tier, a.holder, a.lead) == ("district", f"civil_affairs-{DISTRICT}",
                                            "civil_affairs")
 
 
@@ -173,7 +185,7 @@ def test_reclassified_category_with_a_higher_tier_jumps_straight_to_that_tier(lu
     start = route_new_case(lucheng, lucheng.category("event.neighbour_dispute"), SHUPU_GRID)
     illegal_building = lucheng.category("event.illegal_building")  # district, urban management
     a = escalate(lucheng, start, illegal_building, SHUPU_GRID, reclassified=True)
-    assert (a.tier, a.handler, a.lead) == ("district", f"urban_management-{DISTRICT}",
+    assert (a.tier, a.holder, a.lead) == ("district", f"urban_management-{DISTRICT}",
                                            "urban_management")
     assert a.assisting == ("housing",)
 
@@ -181,22 +193,22 @@ def test_reclassified_category_with_a_higher_tier_jumps_straight_to_that_tier(lu
 def test_without_reclassification_a_community_case_only_goes_up_one_tier(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.neighbour_dispute"), SHUPU_GRID)
     a = escalate(lucheng, start, lucheng.category("event.illegal_building"), SHUPU_GRID)
-    assert (a.tier, a.handler) == ("street", f"urban_management-{TENGQIAO}")
+    assert (a.tier, a.holder) == ("street", f"urban_management-{TENGQIAO}")
 
 
 def test_reclassified_category_with_a_lower_tier_still_goes_one_tier_up(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
     a = escalate(lucheng, start, lucheng.category("event.neighbour_dispute"), SHUPU_GRID,
                  reclassified=True)
-    assert (a.tier, a.handler, a.lead) == ("district", f"justice-{DISTRICT}", "justice")
+    assert (a.tier, a.holder, a.lead) == ("district", f"justice-{DISTRICT}", "justice")
 
 
 def test_district_case_escalated_goes_to_the_command_center(lucheng):
     category = lucheng.category("event.illegal_building")
     start = route_new_case(lucheng, category, SHUPU_GRID)
-    assert start.handler == f"urban_management-{DISTRICT}"
+    assert start.holder == f"urban_management-{DISTRICT}"
     a = escalate(lucheng, start, category, SHUPU_GRID)
-    assert (a.handler, a.lead, a.assisting, a.at_command) == (COMMAND, None, (), True)
+    assert (a.holder, a.lead, a.assisting, a.at_command) == (COMMAND, None, (), True)
 
 
 # ----------------------------------------------------------------------------- returns (退回)
@@ -205,7 +217,7 @@ def test_district_case_escalated_goes_to_the_command_center(lucheng):
 def test_return_naming_a_category_reroutes_at_the_same_street_tier(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
     a = reroute_returned(lucheng, start, lucheng.category("event.junk_pile"), SHUPU_GRID, 1)
-    assert (a.tier, a.handler, a.lead) == ("street", f"urban_management-{TENGQIAO}",
+    assert (a.tier, a.holder, a.lead) == ("street", f"urban_management-{TENGQIAO}",
                                            "urban_management")
 
 
@@ -213,7 +225,7 @@ def test_return_naming_a_category_reroutes_at_the_same_district_tier(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.public_health_hazard"), SHUPU_GRID)
     a = reroute_returned(lucheng, start, lucheng.category("event.illegal_building"),
                          SHUPU_GRID, 1)
-    assert (a.tier, a.handler, a.lead, a.assisting) == (
+    assert (a.tier, a.holder, a.lead, a.assisting) == (
         "district", f"urban_management-{DISTRICT}", "urban_management", ("housing",))
 
 
@@ -222,27 +234,27 @@ def test_return_naming_a_district_category_at_street_tier_stays_at_street(luchen
     start = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
     a = reroute_returned(lucheng, start, lucheng.category("event.illegal_building"),
                          SHUPU_GRID, 1)
-    assert (a.tier, a.handler) == ("street", f"urban_management-{TENGQIAO}")
+    assert (a.tier, a.holder) == ("street", f"urban_management-{TENGQIAO}")
 
 
 def test_return_without_a_category_goes_to_the_command_center(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
     a = reroute_returned(lucheng, start, None, SHUPU_GRID, 1)
-    assert (a.tier, a.handler, a.lead, a.at_command) == ("district", COMMAND, None, True)
+    assert (a.tier, a.holder, a.lead, a.at_command) == ("district", COMMAND, None, True)
 
 
 def test_second_return_goes_to_the_command_center_even_naming_a_category(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
     first = reroute_returned(lucheng, start, lucheng.category("event.junk_pile"), SHUPU_GRID, 1)
     second = reroute_returned(lucheng, first, lucheng.category("event.noise"), SHUPU_GRID, 2)
-    assert (second.handler, second.lead, second.at_command) == (COMMAND, None, True)
+    assert (second.holder, second.lead, second.at_command) == (COMMAND, None, True)
 
 
 # ----------------------------------------------------------------------------- assisting (部门联动)
 
 
 @pytest.mark.parametrize(
-    ("category", "tier", "handler", "assisting"),
+    ("category", "tier", "holder", "assisting"),
     [
         ("event.noise", "street", f"environment-{TENGQIAO}", ("police",)),
         ("event.street_vendor", "street", f"urban_management-{TENGQIAO}", ("market",)),
@@ -251,15 +263,15 @@ def test_second_return_goes_to_the_command_center_even_naming_a_category(lucheng
     ],
 )
 def test_assisting_departments_are_carried_at_street_and_district_tiers(
-        lucheng, category, tier, handler, assisting):
+        lucheng, category, tier, holder, assisting):
     a = route_new_case(lucheng, lucheng.category(category), SHUPU_GRID)
-    assert (a.tier, a.handler, a.assisting) == (tier, handler, assisting)
+    assert (a.tier, a.holder, a.assisting) == (tier, holder, assisting)
 
 
 def test_assisting_departments_follow_the_case_when_it_goes_up(lucheng):
     category = lucheng.category("event.noise")
     a = escalate(lucheng, route_new_case(lucheng, category, SHUPU_GRID), category, SHUPU_GRID)
-    assert (a.tier, a.handler, a.lead, a.assisting) == (
+    assert (a.tier, a.holder, a.lead, a.assisting) == (
         "district", f"environment-{DISTRICT}", "environment", ("police",))
 
 

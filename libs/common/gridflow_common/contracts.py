@@ -38,6 +38,7 @@ CASE_VERIFIED = "case_verified"
 CASE_ROUTED = "case_routed"
 CASE_DISPATCHED = "case_dispatched"
 CASE_COLOUR_CHANGED = "case_colour_changed"
+CASE_AWAITING_ORDER = "case_awaiting_order"
 CLOCK_ADVANCED = "clock_advanced"
 
 # The vocabulary lives in one place (domain/vocabulary.py); the schemas below validate against it.
@@ -96,6 +97,8 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(SLA, CASE_COLOUR_CHANGED, INTAKE, "on_case_colour_changed"),
     Subscription(SLA, CASE_COLOUR_CHANGED, ROUTING, "on_case_colour_changed"),
     Subscription(SLA, CASE_COLOUR_CHANGED, NOTIFY, "on_case_colour_changed"),
+    Subscription(ROUTING, CASE_AWAITING_ORDER, INTAKE, "on_case_awaiting_order"),
+    Subscription(ROUTING, CASE_AWAITING_ORDER, NOTIFY, "on_case_awaiting_order"),
 )
 
 
@@ -174,6 +177,19 @@ class CaseColourChangedV1(_Payload):
     jurisdiction_version = fields.Integer(required=True)
 
 
+class CaseAwaitingOrderV1(_Payload):
+    """A holder at the top (the command center) reported what would move a case elsewhere; it
+    stays, with the same assignment and clock, until the command center orders what to do."""
+
+    case_id = fields.String(required=True)
+    assignment_id = fields.String(required=True)
+    holder = fields.String(required=True)
+    # What the holder reported: returned or beyond_authority.
+    cause = fields.String(required=True, validate=validate.OneOf(UPDATE_STATUSES))
+    explanation = fields.String(load_default="")
+    jurisdiction_version = fields.Integer(required=True)
+
+
 class ClockAdvancedV1(_Payload):
     now = fields.AwareDateTime(required=True)
 
@@ -216,6 +232,7 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Schema]] = {
     (CASE_ROUTED, 1): CaseRoutedV1,
     (CASE_DISPATCHED, 1): CaseDispatchedV1,
     (CASE_COLOUR_CHANGED, 1): CaseColourChangedV1,
+    (CASE_AWAITING_ORDER, 1): CaseAwaitingOrderV1,
     (CLOCK_ADVANCED, 1): ClockAdvancedV1,
 }
 CURRENT_VERSION = 1

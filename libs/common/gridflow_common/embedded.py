@@ -124,7 +124,7 @@ class EmbeddedGridflow:
                 try:
                     runtime.relay(self.bus, older_than=RelayLoop.SWEEP_GRACE_SECONDS)
                     runtime.retry_due(definition.handlers)
-                    if definition.periodic and not self.clock.simulated:
+                    if definition.periodic:
                         definition.periodic(runtime)
                 except Exception:
                     log.exception("tick_failed", service=name)

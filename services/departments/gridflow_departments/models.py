@@ -11,7 +11,7 @@ dispatches = sa.Table(
     metadata,
     sa.Column("assignment_id", sa.String(60), primary_key=True),
     sa.Column("case_id", sa.String(40), nullable=False, index=True),
-    sa.Column("handler", sa.String(100), nullable=False),
+    sa.Column("holder", sa.String(100), nullable=False),
     sa.Column("queue", sa.String(200), nullable=False),
     sa.Column("dispatched_at", UtcDateTime(), nullable=False),
 )

@@ -14,6 +14,7 @@ from gridflow_common import contracts as c
 from gridflow_common.domain.calendar import CST
 from gridflow_common.domain.classify import classify
 from gridflow_common.domain.geo import distance_m
+from gridflow_common.domain.vocabulary import AWAITING_ORDER
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_intake.models import OWN_TABLES, cases, colours, metadata, reports, timeline
@@ -314,9 +315,17 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
               action=p["action"], fraction=p["fraction"])
 
 
+def on_case_awaiting_order(work: Work, event: c.Event) -> None:
+    # The case stays where it is (routing decided so); its timeline says why nothing moved.
+    p = event.payload
+    _note(work, p["case_id"], AWAITING_ORDER, event.occurred_at,
+          handler=p["holder"], cause=p["cause"], explanation=p["explanation"])
+
+
 HANDLERS = {
     "on_case_dispatched": on_case_dispatched,
     "on_case_colour_changed": on_case_colour_changed,
+    "on_case_awaiting_order": on_case_awaiting_order,
 }
 
 

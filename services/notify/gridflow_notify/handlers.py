@@ -1,7 +1,9 @@
-"""Notify's service layer: decide who must act and record the notification.
+"""Notify's service layer: record the notification to whoever must act.
 
-This first version records what would be sent (SMS to the person's phone); delivery channels
-(e-mail, SMS gateway, WeChat Work) come as plugins later.
+Who that is and what they read is decided in ``gridflow_common.domain.recipients``; this layer
+reads the jurisdiction and writes the rows. This first version records what would be sent (SMS
+to the person's phone); delivery channels (e-mail, SMS gateway, WeChat Work) come as plugins
+later.
 """
 
 from __future__ import annotations
@@ -9,59 +11,43 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from gridflow_common import contracts as c
+from gridflow_common.domain import recipients
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_notify.models import OWN_TABLES, metadata, notifications
 
-# The duty role of each kind of unit (from people.csv's roles).
-DUTY_ROLE = {
-    "station": "station_duty",
-    "bureau": "bureau_duty",
-    "command_center": "command_duty",
-    "street_center": "street_duty",
-    "community_office": "community_staff",
-}
-ROLES_FOR_ACTION = {
-    "remind_handler": ("duty",),
-    "supervise": ("duty", "leader"),
-    "escalate": ("leader",),
-}
+CHANNEL_SMS = "sms"
 
 
-def recipients(j, unit_code: str, who: tuple[str, ...]):
-    unit = j.unit(unit_code)
-    if unit is None:
-        return []
-    roles = [DUTY_ROLE[unit.kind] if w == "duty" else w for w in who]
-    return j.people_for(unit_code, roles)
-
-
-def _record(work: Work, event: c.Event, people, reason: str, text: str) -> None:
+def _record(work: Work, event: c.Event, notices: list[recipients.Notice]) -> None:
     p = event.payload
-    for person in people:
+    for notice in notices:
+        person = notice.person
         work.db.execute(sa.insert(notifications), dict(
             case_id=p["case_id"], assignment_id=p["assignment_id"], person_id=person.id,
-            role=person.role, channel="sms", address=person.phone or person.email or "",
-            reason=reason, text=text, created_at=event.occurred_at))
+            role=person.role, channel=CHANNEL_SMS, address=person.phone or person.email or "",
+            reason=notice.reason, text=notice.text, created_at=event.occurred_at))
 
 
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
     j = work.jurisdiction(p["jurisdiction_version"])
     category = j.category(p["category"]) if p["category"] else None
-    what = category.name_zh if category else "待分类事项"
-    _record(work, event, recipients(j, p["holder"], ("duty",)), "dispatched",
-            f"【网格化管理】新案件 {p['case_id']}（{what}）已派至贵单位，请及时签收处置。")
+    _record(work, event, recipients.dispatched(
+        j, p["case_id"], p["holder"], p["reason"], category.name_zh if category else None))
 
 
 def on_case_colour_changed(work: Work, event: c.Event) -> None:
     p = event.payload
-    who = ROLES_FOR_ACTION.get(p["action"])
-    if not who or not p["holder"]:
-        return
     j = work.jurisdiction(p["jurisdiction_version"])
-    _record(work, event, recipients(j, p["holder"], who), p["action"],
-            f"【网格化管理】案件 {p['case_id']} 处置时限预警：{p['colour']}，请尽快办理。")
+    _record(work, event, recipients.colour_changed(
+        j, p["case_id"], p["holder"], p["colour"], p["action"]))
+
+
+def on_case_awaiting_order(work: Work, event: c.Event) -> None:
+    p = event.payload
+    j = work.jurisdiction(p["jurisdiction_version"])
+    _record(work, event, recipients.awaiting_order(j, p["case_id"], p["holder"], p["cause"]))
 
 
 def notifications_for(work: Work, case_id: str) -> list[dict]:
@@ -76,6 +62,7 @@ DEFINITION = ServiceDefinition(
     handlers={
         "on_case_dispatched": on_case_dispatched,
         "on_case_colour_changed": on_case_colour_changed,
+        "on_case_awaiting_order": on_case_awaiting_order,
     },
     own_tables=OWN_TABLES,
 )

@@ -10,6 +10,9 @@
   up again goes to the command center.
 - A return (退回, not our remit) re-routes at the same tier from the category the department
   names, or to the command center without one; a second return goes to the command center.
+- At the command center there is nowhere further to go: a return or a ``beyond_authority`` there
+  moves nothing and counts nothing; the case waits for the command center's order
+  (``AwaitsOrder``).
 
 Every decision carries an explanation so the command center can see why a case went where it did.
 Standard library only: the jurisdiction object is passed in.
@@ -20,14 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-TIER_ORDER = ("community", "street", "district")
+from gridflow_common.domain.vocabulary import COMMUNITY, DISTRICT, STREET, TIERS
+
+TIER_ORDER = TIERS
 COMMAND = "command"  # not a tier of its own: the district tier held by the command center
 
 
 @dataclass(frozen=True)
 class Assignment:
     tier: str
-    handler: str
+    holder: str
     lead: str | None
     assisting: tuple[str, ...] = ()
     explanation: str = ""
@@ -39,12 +44,26 @@ def _rank(tier: str) -> int:
 
 
 def _command_center(j: Any, area_code: str, why: str) -> Assignment:
-    district = j.ancestor(area_code, "district")
+    district = j.ancestor(area_code, DISTRICT)
     unit = j.command_center(district.code) if district else None
     if unit is None:
         raise RoutingImpossible(f"no command center for area {area_code}")
-    return Assignment("district", unit.code, None, (), why + f"; to the command center {unit.code}",
+    return Assignment(DISTRICT, unit.code, None, (), why + f"; to the command center {unit.code}",
                       at_command=True)
+
+
+@dataclass(frozen=True)
+class AwaitsOrder:
+    """The case stays with the command center that holds it, with the same assignment and clock,
+    until the command center orders what happens next; nothing moved, so nothing is counted."""
+
+    holder: str
+    explanation: str
+
+
+def _awaits_order(current: Assignment, why: str) -> AwaitsOrder:
+    return AwaitsOrder(current.holder,
+                       f"{why} at the command center {current.holder}: it waits for its order")
 
 
 class RoutingImpossible(Exception):
@@ -53,21 +72,21 @@ class RoutingImpossible(Exception):
 
 def assign_at_tier(j: Any, tier: str, category: Any | None, area_code: str) -> Assignment:
     """The holder of a case of ``category`` at ``tier`` for a place in ``area_code``."""
-    if category is None or not category.lead_department and tier != "community":
+    if category is None or not category.lead_department and tier != COMMUNITY:
         return _command_center(j, area_code, "no clear responsible department")
-    if tier == "community":
-        community = j.ancestor(area_code, "community")
+    if tier == COMMUNITY:
+        community = j.ancestor(area_code, COMMUNITY)
         office = j.community_office(community.code) if community else None
         if office is not None:
-            return Assignment("community", office.code, None, (),
+            return Assignment(COMMUNITY, office.code, None, (),
                               f"{category.code} starts in the community: {office.code}")
-        tier = "street"  # a place known only to street level has no community office to hold it
-    if tier == "street":
-        street = j.ancestor(area_code, "street")
+        tier = STREET  # a place known only to street level has no community office to hold it
+    if tier == STREET:
+        street = j.ancestor(area_code, STREET)
         station = j.station(category.lead_department, street.code) if street else None
         if station is not None:
             return Assignment(
-                "street", station.code, category.lead_department,
+                STREET, station.code, category.lead_department,
                 tuple(category.assisting_departments),
                 f"{category.code} is led by {category.lead_department}: its station {station.code}",
             )
@@ -78,11 +97,11 @@ def assign_at_tier(j: Any, tier: str, category: Any | None, area_code: str) -> A
 
 
 def _district(j: Any, category: Any, area_code: str, why: str) -> Assignment:
-    district = j.ancestor(area_code, "district")
+    district = j.ancestor(area_code, DISTRICT)
     bureau = j.bureau(category.lead_department, district.code) if district else None
     if bureau is None:
         return _command_center(j, area_code, why + f"; no {category.lead_department} bureau")
-    return Assignment("district", bureau.code, category.lead_department,
+    return Assignment(DISTRICT, bureau.code, category.lead_department,
                       tuple(category.assisting_departments), why + f": bureau {bureau.code}")
 
 
@@ -93,12 +112,11 @@ def route_new_case(j: Any, category: Any | None, area_code: str) -> Assignment:
 
 
 def escalate(j: Any, current: Assignment, category: Any | None, area_code: str,
-             reclassified: bool = False) -> Assignment:
+             reclassified: bool = False) -> Assignment | AwaitsOrder:
     """One tier up, or to the reclassified category's own tier when that is higher."""
     if current.at_command:
-        return Assignment(current.tier, current.handler, current.lead, current.assisting,
-                          "already at the command center: it stays there", True)
-    if current.tier == "district":
+        return _awaits_order(current, "beyond authority")
+    if current.tier == DISTRICT:
         return _command_center(j, area_code, "a district case went up again")
     target = TIER_ORDER[_rank(current.tier) + 1]
     if reclassified and category is not None and _rank(category.default_tier) > _rank(target):
@@ -107,8 +125,12 @@ def escalate(j: Any, current: Assignment, category: Any | None, area_code: str,
 
 
 def reroute_returned(j: Any, current: Assignment, named_category: Any | None, area_code: str,
-                     returns_so_far: int) -> Assignment:
+                     returns_so_far: int) -> Assignment | AwaitsOrder:
     """Re-route a case its holder returned (退回). ``returns_so_far`` counts this one."""
+    if current.at_command:
+        # Sending it "back" to the command center that already holds it would be a new
+        # assignment and a new clock for a case that did not move.
+        return _awaits_order(current, "returned")
     if returns_so_far >= 2:
         return _command_center(j, area_code, "returned twice")
     if named_category is None:

@@ -1,4 +1,8 @@
-"""Routing's service layer: decide, record, and announce each assignment of a case."""
+"""Routing's service layer: decide, record, and announce each assignment of a case.
+
+Routing is the authority on who holds a case: ``current_assignment`` answers it for anyone whose
+own view may lag behind (intake asks it through RPC).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gridflow_common import contracts as c
+from gridflow_common.domain import vocabulary as v
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_routing import domain
@@ -21,7 +26,7 @@ def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
     work.emit(c.CASE_ROUTED, {
         "case_id": row["case_id"], "assignment_id": _assignment_id(row["case_id"], row["seq"]),
         "reason": reason, "category": row["category"], "tier": row["tier"],
-        "holder": row["handler"], "lead": row["lead"], "assisting": list(row["assisting"]),
+        "holder": row["holder"], "lead": row["lead"], "assisting": list(row["assisting"]),
         "escalations": row["escalations"], "area_code": row["area_code"],
         "jurisdiction_version": row["jurisdiction_version"],
         "explanation": row.get("explanation", ""), "description": row["description"],
@@ -30,7 +35,7 @@ def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
 
 
 def _fields(a: domain.Assignment) -> dict[str, Any]:
-    return dict(tier=a.tier, handler=a.handler, lead=a.lead, assisting=list(a.assisting),
+    return dict(tier=a.tier, holder=a.holder, lead=a.lead, assisting=list(a.assisting),
                 at_command=a.at_command)
 
 
@@ -43,18 +48,29 @@ def on_case_registered(work: Work, event: c.Event) -> None:
                description=p["description"], location=p["location"], escalations=0, returns=0,
                seq=1, jurisdiction_version=p["jurisdiction_version"], **_fields(decision))
     work.db.execute(sa.insert(assignments), row)
-    _announce(work, {**row, "explanation": decision.explanation}, "new", event)
+    _announce(work, {**row, "explanation": decision.explanation}, v.REASON_NEW, event)
 
 
-def _current(work: Work, case_id: str) -> dict | None:
-    row = work.db.execute(
-        sa.select(assignments).where(assignments.c.case_id == case_id).with_for_update()
-    ).mappings().first()
+def _current(work: Work, case_id: str, *, lock: bool = True) -> dict | None:
+    query = sa.select(assignments).where(assignments.c.case_id == case_id)
+    row = work.db.execute(query.with_for_update() if lock else query).mappings().first()
     return dict(row) if row else None
 
 
+def current_assignment(work: Work, case_id: str) -> dict | None:
+    """Who holds the case now, as routing decided it; None for a case routing has not seen."""
+    row = _current(work, case_id, lock=False)
+    if row is None:
+        return None
+    return {
+        "assignment_id": _assignment_id(row["case_id"], row["seq"]),
+        "holder": row["holder"], "lead": row["lead"], "tier": row["tier"],
+        "assisting": list(row["assisting"]), "category": row["category"], "seq": row["seq"],
+    }
+
+
 def _as_assignment(row: dict) -> domain.Assignment:
-    return domain.Assignment(row["tier"], row["handler"], row["lead"], tuple(row["assisting"]),
+    return domain.Assignment(row["tier"], row["holder"], row["lead"], tuple(row["assisting"]),
                              "", row["at_command"])
 
 
@@ -63,9 +79,20 @@ def _reassign(work: Work, row: dict, decision: domain.Assignment, reason: str,
     row.update(_fields(decision), seq=row["seq"] + 1, **changes)
     work.db.execute(
         sa.update(assignments).where(assignments.c.case_id == row["case_id"])
-        .values(**{k: v for k, v in row.items() if k != "case_id"})
+        .values(**{key: value for key, value in row.items() if key != "case_id"})
     )
     _announce(work, {**row, "explanation": decision.explanation}, reason, event)
+
+
+def _await_order(work: Work, row: dict, waits: domain.AwaitsOrder, cause: str,
+                 event: c.Event) -> None:
+    # Nothing moves and nothing is counted; the command center (and the case's timeline) hear
+    # that the case is theirs to order.
+    work.emit(c.CASE_AWAITING_ORDER, {
+        "case_id": row["case_id"], "assignment_id": _assignment_id(row["case_id"], row["seq"]),
+        "holder": waits.holder, "cause": cause, "explanation": waits.explanation,
+        "jurisdiction_version": row["jurisdiction_version"],
+    }, occurred_at=event.occurred_at)
 
 
 def _is_current(row: dict, assignment_id: str | None) -> bool:
@@ -75,24 +102,31 @@ def _is_current(row: dict, assignment_id: str | None) -> bool:
 
 def on_case_status_reported(work: Work, event: c.Event) -> None:
     p = event.payload
-    if p["status"] not in ("beyond_authority", "returned"):
+    if p["status"] not in (v.BEYOND_AUTHORITY, v.RETURNED):
         return
     row = _current(work, p["case_id"])
     if row is None or not _is_current(row, p["assignment_id"]):
         return
     j = work.jurisdiction(row["jurisdiction_version"])
     named = j.category(p["category"]) if p["category"] else None
-    if p["status"] == "beyond_authority":
+    if p["status"] == v.BEYOND_AUTHORITY:
         category = named or (j.category(row["category"]) if row["category"] else None)
         decision = domain.escalate(j, _as_assignment(row), category, row["area_code"],
                                    reclassified=named is not None)
-        _reassign(work, row, decision, "escalated", event, escalations=row["escalations"] + 1,
+        if isinstance(decision, domain.AwaitsOrder):
+            _await_order(work, row, decision, p["status"], event)
+            return
+        _reassign(work, row, decision, v.REASON_ESCALATED, event,
+                  escalations=row["escalations"] + 1,
                   category=category.code if category else row["category"])
     else:
         returns = row["returns"] + 1
-        decision = domain.reroute_returned(j, _as_assignment(row), named, row["area_code"],
+        returned = domain.reroute_returned(j, _as_assignment(row), named, row["area_code"],
                                            returns)
-        _reassign(work, row, decision, "returned", event, returns=returns,
+        if isinstance(returned, domain.AwaitsOrder):
+            _await_order(work, row, returned, p["status"], event)
+            return
+        _reassign(work, row, returned, v.REASON_RETURNED, event, returns=returns,
                   category=named.code if named else row["category"])
 
 
@@ -104,15 +138,15 @@ def on_case_verified(work: Work, event: c.Event) -> None:
     if row is None:
         return
     # Rework (返工): back to the same holder, as a new assignment with a fresh clock.
-    decision = domain.Assignment(row["tier"], row["handler"], row["lead"],
+    decision = domain.Assignment(row["tier"], row["holder"], row["lead"],
                                  tuple(row["assisting"]), "verification failed: rework",
                                  row["at_command"])
-    _reassign(work, row, decision, "rework", event)
+    _reassign(work, row, decision, v.REASON_REWORK, event)
 
 
 def on_case_colour_changed(work: Work, event: c.Event) -> None:
     p = event.payload
-    if p["action"] != "escalate":
+    if p["action"] != v.ACTION_ESCALATE:
         return
     row = _current(work, p["case_id"])
     if row is None or not _is_current(row, p["assignment_id"]):
@@ -120,9 +154,10 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
     j = work.jurisdiction(row["jurisdiction_version"])
     category = j.category(row["category"]) if row["category"] else None
     decision = domain.escalate(j, _as_assignment(row), category, row["area_code"])
-    if decision.handler == row["handler"]:
+    if isinstance(decision, domain.AwaitsOrder):
         return  # already at the top: supervision goes on, the case stays where it is
-    _reassign(work, row, decision, "escalated", event, escalations=row["escalations"] + 1)
+    _reassign(work, row, decision, v.REASON_ESCALATED, event,
+              escalations=row["escalations"] + 1)
 
 
 DEFINITION = ServiceDefinition(

@@ -1,4 +1,5 @@
-"""Routing owns who holds each case now, and how it got there."""
+"""Routing owns who holds each case now, and how it got there: the current assignment of every
+case (one row per case; ``seq`` counts its assignments)."""
 
 import sqlalchemy as sa
 
@@ -7,7 +8,7 @@ from gridflow_common.db import messaging_tables
 metadata = sa.MetaData()
 
 assignments = sa.Table(
-    "routing_cases",
+    "routing_assignments",
     metadata,
     sa.Column("case_id", sa.String(40), primary_key=True),
     sa.Column("category", sa.String(100), nullable=True),
@@ -15,7 +16,7 @@ assignments = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("location", sa.JSON, nullable=True),
     sa.Column("tier", sa.String(16), nullable=False),
-    sa.Column("handler", sa.String(100), nullable=False),
+    sa.Column("holder", sa.String(100), nullable=False),
     sa.Column("lead", sa.String(100), nullable=True),
     sa.Column("assisting", sa.JSON, nullable=False),
     sa.Column("at_command", sa.Boolean, nullable=False),

@@ -1,8 +1,9 @@
 """SLA's service layer: start, pause and stop assignment clocks, and turn the four colours.
 
 Each colour a clock enters is announced once, at the instant it was entered, with the action the
-city attached to it (remind the handler, supervise, escalate). Moving the simulated clock across
-days makes every colour in between happen in order.
+city attached to it (remind the holder, supervise, escalate). Moving the simulated clock across
+days makes every colour in between happen in order. Which colours those are is the colour walk
+(``gridflow_common.domain.colours``); this layer reads and writes the clocks.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import sqlalchemy as sa
 
 from gridflow_common import contracts as c
 from gridflow_common import metrics
-from gridflow_common.domain.calendar import SlaClock, TimeLimit, TimeUnit, colour_for
+from gridflow_common.domain import colours
+from gridflow_common.domain import vocabulary as v
+from gridflow_common.domain.calendar import SlaClock, TimeLimit, TimeUnit
+from gridflow_common.logging import get_logger
 from gridflow_common.runtime import ServiceRuntime, Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_sla.models import OWN_TABLES, clocks, metadata
+from gridflow_sla.open_clocks import EXPORTER
+
+log = get_logger(__name__)
 
 SWEEP_BATCH = 500
 
@@ -33,7 +40,7 @@ def _announce(work: Work, row, colour: str | None, action: str, fraction: float 
               at: dt.datetime) -> None:
     work.emit(c.CASE_COLOUR_CHANGED, {
         "case_id": row.case_id, "assignment_id": row.assignment_id, "colour": colour,
-        "action": action, "fraction": fraction, "holder": row.handler,
+        "action": action, "fraction": fraction, "holder": row.holder,
         "jurisdiction_version": row.jurisdiction_version,
     }, occurred_at=at)
 
@@ -46,54 +53,58 @@ def _advance(work: Work, assignment_id: str, until: dt.datetime) -> None:
     if row is None or not row.active or row.next_transition_at is None:
         return
     j = work.jurisdiction(row.jurisdiction_version)
-    clock = _domain_clock(row)
-    colour = row.colour
-    at = row.next_transition_at
-    while at is not None and at <= until:
-        level = colour_for(clock.fraction(at, j.calendar), j.warning_levels)
-        if level.colour != colour:
-            colour = level.colour
-            _announce(work, row, colour, level.action, clock.fraction(at, j.calendar), at)
-        nxt = clock.next_transition(at, j.warning_levels, j.calendar)
-        at = nxt[0] if nxt else None
+    walked = colours.walk(_domain_clock(row), row.colour, row.next_transition_at, until,
+                          j.warning_levels, j.calendar)
+    for entered in walked.entered:
+        _announce(work, row, entered.colour, entered.action, entered.fraction, entered.at)
     work.db.execute(sa.update(clocks).where(clocks.c.assignment_id == assignment_id)
-                    .values(colour=colour, next_transition_at=at))
+                    .values(colour=walked.colour, next_transition_at=walked.next_at))
 
 
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
     j = work.jurisdiction(p["jurisdiction_version"])
     # A new assignment replaces the clock of the one before (a new case has none).
-    if p["reason"] != "new":
+    if p["reason"] != v.REASON_NEW:
         work.db.execute(sa.update(clocks).where(clocks.c.case_id == p["case_id"])
                         .values(active=False, next_transition_at=None))
     category = j.category(p["category"]) if p["category"] else None
-    if category is None:
-        return  # no limit known until the command center classifies it: no clock runs
+    # A case nobody could classify waits for the command center's triage (研判), which has a
+    # time limit of its own.
+    limit = category.limit if category is not None else j.triage_limit
     started = event.occurred_at
-    clock = SlaClock.start(started, category.limit, j.calendar)
-    clock.running_since = started
-    level = colour_for(0.0, j.warning_levels)
-    nxt = clock.next_transition(started, j.warning_levels, j.calendar)
+    begun = colours.start(started, limit, j.warning_levels, j.calendar)
+    if begun is None:
+        log.warning("clock_beyond_calendar", assignment_id=p["assignment_id"],
+                    started_at=started.isoformat())
+        return
+    clock, nxt = begun.clock, begun.next_at
     work.db.execute(sa.insert(clocks), dict(
-        assignment_id=p["assignment_id"], case_id=p["case_id"], handler=p["holder"],
+        assignment_id=p["assignment_id"], case_id=p["case_id"], holder=p["holder"],
         jurisdiction_version=p["jurisdiction_version"], started_at=started,
-        limit_amount=category.limit.amount, limit_unit=category.limit.unit.value,
+        limit_amount=limit.amount, limit_unit=limit.unit.value,
         due=clock.due, total_seconds=clock.total_seconds, elapsed_before=0.0,
-        running_since=started, colour=level.colour, active=True,
-        next_transition_at=nxt[0] if nxt else None,
+        running_since=started, colour=begun.colour, active=True,
+        next_transition_at=nxt,
     ))
     # Every clock starts green: that is not announced (it would be one more message per case
-    # for every consumer); intake shows green for a running clock it has no colour for.
+    # for every consumer); intake shows green for a categorised case's running clock. A triage
+    # clock is the exception: its case has no category yet, so its green is said.
+    if category is None:
+        work.emit(c.CASE_COLOUR_CHANGED, {
+            "case_id": p["case_id"], "assignment_id": p["assignment_id"],
+            "colour": begun.colour, "action": v.ACTION_NONE, "fraction": 0.0,
+            "holder": p["holder"], "jurisdiction_version": p["jurisdiction_version"],
+        }, occurred_at=started)
     # Dispatched in the past of the running clock (an escalation found by a sweep over a jump):
     # catch up to now at once.
-    if nxt is not None and nxt[0] <= work.runtime.clock.now():
+    if nxt is not None and nxt <= work.runtime.clock.now():
         _advance(work, p["assignment_id"], work.runtime.clock.now())
 
 
 def on_case_status_reported(work: Work, event: c.Event) -> None:
     p = event.payload
-    if p["status"] != "resolved":
+    if p["status"] != v.RESOLVED:
         return
     # Awaiting verification: the clock stands still.
     row = work.db.execute(sa.select(clocks).where(
@@ -102,10 +113,14 @@ def on_case_status_reported(work: Work, event: c.Event) -> None:
         return
     j = work.jurisdiction(row.jurisdiction_version)
     clock = _domain_clock(row)
-    clock.pause(event.occurred_at, j.calendar)
+    try:
+        clock.pause(event.occurred_at, j.calendar)
+    except colours.BEYOND_CALENDAR:
+        # Paused beyond the calendar's range: whatever ran is past its limit; keep it at that.
+        clock.elapsed_before, clock.running_since = max(clock.total_seconds, 0.0), None
     work.db.execute(sa.update(clocks).where(clocks.c.assignment_id == row.assignment_id)
                     .values(elapsed_before=clock.elapsed_before, running_since=None,
-                                 next_transition_at=None))
+                            next_transition_at=None))
 
 
 def on_case_verified(work: Work, event: c.Event) -> None:
@@ -132,16 +147,26 @@ def on_clock_advanced(work: Work, event: c.Event) -> None:
         pass
 
 
+def open_clocks(work: Work) -> dict[str, int]:
+    """Running clocks by colour, across every replica: the command center's dashboard."""
+    return dict(work.db.execute(
+        sa.select(clocks.c.colour, sa.func.count()).where(clocks.c.active)
+        .group_by(clocks.c.colour)).all())
+
+
 def periodic(runtime: ServiceRuntime) -> int:
     now = runtime.clock.now()
+    # One replica exports the global count (the others export nothing for it), so summing the
+    # gauge over replicas counts each clock once.
+    exporting = EXPORTER.is_exporter(runtime.engine)
     with runtime.work(now=now) as work:
         swept = sweep(work, now)
-        # The command center's dashboard: running clocks by colour.
-        counts = dict(work.db.execute(
-            sa.select(clocks.c.colour, sa.func.count()).where(clocks.c.active)
-            .group_by(clocks.c.colour)).all())
-    for colour in c.COLOURS:
-        metrics.OPEN_CLOCKS.labels(colour).set(counts.get(colour, 0))
+        counts = open_clocks(work) if exporting else None
+    if counts is None:
+        metrics.OPEN_CLOCKS.clear()
+    else:
+        for colour in v.COLOURS:
+            metrics.OPEN_CLOCKS.labels(colour).set(counts.get(colour, 0))
     return swept
 
 

@@ -11,7 +11,7 @@ clocks = sa.Table(
     metadata,
     sa.Column("assignment_id", sa.String(60), primary_key=True),
     sa.Column("case_id", sa.String(40), nullable=False, index=True),
-    sa.Column("handler", sa.String(100), nullable=False),
+    sa.Column("holder", sa.String(100), nullable=False),
     sa.Column("jurisdiction_version", sa.Integer, nullable=False),
     sa.Column("started_at", UtcDateTime(), nullable=False),
     sa.Column("limit_amount", sa.Integer, nullable=False),

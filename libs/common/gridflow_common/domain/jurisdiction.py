@@ -20,29 +20,29 @@ from datetime import date, datetime, time, tzinfo
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gridflow_common.domain.calendar import (
     TimeLimit,
+    TimeUnit,
     WarningLevel,
     WorkingCalendar,
     parse_time_unit,
 )
 from gridflow_common.domain.geo import Polygon, parse_wkt_polygon
-from gridflow_common.domain.vocabulary import COLOURS, TIERS, WARNING_ACTIONS
+from gridflow_common.domain.vocabulary import (
+    COLOURS,
+    ROLES,
+    TIERS,
+    UNIT_KINDS,
+    WARNING_ACTIONS,
+)
 
 LEVELS = ("district", "street", "community", "grid")
-UNIT_KINDS = ("command_center", "bureau", "street_center", "station", "community_office")
-ROLES = (
-    "grid_worker",
-    "community_staff",
-    "street_duty",
-    "station_duty",
-    "bureau_duty",
-    "command_duty",
-    "leader",
-)
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
+# How long the command center has to triage (研判) a case nobody could classify, when the
+# jurisdiction's settings.csv does not say.
+DEFAULT_TRIAGE_LIMIT = TimeLimit(2, TimeUnit.WORKING_HOURS)
 CATEGORY_KINDS = ("component", "event")
 CALENDAR_KINDS = ("holiday", "workday")
 
@@ -87,6 +87,15 @@ FILES: dict[str, tuple[str, ...]] = {
     "office_hours.csv": ("start", "end"),
     "warning_levels.csv": ("colour", "from_fraction", "action"),
 }
+# Files a folder may leave out: each setting then takes its documented default.
+OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
+    "settings.csv": ("key", "value"),
+}
+SETTING_TIME_ZONE = "time_zone"
+SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
+SETTING_TRIAGE_TIME_UNIT = "triage_time_unit"
+SETTINGS = (SETTING_TIME_ZONE, SETTING_TRIAGE_TIME_LIMIT, SETTING_TRIAGE_TIME_UNIT)
+_ALL_FILES = {**FILES, **OPTIONAL_FILES}
 
 _LIST_SEPARATOR = re.compile(r"[;；]")  # Chinese keyboards type the full-width semicolon
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -171,7 +180,7 @@ class Problem:
 
 class JurisdictionError(ValueError):
     def __init__(self, problems: Iterable[Problem]) -> None:
-        order = {name: i for i, name in enumerate(FILES)}
+        order = {name: i for i, name in enumerate(_ALL_FILES)}
         # Stable sort: problems on one row keep the order they were found in.
         self.problems: tuple[Problem, ...] = tuple(
             sorted(problems, key=lambda p: (order.get(p.file, len(order)), p.file, p.line))
@@ -204,6 +213,8 @@ class Jurisdiction:
     warning_levels: tuple[WarningLevel, ...]
     # The IANA zone the city works in: every instant leaves Gridflow in it.
     time_zone: str = DEFAULT_TIME_ZONE
+    # The time limit of a case awaiting the command center's triage (no category yet).
+    triage_limit: TimeLimit = DEFAULT_TRIAGE_LIMIT
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)
@@ -367,7 +378,7 @@ class _Loader:
         self.unreadable: set[str] = set()
         for key, content in files.items():
             name = re.split(r"[\\/]", key)[-1]
-            if name not in FILES:
+            if name not in _ALL_FILES:
                 continue
             if name in self.texts or name in self.unreadable:
                 self.add(name, 0, None, f"given twice (again as {key!r})")
@@ -398,10 +409,10 @@ class _Loader:
     # ---- generic table reading
 
     def table(self, name: str) -> list[_Row] | None:
-        columns = FILES[name]
+        columns = _ALL_FILES[name]
         text = self.texts.get(name)
         if text is None:
-            if name not in self.unreadable:
+            if name not in self.unreadable and name not in OPTIONAL_FILES:
                 self.add(name, 0, None, "file is missing")
             return None
         records: list[tuple[int, list[str]]] = []
@@ -483,6 +494,7 @@ class _Loader:
         office_hours = self.load_office_hours()
         calendar_ok = len(self.problems) == before_calendar
         warning_levels = self.load_warning_levels()
+        settings = self.load_settings()
 
         calendar: WorkingCalendar | None = None
         # Only a clean calendar is handed over: its own checks would repeat ours less precisely.
@@ -505,7 +517,53 @@ class _Loader:
             people=tuple(people),
             calendar=calendar,
             warning_levels=warning_levels,
+            **settings,
         )
+
+    def load_settings(self) -> dict[str, Any]:
+        """``settings.csv`` (optional): one ``key,value`` row per setting; absent ones default."""
+        file = "settings.csv"
+        rows = self.table(file) or []
+        seen: dict[str, int] = {}
+        values: dict[str, tuple[str, int]] = {}
+        for row in rows:
+            key = self.one_of(file, row, "key", SETTINGS, "setting")
+            value = self.required(file, row, "value")
+            if key is not None and self.unique(file, row, "key", key, seen) and value:
+                values[key] = (value, row.line)
+        settings: dict[str, Any] = {}
+        if SETTING_TIME_ZONE in values:
+            zone, line = values[SETTING_TIME_ZONE]
+            if _valid_zone(zone):
+                settings["time_zone"] = zone
+            else:
+                self.add(
+                    file, line, "value", f"'{zone}' is not an IANA time zone (e.g. Asia/Shanghai)"
+                )
+        amount = values.get(SETTING_TRIAGE_TIME_LIMIT)
+        unit = values.get(SETTING_TRIAGE_TIME_UNIT)
+        if (amount is None) != (unit is None):
+            _, line = amount or unit  # type: ignore[misc]
+            wanted = SETTING_TRIAGE_TIME_UNIT if unit is None else SETTING_TRIAGE_TIME_LIMIT
+            self.add(
+                file, line, "key", f"needs a '{wanted}' row too: a limit has an amount and a unit"
+            )
+        elif amount is not None and unit is not None:
+            parsed_amount: int | None = None
+            if not _INTEGER.match(amount[0]) or int(amount[0]) <= 0:
+                self.add(
+                    file, amount[1], "value", f"'{amount[0]}' is not a positive whole number"
+                )
+            else:
+                parsed_amount = int(amount[0])
+            parsed_unit: TimeUnit | None = None
+            try:
+                parsed_unit = parse_time_unit(unit[0])
+            except ValueError as exc:
+                self.add(file, unit[1], "value", str(exc))
+            if parsed_amount is not None and parsed_unit is not None:
+                settings["triage_limit"] = TimeLimit(parsed_amount, parsed_unit)
+        return settings
 
     def load_areas(self) -> list[Area]:
         file = "areas.csv"
@@ -944,6 +1002,17 @@ class _Loader:
             assert fraction is not None and action is not None
             levels.append(WarningLevel(colour=colour, from_fraction=fraction, action=action))
         return tuple(levels)
+
+
+def _valid_zone(name: str) -> bool:
+    # ZoneInfo also takes file-system-looking keys; an IANA name never starts with a separator.
+    if name.startswith(("/", ".")) or "\\" in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _split_list(text: str) -> list[str]:

@@ -37,6 +37,27 @@ REASON_RECLASSIFIED = "reclassified"
 ROUTING_REASONS = (REASON_NEW, REASON_ESCALATED, REASON_RETURNED, REASON_REWORK,
                    REASON_RECLASSIFIED)
 
+# -- what routing announces when a case cannot move (at the top it waits for an order) ----------
+AWAITING_ORDER = "awaiting_order"
+
+# -- unit kinds (units.csv) and the duty role of each (people.csv) --------------------------------
+COMMAND_CENTER = "command_center"
+BUREAU = "bureau"
+STREET_CENTER = "street_center"
+STATION = "station"
+COMMUNITY_OFFICE = "community_office"
+UNIT_KINDS = (COMMAND_CENTER, BUREAU, STREET_CENTER, STATION, COMMUNITY_OFFICE)
+
+ROLE_GRID_WORKER = "grid_worker"
+ROLE_COMMUNITY_STAFF = "community_staff"
+ROLE_STREET_DUTY = "street_duty"
+ROLE_STATION_DUTY = "station_duty"
+ROLE_BUREAU_DUTY = "bureau_duty"
+ROLE_COMMAND_DUTY = "command_duty"
+ROLE_LEADER = "leader"
+ROLES = (ROLE_GRID_WORKER, ROLE_COMMUNITY_STAFF, ROLE_STREET_DUTY, ROLE_STATION_DUTY,
+         ROLE_BUREAU_DUTY, ROLE_COMMAND_DUTY, ROLE_LEADER)
+
 # -- tiers (三级) ----------------------------------------------------------------------------------
 COMMUNITY = "community"
 STREET = "street"
@@ -76,6 +97,12 @@ ZH: dict[str, str] = {
     REASON_ESCALATED: "升级",
     REASON_REWORK: "返工",
     REASON_RECLASSIFIED: "重新分类",
+    AWAITING_ORDER: "待指挥中心指令",
+    COMMAND_CENTER: "指挥中心",
+    BUREAU: "区级部门",
+    STREET_CENTER: "街镇中心",
+    STATION: "所站",
+    COMMUNITY_OFFICE: "社区",
     COMMUNITY: "社区",
     STREET: "街道",
     DISTRICT: "区级",

@@ -1,0 +1,93 @@
+"""Who is notified of what (通知对象), and what they read. Standard library only.
+
+- A dispatch, whatever its reason (new, escalated, returned, rework, reclassified), goes to the
+  duty person of the unit that now holds the case.
+- A colour's action: ``remind_handler`` reminds the holder's duty person; ``supervise`` (督办)
+  reaches the duty person and the unit's leader; ``escalate`` reaches the leader.
+- A case waiting at the command center for its order goes to the command center's duty person.
+
+The duty role depends on the kind of unit that holds the case (people.csv names one per kind).
+Every text is Chinese: vocabulary terms are shown by their Chinese names (``vocabulary.zh``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gridflow_common.domain import vocabulary as v
+
+# Stands for "the duty role of the holder's kind of unit" in the tables below.
+DUTY = "duty"
+
+DUTY_ROLE: dict[str, str] = {
+    v.STATION: v.ROLE_STATION_DUTY,
+    v.BUREAU: v.ROLE_BUREAU_DUTY,
+    v.COMMAND_CENTER: v.ROLE_COMMAND_DUTY,
+    v.STREET_CENTER: v.ROLE_STREET_DUTY,
+    v.COMMUNITY_OFFICE: v.ROLE_COMMUNITY_STAFF,
+}
+
+WHO_FOR_DISPATCH: dict[str, tuple[str, ...]] = {reason: (DUTY,) for reason in v.ROUTING_REASONS}
+WHO_FOR_ACTION: dict[str, tuple[str, ...]] = {
+    v.ACTION_NONE: (),
+    v.ACTION_REMIND: (DUTY,),
+    v.ACTION_SUPERVISE: (DUTY, v.ROLE_LEADER),
+    v.ACTION_ESCALATE: (v.ROLE_LEADER,),
+}
+WHO_AWAITING_ORDER: tuple[str, ...] = (DUTY,)
+
+UNCLASSIFIED_ZH = "待分类事项"
+_HEAD = "【网格化管理】"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One message to one person: why (a dispatch reason, an action, awaiting_order) and text."""
+
+    person: Any  # a jurisdiction Person
+    reason: str
+    text: str
+
+
+def roles_for(unit_kind: str, who: Iterable[str]) -> tuple[str, ...]:
+    """The people.csv roles that ``who`` names at a unit of ``unit_kind``."""
+    return tuple(DUTY_ROLE[unit_kind] if w == DUTY else w for w in who)
+
+
+def people(j: Any, holder: str | None, who: Sequence[str]) -> list[Any]:
+    """The people of the holder's unit that ``who`` names; none for an unknown unit."""
+    unit = j.unit(holder) if holder else None
+    if unit is None or not who:
+        return []
+    return list(j.people_for(unit.code, roles_for(unit.kind, who)))
+
+
+def _notices(found: list[Any], reason: str, text: str) -> list[Notice]:
+    return [Notice(person, reason, text) for person in found]
+
+
+def dispatched(j: Any, case_id: str, holder: str, reason: str,
+               category_name_zh: str | None) -> list[Notice]:
+    what = category_name_zh or UNCLASSIFIED_ZH
+    if reason == v.REASON_NEW:
+        text = f"{_HEAD}新案件 {case_id}（{what}）已派至贵单位，请及时签收处置。"
+    else:
+        text = f"{_HEAD}案件 {case_id}（{what}）因{v.zh(reason)}派至贵单位，请及时签收处置。"
+    return _notices(people(j, holder, WHO_FOR_DISPATCH.get(reason, (DUTY,))), "dispatched", text)
+
+
+def colour_changed(j: Any, case_id: str, holder: str | None, colour: str | None,
+                   action: str) -> list[Notice]:
+    who = WHO_FOR_ACTION.get(action, ())
+    if not who or colour is None:
+        return []
+    text = (f"{_HEAD}案件 {case_id} 处置时限预警：{v.zh(colour)}（{v.zh(action)}），"
+            "请尽快办理。")
+    return _notices(people(j, holder, who), action, text)
+
+
+def awaiting_order(j: Any, case_id: str, holder: str, cause: str) -> list[Notice]:
+    text = f"{_HEAD}案件 {case_id} 经{v.zh(cause)}仍由指挥中心持有，请研判并下达指令。"
+    return _notices(people(j, holder, WHO_AWAITING_ORDER), v.AWAITING_ORDER, text)
