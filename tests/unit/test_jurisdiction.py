@@ -456,3 +456,73 @@ def test_every_contract_file_is_required():
         files = small_city()
         del files[name]
         assert where(problems_of(files)) == {(name, 0, None)}
+
+
+# --------------------------------------------------------------------------- settings.csv
+
+
+def test_without_settings_csv_the_documented_defaults_apply():
+    from gridflow_common.domain.jurisdiction import DEFAULT_TIME_ZONE, DEFAULT_TRIAGE_LIMIT
+
+    j = parse_jurisdiction(small_city())
+    assert (j.time_zone, j.triage_limit) == (DEFAULT_TIME_ZONE, DEFAULT_TRIAGE_LIMIT)
+    assert (DEFAULT_TIME_ZONE, DEFAULT_TRIAGE_LIMIT.amount, DEFAULT_TRIAGE_LIMIT.unit) == (
+        "Asia/Shanghai", 2, TimeUnit.WORKING_HOURS)
+
+
+def test_settings_csv_sets_the_time_zone_and_the_triage_limit():
+    files = {**small_city(), "city/settings.csv": (
+        "key,value,comment\n"
+        "time_zone,Europe/Lisbon,the city's clocks\n"
+        "triage_time_limit,4,\n"
+        "triage_time_unit, Hours ,natural hours\n")}
+    j = parse_jurisdiction(files)
+    assert j.time_zone == "Europe/Lisbon"
+    assert (j.triage_limit.amount, j.triage_limit.unit) == (4, TimeUnit.HOURS)
+    from datetime import datetime, timezone
+
+    summer = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    assert j.local(summer).isoformat() == "2026-07-01T13:00:00+01:00"
+
+
+def test_bad_settings_are_reported_with_file_line_and_column():
+    files = {**small_city(), "settings.csv": (
+        "key,value\n"
+        "time_zone,Mars/Olympus_Mons\n"
+        "triage_time_limit,-3\n"
+        "triage_time_unit,fortnights\n"
+        "colour_of_the_sky,blue\n"
+        "time_zone,UTC\n"
+        "time_zone,\n")}
+    problems = problems_of(files)
+    assert where(problems) == {
+        ("settings.csv", 2, "value"),
+        ("settings.csv", 3, "value"),
+        ("settings.csv", 4, "value"),
+        ("settings.csv", 5, "key"),
+        ("settings.csv", 6, "key"),
+        ("settings.csv", 7, "key"),  # given a third time
+        ("settings.csv", 7, "value"),  # and empty
+    }
+    by_line = {p.line: p.message for p in problems}
+    assert "IANA time zone" in by_line[2]
+    assert "positive whole number" in by_line[3]
+    assert "unknown time unit" in by_line[4]
+    assert "unknown setting" in by_line[5]
+
+
+@pytest.mark.parametrize("zone", ["/etc/localtime", "../zoneinfo/UTC", "Asia\\Shanghai", "",
+                                  "Not A Zone"])
+def test_a_time_zone_that_is_not_an_iana_name_is_refused(zone):
+    files = {**small_city(), "settings.csv": f"key,value\ntime_zone,{zone}\n"}
+    assert where(problems_of(files)) == {("settings.csv", 2, "value")}
+
+
+def test_a_triage_limit_needs_both_its_amount_and_its_unit():
+    files = {**small_city(), "settings.csv": "key,value\ntriage_time_unit,working_days\n"}
+    assert where(problems_of(files)) == {("settings.csv", 2, "key")}
+
+
+def test_settings_csv_needs_its_header():
+    files = {**small_city(), "settings.csv": "time_zone,UTC\n"}
+    assert where(problems_of(files)) == {("settings.csv", 1, "key"), ("settings.csv", 1, "value")}

@@ -23,25 +23,43 @@ def _record(work: Work, event: c.Event, notices: list[recipients.Notice]) -> Non
     p = event.payload
     for notice in notices:
         person = notice.person
-        work.db.execute(sa.insert(notifications), dict(
-            case_id=p["case_id"], assignment_id=p["assignment_id"], person_id=person.id,
-            role=person.role, channel=CHANNEL_SMS, address=person.phone or person.email or "",
-            reason=notice.reason, text=notice.text, created_at=event.occurred_at))
+        work.db.execute(
+            sa.insert(notifications),
+            dict(
+                case_id=p["case_id"],
+                assignment_id=p["assignment_id"],
+                person_id=person.id,
+                role=person.role,
+                channel=CHANNEL_SMS,
+                address=person.phone or person.email or "",
+                reason=notice.reason,
+                text=notice.text,
+                created_at=event.occurred_at,
+            ),
+        )
 
 
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
     j = work.jurisdiction(p["jurisdiction_version"])
     category = j.category(p["category"]) if p["category"] else None
-    _record(work, event, recipients.dispatched(
-        j, p["case_id"], p["holder"], p["reason"], category.name_zh if category else None))
+    _record(
+        work,
+        event,
+        recipients.dispatched(
+            j, p["case_id"], p["holder"], p["reason"], category.name_zh if category else None
+        ),
+    )
 
 
 def on_case_colour_changed(work: Work, event: c.Event) -> None:
     p = event.payload
     j = work.jurisdiction(p["jurisdiction_version"])
-    _record(work, event, recipients.colour_changed(
-        j, p["case_id"], p["holder"], p["colour"], p["action"]))
+    _record(
+        work,
+        event,
+        recipients.colour_changed(j, p["case_id"], p["holder"], p["colour"], p["action"]),
+    )
 
 
 def on_case_awaiting_order(work: Work, event: c.Event) -> None:
@@ -51,8 +69,15 @@ def on_case_awaiting_order(work: Work, event: c.Event) -> None:
 
 
 def notifications_for(work: Work, case_id: str) -> list[dict]:
-    rows = work.db.execute(sa.select(notifications).where(
-        notifications.c.case_id == case_id).order_by(notifications.c.id)).mappings().all()
+    rows = (
+        work.db.execute(
+            sa.select(notifications)
+            .where(notifications.c.case_id == case_id)
+            .order_by(notifications.c.id)
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]
 
 

@@ -23,20 +23,36 @@ def _assignment_id(case_id: str, seq: int) -> str:
 
 
 def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
-    work.emit(c.CASE_ROUTED, {
-        "case_id": row["case_id"], "assignment_id": _assignment_id(row["case_id"], row["seq"]),
-        "reason": reason, "category": row["category"], "tier": row["tier"],
-        "holder": row["holder"], "lead": row["lead"], "assisting": list(row["assisting"]),
-        "escalations": row["escalations"], "area_code": row["area_code"],
-        "jurisdiction_version": row["jurisdiction_version"],
-        "explanation": row.get("explanation", ""), "description": row["description"],
-        "location": row["location"],
-    }, occurred_at=event.occurred_at)
+    work.emit(
+        c.CASE_ROUTED,
+        {
+            "case_id": row["case_id"],
+            "assignment_id": _assignment_id(row["case_id"], row["seq"]),
+            "reason": reason,
+            "category": row["category"],
+            "tier": row["tier"],
+            "holder": row["holder"],
+            "lead": row["lead"],
+            "assisting": list(row["assisting"]),
+            "escalations": row["escalations"],
+            "area_code": row["area_code"],
+            "jurisdiction_version": row["jurisdiction_version"],
+            "explanation": row.get("explanation", ""),
+            "description": row["description"],
+            "location": row["location"],
+        },
+        occurred_at=event.occurred_at,
+    )
 
 
 def _fields(a: domain.Assignment) -> dict[str, Any]:
-    return dict(tier=a.tier, holder=a.holder, lead=a.lead, assisting=list(a.assisting),
-                at_command=a.at_command)
+    return dict(
+        tier=a.tier,
+        holder=a.holder,
+        lead=a.lead,
+        assisting=list(a.assisting),
+        at_command=a.at_command,
+    )
 
 
 def on_case_registered(work: Work, event: c.Event) -> None:
@@ -44,9 +60,18 @@ def on_case_registered(work: Work, event: c.Event) -> None:
     j = work.jurisdiction(p["jurisdiction_version"])
     category = j.category(p["category"]) if p["category"] else None
     decision = domain.route_new_case(j, category, p["area_code"])
-    row = dict(case_id=p["case_id"], category=p["category"], area_code=p["area_code"],
-               description=p["description"], location=p["location"], escalations=0, returns=0,
-               seq=1, jurisdiction_version=p["jurisdiction_version"], **_fields(decision))
+    row = dict(
+        case_id=p["case_id"],
+        category=p["category"],
+        area_code=p["area_code"],
+        description=p["description"],
+        location=p["location"],
+        escalations=0,
+        returns=0,
+        seq=1,
+        jurisdiction_version=p["jurisdiction_version"],
+        **_fields(decision),
+    )
     work.db.execute(sa.insert(assignments), row)
     _announce(work, {**row, "explanation": decision.explanation}, v.REASON_NEW, event)
 
@@ -64,35 +89,50 @@ def current_assignment(work: Work, case_id: str) -> dict | None:
         return None
     return {
         "assignment_id": _assignment_id(row["case_id"], row["seq"]),
-        "holder": row["holder"], "lead": row["lead"], "tier": row["tier"],
-        "assisting": list(row["assisting"]), "category": row["category"], "seq": row["seq"],
+        "holder": row["holder"],
+        "lead": row["lead"],
+        "tier": row["tier"],
+        "assisting": list(row["assisting"]),
+        "category": row["category"],
+        "seq": row["seq"],
     }
 
 
 def _as_assignment(row: dict) -> domain.Assignment:
-    return domain.Assignment(row["tier"], row["holder"], row["lead"], tuple(row["assisting"]),
-                             "", row["at_command"])
+    return domain.Assignment(
+        row["tier"], row["holder"], row["lead"], tuple(row["assisting"]), "", row["at_command"]
+    )
 
 
-def _reassign(work: Work, row: dict, decision: domain.Assignment, reason: str,
-              event: c.Event, **changes: Any) -> None:
+def _reassign(
+    work: Work, row: dict, decision: domain.Assignment, reason: str, event: c.Event, **changes: Any
+) -> None:
     row.update(_fields(decision), seq=row["seq"] + 1, **changes)
     work.db.execute(
-        sa.update(assignments).where(assignments.c.case_id == row["case_id"])
+        sa.update(assignments)
+        .where(assignments.c.case_id == row["case_id"])
         .values(**{key: value for key, value in row.items() if key != "case_id"})
     )
     _announce(work, {**row, "explanation": decision.explanation}, reason, event)
 
 
-def _await_order(work: Work, row: dict, waits: domain.AwaitsOrder, cause: str,
-                 event: c.Event) -> None:
+def _await_order(
+    work: Work, row: dict, waits: domain.AwaitsOrder, cause: str, event: c.Event
+) -> None:
     # Nothing moves and nothing is counted; the command center (and the case's timeline) hear
     # that the case is theirs to order.
-    work.emit(c.CASE_AWAITING_ORDER, {
-        "case_id": row["case_id"], "assignment_id": _assignment_id(row["case_id"], row["seq"]),
-        "holder": waits.holder, "cause": cause, "explanation": waits.explanation,
-        "jurisdiction_version": row["jurisdiction_version"],
-    }, occurred_at=event.occurred_at)
+    work.emit(
+        c.CASE_AWAITING_ORDER,
+        {
+            "case_id": row["case_id"],
+            "assignment_id": _assignment_id(row["case_id"], row["seq"]),
+            "holder": waits.holder,
+            "cause": cause,
+            "explanation": waits.explanation,
+            "jurisdiction_version": row["jurisdiction_version"],
+        },
+        occurred_at=event.occurred_at,
+    )
 
 
 def _is_current(row: dict, assignment_id: str | None) -> bool:
@@ -111,23 +151,36 @@ def on_case_status_reported(work: Work, event: c.Event) -> None:
     named = j.category(p["category"]) if p["category"] else None
     if p["status"] == v.BEYOND_AUTHORITY:
         category = named or (j.category(row["category"]) if row["category"] else None)
-        decision = domain.escalate(j, _as_assignment(row), category, row["area_code"],
-                                   reclassified=named is not None)
+        decision = domain.escalate(
+            j, _as_assignment(row), category, row["area_code"], reclassified=named is not None
+        )
         if isinstance(decision, domain.AwaitsOrder):
             _await_order(work, row, decision, p["status"], event)
             return
-        _reassign(work, row, decision, v.REASON_ESCALATED, event,
-                  escalations=row["escalations"] + 1,
-                  category=category.code if category else row["category"])
+        _reassign(
+            work,
+            row,
+            decision,
+            v.REASON_ESCALATED,
+            event,
+            escalations=row["escalations"] + 1,
+            category=category.code if category else row["category"],
+        )
     else:
         returns = row["returns"] + 1
-        returned = domain.reroute_returned(j, _as_assignment(row), named, row["area_code"],
-                                           returns)
+        returned = domain.reroute_returned(j, _as_assignment(row), named, row["area_code"], returns)
         if isinstance(returned, domain.AwaitsOrder):
             _await_order(work, row, returned, p["status"], event)
             return
-        _reassign(work, row, returned, v.REASON_RETURNED, event, returns=returns,
-                  category=named.code if named else row["category"])
+        _reassign(
+            work,
+            row,
+            returned,
+            v.REASON_RETURNED,
+            event,
+            returns=returns,
+            category=named.code if named else row["category"],
+        )
 
 
 def on_case_verified(work: Work, event: c.Event) -> None:
@@ -138,9 +191,14 @@ def on_case_verified(work: Work, event: c.Event) -> None:
     if row is None:
         return
     # Rework (返工): back to the same holder, as a new assignment with a fresh clock.
-    decision = domain.Assignment(row["tier"], row["holder"], row["lead"],
-                                 tuple(row["assisting"]), "verification failed: rework",
-                                 row["at_command"])
+    decision = domain.Assignment(
+        row["tier"],
+        row["holder"],
+        row["lead"],
+        tuple(row["assisting"]),
+        "verification failed: rework",
+        row["at_command"],
+    )
     _reassign(work, row, decision, v.REASON_REWORK, event)
 
 
@@ -156,8 +214,7 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
     decision = domain.escalate(j, _as_assignment(row), category, row["area_code"])
     if isinstance(decision, domain.AwaitsOrder):
         return  # already at the top: supervision goes on, the case stays where it is
-    _reassign(work, row, decision, v.REASON_ESCALATED, event,
-              escalations=row["escalations"] + 1)
+    _reassign(work, row, decision, v.REASON_ESCALATED, event, escalations=row["escalations"] + 1)
 
 
 DEFINITION = ServiceDefinition(

@@ -30,19 +30,31 @@ SWEEP_BATCH = 500
 
 def _domain_clock(row) -> SlaClock:
     return SlaClock(
-        started_at=row.started_at, limit=TimeLimit(row.limit_amount, TimeUnit(row.limit_unit)),
-        due=row.due, total_seconds=row.total_seconds, elapsed_before=row.elapsed_before,
+        started_at=row.started_at,
+        limit=TimeLimit(row.limit_amount, TimeUnit(row.limit_unit)),
+        due=row.due,
+        total_seconds=row.total_seconds,
+        elapsed_before=row.elapsed_before,
         running_since=row.running_since,
     )
 
 
-def _announce(work: Work, row, colour: str | None, action: str, fraction: float | None,
-              at: dt.datetime) -> None:
-    work.emit(c.CASE_COLOUR_CHANGED, {
-        "case_id": row.case_id, "assignment_id": row.assignment_id, "colour": colour,
-        "action": action, "fraction": fraction, "holder": row.holder,
-        "jurisdiction_version": row.jurisdiction_version,
-    }, occurred_at=at)
+def _announce(
+    work: Work, row, colour: str | None, action: str, fraction: float | None, at: dt.datetime
+) -> None:
+    work.emit(
+        c.CASE_COLOUR_CHANGED,
+        {
+            "case_id": row.case_id,
+            "assignment_id": row.assignment_id,
+            "colour": colour,
+            "action": action,
+            "fraction": fraction,
+            "holder": row.holder,
+            "jurisdiction_version": row.jurisdiction_version,
+        },
+        occurred_at=at,
+    )
 
 
 def _advance(work: Work, assignment_id: str, until: dt.datetime) -> None:
@@ -53,12 +65,16 @@ def _advance(work: Work, assignment_id: str, until: dt.datetime) -> None:
     if row is None or not row.active or row.next_transition_at is None:
         return
     j = work.jurisdiction(row.jurisdiction_version)
-    walked = colours.walk(_domain_clock(row), row.colour, row.next_transition_at, until,
-                          j.warning_levels, j.calendar)
+    walked = colours.walk(
+        _domain_clock(row), row.colour, row.next_transition_at, until, j.warning_levels, j.calendar
+    )
     for entered in walked.entered:
         _announce(work, row, entered.colour, entered.action, entered.fraction, entered.at)
-    work.db.execute(sa.update(clocks).where(clocks.c.assignment_id == assignment_id)
-                    .values(colour=walked.colour, next_transition_at=walked.next_at))
+    work.db.execute(
+        sa.update(clocks)
+        .where(clocks.c.assignment_id == assignment_id)
+        .values(colour=walked.colour, next_transition_at=walked.next_at)
+    )
 
 
 def on_case_dispatched(work: Work, event: c.Event) -> None:
@@ -66,8 +82,11 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     j = work.jurisdiction(p["jurisdiction_version"])
     # A new assignment replaces the clock of the one before (a new case has none).
     if p["reason"] != v.REASON_NEW:
-        work.db.execute(sa.update(clocks).where(clocks.c.case_id == p["case_id"])
-                        .values(active=False, next_transition_at=None))
+        work.db.execute(
+            sa.update(clocks)
+            .where(clocks.c.case_id == p["case_id"])
+            .values(active=False, next_transition_at=None)
+        )
     category = j.category(p["category"]) if p["category"] else None
     # A case nobody could classify waits for the command center's triage (研判), which has a
     # time limit of its own.
@@ -75,27 +94,49 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     started = event.occurred_at
     begun = colours.start(started, limit, j.warning_levels, j.calendar)
     if begun is None:
-        log.warning("clock_beyond_calendar", assignment_id=p["assignment_id"],
-                    started_at=started.isoformat())
+        log.warning(
+            "clock_beyond_calendar",
+            assignment_id=p["assignment_id"],
+            started_at=started.isoformat(),
+        )
         return
     clock, nxt = begun.clock, begun.next_at
-    work.db.execute(sa.insert(clocks), dict(
-        assignment_id=p["assignment_id"], case_id=p["case_id"], holder=p["holder"],
-        jurisdiction_version=p["jurisdiction_version"], started_at=started,
-        limit_amount=limit.amount, limit_unit=limit.unit.value,
-        due=clock.due, total_seconds=clock.total_seconds, elapsed_before=0.0,
-        running_since=started, colour=begun.colour, active=True,
-        next_transition_at=nxt,
-    ))
+    work.db.execute(
+        sa.insert(clocks),
+        dict(
+            assignment_id=p["assignment_id"],
+            case_id=p["case_id"],
+            holder=p["holder"],
+            jurisdiction_version=p["jurisdiction_version"],
+            started_at=started,
+            limit_amount=limit.amount,
+            limit_unit=limit.unit.value,
+            due=clock.due,
+            total_seconds=clock.total_seconds,
+            elapsed_before=0.0,
+            running_since=started,
+            colour=begun.colour,
+            active=True,
+            next_transition_at=nxt,
+        ),
+    )
     # Every clock starts green: that is not announced (it would be one more message per case
     # for every consumer); intake shows green for a categorised case's running clock. A triage
     # clock is the exception: its case has no category yet, so its green is said.
     if category is None:
-        work.emit(c.CASE_COLOUR_CHANGED, {
-            "case_id": p["case_id"], "assignment_id": p["assignment_id"],
-            "colour": begun.colour, "action": v.ACTION_NONE, "fraction": 0.0,
-            "holder": p["holder"], "jurisdiction_version": p["jurisdiction_version"],
-        }, occurred_at=started)
+        work.emit(
+            c.CASE_COLOUR_CHANGED,
+            {
+                "case_id": p["case_id"],
+                "assignment_id": p["assignment_id"],
+                "colour": begun.colour,
+                "action": v.ACTION_NONE,
+                "fraction": 0.0,
+                "holder": p["holder"],
+                "jurisdiction_version": p["jurisdiction_version"],
+            },
+            occurred_at=started,
+        )
     # Dispatched in the past of the running clock (an escalation found by a sweep over a jump):
     # catch up to now at once.
     if nxt is not None and nxt <= work.runtime.clock.now():
@@ -107,8 +148,9 @@ def on_case_status_reported(work: Work, event: c.Event) -> None:
     if p["status"] != v.RESOLVED:
         return
     # Awaiting verification: the clock stands still.
-    row = work.db.execute(sa.select(clocks).where(
-        clocks.c.case_id == p["case_id"], clocks.c.active).with_for_update()).first()
+    row = work.db.execute(
+        sa.select(clocks).where(clocks.c.case_id == p["case_id"], clocks.c.active).with_for_update()
+    ).first()
     if row is None or row.running_since is None:
         return
     j = work.jurisdiction(row.jurisdiction_version)
@@ -118,24 +160,34 @@ def on_case_status_reported(work: Work, event: c.Event) -> None:
     except colours.BEYOND_CALENDAR:
         # Paused beyond the calendar's range: whatever ran is past its limit; keep it at that.
         clock.elapsed_before, clock.running_since = max(clock.total_seconds, 0.0), None
-    work.db.execute(sa.update(clocks).where(clocks.c.assignment_id == row.assignment_id)
-                    .values(elapsed_before=clock.elapsed_before, running_since=None,
-                            next_transition_at=None))
+    work.db.execute(
+        sa.update(clocks)
+        .where(clocks.c.assignment_id == row.assignment_id)
+        .values(elapsed_before=clock.elapsed_before, running_since=None, next_transition_at=None)
+    )
 
 
 def on_case_verified(work: Work, event: c.Event) -> None:
     # Passed: the case is closed. Failed: routing reassigns it for rework, with a new clock.
-    work.db.execute(sa.update(clocks).where(clocks.c.case_id == event.payload["case_id"])
-                    .values(active=False, next_transition_at=None))
+    work.db.execute(
+        sa.update(clocks)
+        .where(clocks.c.case_id == event.payload["case_id"])
+        .values(active=False, next_transition_at=None)
+    )
 
 
 def sweep(work: Work, until: dt.datetime, batch: int = SWEEP_BATCH) -> int:
-    due = work.db.execute(
-        sa.select(clocks.c.assignment_id).where(
-            clocks.c.active, clocks.c.next_transition_at <= until)
-        .order_by(clocks.c.next_transition_at).limit(batch)
-        .with_for_update(skip_locked=True)
-    ).scalars().all()
+    due = (
+        work.db.execute(
+            sa.select(clocks.c.assignment_id)
+            .where(clocks.c.active, clocks.c.next_transition_at <= until)
+            .order_by(clocks.c.next_transition_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
     for assignment_id in due:
         _advance(work, assignment_id, until)
     return len(due)
@@ -149,9 +201,13 @@ def on_clock_advanced(work: Work, event: c.Event) -> None:
 
 def open_clocks(work: Work) -> dict[str, int]:
     """Running clocks by colour, across every replica: the command center's dashboard."""
-    return dict(work.db.execute(
-        sa.select(clocks.c.colour, sa.func.count()).where(clocks.c.active)
-        .group_by(clocks.c.colour)).all())
+    return dict(
+        work.db.execute(
+            sa.select(clocks.c.colour, sa.func.count())
+            .where(clocks.c.active)
+            .group_by(clocks.c.colour)
+        ).all()
+    )
 
 
 def periodic(runtime: ServiceRuntime) -> int:

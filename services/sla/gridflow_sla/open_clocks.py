@@ -53,8 +53,7 @@ class OpenClocksExporter:
         if conn is None:
             own = self._engines.get(key)
             if own is None:
-                own = sa.create_engine(engine.url, poolclass=NullPool,
-                                       isolation_level="AUTOCOMMIT")
+                own = sa.create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
                 self._engines[key] = own
             conn = self._connections[key] = own.connect()
         if key in self._held:

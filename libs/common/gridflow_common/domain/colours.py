@@ -50,8 +50,12 @@ class Started:
     next_at: datetime | None
 
 
-def start(started_at: datetime, limit: TimeLimit, levels: Sequence[WarningLevel],
-          calendar: WorkingCalendar) -> Started | None:
+def start(
+    started_at: datetime,
+    limit: TimeLimit,
+    levels: Sequence[WarningLevel],
+    calendar: WorkingCalendar,
+) -> Started | None:
     """A running clock from ``started_at``, its first colour and when its next is due; None when
     its due instant lies beyond the calendar (no clock can be kept for it)."""
     try:
@@ -62,8 +66,9 @@ def start(started_at: datetime, limit: TimeLimit, levels: Sequence[WarningLevel]
     return Started(clock, first.colour, next_colour_at(clock, started_at, levels, calendar))
 
 
-def next_colour_at(clock: SlaClock, after: datetime, levels: Sequence[WarningLevel],
-                   calendar: WorkingCalendar) -> datetime | None:
+def next_colour_at(
+    clock: SlaClock, after: datetime, levels: Sequence[WarningLevel], calendar: WorkingCalendar
+) -> datetime | None:
     try:
         found = clock.next_transition(after, levels, calendar)
     except BEYOND_CALENDAR:
@@ -71,8 +76,14 @@ def next_colour_at(clock: SlaClock, after: datetime, levels: Sequence[WarningLev
     return found[0] if found else None
 
 
-def walk(clock: SlaClock, colour: str, next_at: datetime | None, until: datetime,
-         levels: Sequence[WarningLevel], calendar: WorkingCalendar) -> Walk:
+def walk(
+    clock: SlaClock,
+    colour: str,
+    next_at: datetime | None,
+    until: datetime,
+    levels: Sequence[WarningLevel],
+    calendar: WorkingCalendar,
+) -> Walk:
     """Every colour the clock enters after standing at ``colour`` (its next colour due at
     ``next_at``) up to and including ``until``, in order."""
     entered: list[ColourEntered] = []

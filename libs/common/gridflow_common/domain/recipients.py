@@ -7,6 +7,9 @@
 - A case waiting at the command center for its order goes to the command center's duty person.
 
 The duty role depends on the kind of unit that holds the case (people.csv names one per kind).
+A unit's leader is its own when people.csv names one, else the leader of the unit above it: a
+station's is its department's bureau, a community office's its street center, a street
+center's or a bureau's the district command center.
 Every text is Chinese: vocabulary terms are shown by their Chinese names (``vocabulary.zh``).
 """
 
@@ -56,20 +59,52 @@ def roles_for(unit_kind: str, who: Iterable[str]) -> tuple[str, ...]:
     return tuple(DUTY_ROLE[unit_kind] if w == DUTY else w for w in who)
 
 
+def _above(j: Any, unit: Any) -> Any | None:
+    district = j.ancestor(unit.area_code, "district")
+    if unit.kind == v.STATION:
+        return j.bureau(unit.department_code, district.code) if district else None
+    if unit.kind == v.COMMUNITY_OFFICE:
+        street = j.ancestor(unit.area_code, "street")
+        return j.street_center(street.code) if street else None
+    if unit.kind in (v.STREET_CENTER, v.BUREAU):
+        return j.command_center(district.code) if district else None
+    return None
+
+
+def leaders(j: Any, unit: Any) -> list[Any]:
+    """The leader(s) a supervision or escalation about ``unit``'s case reaches."""
+    seen: set[str] = set()
+    while unit is not None and unit.code not in seen:
+        seen.add(unit.code)
+        found = j.people_for(unit.code, (v.ROLE_LEADER,))
+        if found:
+            return list(found)
+        unit = _above(j, unit)
+    return []
+
+
 def people(j: Any, holder: str | None, who: Sequence[str]) -> list[Any]:
-    """The people of the holder's unit that ``who`` names; none for an unknown unit."""
+    """The people of the holder's unit that ``who`` names (its leader possibly above it); none
+    for an unknown unit."""
     unit = j.unit(holder) if holder else None
-    if unit is None or not who:
+    if unit is None:
         return []
-    return list(j.people_for(unit.code, roles_for(unit.kind, who)))
+    found: list[Any] = []
+    for w in who:
+        if w == v.ROLE_LEADER:
+            found.extend(leaders(j, unit))
+        else:
+            found.extend(j.people_for(unit.code, roles_for(unit.kind, (w,))))
+    return found
 
 
 def _notices(found: list[Any], reason: str, text: str) -> list[Notice]:
     return [Notice(person, reason, text) for person in found]
 
 
-def dispatched(j: Any, case_id: str, holder: str, reason: str,
-               category_name_zh: str | None) -> list[Notice]:
+def dispatched(
+    j: Any, case_id: str, holder: str, reason: str, category_name_zh: str | None
+) -> list[Notice]:
     what = category_name_zh or UNCLASSIFIED_ZH
     if reason == v.REASON_NEW:
         text = f"{_HEAD}新案件 {case_id}（{what}）已派至贵单位，请及时签收处置。"
@@ -78,13 +113,13 @@ def dispatched(j: Any, case_id: str, holder: str, reason: str,
     return _notices(people(j, holder, WHO_FOR_DISPATCH.get(reason, (DUTY,))), "dispatched", text)
 
 
-def colour_changed(j: Any, case_id: str, holder: str | None, colour: str | None,
-                   action: str) -> list[Notice]:
+def colour_changed(
+    j: Any, case_id: str, holder: str | None, colour: str | None, action: str
+) -> list[Notice]:
     who = WHO_FOR_ACTION.get(action, ())
     if not who or colour is None:
         return []
-    text = (f"{_HEAD}案件 {case_id} 处置时限预警：{v.zh(colour)}（{v.zh(action)}），"
-            "请尽快办理。")
+    text = f"{_HEAD}案件 {case_id} 处置时限预警：{v.zh(colour)}（{v.zh(action)}），请尽快办理。"
     return _notices(people(j, holder, who), action, text)
 
 
