@@ -406,7 +406,7 @@ def test_no_vocabulary_term_in_english_reaches_a_notification_text(notify):
     texts = [r["text"] for r in notify.rows(notifications)]
     reasons = {r["reason"] for r in notify.rows(notifications)}
     assert reasons == {
-        "dispatched",
+        v.DISPATCHED,
         v.ACTION_REMIND,
         v.ACTION_SUPERVISE,
         v.ACTION_ESCALATE,

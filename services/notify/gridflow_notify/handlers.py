@@ -12,11 +12,10 @@ import sqlalchemy as sa
 
 from gridflow_common import contracts as c
 from gridflow_common.domain import recipients
+from gridflow_common.domain import vocabulary as v
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_notify.models import OWN_TABLES, metadata, notifications
-
-CHANNEL_SMS = "sms"
 
 
 def _record(work: Work, event: c.Event, notices: list[recipients.Notice]) -> None:
@@ -30,7 +29,7 @@ def _record(work: Work, event: c.Event, notices: list[recipients.Notice]) -> Non
                 assignment_id=p["assignment_id"],
                 person_id=person.id,
                 role=person.role,
-                channel=CHANNEL_SMS,
+                channel=v.NOTICE_SMS,
                 address=person.phone or person.email or "",
                 reason=notice.reason,
                 text=notice.text,

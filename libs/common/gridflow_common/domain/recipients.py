@@ -47,7 +47,8 @@ _HEAD = "【网格化管理】"
 
 @dataclass(frozen=True)
 class Notice:
-    """One message to one person: why (a dispatch reason, an action, awaiting_order) and text."""
+    """One message to one person: why (dispatched, a colour's action, awaiting_order), and its
+    text."""
 
     person: Any  # a jurisdiction Person
     reason: str
@@ -60,11 +61,11 @@ def roles_for(unit_kind: str, who: Iterable[str]) -> tuple[str, ...]:
 
 
 def _above(j: Any, unit: Any) -> Any | None:
-    district = j.ancestor(unit.area_code, "district")
+    district = j.ancestor(unit.area_code, v.DISTRICT)
     if unit.kind == v.STATION:
         return j.bureau(unit.department_code, district.code) if district else None
     if unit.kind == v.COMMUNITY_OFFICE:
-        street = j.ancestor(unit.area_code, "street")
+        street = j.ancestor(unit.area_code, v.STREET)
         return j.street_center(street.code) if street else None
     if unit.kind in (v.STREET_CENTER, v.BUREAU):
         return j.command_center(district.code) if district else None
@@ -110,7 +111,7 @@ def dispatched(
         text = f"{_HEAD}新案件 {case_id}（{what}）已派至贵单位，请及时签收处置。"
     else:
         text = f"{_HEAD}案件 {case_id}（{what}）因{v.zh(reason)}派至贵单位，请及时签收处置。"
-    return _notices(people(j, holder, WHO_FOR_DISPATCH.get(reason, (DUTY,))), "dispatched", text)
+    return _notices(people(j, holder, WHO_FOR_DISPATCH.get(reason, (DUTY,))), v.DISPATCHED, text)
 
 
 def colour_changed(

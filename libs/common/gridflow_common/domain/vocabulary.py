@@ -81,6 +81,9 @@ WARNING_ACTIONS = (ACTION_NONE, ACTION_REMIND, ACTION_SUPERVISE, ACTION_ESCALATE
 # -- channels a report arrives through ------------------------------------------------------------
 CHANNELS = ("grid_app", "hotline", "wechat", "web", "sensor", "open311", "import")
 
+# -- how a notification reaches a person --------------------------------------------------------
+NOTICE_SMS = "sms"
+
 # -- Chinese names, for everything a person reads --------------------------------------------------
 ZH: dict[str, str] = {
     REGISTERED: "已立案",
@@ -121,6 +124,7 @@ ZH: dict[str, str] = {
     "sensor": "感知设备",
     "open311": "Open311",
     "import": "批量导入",
+    NOTICE_SMS: "短信",
 }
 
 
