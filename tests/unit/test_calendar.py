@@ -375,3 +375,45 @@ def test_other_offsets_are_the_same_instant():
     plus_nine = timezone(timedelta(hours=9))
     dispatched = datetime(2026, 9, 18, 17, tzinfo=plus_nine)  # Friday 16:00 CST
     assert due_at(dispatched, ONE_WORKING_DAY, LUCHENG) == cst(2026, 9, 20, 17, 30)
+
+
+# --- the end of the calendar (a clock moved to year 9999) ---------------------------------------
+
+
+def _walked_business_seconds(cal: WorkingCalendar, start: datetime, end: datetime) -> float:
+    """Business time counted day by day, the slow way, to check the fast count against."""
+    total = timedelta()
+    day = start.date()
+    while day <= end.date():
+        if cal.is_working_day(day):
+            for opens, closes in cal.office_hours:
+                low = max(start, datetime.combine(day, opens, CST))
+                high = min(end, datetime.combine(day, closes, CST))
+                if high > low:
+                    total += high - low
+        day += timedelta(days=1)
+    return total.total_seconds()
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (cst(2026, 9, 18, 16), cst(2026, 10, 12, 9)),  # 调休 Sunday, National Day, workday
+        (cst(2026, 9, 20, 12, 30), cst(2026, 9, 20, 15)),  # one day, across lunch
+        (cst(2026, 9, 19, 10), cst(2026, 9, 21, 10)),  # starts on a Saturday
+        (cst(2026, 1, 1), cst(2027, 3, 3, 11, 11)),  # over a year
+    ],
+)
+def test_long_spans_are_counted_exactly_without_walking_every_day(start, end):
+    assert LUCHENG.business_seconds_between(start, end) == _walked_business_seconds(
+        LUCHENG, start, end
+    )
+
+
+def test_business_time_up_to_the_last_day_of_the_calendar_neither_overflows_nor_crawls():
+    import time as wall
+
+    began = wall.perf_counter()
+    seconds = LUCHENG.business_seconds_between(cst(2026, 3, 2, 9), cst(9999, 12, 31, 23, 59))
+    assert wall.perf_counter() - began < 0.5
+    assert seconds > 2_000_000 * 7 * HOUR  # about 2.08 million working days of 7 hours

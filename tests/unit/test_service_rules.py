@@ -239,7 +239,7 @@ def test_a_clock_near_year_9999_neither_fails_nor_poisons_the_sweep(sla):
     assert _dispatch(sla, ordinary, "component.streetlight", "urban_management-330302001") == (
         "done"
     )
-    far = dt.datetime(9999, 12, 30, 16, 0, tzinfo=CST)
+    far = dt.datetime(9999, 12, 31, 16, 0, tzinfo=CST)  # Friday; no working day follows
     sla.clock.set(far)
     for category in ("component.streetlight", None):  # working days, and the triage clock
         assert _dispatch(sla, new_case_id(), category, COMMAND, at=far) == "done"

@@ -145,17 +145,46 @@ class WorkingCalendar:
         start, end = _to_cst(start), _to_cst(end)
         if end <= start:
             return 0.0
+        first, last = start.date(), end.date()
         # Accumulating timedeltas keeps the sum exact to the microsecond; floats would drift.
-        total = timedelta()
-        day = start.date()
-        last_day = end.date()
-        while day <= last_day:
-            for opens, closes in self._periods_on(day):
-                low, high = max(start, opens), min(end, closes)
-                if high > low:
-                    total += _span(low, high)
-            day += _ONE_DAY
+        total = self._open_between(start, end, first)
+        if last > first:
+            total += self._open_between(start, end, last)
+            # The whole days in between are counted, not walked: a span of centuries (a clock
+            # moved to year 9999) costs as little as a span of a week.
+            total += self._day_length() * self._working_days_in(first + _ONE_DAY, last - _ONE_DAY)
         return total.total_seconds()
+
+    def _open_between(self, start: datetime, end: datetime, day: date) -> timedelta:
+        total = timedelta()
+        for opens, closes in self._periods_on(day):
+            low, high = max(start, opens), min(end, closes)
+            if high > low:
+                total += _span(low, high)
+        return total
+
+    def _day_length(self) -> timedelta:
+        # Office hours lie in the daytime, where Asia/Shanghai has never changed its offset, so
+        # every working day is open for the same wall-clock length.
+        anyday = date(2000, 1, 3)
+        return sum(
+            (
+                datetime.combine(anyday, c) - datetime.combine(anyday, o)
+                for o, c in self.office_hours
+            ),
+            timedelta(),
+        )
+
+    def _working_days_in(self, first: date, last: date) -> int:
+        """How many working days ``first`` to ``last`` (both included) hold."""
+        if last < first:
+            return 0
+        weeks, extra = divmod((last - first).days + 1, 7)
+        count = weeks * 5
+        count += sum(1 for i in range(extra) if (first.weekday() + i) % 7 < _SATURDAY)
+        count -= sum(1 for d in self.holidays if first <= d <= last and d.weekday() < _SATURDAY)
+        count += sum(1 for d in self.workdays if first <= d <= last and d.weekday() >= _SATURDAY)
+        return count
 
     def add_business_seconds(self, start: datetime, seconds: float) -> datetime:
         """The earliest instant at which ``seconds`` of business time have passed since start.

@@ -551,9 +551,7 @@ class _Loader:
         elif amount is not None and unit is not None:
             parsed_amount: int | None = None
             if not _INTEGER.match(amount[0]) or int(amount[0]) <= 0:
-                self.add(
-                    file, amount[1], "value", f"'{amount[0]}' is not a positive whole number"
-                )
+                self.add(file, amount[1], "value", f"'{amount[0]}' is not a positive whole number")
             else:
                 parsed_amount = int(amount[0])
             parsed_unit: TimeUnit | None = None
