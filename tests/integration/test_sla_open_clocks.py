@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def engine(database_url):
+    # As test_services.py's; a shared tests/integration/conftest.py would hold one of them.
     engine = sa.create_engine(database_url)
     migrate.upgrade_all(engine)
     JurisdictionStore(engine).install(lucheng_files())

@@ -16,6 +16,7 @@ from gridflow_common.db import make_engine, platform_metadata
 from gridflow_common.jurisdictions import JurisdictionStore
 from gridflow_common.runtime import ServiceRuntime
 from gridflow_common.service import ServiceDefinition
+from tests.unit.test_consumer_reliability import ManualClock
 
 LUCHENG = Path(__file__).resolve().parents[2] / "libs/common/gridflow_common/fixtures/lucheng"
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -23,20 +24,6 @@ CST = dt.timezone(dt.timedelta(hours=8))
 
 def lucheng_files() -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in sorted(LUCHENG.glob("*.csv"))}
-
-
-class ManualClock:
-    simulated = True
-
-    def __init__(self, now: dt.datetime):
-        self._now = now
-
-    def now(self) -> dt.datetime:
-        return self._now
-
-    def set(self, now: dt.datetime, *, allow_backwards: bool = False) -> dt.datetime:
-        self._now = now
-        return now
 
 
 class ServiceUnderTest:

@@ -149,38 +149,26 @@ def on_case_status_reported(work: Work, event: c.Event) -> None:
         return
     j = work.jurisdiction(row["jurisdiction_version"])
     named = j.category(p["category"]) if p["category"] else None
+    decision: domain.Assignment | domain.AwaitsOrder
     if p["status"] == v.BEYOND_AUTHORITY:
         category = named or (j.category(row["category"]) if row["category"] else None)
         decision = domain.escalate(
             j, _as_assignment(row), category, row["area_code"], reclassified=named is not None
         )
-        if isinstance(decision, domain.AwaitsOrder):
-            _await_order(work, row, decision, p["status"], event)
-            return
-        _reassign(
-            work,
-            row,
-            decision,
-            v.REASON_ESCALATED,
-            event,
+        reason = v.REASON_ESCALATED
+        changes = dict(
             escalations=row["escalations"] + 1,
             category=category.code if category else row["category"],
         )
     else:
         returns = row["returns"] + 1
-        returned = domain.reroute_returned(j, _as_assignment(row), named, row["area_code"], returns)
-        if isinstance(returned, domain.AwaitsOrder):
-            _await_order(work, row, returned, p["status"], event)
-            return
-        _reassign(
-            work,
-            row,
-            returned,
-            v.REASON_RETURNED,
-            event,
-            returns=returns,
-            category=named.code if named else row["category"],
-        )
+        decision = domain.reroute_returned(j, _as_assignment(row), named, row["area_code"], returns)
+        reason = v.REASON_RETURNED
+        changes = dict(returns=returns, category=named.code if named else row["category"])
+    if isinstance(decision, domain.AwaitsOrder):
+        _await_order(work, row, decision, p["status"], event)
+    else:
+        _reassign(work, row, decision, reason, event, **changes)
 
 
 def on_case_verified(work: Work, event: c.Event) -> None:

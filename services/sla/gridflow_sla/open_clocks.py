@@ -65,18 +65,23 @@ class OpenClocksExporter:
             return True
         return False
 
-    def _drop(self, key: str) -> None:
+    def _drop(self, key: str, unlock: bool = False) -> None:
+        held = key in self._held
         self._held.discard(key)
         conn = self._connections.pop(key, None)
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            if held and unlock:
+                # Said at once: a closed connection's lock lasts until its backend has gone.
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+            conn.close()
 
     def release(self) -> None:
         """Let another replica export (tests; a process ending releases it anyway)."""
         with self._mutex:
             for key in list(self._connections):
-                self._drop(key)
+                self._drop(key, unlock=True)
 
 
 EXPORTER = OpenClocksExporter()
