@@ -43,6 +43,10 @@ def _started(limit: TimeLimit = TWO_HOURS, at: dt.datetime = MONDAY_9) -> colour
     return started
 
 
+def _walk(clock: SlaClock, colour: str, next_at: dt.datetime | None, until: dt.datetime):
+    return colours.walk(clock, colour, next_at, until, LEVELS, CALENDAR)
+
+
 def test_a_clock_starts_green_with_its_next_colour_due_at_the_yellow_fraction():
     started = _started()
     assert started.colour == GREEN
@@ -51,14 +55,7 @@ def test_a_clock_starts_green_with_its_next_colour_due_at_the_yellow_fraction():
 
 def test_a_jump_enters_every_colour_in_between_in_order_each_at_its_own_instant():
     started = _started()
-    walked = colours.walk(
-        started.clock,
-        started.colour,
-        started.next_at,
-        MONDAY_9 + dt.timedelta(days=3),
-        LEVELS,
-        CALENDAR,
-    )
+    walked = _walk(started.clock, started.colour, started.next_at, MONDAY_9 + dt.timedelta(days=3))
     assert [(e.colour, e.action, e.at - MONDAY_9) for e in walked.entered] == [
         (YELLOW, ACTION_REMIND, dt.timedelta(minutes=90)),
         (ORANGE, ACTION_SUPERVISE, dt.timedelta(hours=2)),
@@ -70,46 +67,20 @@ def test_a_jump_enters_every_colour_in_between_in_order_each_at_its_own_instant(
 
 def test_a_walk_stops_at_until_and_resumes_from_where_it_stands():
     started = _started()
-    first = colours.walk(
-        started.clock,
-        started.colour,
-        started.next_at,
-        MONDAY_9 + dt.timedelta(minutes=100),
-        LEVELS,
-        CALENDAR,
+    first = _walk(
+        started.clock, started.colour, started.next_at, MONDAY_9 + dt.timedelta(minutes=100)
     )
     assert [e.colour for e in first.entered] == [YELLOW]
     assert (first.colour, first.next_at) == (YELLOW, MONDAY_9 + dt.timedelta(hours=2))
-    again = colours.walk(
-        started.clock,
-        first.colour,
-        first.next_at,
-        MONDAY_9 + dt.timedelta(minutes=100),
-        LEVELS,
-        CALENDAR,
-    )
+    again = _walk(started.clock, first.colour, first.next_at, MONDAY_9 + dt.timedelta(minutes=100))
     assert again.entered == ()
-    rest = colours.walk(
-        started.clock,
-        first.colour,
-        first.next_at,
-        MONDAY_9 + dt.timedelta(hours=3),
-        LEVELS,
-        CALENDAR,
-    )
+    rest = _walk(started.clock, first.colour, first.next_at, MONDAY_9 + dt.timedelta(hours=3))
     assert [e.colour for e in rest.entered] == [ORANGE, RED]
 
 
 def test_an_instant_exactly_at_a_threshold_enters_that_colour():
     started = _started()
-    walked = colours.walk(
-        started.clock,
-        started.colour,
-        started.next_at,
-        MONDAY_9 + dt.timedelta(hours=2),
-        LEVELS,
-        CALENDAR,
-    )
+    walked = _walk(started.clock, started.colour, started.next_at, MONDAY_9 + dt.timedelta(hours=2))
     assert [e.colour for e in walked.entered] == [YELLOW, ORANGE]
 
 
@@ -117,14 +88,7 @@ def test_working_time_colours_skip_nights_and_weekends():
     # 1 working day from Friday 16:00: due Monday 17:30 (8.5 working hours).
     friday = dt.datetime(2026, 3, 6, 16, 0, tzinfo=CST)
     started = _started(TimeLimit(1, TimeUnit.WORKING_DAYS), friday)
-    walked = colours.walk(
-        started.clock,
-        started.colour,
-        started.next_at,
-        friday + dt.timedelta(days=7),
-        LEVELS,
-        CALENDAR,
-    )
+    walked = _walk(started.clock, started.colour, started.next_at, friday + dt.timedelta(days=7))
     assert all(e.at.weekday() < 5 for e in walked.entered)
     assert [e.colour for e in walked.entered] == [YELLOW, ORANGE, RED]
     assert walked.entered[1].at == dt.datetime(2026, 3, 9, 17, 30, tzinfo=CST)
@@ -134,14 +98,9 @@ def test_a_paused_clock_enters_nothing():
     started = _started()
     clock = started.clock
     clock.pause(MONDAY_9 + dt.timedelta(minutes=30), CALENDAR)
-    walked = colours.walk(
-        clock,
-        GREEN,
-        colours.next_colour_at(clock, MONDAY_9 + dt.timedelta(minutes=30), LEVELS, CALENDAR),
-        MONDAY_9 + dt.timedelta(days=30),
-        LEVELS,
-        CALENDAR,
-    )
+    paused_at = MONDAY_9 + dt.timedelta(minutes=30)
+    next_at = colours.next_colour_at(clock, paused_at, LEVELS, CALENDAR)
+    walked = _walk(clock, GREEN, next_at, MONDAY_9 + dt.timedelta(days=30))
     assert (walked.entered, walked.colour, walked.next_at) == ((), GREEN, None)
 
 
@@ -164,13 +123,11 @@ def test_a_walk_that_would_leave_the_calendars_range_stops_without_raising():
     # (midnight into year 10000) is not.
     start = dt.datetime(9999, 12, 31, 13, 0, tzinfo=dt.timezone.utc)  # 21:00 in CST
     clock = SlaClock.start(start, TimeLimit(2, TimeUnit.HOURS), CALENDAR)
-    walked = colours.walk(
+    walked = _walk(
         clock,
         GREEN,
         start + dt.timedelta(minutes=90),
         dt.datetime.max.replace(tzinfo=dt.timezone.utc),
-        LEVELS,
-        CALENDAR,
     )
     assert [e.colour for e in walked.entered] == [YELLOW, ORANGE]
     assert (walked.colour, walked.next_at) == (ORANGE, None)
