@@ -485,6 +485,25 @@ def test_settings_csv_sets_the_time_zone_and_the_triage_limit():
     assert j.local(summer).isoformat() == "2026-07-01T13:00:00+01:00"
 
 
+def test_the_working_calendar_keeps_the_citys_own_hours_in_its_zone():
+    from datetime import datetime, timedelta, timezone
+
+    from gridflow_common.domain.calendar import TimeLimit, due_at
+
+    files = {**small_city(), "settings.csv": "key,value\ntime_zone,Europe/Lisbon\n"}
+    j = parse_jurisdiction(files)
+    # Office hours 09:00-18:00 are Lisbon's: a working day's limit from a summer Wednesday
+    # ends at 18:00 Lisbon time (17:00 UTC) the next day, not at 18:00 in Shanghai.
+    wednesday = datetime(2026, 7, 1, 10, 0, tzinfo=timezone.utc)
+    due = due_at(wednesday, TimeLimit(1, TimeUnit.WORKING_DAYS), j.calendar)
+    assert due.isoformat() == "2026-07-02T18:00:00+01:00"
+    assert j.calendar.business_seconds_between(wednesday, wednesday + timedelta(hours=1)) == 3600
+    assert j.calendar.business_seconds_between(
+        datetime(2026, 7, 1, 7, 0, tzinfo=timezone.utc),  # 08:00 in Lisbon: not yet open
+        datetime(2026, 7, 1, 8, 30, tzinfo=timezone.utc),
+    ) == 1800
+
+
 def test_bad_settings_are_reported_with_file_line_and_column():
     files = {**small_city(), "settings.csv": (
         "key,value\n"

@@ -3,8 +3,9 @@
 Pure functions of their inputs: the current time is always passed in, never read here, so the
 same code can be replayed deterministically in tests and scenario runs.
 
-All arithmetic on the calendar happens in China Standard Time, the time the jurisdiction's
-office hours and holidays are written in; every datetime returned is aware and in CST.
+All arithmetic on a calendar happens in its zone (``WorkingCalendar.zone``, the jurisdiction's
+time zone, China Standard Time unless the city says otherwise), the time its office hours and
+holidays are written in; every datetime a calendar returns is aware and in that zone.
 """
 
 from __future__ import annotations
@@ -36,12 +37,16 @@ _ONE_DAY = timedelta(days=1)
 _SATURDAY = 5
 
 
-def _to_cst(moment: datetime) -> datetime:
+def _to_zone(moment: datetime, zone: tzinfo) -> datetime:
     # A naive datetime would be silently read as the host's local time, which is exactly the
     # kind of bug that only shows up on a server in another zone; refuse it instead.
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"datetime must be timezone-aware, got naive {moment!r}")
-    return moment.astimezone(CST)
+    return moment.astimezone(zone)
+
+
+def _to_cst(moment: datetime) -> datetime:
+    return _to_zone(moment, CST)
 
 
 def _span(start: datetime, end: datetime) -> timedelta:
@@ -51,8 +56,10 @@ def _span(start: datetime, end: datetime) -> timedelta:
 
 
 def _after(start: datetime, duration: timedelta) -> datetime:
-    # Same reason as _span: wall-clock addition would be wrong across an offset change.
-    return (start.astimezone(UTC) + duration).astimezone(CST)
+    # Same reason as _span: wall-clock addition would be wrong across an offset change. The
+    # result is in the zone ``start`` is in.
+    assert start.tzinfo is not None
+    return (start.astimezone(UTC) + duration).astimezone(start.tzinfo)
 
 
 class TimeUnit(str, enum.Enum):
@@ -101,11 +108,12 @@ _DEFAULT_OFFICE_HOURS: tuple[tuple[time, time], ...] = (
 
 @dataclass(frozen=True)
 class WorkingCalendar:
-    """Which days are worked and during which hours, in CST."""
+    """Which days are worked and during which hours, in the city's zone."""
 
     holidays: frozenset[date] = frozenset()
     workdays: frozenset[date] = frozenset()
     office_hours: tuple[tuple[time, time], ...] = _DEFAULT_OFFICE_HOURS
+    zone: tzinfo = CST
 
     def __post_init__(self) -> None:
         # Callers may hand over sets or lists; normalising keeps the instance hashable.
@@ -123,12 +131,16 @@ class WorkingCalendar:
         previous_close: time | None = None
         for opens, closes in periods:
             if any(moment.tzinfo is not None for moment in (opens, closes)):
-                raise ValueError("office hours are local CST times and must be naive")
+                raise ValueError("office hours are local times of the zone and must be naive")
             if not opens < closes:
                 raise ValueError(f"office period must open before it closes: {opens}-{closes}")
             if previous_close is not None and opens < previous_close:
                 raise ValueError("office periods must be in order and must not overlap")
             previous_close = closes
+
+    def local(self, moment: datetime) -> datetime:
+        """``moment`` in the calendar's zone (refusing a naive datetime)."""
+        return _to_zone(moment, self.zone)
 
     def is_working_day(self, d: date) -> bool:
         if d in self.holidays:
@@ -139,10 +151,10 @@ class WorkingCalendar:
         if not self.is_working_day(day):
             return
         for opens, closes in self.office_hours:
-            yield datetime.combine(day, opens, CST), datetime.combine(day, closes, CST)
+            yield datetime.combine(day, opens, self.zone), datetime.combine(day, closes, self.zone)
 
     def business_seconds_between(self, start: datetime, end: datetime) -> float:
-        start, end = _to_cst(start), _to_cst(end)
+        start, end = self.local(start), self.local(end)
         if end <= start:
             return 0.0
         first, last = start.date(), end.date()
@@ -164,8 +176,8 @@ class WorkingCalendar:
         return total
 
     def _day_length(self) -> timedelta:
-        # Office hours lie in the daytime, where Asia/Shanghai has never changed its offset, so
-        # every working day is open for the same wall-clock length.
+        # Zones change their offset at night (Asia/Shanghai has not since 1991), never inside
+        # office hours, so every working day is open for the same length of time.
         anyday = date(2000, 1, 3)
         return sum(
             (
@@ -194,7 +206,7 @@ class WorkingCalendar:
         """
         if seconds < 0 or math.isnan(seconds):
             raise ValueError(f"seconds must be a non-negative number, got {seconds}")
-        start = _to_cst(start)
+        start = self.local(start)
         remaining = timedelta(seconds=seconds)
         if not remaining:
             return start
@@ -214,13 +226,13 @@ class WorkingCalendar:
     def close_of_nth_working_day_after(self, start: datetime, n: int) -> datetime:
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        day = _to_cst(start).date()
+        day = self.local(start).date()
         found = 0
         while found < n:
             day += _ONE_DAY
             if self.is_working_day(day):
                 found += 1
-        return datetime.combine(day, self.office_hours[-1][1], CST)
+        return datetime.combine(day, self.office_hours[-1][1], self.zone)
 
 
 def due_at(dispatched_at: datetime, limit: TimeLimit, calendar: WorkingCalendar) -> datetime:
@@ -228,7 +240,7 @@ def due_at(dispatched_at: datetime, limit: TimeLimit, calendar: WorkingCalendar)
 
     A limit of 0 (in any unit) is due at the moment of dispatch.
     """
-    dispatched_at = _to_cst(dispatched_at)
+    dispatched_at = calendar.local(dispatched_at)
     if limit.amount == 0:
         return dispatched_at
     if limit.unit is TimeUnit.MINUTES:
@@ -244,7 +256,7 @@ def measure(start: datetime, end: datetime, limit: TimeLimit, calendar: WorkingC
     """Seconds from start to end in the limit's own kind of time; 0.0 if end <= start."""
     if limit.unit.is_business:
         return calendar.business_seconds_between(start, end)
-    return max(_span(_to_cst(start), _to_cst(end)).total_seconds(), 0.0)
+    return max(_span(calendar.local(start), calendar.local(end)).total_seconds(), 0.0)
 
 
 def advance(
@@ -255,7 +267,7 @@ def advance(
         return calendar.add_business_seconds(start, seconds)
     if seconds < 0 or math.isnan(seconds):
         raise ValueError(f"seconds must be a non-negative number, got {seconds}")
-    return _after(_to_cst(start), timedelta(seconds=seconds))
+    return _after(calendar.local(start), timedelta(seconds=seconds))
 
 
 @dataclass(frozen=True)
@@ -297,7 +309,7 @@ class SlaClock:
 
     @classmethod
     def start(cls, started_at: datetime, limit: TimeLimit, calendar: WorkingCalendar) -> SlaClock:
-        started_at = _to_cst(started_at)
+        started_at = calendar.local(started_at)
         due = due_at(started_at, limit, calendar)
         return cls(
             started_at=started_at,

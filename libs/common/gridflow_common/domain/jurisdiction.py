@@ -495,6 +495,7 @@ class _Loader:
         calendar_ok = len(self.problems) == before_calendar
         warning_levels = self.load_warning_levels()
         settings = self.load_settings()
+        zone = ZoneInfo(settings.get("time_zone", DEFAULT_TIME_ZONE))
 
         calendar: WorkingCalendar | None = None
         # Only a clean calendar is handed over: its own checks would repeat ours less precisely.
@@ -502,7 +503,7 @@ class _Loader:
             holidays, workdays = calendar_dates
             try:
                 calendar = WorkingCalendar(
-                    holidays=holidays, workdays=workdays, office_hours=office_hours
+                    holidays=holidays, workdays=workdays, office_hours=office_hours, zone=zone
                 )
             except (TypeError, ValueError) as exc:
                 self.add("calendar.csv", 0, None, f"working calendar refused: {exc}")
