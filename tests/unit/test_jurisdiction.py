@@ -467,15 +467,22 @@ def test_without_settings_csv_the_documented_defaults_apply():
     j = parse_jurisdiction(small_city())
     assert (j.time_zone, j.triage_limit) == (DEFAULT_TIME_ZONE, DEFAULT_TRIAGE_LIMIT)
     assert (DEFAULT_TIME_ZONE, DEFAULT_TRIAGE_LIMIT.amount, DEFAULT_TRIAGE_LIMIT.unit) == (
-        "Asia/Shanghai", 2, TimeUnit.WORKING_HOURS)
+        "Asia/Shanghai",
+        2,
+        TimeUnit.WORKING_HOURS,
+    )
 
 
 def test_settings_csv_sets_the_time_zone_and_the_triage_limit():
-    files = {**small_city(), "city/settings.csv": (
-        "key,value,comment\n"
-        "time_zone,Europe/Lisbon,the city's clocks\n"
-        "triage_time_limit,4,\n"
-        "triage_time_unit, Hours ,natural hours\n")}
+    files = {
+        **small_city(),
+        "city/settings.csv": (
+            "key,value,comment\n"
+            "time_zone,Europe/Lisbon,the city's clocks\n"
+            "triage_time_limit,4,\n"
+            "triage_time_unit, Hours ,natural hours\n"
+        ),
+    }
     j = parse_jurisdiction(files)
     assert j.time_zone == "Europe/Lisbon"
     assert (j.triage_limit.amount, j.triage_limit.unit) == (4, TimeUnit.HOURS)
@@ -498,21 +505,28 @@ def test_the_working_calendar_keeps_the_citys_own_hours_in_its_zone():
     due = due_at(wednesday, TimeLimit(1, TimeUnit.WORKING_DAYS), j.calendar)
     assert due.isoformat() == "2026-07-02T18:00:00+01:00"
     assert j.calendar.business_seconds_between(wednesday, wednesday + timedelta(hours=1)) == 3600
-    assert j.calendar.business_seconds_between(
-        datetime(2026, 7, 1, 7, 0, tzinfo=timezone.utc),  # 08:00 in Lisbon: not yet open
-        datetime(2026, 7, 1, 8, 30, tzinfo=timezone.utc),
-    ) == 1800
+    assert (
+        j.calendar.business_seconds_between(
+            datetime(2026, 7, 1, 7, 0, tzinfo=timezone.utc),  # 08:00 in Lisbon: not yet open
+            datetime(2026, 7, 1, 8, 30, tzinfo=timezone.utc),
+        )
+        == 1800
+    )
 
 
 def test_bad_settings_are_reported_with_file_line_and_column():
-    files = {**small_city(), "settings.csv": (
-        "key,value\n"
-        "time_zone,Mars/Olympus_Mons\n"
-        "triage_time_limit,-3\n"
-        "triage_time_unit,fortnights\n"
-        "colour_of_the_sky,blue\n"
-        "time_zone,UTC\n"
-        "time_zone,\n")}
+    files = {
+        **small_city(),
+        "settings.csv": (
+            "key,value\n"
+            "time_zone,Mars/Olympus_Mons\n"
+            "triage_time_limit,-3\n"
+            "triage_time_unit,fortnights\n"
+            "colour_of_the_sky,blue\n"
+            "time_zone,UTC\n"
+            "time_zone,\n"
+        ),
+    }
     problems = problems_of(files)
     assert where(problems) == {
         ("settings.csv", 2, "value"),
@@ -530,8 +544,9 @@ def test_bad_settings_are_reported_with_file_line_and_column():
     assert "unknown setting" in by_line[5]
 
 
-@pytest.mark.parametrize("zone", ["/etc/localtime", "../zoneinfo/UTC", "Asia\\Shanghai", "",
-                                  "Not A Zone"])
+@pytest.mark.parametrize(
+    "zone", ["/etc/localtime", "../zoneinfo/UTC", "Asia\\Shanghai", "", "Not A Zone"]
+)
 def test_a_time_zone_that_is_not_an_iana_name_is_refused(zone):
     files = {**small_city(), "settings.csv": f"key,value\ntime_zone,{zone}\n"}
     assert where(problems_of(files)) == {("settings.csv", 2, "value")}

@@ -72,7 +72,12 @@ def with_leaderless_category():
 def test_community_category_goes_to_the_community_office_without_a_lead(lucheng):
     a = route_new_case(lucheng, lucheng.category("event.neighbour_dispute"), SHUPU_GRID)
     assert (a.tier, a.holder, a.lead, a.assisting, a.at_command) == (
-        "community", f"office-{SHUPU}", None, (), False)
+        "community",
+        f"office-{SHUPU}",
+        None,
+        (),
+        False,
+    )
 
 
 def test_community_category_uses_the_office_of_the_grid_it_falls_in(lucheng):
@@ -91,16 +96,22 @@ def test_street_category_picks_the_station_of_the_street_the_place_is_in(lucheng
 
 
 def test_street_category_without_station_goes_to_district_bureau(
-        tengqiao_without_environment_station):
+    tengqiao_without_environment_station,
+):
     j = tengqiao_without_environment_station
     a = route_new_case(j, j.category("event.medical_waste"), SHUPU_GRID)
     assert (a.tier, a.holder, a.lead, a.at_command) == (
-        "district", f"environment-{DISTRICT}", "environment", False)
+        "district",
+        f"environment-{DISTRICT}",
+        "environment",
+        False,
+    )
     assert a.assisting == ("health",)
 
 
 def test_missing_station_in_one_street_does_not_affect_another_street(
-        tengqiao_without_environment_station):
+    tengqiao_without_environment_station,
+):
     j = tengqiao_without_environment_station
     a = route_new_case(j, j.category("event.medical_waste"), WUMA_GRID)
     assert (a.tier, a.holder) == ("street", "environment-330302001")
@@ -116,18 +127,26 @@ def test_street_category_of_a_department_with_no_stations_at_all_goes_to_its_bur
 def test_district_category_goes_to_the_lead_bureau_with_its_assisting_departments(lucheng):
     a = route_new_case(lucheng, lucheng.category("event.public_health_hazard"), SHUPU_GRID)
     assert (a.tier, a.holder, a.lead, a.at_command) == (
-        "district", f"health-{DISTRICT}", "health", False)
+        "district",
+        f"health-{DISTRICT}",
+        "health",
+        False,
+    )
     assert a.assisting == ("environment", "police")
 
 
 def test_uncategorised_case_goes_to_the_command_center_with_no_lead(lucheng):
     a = route_new_case(lucheng, None, SHUPU_GRID)
     assert (a.tier, a.holder, a.lead, a.assisting, a.at_command) == (
-        "district", COMMAND, None, (), True)
+        "district",
+        COMMAND,
+        None,
+        (),
+        True,
+    )
 
 
-def test_category_without_a_lead_department_goes_to_the_command_center(
-        with_leaderless_category):
+def test_category_without_a_lead_department_goes_to_the_command_center(with_leaderless_category):
     j = with_leaderless_category
     a = route_new_case(j, j.category("event.unclear_duty"), SHUPU_GRID)
     assert (a.holder, a.lead, a.at_command) == (COMMAND, None, True)
@@ -155,8 +174,9 @@ def test_escalation_climbs_community_street_district_then_command_center(lucheng
 
 def test_beyond_authority_at_the_command_center_waits_for_its_order(lucheng):
     category = lucheng.category("event.public_health_hazard")
-    at_command = escalate(lucheng, route_new_case(lucheng, category, SHUPU_GRID), category,
-                          SHUPU_GRID)
+    at_command = escalate(
+        lucheng, route_new_case(lucheng, category, SHUPU_GRID), category, SHUPU_GRID
+    )
     assert at_command.holder == COMMAND
     again = escalate(lucheng, at_command, category, SHUPU_GRID)
     # Not a new assignment at the same place: nothing moved, so nothing is counted.
@@ -177,16 +197,18 @@ def test_a_case_returned_at_the_command_center_waits_there_instead_of_bouncing(l
 def test_escalating_a_community_case_whose_lead_has_no_station_goes_to_the_bureau(lucheng):
     category = lucheng.category("event.elderly_alone")  # civil affairs: no stations in Lucheng
     a = escalate(lucheng, route_new_case(lucheng, category, SHUPU_GRID), category, SHUPU_GRID)
-    assert (a.tier, a.holder, a.lead) == ("district", f"civil_affairs-{DISTRICT}",
-                                           "civil_affairs")
+    assert (a.tier, a.holder, a.lead) == ("district", f"civil_affairs-{DISTRICT}", "civil_affairs")
 
 
 def test_reclassified_category_with_a_higher_tier_jumps_straight_to_that_tier(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.neighbour_dispute"), SHUPU_GRID)
     illegal_building = lucheng.category("event.illegal_building")  # district, urban management
     a = escalate(lucheng, start, illegal_building, SHUPU_GRID, reclassified=True)
-    assert (a.tier, a.holder, a.lead) == ("district", f"urban_management-{DISTRICT}",
-                                           "urban_management")
+    assert (a.tier, a.holder, a.lead) == (
+        "district",
+        f"urban_management-{DISTRICT}",
+        "urban_management",
+    )
     assert a.assisting == ("housing",)
 
 
@@ -198,8 +220,9 @@ def test_without_reclassification_a_community_case_only_goes_up_one_tier(lucheng
 
 def test_reclassified_category_with_a_lower_tier_still_goes_one_tier_up(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
-    a = escalate(lucheng, start, lucheng.category("event.neighbour_dispute"), SHUPU_GRID,
-                 reclassified=True)
+    a = escalate(
+        lucheng, start, lucheng.category("event.neighbour_dispute"), SHUPU_GRID, reclassified=True
+    )
     assert (a.tier, a.holder, a.lead) == ("district", f"justice-{DISTRICT}", "justice")
 
 
@@ -217,23 +240,28 @@ def test_district_case_escalated_goes_to_the_command_center(lucheng):
 def test_return_naming_a_category_reroutes_at_the_same_street_tier(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
     a = reroute_returned(lucheng, start, lucheng.category("event.junk_pile"), SHUPU_GRID, 1)
-    assert (a.tier, a.holder, a.lead) == ("street", f"urban_management-{TENGQIAO}",
-                                           "urban_management")
+    assert (a.tier, a.holder, a.lead) == (
+        "street",
+        f"urban_management-{TENGQIAO}",
+        "urban_management",
+    )
 
 
 def test_return_naming_a_category_reroutes_at_the_same_district_tier(lucheng):
     start = route_new_case(lucheng, lucheng.category("event.public_health_hazard"), SHUPU_GRID)
-    a = reroute_returned(lucheng, start, lucheng.category("event.illegal_building"),
-                         SHUPU_GRID, 1)
+    a = reroute_returned(lucheng, start, lucheng.category("event.illegal_building"), SHUPU_GRID, 1)
     assert (a.tier, a.holder, a.lead, a.assisting) == (
-        "district", f"urban_management-{DISTRICT}", "urban_management", ("housing",))
+        "district",
+        f"urban_management-{DISTRICT}",
+        "urban_management",
+        ("housing",),
+    )
 
 
 def test_return_naming_a_district_category_at_street_tier_stays_at_street(lucheng):
     # The named category's lead has a station here: the return does not move the case up.
     start = route_new_case(lucheng, lucheng.category("event.medical_waste"), SHUPU_GRID)
-    a = reroute_returned(lucheng, start, lucheng.category("event.illegal_building"),
-                         SHUPU_GRID, 1)
+    a = reroute_returned(lucheng, start, lucheng.category("event.illegal_building"), SHUPU_GRID, 1)
     assert (a.tier, a.holder) == ("street", f"urban_management-{TENGQIAO}")
 
 
@@ -263,7 +291,8 @@ def test_second_return_goes_to_the_command_center_even_naming_a_category(lucheng
     ],
 )
 def test_assisting_departments_are_carried_at_street_and_district_tiers(
-        lucheng, category, tier, holder, assisting):
+    lucheng, category, tier, holder, assisting
+):
     a = route_new_case(lucheng, lucheng.category(category), SHUPU_GRID)
     assert (a.tier, a.holder, a.assisting) == (tier, holder, assisting)
 
@@ -272,7 +301,11 @@ def test_assisting_departments_follow_the_case_when_it_goes_up(lucheng):
     category = lucheng.category("event.noise")
     a = escalate(lucheng, route_new_case(lucheng, category, SHUPU_GRID), category, SHUPU_GRID)
     assert (a.tier, a.holder, a.lead, a.assisting) == (
-        "district", f"environment-{DISTRICT}", "environment", ("police",))
+        "district",
+        f"environment-{DISTRICT}",
+        "environment",
+        ("police",),
+    )
 
 
 def test_community_office_has_no_assisting_departments(lucheng):

@@ -27,18 +27,35 @@ def on_case_routed(work: Work, event: c.Event) -> None:
     key = queue_key(p)
     queue = c.department_queue(key)
     j = work.jurisdiction(p["jurisdiction_version"])
-    work.db.execute(sa.insert(dispatches), dict(
-        assignment_id=p["assignment_id"], case_id=p["case_id"], holder=p["holder"],
-        queue=queue, dispatched_at=event.occurred_at))
-    work.send_to_department(key, {
-        "message_version": DEPARTMENT_MESSAGE_VERSION,
-        "case_id": p["case_id"], "assignment_id": p["assignment_id"], "reason": p["reason"],
-        "handler": p["holder"], "tier": p["tier"], "lead": p["lead"],
-        "assisting": p["assisting"], "category": p["category"], "area_code": p["area_code"],
-        "description": p["description"], "location": p["location"],
-        "dispatched_at": j.local(event.occurred_at).isoformat(),
-        "reply_to": "/api/v1/cases/{case_id}/updates".format(case_id=p["case_id"]),
-    })
+    work.db.execute(
+        sa.insert(dispatches),
+        dict(
+            assignment_id=p["assignment_id"],
+            case_id=p["case_id"],
+            holder=p["holder"],
+            queue=queue,
+            dispatched_at=event.occurred_at,
+        ),
+    )
+    work.send_to_department(
+        key,
+        {
+            "message_version": DEPARTMENT_MESSAGE_VERSION,
+            "case_id": p["case_id"],
+            "assignment_id": p["assignment_id"],
+            "reason": p["reason"],
+            "handler": p["holder"],
+            "tier": p["tier"],
+            "lead": p["lead"],
+            "assisting": p["assisting"],
+            "category": p["category"],
+            "area_code": p["area_code"],
+            "description": p["description"],
+            "location": p["location"],
+            "dispatched_at": j.local(event.occurred_at).isoformat(),
+            "reply_to": "/api/v1/cases/{case_id}/updates".format(case_id=p["case_id"]),
+        },
+    )
     work.emit(c.CASE_DISPATCHED, {**p, "queue": queue}, occurred_at=event.occurred_at)
 
 

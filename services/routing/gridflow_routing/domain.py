@@ -48,8 +48,9 @@ def _command_center(j: Any, area_code: str, why: str) -> Assignment:
     unit = j.command_center(district.code) if district else None
     if unit is None:
         raise RoutingImpossible(f"no command center for area {area_code}")
-    return Assignment(DISTRICT, unit.code, None, (), why + f"; to the command center {unit.code}",
-                      at_command=True)
+    return Assignment(
+        DISTRICT, unit.code, None, (), why + f"; to the command center {unit.code}", at_command=True
+    )
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ class AwaitsOrder:
 
 
 def _awaits_order(current: Assignment, why: str) -> AwaitsOrder:
-    return AwaitsOrder(current.holder,
-                       f"{why} at the command center {current.holder}: it waits for its order")
+    return AwaitsOrder(
+        current.holder, f"{why} at the command center {current.holder}: it waits for its order"
+    )
 
 
 class RoutingImpossible(Exception):
@@ -78,20 +80,29 @@ def assign_at_tier(j: Any, tier: str, category: Any | None, area_code: str) -> A
         community = j.ancestor(area_code, COMMUNITY)
         office = j.community_office(community.code) if community else None
         if office is not None:
-            return Assignment(COMMUNITY, office.code, None, (),
-                              f"{category.code} starts in the community: {office.code}")
+            return Assignment(
+                COMMUNITY,
+                office.code,
+                None,
+                (),
+                f"{category.code} starts in the community: {office.code}",
+            )
         tier = STREET  # a place known only to street level has no community office to hold it
     if tier == STREET:
         street = j.ancestor(area_code, STREET)
         station = j.station(category.lead_department, street.code) if street else None
         if station is not None:
             return Assignment(
-                STREET, station.code, category.lead_department,
+                STREET,
+                station.code,
+                category.lead_department,
                 tuple(category.assisting_departments),
                 f"{category.code} is led by {category.lead_department}: its station {station.code}",
             )
-        why = (f"{category.lead_department} has no station in "
-               f"{street.code if street else 'this place'}; up to the district")
+        why = (
+            f"{category.lead_department} has no station in "
+            f"{street.code if street else 'this place'}; up to the district"
+        )
         return _district(j, category, area_code, why)
     return _district(j, category, area_code, f"{category.code} is a district matter")
 
@@ -101,8 +112,13 @@ def _district(j: Any, category: Any, area_code: str, why: str) -> Assignment:
     bureau = j.bureau(category.lead_department, district.code) if district else None
     if bureau is None:
         return _command_center(j, area_code, why + f"; no {category.lead_department} bureau")
-    return Assignment(DISTRICT, bureau.code, category.lead_department,
-                      tuple(category.assisting_departments), why + f": bureau {bureau.code}")
+    return Assignment(
+        DISTRICT,
+        bureau.code,
+        category.lead_department,
+        tuple(category.assisting_departments),
+        why + f": bureau {bureau.code}",
+    )
 
 
 def route_new_case(j: Any, category: Any | None, area_code: str) -> Assignment:
@@ -111,8 +127,9 @@ def route_new_case(j: Any, category: Any | None, area_code: str) -> Assignment:
     return assign_at_tier(j, category.default_tier, category, area_code)
 
 
-def escalate(j: Any, current: Assignment, category: Any | None, area_code: str,
-             reclassified: bool = False) -> Assignment | AwaitsOrder:
+def escalate(
+    j: Any, current: Assignment, category: Any | None, area_code: str, reclassified: bool = False
+) -> Assignment | AwaitsOrder:
     """One tier up, or to the reclassified category's own tier when that is higher."""
     if current.at_command:
         return _awaits_order(current, "beyond authority")
@@ -124,8 +141,9 @@ def escalate(j: Any, current: Assignment, category: Any | None, area_code: str,
     return assign_at_tier(j, target, category, area_code)
 
 
-def reroute_returned(j: Any, current: Assignment, named_category: Any | None, area_code: str,
-                     returns_so_far: int) -> Assignment | AwaitsOrder:
+def reroute_returned(
+    j: Any, current: Assignment, named_category: Any | None, area_code: str, returns_so_far: int
+) -> Assignment | AwaitsOrder:
     """Re-route a case its holder returned (退回). ``returns_so_far`` counts this one."""
     if current.at_command:
         # Sending it "back" to the command center that already holds it would be a new

@@ -20,8 +20,7 @@ RESOLVED = "resolved"
 CLOSED = "closed"
 REJECTED = "rejected"
 ON_HOLD = "on_hold"
-CASE_STATUSES = (REGISTERED, DISPATCHED, ACCEPTED, IN_PROGRESS, RESOLVED, CLOSED, REJECTED,
-                 ON_HOLD)
+CASE_STATUSES = (REGISTERED, DISPATCHED, ACCEPTED, IN_PROGRESS, RESOLVED, CLOSED, REJECTED, ON_HOLD)
 
 # -- what a holder reports (处置反馈) --------------------------------------------------------------
 RETURNED = "returned"
@@ -34,8 +33,13 @@ REASON_ESCALATED = "escalated"
 REASON_RETURNED = "returned"
 REASON_REWORK = "rework"
 REASON_RECLASSIFIED = "reclassified"
-ROUTING_REASONS = (REASON_NEW, REASON_ESCALATED, REASON_RETURNED, REASON_REWORK,
-                   REASON_RECLASSIFIED)
+ROUTING_REASONS = (
+    REASON_NEW,
+    REASON_ESCALATED,
+    REASON_RETURNED,
+    REASON_REWORK,
+    REASON_RECLASSIFIED,
+)
 
 # -- what routing announces when a case cannot move (at the top it waits for an order) ----------
 AWAITING_ORDER = "awaiting_order"
@@ -55,8 +59,15 @@ ROLE_STATION_DUTY = "station_duty"
 ROLE_BUREAU_DUTY = "bureau_duty"
 ROLE_COMMAND_DUTY = "command_duty"
 ROLE_LEADER = "leader"
-ROLES = (ROLE_GRID_WORKER, ROLE_COMMUNITY_STAFF, ROLE_STREET_DUTY, ROLE_STATION_DUTY,
-         ROLE_BUREAU_DUTY, ROLE_COMMAND_DUTY, ROLE_LEADER)
+ROLES = (
+    ROLE_GRID_WORKER,
+    ROLE_COMMUNITY_STAFF,
+    ROLE_STREET_DUTY,
+    ROLE_STATION_DUTY,
+    ROLE_BUREAU_DUTY,
+    ROLE_COMMAND_DUTY,
+    ROLE_LEADER,
+)
 
 # -- tiers (三级) ----------------------------------------------------------------------------------
 COMMUNITY = "community"
