@@ -5,7 +5,8 @@ import pytest
 
 from gridflow_common.domain.calendar import TimeLimit, TimeUnit
 from gridflow_common.domain.classify import classify
-from gridflow_common.domain.jurisdiction import Category, load_folder
+from gridflow_common.domain.jurisdiction import Category
+from gridflow_common.domain.jurisdiction_files import load_folder
 
 
 def _lucheng_folder() -> Path:

@@ -8,7 +8,7 @@ import pytest
 
 from gridflow_common.domain.calendar import TimeUnit
 from gridflow_common.domain.geo import distance_m, parse_wkt_polygon
-from gridflow_common.domain.jurisdiction import (
+from gridflow_common.domain.jurisdiction_files import (
     FILES,
     JurisdictionError,
     Problem,

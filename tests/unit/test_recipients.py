@@ -10,7 +10,7 @@ import pytest
 import gridflow_common
 from gridflow_common.domain import recipients
 from gridflow_common.domain import vocabulary as v
-from gridflow_common.domain.jurisdiction import load_folder
+from gridflow_common.domain.jurisdiction_files import load_folder
 
 LUCHENG = Path(gridflow_common.__file__).parent / "fixtures" / "lucheng"
 STATION = "urban_management-330302001"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import gridflow_common
-from gridflow_common.domain.jurisdiction import FILES, load_folder, parse_jurisdiction
+from gridflow_common.domain.jurisdiction_files import FILES, load_folder, parse_jurisdiction
 from gridflow_routing.domain import (
     Assignment,
     AwaitsOrder,

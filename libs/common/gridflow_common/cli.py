@@ -34,7 +34,7 @@ def cmd_replay(rest: list[str]) -> int:
 
 def cmd_import(args) -> int:
     """Validate a jurisdiction folder and install it through the admin API."""
-    from gridflow_common.domain.jurisdiction import JurisdictionError, load_folder
+    from gridflow_common.domain.jurisdiction_files import JurisdictionError, load_folder
 
     folder = Path(args.folder)
     try:

@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from gridflow_common.db import jurisdiction_table
-from gridflow_common.domain.jurisdiction import Jurisdiction, parse_jurisdiction
+from gridflow_common.domain.jurisdiction import Jurisdiction
+from gridflow_common.domain.jurisdiction_files import parse_jurisdiction
 
 ACTIVE_VERSION_TTL = 1.0
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from gridflow_common import contracts as c
 from gridflow_common import metrics
 from gridflow_common.clock import ClockRefused
-from gridflow_common.domain.jurisdiction import JurisdictionError
+from gridflow_common.domain.jurisdiction_files import JurisdictionError
 from gridflow_common.jurisdictions import NoJurisdiction
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import ServiceRuntime

@@ -1,0 +1,829 @@
+"""The jurisdiction's interchange format: a folder of CSV files (``shared/fixtures/README.md``)
+read and validated into a ``Jurisdiction``.
+
+Cities keep this in spreadsheets. The folder is accepted or refused as a whole: a half-loaded
+jurisdiction would route cases to units that do not exist, so every problem is collected and
+reported together, each with the file, spreadsheet row and column a clerk needs to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gridflow_common.domain.calendar import (
+    TimeLimit,
+    TimeUnit,
+    WarningLevel,
+    WorkingCalendar,
+    parse_time_unit,
+)
+from gridflow_common.domain.geo import parse_wkt_polygon
+from gridflow_common.domain.jurisdiction import (
+    _PARENT_LEVEL,
+    _ROLE_UNIT_KINDS,
+    _UNIT_KINDS_WITH_DEPARTMENT,
+    _UNIT_LEVEL,
+    CALENDAR_KINDS,
+    CATEGORY_KINDS,
+    DEFAULT_TIME_ZONE,
+    LEVELS,
+    Area,
+    Category,
+    Department,
+    Jurisdiction,
+    Person,
+    Unit,
+    _slot,
+)
+from gridflow_common.domain.vocabulary import (
+    COLOURS,
+    ROLES,
+    TIERS,
+    UNIT_KINDS,
+    WARNING_ACTIONS,
+)
+
+FILES: dict[str, tuple[str, ...]] = {
+    "areas.csv": ("code", "name", "level", "parent_code", "polygon_wkt"),
+    "departments.csv": ("code", "name_zh", "name_en"),
+    "units.csv": ("code", "name", "kind", "department_code", "area_code"),
+    "categories.csv": (
+        "code",
+        "name_zh",
+        "name_en",
+        "kind",
+        "time_limit",
+        "time_unit",
+        "default_tier",
+        "lead_department",
+        "assisting_departments",
+        "keywords_zh",
+    ),
+    "people.csv": ("id", "name", "role", "unit_or_area", "phone", "email"),
+    "calendar.csv": ("date", "kind"),
+    "office_hours.csv": ("start", "end"),
+    "warning_levels.csv": ("colour", "from_fraction", "action"),
+}
+# Files a folder may leave out: each setting then takes its documented default.
+OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
+    "settings.csv": ("key", "value"),
+}
+SETTING_TIME_ZONE = "time_zone"
+SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
+SETTING_TRIAGE_TIME_UNIT = "triage_time_unit"
+SETTINGS = (SETTING_TIME_ZONE, SETTING_TRIAGE_TIME_LIMIT, SETTING_TRIAGE_TIME_UNIT)
+_ALL_FILES = {**FILES, **OPTIONAL_FILES}
+
+_LIST_SEPARATOR = re.compile(r"[;；]")  # Chinese keyboards type the full-width semicolon
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+_INTEGER = re.compile(r"^\+?\d+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[\d\s()\-]{3,}$")
+# --------------------------------------------------------------------------- problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason to refuse a folder. ``line`` is the spreadsheet row (header = 1, 0 = the
+    file as a whole); ``column`` is the contract's column name, or None for a whole row/file."""
+
+    file: str
+    line: int
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f" line {self.line}"
+        if self.column:
+            where += f", column {self.column}"
+        return f"{where}: {self.message}"
+
+
+class JurisdictionError(ValueError):
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        order = {name: i for i, name in enumerate(_ALL_FILES)}
+        # Stable sort: problems on one row keep the order they were found in.
+        self.problems: tuple[Problem, ...] = tuple(
+            sorted(problems, key=lambda p: (order.get(p.file, len(order)), p.file, p.line))
+        )
+        super().__init__(str(self))
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [
+            {"file": p.file, "line": p.line, "column": p.column, "message": p.message}
+            for p in self.problems
+        ]
+
+    def __str__(self) -> str:
+        count = len(self.problems)
+        head = f"jurisdiction refused: {count} problem{'s' if count != 1 else ''}"
+        return "\n  ".join([head, *(str(p) for p in self.problems)])
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_folder(path: str | Path) -> Jurisdiction:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"jurisdiction folder not found: {folder}")
+    files: dict[str, str | bytes] = {}
+    for name in _ALL_FILES:
+        candidate = folder / name
+        if candidate.is_file():
+            files[name] = candidate.read_bytes()
+    return parse_jurisdiction(files)
+
+
+def parse_jurisdiction(files: Mapping[str, str | bytes]) -> Jurisdiction:
+    """Validate and build a jurisdiction from file name -> content (text, or UTF-8 bytes).
+
+    Keys may carry a folder prefix (``lucheng/areas.csv``), as browsers send for an uploaded
+    folder. Files outside the contract are ignored. Raises JurisdictionError listing every
+    problem found.
+    """
+    return _Loader(files).load()
+
+
+@dataclass
+class _Row:
+    line: int
+    cells: dict[str, str]
+
+    def __getitem__(self, column: str) -> str:
+        return self.cells.get(column, "")
+
+
+class _Loader:
+    def __init__(self, files: Mapping[str, str | bytes]) -> None:
+        self.problems: list[Problem] = []
+        self.texts: dict[str, str] = {}
+        self.unreadable: set[str] = set()
+        for key, content in files.items():
+            name = re.split(r"[\\/]", key)[-1]
+            if name not in _ALL_FILES:
+                continue
+            if name in self.texts or name in self.unreadable:
+                self.add(name, 0, None, f"given twice (again as {key!r})")
+                continue
+            if isinstance(content, bytes):
+                try:
+                    content = content.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    self.add(
+                        name,
+                        0,
+                        None,
+                        f"not UTF-8 text (bad byte at offset {exc.start}); "
+                        "save the spreadsheet as 'CSV UTF-8'",
+                    )
+                    self.unreadable.add(name)
+                    continue
+            self.texts[name] = content.removeprefix("\ufeff")
+        # Codes seen in each file, even on rows with other problems, so that one bad cell does
+        # not also surface as "unknown code" everywhere it is referenced. None = file unusable.
+        self.area_levels: dict[str, str | None] | None = None
+        self.department_codes: set[str] | None = None
+        self.unit_kinds: dict[str, str | None] | None = None
+
+    def add(self, file: str, line: int, column: str | None, message: str) -> None:
+        self.problems.append(Problem(file, line, column, message))
+
+    # ---- generic table reading
+
+    def table(self, name: str) -> list[_Row] | None:
+        columns = _ALL_FILES[name]
+        text = self.texts.get(name)
+        if text is None:
+            if name not in self.unreadable and name not in OPTIONAL_FILES:
+                self.add(name, 0, None, "file is missing")
+            return None
+        records: list[tuple[int, list[str]]] = []
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            # Counting records, not physical lines, matches the row numbers a spreadsheet shows
+            # even when a quoted cell spans several lines.
+            for number, record in enumerate(reader, start=1):
+                records.append((number, record))
+        except csv.Error as exc:
+            self.add(name, len(records) + 1, None, f"not valid CSV: {exc}")
+            return None
+        if not records or not any(cell.strip() for cell in records[0][1]):
+            self.add(name, 1, None, f"header row is missing; expected {', '.join(columns)}")
+            return None
+        header = [cell.strip().lower() for cell in records[0][1]]
+        missing = [c for c in columns if c not in header]
+        for column in missing:
+            self.add(name, 1, column, f"required column '{column}' is missing")
+        for column in columns:
+            if header.count(column) > 1:
+                self.add(name, 1, column, f"column '{column}' appears more than once")
+                missing.append(column)
+        if missing:
+            return None
+        index = {c: header.index(c) for c in columns}
+        rows = []
+        for number, record in records[1:]:
+            # Spreadsheets export trailing rows of bare commas; they are not data.
+            if not any(cell.strip() for cell in record):
+                continue
+            cells = {c: record[i].strip() if i < len(record) else "" for c, i in index.items()}
+            rows.append(_Row(number, cells))
+        return rows
+
+    def required(self, file: str, row: _Row, column: str) -> str | None:
+        value = row[column]
+        if not value:
+            self.add(file, row.line, column, "is empty")
+            return None
+        return value
+
+    def one_of(
+        self, file: str, row: _Row, column: str, allowed: tuple[str, ...], what: str
+    ) -> str | None:
+        value = self.required(file, row, column)
+        if value is not None and value not in allowed:
+            self.add(
+                file,
+                row.line,
+                column,
+                f"unknown {what} '{value}'; expected one of {', '.join(allowed)}",
+            )
+            return None
+        return value
+
+    def unique(self, file: str, row: _Row, column: str, value: str, seen: dict[str, int]) -> bool:
+        if value in seen:
+            self.add(
+                file,
+                row.line,
+                column,
+                f"duplicate {column} '{value}' (first on line {seen[value]})",
+            )
+            return False
+        seen[value] = row.line
+        return True
+
+    # ---- the files, in dependency order
+
+    def load(self) -> Jurisdiction:
+        areas = self.load_areas()
+        departments = self.load_departments()
+        units = self.load_units()
+        categories = self.load_categories()
+        people = self.load_people()
+        before_calendar = len(self.problems)
+        calendar_dates = self.load_calendar()
+        office_hours = self.load_office_hours()
+        calendar_ok = len(self.problems) == before_calendar
+        warning_levels = self.load_warning_levels()
+        settings = self.load_settings()
+        zone = ZoneInfo(settings.get("time_zone", DEFAULT_TIME_ZONE))
+
+        calendar: WorkingCalendar | None = None
+        # Only a clean calendar is handed over: its own checks would repeat ours less precisely.
+        if calendar_ok and calendar_dates is not None and office_hours is not None:
+            holidays, workdays = calendar_dates
+            try:
+                calendar = WorkingCalendar(
+                    holidays=holidays, workdays=workdays, office_hours=office_hours, zone=zone
+                )
+            except (TypeError, ValueError) as exc:
+                self.add("calendar.csv", 0, None, f"working calendar refused: {exc}")
+
+        if self.problems or calendar is None or warning_levels is None:
+            raise JurisdictionError(self.problems)
+        return Jurisdiction(
+            areas=tuple(areas),
+            departments=tuple(departments),
+            units=tuple(units),
+            categories=tuple(categories),
+            people=tuple(people),
+            calendar=calendar,
+            warning_levels=warning_levels,
+            **settings,
+        )
+
+    def load_settings(self) -> dict[str, Any]:
+        """``settings.csv`` (optional): one ``key,value`` row per setting; absent ones default."""
+        file = "settings.csv"
+        rows = self.table(file) or []
+        seen: dict[str, int] = {}
+        values: dict[str, tuple[str, int]] = {}
+        for row in rows:
+            key = self.one_of(file, row, "key", SETTINGS, "setting")
+            value = self.required(file, row, "value")
+            if key is not None and self.unique(file, row, "key", key, seen) and value:
+                values[key] = (value, row.line)
+        settings: dict[str, Any] = {}
+        if SETTING_TIME_ZONE in values:
+            zone, line = values[SETTING_TIME_ZONE]
+            if _valid_zone(zone):
+                settings["time_zone"] = zone
+            else:
+                self.add(
+                    file, line, "value", f"'{zone}' is not an IANA time zone (e.g. Asia/Shanghai)"
+                )
+        amount = values.get(SETTING_TRIAGE_TIME_LIMIT)
+        unit = values.get(SETTING_TRIAGE_TIME_UNIT)
+        if (amount is None) != (unit is None):
+            _, line = amount or unit  # type: ignore[misc]
+            wanted = SETTING_TRIAGE_TIME_UNIT if unit is None else SETTING_TRIAGE_TIME_LIMIT
+            self.add(
+                file, line, "key", f"needs a '{wanted}' row too: a limit has an amount and a unit"
+            )
+        elif amount is not None and unit is not None:
+            parsed_amount: int | None = None
+            if not _INTEGER.match(amount[0]) or int(amount[0]) <= 0:
+                self.add(file, amount[1], "value", f"'{amount[0]}' is not a positive whole number")
+            else:
+                parsed_amount = int(amount[0])
+            parsed_unit: TimeUnit | None = None
+            try:
+                parsed_unit = parse_time_unit(unit[0])
+            except ValueError as exc:
+                self.add(file, unit[1], "value", str(exc))
+            if parsed_amount is not None and parsed_unit is not None:
+                settings["triage_limit"] = TimeLimit(parsed_amount, parsed_unit)
+        return settings
+
+    def load_areas(self) -> list[Area]:
+        file = "areas.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        levels: dict[str, str | None] = {}
+        seen: dict[str, int] = {}
+        parsed = []
+        for row in rows:
+            code = self.required(file, row, "code")
+            name = self.required(file, row, "name")
+            level = self.one_of(file, row, "level", LEVELS, "level")
+            polygon = None
+            wkt = self.required(file, row, "polygon_wkt")
+            if wkt is not None:
+                try:
+                    polygon = parse_wkt_polygon(wkt)
+                except ValueError as exc:
+                    self.add(file, row.line, "polygon_wkt", str(exc))
+            if code is None or not self.unique(file, row, "code", code, seen):
+                continue
+            levels[code] = level
+            parsed.append((row, code, name, level, polygon))
+        self.area_levels = levels
+
+        areas = []
+        for row, code, name, level, polygon in parsed:
+            parent = row["parent_code"] or None
+            if level == "district":
+                if parent is not None:
+                    self.add(
+                        file,
+                        row.line,
+                        "parent_code",
+                        "a district is the top of the hierarchy; leave parent_code empty",
+                    )
+            elif level is not None:
+                expected = _PARENT_LEVEL[level]
+                if parent is None:
+                    self.add(
+                        file, row.line, "parent_code", f"is empty; a {level} needs its {expected}"
+                    )
+                elif parent not in levels:
+                    self.add(file, row.line, "parent_code", f"unknown area '{parent}'")
+                else:
+                    actual = levels[parent]
+                    if actual is not None and actual != expected:
+                        self.add(
+                            file,
+                            row.line,
+                            "parent_code",
+                            f"'{parent}' is a {actual}; "
+                            f"the parent of a {level} must be a {expected}",
+                        )
+                    if not (code.startswith(parent) and len(code) > len(parent)):
+                        self.add(
+                            file,
+                            row.line,
+                            "code",
+                            f"code '{code}' does not extend its parent's code '{parent}'",
+                        )
+            if name is not None and level is not None and polygon is not None:
+                areas.append(Area(code, name, level, parent, polygon))
+        if rows and "district" not in levels.values():
+            self.add(file, 0, "level", "no district: the hierarchy needs at least one")
+        return areas
+
+    def load_departments(self) -> list[Department]:
+        file = "departments.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        seen: dict[str, int] = {}
+        departments = []
+        for row in rows:
+            code = self.required(file, row, "code")
+            name_zh = self.required(file, row, "name_zh")
+            if code is None or not self.unique(file, row, "code", code, seen):
+                continue
+            if name_zh is not None:
+                departments.append(Department(code, name_zh, row["name_en"]))
+        self.department_codes = set(seen)
+        return departments
+
+    def check_department(self, file: str, row: _Row, column: str, code: str) -> bool:
+        if self.department_codes is not None and code not in self.department_codes:
+            self.add(file, row.line, column, f"unknown department '{code}'")
+            return False
+        return True
+
+    def load_units(self) -> list[Unit]:
+        file = "units.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        seen: dict[str, int] = {}
+        slots: dict[tuple[str, str | None, str], tuple[str, int]] = {}
+        kinds: dict[str, str | None] = {}
+        units = []
+        for row in rows:
+            code = self.required(file, row, "code")
+            name = self.required(file, row, "name")
+            kind = self.one_of(file, row, "kind", UNIT_KINDS, "unit kind")
+            area_code = self.required(file, row, "area_code")
+            department = row["department_code"] or None
+
+            if area_code is not None and self.area_levels is not None:
+                if area_code not in self.area_levels:
+                    self.add(file, row.line, "area_code", f"unknown area '{area_code}'")
+                    area_code = None
+                else:
+                    level = self.area_levels[area_code]
+                    if kind is not None and level is not None and level != _UNIT_LEVEL[kind]:
+                        self.add(
+                            file,
+                            row.line,
+                            "area_code",
+                            f"'{area_code}' is a {level}; "
+                            f"a {kind} belongs to a {_UNIT_LEVEL[kind]}",
+                        )
+            if department is None:
+                if kind in _UNIT_KINDS_WITH_DEPARTMENT:
+                    self.add(
+                        file,
+                        row.line,
+                        "department_code",
+                        f"is empty; a {kind} belongs to a department",
+                    )
+            else:
+                self.check_department(file, row, "department_code", department)
+
+            if kind is not None and area_code is not None:
+                slot = _slot(kind, department, area_code)
+                if slot in slots:
+                    other, line = slots[slot]
+                    self.add(
+                        file,
+                        row.line,
+                        None,
+                        f"a second {kind} for the same "
+                        f"{'department and ' if slot[1] else ''}area "
+                        f"(first is '{other}' on line {line})",
+                    )
+                elif code is not None:
+                    slots[slot] = (code, row.line)
+
+            if code is None or not self.unique(file, row, "code", code, seen):
+                continue
+            kinds[code] = kind
+            if self.area_levels is not None and code in self.area_levels:
+                # people.csv points at "a unit or an area" by code alone.
+                self.add(
+                    file, row.line, "code", f"'{code}' is also an area code; unit codes must differ"
+                )
+            if name is not None and kind is not None and area_code is not None:
+                units.append(Unit(code, name, kind, department, area_code))
+        self.unit_kinds = kinds
+        return units
+
+    def load_categories(self) -> list[Category]:
+        file = "categories.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        seen: dict[str, int] = {}
+        categories = []
+        for row in rows:
+            code = self.required(file, row, "code")
+            name_zh = self.required(file, row, "name_zh")
+            kind = self.one_of(file, row, "kind", CATEGORY_KINDS, "category kind")
+            tier = self.one_of(file, row, "default_tier", TIERS, "tier")
+
+            amount = None
+            raw_amount = self.required(file, row, "time_limit")
+            if raw_amount is not None:
+                if not _INTEGER.match(raw_amount) or int(raw_amount) <= 0:
+                    self.add(
+                        file,
+                        row.line,
+                        "time_limit",
+                        f"'{raw_amount}' is not a positive whole number",
+                    )
+                else:
+                    amount = int(raw_amount)
+            unit = None
+            raw_unit = self.required(file, row, "time_unit")
+            if raw_unit is not None:
+                try:
+                    unit = parse_time_unit(raw_unit)
+                except ValueError as exc:
+                    self.add(file, row.line, "time_unit", str(exc))
+
+            lead = row["lead_department"] or None
+            if lead is not None:
+                self.check_department(file, row, "lead_department", lead)
+            assisting: list[str] = []
+            for item in _split_list(row["assisting_departments"]):
+                if item == lead:
+                    self.add(
+                        file,
+                        row.line,
+                        "assisting_departments",
+                        f"'{item}' is already the lead department",
+                    )
+                elif item in assisting:
+                    self.add(file, row.line, "assisting_departments", f"'{item}' is listed twice")
+                elif self.check_department(file, row, "assisting_departments", item):
+                    assisting.append(item)
+            keywords = tuple(dict.fromkeys(_split_list(row["keywords_zh"])))
+
+            if code is None or not self.unique(file, row, "code", code, seen):
+                continue
+            if None not in (name_zh, kind, tier, amount, unit):
+                assert name_zh and kind and tier and amount and unit  # narrows types for mypy
+                categories.append(
+                    Category(
+                        code=code,
+                        name_zh=name_zh,
+                        name_en=row["name_en"],
+                        kind=kind,
+                        limit=TimeLimit(amount, unit),
+                        default_tier=tier,
+                        lead_department=lead,
+                        assisting_departments=tuple(assisting),
+                        keywords=keywords,
+                    )
+                )
+        return categories
+
+    def load_people(self) -> list[Person]:
+        file = "people.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        seen: dict[str, int] = {}
+        people = []
+        for row in rows:
+            person_id = self.required(file, row, "id")
+            name = self.required(file, row, "name")
+            role = self.one_of(file, row, "role", ROLES, "role")
+            target = self.required(file, row, "unit_or_area")
+            if target is not None and self.area_levels is not None and self.unit_kinds is not None:
+                self.check_person_target(file, row, role, target)
+            phone = row["phone"] or None
+            if phone is not None and not _PHONE.match(phone):
+                self.add(file, row.line, "phone", f"'{phone}' does not look like a phone number")
+            email = row["email"] or None
+            if email is not None and not _EMAIL.match(email):
+                self.add(file, row.line, "email", f"'{email}' does not look like an e-mail address")
+            if person_id is None or not self.unique(file, row, "id", person_id, seen):
+                continue
+            if name is not None and role is not None and target is not None:
+                people.append(Person(person_id, name, role, target, phone, email))
+        return people
+
+    def check_person_target(self, file: str, row: _Row, role: str | None, target: str) -> None:
+        assert self.area_levels is not None and self.unit_kinds is not None
+        # Should a unit share its code with an area (already reported in units.csv), read the
+        # code the way the role expects rather than report the person as well.
+        as_area = target in self.area_levels and (
+            role == "grid_worker" or target not in self.unit_kinds
+        )
+        if target in self.unit_kinds and not as_area:
+            kind = self.unit_kinds[target]
+            if role == "grid_worker":
+                self.add(
+                    file,
+                    row.line,
+                    "unit_or_area",
+                    f"'{target}' is a unit; a grid_worker belongs to a grid area",
+                )
+            elif role is not None and kind is not None and kind not in _ROLE_UNIT_KINDS[role]:
+                self.add(
+                    file,
+                    row.line,
+                    "unit_or_area",
+                    f"'{target}' is a {kind}; a {role} belongs to a "
+                    f"{' or '.join(_ROLE_UNIT_KINDS[role])}",
+                )
+        elif as_area:
+            level = self.area_levels[target]
+            if role == "grid_worker":
+                if level is not None and level != "grid":
+                    self.add(
+                        file,
+                        row.line,
+                        "unit_or_area",
+                        f"'{target}' is a {level}; a grid_worker belongs to a grid",
+                    )
+            elif role is not None:
+                self.add(
+                    file,
+                    row.line,
+                    "unit_or_area",
+                    f"'{target}' is an area; a {role} belongs to a unit "
+                    f"({' or '.join(_ROLE_UNIT_KINDS[role])})",
+                )
+        else:
+            self.add(file, row.line, "unit_or_area", f"unknown unit or area '{target}'")
+
+    def load_calendar(self) -> tuple[frozenset[date], frozenset[date]] | None:
+        file = "calendar.csv"
+        rows = self.table(file)
+        if rows is None:
+            return None
+        seen: dict[str, int] = {}
+        holidays: set[date] = set()
+        workdays: set[date] = set()
+        for row in rows:
+            raw = self.required(file, row, "date")
+            kind = self.one_of(file, row, "kind", CALENDAR_KINDS, "calendar kind")
+            if raw is None:
+                continue
+            day = _parse_date(raw)
+            if day is None:
+                self.add(file, row.line, "date", f"'{raw}' is not a date; write YYYY-MM-DD")
+                continue
+            if not self.unique(file, row, "date", day.isoformat(), seen):
+                continue
+            if kind == "workday" and day.weekday() < 5:
+                self.add(
+                    file,
+                    row.line,
+                    "date",
+                    f"{raw} is a weekday already; 'workday' is for a weekend day that is worked",
+                )
+            if kind == "holiday":
+                holidays.add(day)
+            elif kind == "workday":
+                workdays.add(day)
+        return frozenset(holidays), frozenset(workdays)
+
+    def load_office_hours(self) -> tuple[tuple[time, time], ...] | None:
+        file = "office_hours.csv"
+        rows = self.table(file)
+        if rows is None:
+            return None
+        periods: list[tuple[time, time, int]] = []
+        for row in rows:
+            start = self.clock(file, row, "start")
+            end = self.clock(file, row, "end")
+            if start is None or end is None:
+                continue
+            if start >= end:
+                self.add(
+                    file, row.line, "end", f"{_hhmm(end)} is not after the start {_hhmm(start)}"
+                )
+                continue
+            periods.append((start, end, row.line))
+        if not rows:
+            self.add(file, 0, None, "no office hours: a working day needs at least one period")
+        periods.sort()
+        for (_, prev_end, prev_line), (start, end, line) in pairwise(periods):
+            if start < prev_end:
+                self.add(
+                    file,
+                    line,
+                    "start",
+                    f"{_hhmm(start)}–{_hhmm(end)} overlaps the period on line {prev_line}",
+                )
+        return tuple((s, e) for s, e, _ in periods)
+
+    def clock(self, file: str, row: _Row, column: str) -> time | None:
+        raw = self.required(file, row, column)
+        if raw is None:
+            return None
+        m = _CLOCK.match(raw)
+        if m:
+            hour, minute, second = int(m[1]), int(m[2]), int(m[3] or 0)
+            if hour < 24 and minute < 60 and second < 60:
+                return time(hour, minute, second)
+        self.add(file, row.line, column, f"'{raw}' is not a time of day; write HH:MM")
+        return None
+
+    def load_warning_levels(self) -> tuple[WarningLevel, ...] | None:
+        file = "warning_levels.csv"
+        rows = self.table(file)
+        if rows is None:
+            return None
+        seen: dict[str, int] = {}
+        found: dict[str, tuple[float | None, str | None, int]] = {}
+        for row in rows:
+            colour = self.one_of(file, row, "colour", COLOURS, "colour")
+            action = self.one_of(file, row, "action", WARNING_ACTIONS, "warning action")
+            fraction = None
+            raw = self.required(file, row, "from_fraction")
+            if raw is not None:
+                with contextlib.suppress(ValueError):
+                    fraction = float(raw)
+                if fraction is None or not math.isfinite(fraction) or fraction < 0:
+                    self.add(
+                        file, row.line, "from_fraction", f"'{raw}' is not a number of 0 or more"
+                    )
+                    fraction = None
+            if colour is not None and self.unique(file, row, "colour", colour, seen):
+                found[colour] = (fraction, action, row.line)
+
+        missing = [c for c in COLOURS if c not in found]
+        if missing:
+            self.add(
+                file,
+                0,
+                "colour",
+                f"missing colour(s): {', '.join(missing)}; "
+                f"all of {', '.join(COLOURS)} are required",
+            )
+        green = found.get("green")
+        if green is not None and green[0] is not None and green[0] != 0:
+            self.add(
+                file,
+                green[2],
+                "from_fraction",
+                "green must start at 0, or a fresh case has no colour",
+            )
+        previous: tuple[str, float] | None = None
+        for colour in COLOURS:
+            if colour not in found or found[colour][0] is None:
+                continue
+            fraction, _, line = found[colour]
+            assert fraction is not None
+            if previous is not None and fraction <= previous[1]:
+                self.add(
+                    file,
+                    line,
+                    "from_fraction",
+                    f"{colour} starts at {fraction}, not above {previous[0]} ({previous[1]}); "
+                    f"the levels must rise in the order {', '.join(COLOURS)}",
+                )
+            previous = (colour, fraction)
+        if missing or any(f is None or a is None for f, a, _ in found.values()):
+            return None
+        levels = []
+        for colour in COLOURS:
+            fraction, action, _ = found[colour]
+            assert fraction is not None and action is not None
+            levels.append(WarningLevel(colour=colour, from_fraction=fraction, action=action))
+        return tuple(levels)
+
+
+def _valid_zone(name: str) -> bool:
+    # ZoneInfo also takes file-system-looking keys; an IANA name never starts with a separator.
+    if name.startswith(("/", ".")) or "\\" in name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in _LIST_SEPARATOR.split(text) if item.strip()]
+
+
+def _parse_date(text: str) -> date | None:
+    # fromisoformat alone would also take 20260101 and week dates, which a clerk never means.
+    if not _DATE.match(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _hhmm(t: time) -> str:
+    return t.strftime("%H:%M") if not t.second else t.strftime("%H:%M:%S")
