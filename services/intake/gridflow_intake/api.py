@@ -160,7 +160,8 @@ class IntakeApi:
                 405,
                 {
                     "method": [
-                        f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}"
+                        f"{request.method} is not allowed on {request.path}; "
+                        f"use {', '.join(allowed)}"
                     ]
                 },
                 headers={"Allow": ", ".join(allowed)},
@@ -296,7 +297,8 @@ class IntakeApi:
                 409,
                 {
                     "clock": [
-                        "only a Gridflow on the simulated clock can be reset (GRIDFLOW_CLOCK=simulated)"
+                        "only a Gridflow on the simulated clock can be reset "
+                        "(GRIDFLOW_CLOCK=simulated)"
                     ]
                 },
             )
