@@ -71,7 +71,12 @@ def read_body(request: Request, limit: int) -> bytes:
         return b""
     body = bytearray()
     while len(body) <= limit:
-        chunk = stream.read(min(READ_CHUNK_BYTES, limit + 1 - len(body)))
+        try:
+            chunk = stream.read(min(READ_CHUNK_BYTES, limit + 1 - len(body)))
+        except (OSError, ValueError) as exc:
+            # A broken chunked encoding, or a client gone mid-body: nothing to answer to but a
+            # 400, and nothing was taken.
+            raise Rejected(400, {"_body": [f"the body could not be read: {exc}"]}) from None
         if not chunk:
             return bytes(body)
         body += chunk
@@ -131,7 +136,8 @@ def untakeable_values(data: Any) -> dict[str, list[str]]:
         path, value, depth = stack.pop()
         if isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
-                problems.setdefault(path or "_body", []).append(
+                # Named by the field it starts in: "x.0.0.0..." would say nothing more.
+                problems.setdefault(path.split(".", 1)[0] or "_body", []).append(
                     f"nested too deeply; at most {MAX_DEPTH} levels are taken"
                 )
                 continue
