@@ -8,7 +8,6 @@ import contextlib
 import http.client
 import json
 import time
-import uuid
 
 import kombu
 import pytest
@@ -17,11 +16,17 @@ import sqlalchemy as sa
 from gridflow_common.embedded import load_definitions
 from tests.conftest import lucheng_files
 from tests.e2e.conftest import start_topology
+from tests.http_samples import (
+    JSON,
+    REPORTS,
+    lucheng_with_more_people,
+    nested,
+    raw_call,
+    report_with_long_lat,
+)
+from tests.http_samples import report as _report
 
 pytestmark = pytest.mark.e2e
-
-REPORTS = "/api/v1/reports"
-JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -45,40 +50,18 @@ def _address(topo, service: str | None) -> tuple[str, int]:
 
 def _raw(topo, method, path, body=None, headers=None, service=None):
     """One request, straight to ``service``'s own port (or through nginx when None)."""
-    conn = http.client.HTTPConnection(*_address(topo, service), timeout=60)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        payload = response.read()
-        assert response.getheader("Content-Type", "").startswith("application/json"), payload
-        return response.status, dict(response.getheaders()), json.loads(payload)
-    finally:
-        conn.close()
-
-
-def _report(**changes) -> dict:
-    report = {
-        "channel": "grid_app",
-        "external_id": f"e2e-{uuid.uuid4().hex[:12]}",
-        "description": "一户民房内存放大量医疗废弃物",
-        "category": "event.medical_waste",
-        "location": {"lat": 28.05, "lon": 120.635},
-    }
-    report.update(changes)
-    return report
+    return raw_call(*_address(topo, service), method, path, body, headers)
 
 
 UNTAKEABLE = [
     pytest.param(
-        b'{"channel": "grid_app", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        nested(5000),
         "_body",
         "nested too deeply",
         id="nested-5000-deep",
     ),
     pytest.param(
-        json.dumps(_report(location={"lat": 0, "lon": 120.6}))
-        .replace('"lat": 0', '"lat": ' + "9" * 4301)
-        .encode(),
+        report_with_long_lat(4301),
         "location.lat",
         "4301 digits",
         id="lat-of-4301-digits",
@@ -167,8 +150,6 @@ def test_a_100_mb_body_sent_to_intake_directly_is_refused_without_being_held(sim
 
 
 def test_lucheng_with_600_more_people_is_imported_through_nginx(simulated_topology):
-    from tests.unit.test_api_http import lucheng_with_more_people
-
     files = lucheng_with_more_people(600)
     assert len(json.dumps({"files": files}, ensure_ascii=False).encode()) > 79_000
     status, body = simulated_topology.call("PUT", "/api/v1/admin/jurisdiction", {"files": files})

@@ -28,22 +28,17 @@ from gridflow_common.reset import ResetOrder, execute
 from gridflow_intake import models
 from gridflow_intake.api import ROUTES, URL_MAP
 from gridflow_intake.schemas import MAX_BODY_BYTES, MAX_JURISDICTION_BYTES
-from tests.conftest import lucheng_files
+from tests.http_samples import (
+    JSON,
+    REPORTS,
+    lucheng_with_more_people,
+    nested,
+    raw_call,
+    report_with_long_lat,
+)
+from tests.http_samples import report as _report
 
-REPORTS = "/api/v1/reports"
 SHANGHAI = "+08:00"
-
-
-def _report(**changes) -> dict:
-    report = {
-        "channel": "grid_app",
-        "external_id": f"t-{uuid.uuid4().hex[:12]}",
-        "description": "一户民房内存放大量医疗废弃物",
-        "category": "event.medical_waste",
-        "location": {"lat": 28.05, "lon": 120.635},
-    }
-    report.update(changes)
-    return report
 
 
 @pytest.fixture(autouse=True)
@@ -149,17 +144,11 @@ def test_route_list_is_exportable_and_is_the_routing_table():
 # ----------------------------------------------------------------------------- defect 8
 
 
-def _nested(depth: int) -> bytes:
-    return b'{"channel": "grid_app", "x": ' + b"[" * depth + b"]" * depth + b"}"
-
-
 BAD_REPORTS = [
-    pytest.param(_nested(5000), "_body", "nested too deeply", id="nested-5000-deep"),
-    pytest.param(_nested(40), "x", "nested too deeply", id="nested-40-deep"),
+    pytest.param(nested(5000), "_body", "nested too deeply", id="nested-5000-deep"),
+    pytest.param(nested(40), "x", "nested too deeply", id="nested-40-deep"),
     pytest.param(
-        json.dumps(_report(location={"lat": 0, "lon": 120.6}))
-        .replace('"lat": 0', '"lat": ' + "9" * 4300)
-        .encode(),
+        report_with_long_lat(4300),
         "location.lat",
         "4300 digits",
         id="lat-of-4300-digits",
@@ -295,19 +284,6 @@ def test_clock_and_reset_outside_a_sane_range_are_a_400_saying_why(gridflow, api
 # ----------------------------------------------------------------------------- defects 17 and 18
 
 
-def lucheng_with_more_people(extra: int) -> dict[str, str]:
-    files = lucheng_files()
-    people = files["people.csv"].rstrip("\n").splitlines()
-    grids = [line.split(",")[3] for line in people[1:] if line.split(",")[2] == "grid_worker"]
-    for i in range(extra):
-        pid = f"P{20000 + i:05d}"
-        people.append(
-            f"{pid},网格员{i:03d},grid_worker,{grids[i % len(grids)]},139{i:08d},{pid.lower()}@lucheng.example.org"
-        )
-    files["people.csv"] = "\n".join(people) + "\n"
-    return files
-
-
 def test_lucheng_with_600_more_people_is_imported(api):
     body = json.dumps({"files": lucheng_with_more_people(600)}, ensure_ascii=False).encode()
     assert len(body) > 79_000
@@ -437,22 +413,9 @@ def test_instants_the_api_answers_are_in_the_jurisdictions_zone(api):
 # ----------------------------------------------------------------------------- over HTTP
 
 
-def _raw(
-    url: str, method: str, path: str, body: bytes | None, headers: dict
-) -> tuple[int, dict, dict]:
+def _raw(url: str, method: str, path: str, body: bytes | None, headers: dict):
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        payload = response.read()
-        assert response.getheader("Content-Type", "").startswith("application/json"), payload
-        return response.status, dict(response.getheaders()), json.loads(payload)
-    finally:
-        conn.close()
-
-
-JSON = {"Content-Type": "application/json"}
+    return raw_call(parts.hostname, parts.port, method, path, body, headers)
 
 
 @pytest.mark.parametrize(

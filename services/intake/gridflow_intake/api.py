@@ -303,38 +303,22 @@ class IntakeApi:
                 },
             )
         order = r.ResetOrder.new()
-        refusals = self.peers.prepare_reset(order)
-        own = r.why_not_ready(self.runtime, order)
-        if own:
-            refusals[c.INTAKE] = own
-        if refusals:
-            log.warning("reset_refused", reset_id=order.reset_id, refusals=refusals)
-            return _errors(
-                503,
-                {
-                    "reset": [
-                        f"nothing was emptied: {name} {why}"
-                        for name, why in sorted(refusals.items())
-                    ]
-                },
-            )
-        failures = self.peers.execute_reset(order)
-        # Intake is emptied even when a service failed between the two rounds: the others'
-        # state is gone, so intake's projection of it would be wrong; a repeated reset finishes.
-        own = r.execute(self.runtime, order)
-        if own:
-            failures[c.INTAKE] = own
-        if failures:
-            log.error("reset_incomplete", reset_id=order.reset_id, failures=failures)
-            return _errors(
-                503,
-                {
-                    "reset": [
-                        f"{name} was not reset: {why}; run the reset again"
-                        for name, why in sorted(failures.items())
-                    ]
-                },
-            )
+        # Round one changes nothing; a refusal there empties nothing anywhere. Round two runs
+        # only when everyone said yes; intake is emptied in it even when another service failed
+        # in between (its projection of their emptied state would be wrong), and a repeated
+        # reset finishes the job.
+        rounds = (
+            (self.peers.prepare_reset, r.why_not_ready, "nothing was emptied: {} {}"),
+            (self.peers.execute_reset, r.execute, "{} was not reset: {}; run the reset again"),
+        )
+        for ask_peers, ask_intake, message in rounds:
+            refusals = ask_peers(order)
+            own = ask_intake(self.runtime, order)
+            if own:
+                refusals[c.INTAKE] = own
+            if refusals:
+                log.warning("reset_refused", reset_id=order.reset_id, refusals=refusals)
+                return _errors(503, {"reset": sorted(message.format(*i) for i in refusals.items())})
         if now is not None:
             self.runtime.clock.set(now, allow_backwards=True)
         return Answer(
