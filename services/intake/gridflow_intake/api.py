@@ -14,6 +14,7 @@ import datetime as dt
 import hmac
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -146,7 +147,9 @@ class IntakeApi:
         headers = dict(headers or {})
         if body and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = bodies.JSON_MEDIA_TYPE
-        environ = EnvironBuilder(path=path, method=method, data=body, headers=headers).get_environ()
+        environ = EnvironBuilder(
+            path=path, method=method, data=body, headers=list(headers.items())
+        ).get_environ()
         return self.answer(Request(environ))
 
     def answer(self, request: Request) -> Answer:
@@ -182,7 +185,7 @@ class IntakeApi:
         ).inc()
         return answer
 
-    def _dispatch(self, route: Route, values: dict[str, str], request: Request) -> Answer:
+    def _dispatch(self, route: Route, values: Mapping[str, Any], request: Request) -> Answer:
         if route.admin and not self._authorised(request):
             return _errors(
                 401,
