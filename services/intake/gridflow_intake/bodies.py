@@ -50,6 +50,16 @@ def _too_large(size: int | None, limit: int) -> Rejected:
     return Rejected(413, {"_body": [f"{said}; at most {limit} bytes are taken here"]})
 
 
+def _chunked(request: Request) -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def has_body(request: Request) -> bool:
+    if request.content_length is not None:
+        return request.content_length > 0
+    return _chunked(request)
+
+
 def read_body(request: Request, limit: int) -> bytes:
     """At most ``limit`` bytes of the body, read in chunks; more is refused with 413.
 
@@ -62,7 +72,7 @@ def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(declared, limit)
     if declared is not None:
         stream = request.stream
-    elif "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+    elif _chunked(request):
         # werkzeug hands out an empty stream for a body without a length unless the server says
         # it ends the input itself; both servers here (eventlet's and werkzeug's) decode chunked
         # input and stop at its last chunk, so the raw input is safe to read with a cap.
