@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 
 from gridflow_common import contracts as c
-from gridflow_common import migrate
+from gridflow_common import migrate, reset
 from gridflow_common.clock import make_clock
 from gridflow_common.db import make_engine
 from gridflow_common.jurisdictions import JurisdictionStore
@@ -129,12 +129,6 @@ class EmbeddedGridflow:
                 except Exception:
                     log.exception("tick_failed", service=name)
 
-    def reset_services(self) -> None:
-        self.bus.clear()
-        for name, runtime in self.runtimes.items():
-            if name != c.INTAKE:
-                runtime.reset()
-
     def load_jurisdiction(self, folder: Path = LUCHENG) -> int:
         files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
         return self.store.install(files)
@@ -142,21 +136,39 @@ class EmbeddedGridflow:
     def api(self):
         from gridflow_intake.api import IntakeApi
 
-        return IntakeApi(self.runtimes[c.INTAKE], self.reset_services)
+        return IntakeApi(self.runtimes[c.INTAKE], EmbeddedPeers(self))
 
     def wsgi_app(self):
-        from werkzeug.wrappers import Request, Response
+        from werkzeug.wrappers import Request
 
         api = self.api()
+        return Request.application(api.respond)
 
-        @Request.application
-        def app(request: Request) -> Response:
-            result = api.handle(request.method, request.path, request.get_data(),
-                                dict(request.headers))
-            return Response(result.encoded(), status=result.status,
-                            content_type=result.content_type)
 
-        return app
+class EmbeddedPeers:
+    """Intake's ``peers`` (gridflow_intake.peers.Peers) in one process: the other services'
+    runtimes are called directly, so every one of them always answers."""
+
+    def __init__(self, gridflow: EmbeddedGridflow):
+        self.gridflow = gridflow
+
+    def _others(self) -> dict[str, ServiceRuntime]:
+        return {n: rt for n, rt in self.gridflow.runtimes.items() if n != c.INTAKE}
+
+    def current_assignment(self, case_id: str) -> dict | None:
+        routing = importlib.import_module(f"gridflow_{c.ROUTING}.handlers")
+        with self.gridflow.runtimes[c.ROUTING].work() as work:
+            return routing.current_assignment(work, case_id)
+
+    def prepare_reset(self, order: reset.ResetOrder) -> dict[str, str]:
+        answers = {n: reset.why_not_ready(rt, order) for n, rt in self._others().items()}
+        return {n: why for n, why in answers.items() if why}
+
+    def execute_reset(self, order: reset.ResetOrder) -> dict[str, str]:
+        # Messages in flight would rebuild what the reset empties.
+        self.gridflow.bus.clear()
+        answers = {n: reset.execute(rt, order) for n, rt in self._others().items()}
+        return {n: why for n, why in answers.items() if why}
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, clock_mode: str | None = None,

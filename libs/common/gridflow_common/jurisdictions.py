@@ -86,3 +86,11 @@ class JurisdictionStore:
             conn.execute(sa.delete(jurisdiction_table))
         self._cache.clear()
         self._active = None
+
+    def loaded_at(self, version: int) -> dt.datetime | None:
+        """When ``version`` was installed (None if it does not exist)."""
+        with self._lock, self._engine.connect() as conn:
+            return conn.execute(
+                sa.select(jurisdiction_table.c.loaded_at)
+                .where(jurisdiction_table.c.version == version)
+            ).scalar()

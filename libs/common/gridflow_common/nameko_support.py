@@ -13,7 +13,7 @@ import kombu
 from nameko.extensions import DependencyProvider
 
 from gridflow_common import contracts as c
-from gridflow_common import migrate
+from gridflow_common import migrate, reset
 from gridflow_common.clock import make_clock
 from gridflow_common.db import database_url, make_engine
 from gridflow_common.jurisdictions import JurisdictionStore
@@ -167,11 +167,14 @@ class GridflowService:
         if self.definition.periodic is not None:
             self.definition.periodic(self.runtime)
 
+    # A reset's two rounds (gridflow_common.reset): each answers None, or why not.
     @_rpc
-    def reset(self) -> None:
-        if not self.runtime.clock.simulated:
-            raise RuntimeError("only a Gridflow on the simulated clock can be reset")
-        self.runtime.reset()
+    def reset_prepare(self, order: dict) -> str | None:
+        return reset.why_not_ready(self.runtime, reset.ResetOrder.from_message(order))
+
+    @_rpc
+    def reset(self, order: dict) -> str | None:
+        return reset.execute(self.runtime, reset.ResetOrder.from_message(order))
 
     @_http("GET", "/metrics")
     def metrics(self, request):

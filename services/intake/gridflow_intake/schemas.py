@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from marshmallow import (
     RAISE,
     Schema,
@@ -14,12 +17,62 @@ from marshmallow import (
 
 from gridflow_common.contracts import CHANNELS, UPDATE_STATUSES
 
+# Every body but a jurisdiction upload: a report with a 2,000-character Chinese description is
+# about 7 KB, so 64 KiB leaves room without letting anyone park megabytes in the process.
 MAX_BODY_BYTES = 64 * 1024
+# A jurisdiction upload is a whole city: Lucheng's eight CSV files are 29 KB for 90 areas and 150
+# people; a city of ten districts down to 30,000 grids with their polygons and 50,000 people is
+# about 8 MB. Twice that is the cap.
+MAX_JURISDICTION_BYTES = 16 * 1024 * 1024
+
+# The instants a clock (and a reset) may be set to. Outside them the SLA arithmetic overflows
+# (year 9999 plus a time limit is past datetime.max) or the city's calendar has no meaning.
+EARLIEST_INSTANT = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+LATEST_INSTANT = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def _not_blank(value: str) -> None:
     if not value.strip():
         raise ValidationError("must not be empty")
+
+
+class StrictFloat(fields.Float):
+    """A JSON number and nothing else: marshmallow's Float also takes "28.0" and true."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer: marshmallow's strict Integer still takes true as 1."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """true or false: marshmallow compares with ``in {True}``, where 1 == True is found."""
+
+    default_error_messages = {"invalid": "Not a boolean: give true or false."}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def _sane_instant(value: dt.datetime) -> None:
+    if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
+        raise ValidationError(
+            f"{value.isoformat()} is outside the range a Gridflow clock takes "
+            f"({EARLIEST_INSTANT.year} to {LATEST_INSTANT.year - 1})")
 
 
 class _Strict(Schema):
@@ -28,8 +81,8 @@ class _Strict(Schema):
 
 
 class LocationSchema(_Strict):
-    lat = fields.Float(validate=validate.Range(-90, 90), allow_nan=False)
-    lon = fields.Float(validate=validate.Range(-180, 180), allow_nan=False)
+    lat = StrictFloat(validate=validate.Range(-90, 90), allow_nan=False)
+    lon = StrictFloat(validate=validate.Range(-180, 180), allow_nan=False)
     grid_code = fields.String(validate=[validate.Length(1, 32), _not_blank])
     address = fields.String(validate=[validate.Length(1, 500), _not_blank])
 
@@ -74,21 +127,21 @@ class StatusUpdateSchema(_Strict):
 
 
 class VerificationSchema(_Strict):
-    passed = fields.Boolean(required=True, truthy={True}, falsy={False})
+    passed = StrictBoolean(required=True)
     note = fields.String(validate=validate.Length(max=2000), allow_none=True, load_default=None)
 
 
 class EvaluationSchema(_Strict):
-    satisfaction = fields.Integer(required=True, strict=True, validate=validate.Range(1, 5))
+    satisfaction = StrictInteger(required=True, validate=validate.Range(1, 5))
     note = fields.String(validate=validate.Length(max=2000), allow_none=True, load_default=None)
 
 
 class ClockSchema(_Strict):
-    now = fields.AwareDateTime(required=True)
+    now = fields.AwareDateTime(required=True, validate=_sane_instant)
 
 
 class ResetSchema(_Strict):
-    now = fields.AwareDateTime(load_default=None)
+    now = fields.AwareDateTime(load_default=None, validate=_sane_instant)
 
 
 class JurisdictionUploadSchema(_Strict):

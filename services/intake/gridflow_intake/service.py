@@ -1,13 +1,81 @@
 """The intake service as a nameko process: the public HTTP API and intake's event projections."""
 
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import eventlet
 from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
-from werkzeug.wrappers import Response
 
 from gridflow_common import contracts as c
+from gridflow_common import reset
 from gridflow_common.nameko_support import GridflowService, Runtime, subscribe
 from gridflow_intake.api import IntakeApi
 from gridflow_intake.handlers import DEFINITION
+from gridflow_intake.peers import ASSIGNMENT_TIMEOUT_SECONDS, PeerUnavailable
+
+# Every method on every path, so nameko's own URL map never answers (with HTML): IntakeApi's
+# routing table gives the JSON 404s and 405s. The GridflowService's own GET /healthz and GET
+# /metrics are more specific rules and still win.
+ALL_METHODS = "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS"
+
+
+class NamekoPeers:
+    """Intake's ``peers`` over nameko RPC, each question bounded in time: a service that is down
+    keeps the request in its queue, and nameko's ``result()`` would wait for it forever."""
+
+    def __init__(self, proxies: dict[str, Any]):
+        self.proxies = proxies
+
+    @staticmethod
+    def _wait(reply: Any, seconds: float) -> Any:
+        timeout = eventlet.Timeout(max(seconds, 0.001))
+        try:
+            return reply.result()
+        finally:
+            timeout.cancel()
+
+    def _ask_all(self, method: str, order: reset.ResetOrder, seconds: float) -> dict[str, str]:
+        """Ask every service at once; service -> why not, for each that did not answer None."""
+        failures: dict[str, str] = {}
+        replies = {}
+        for name, proxy in self.proxies.items():
+            try:
+                replies[name] = getattr(proxy, method).call_async(order.to_message())
+            except Exception as exc:
+                failures[name] = f"could not be asked: {exc!r}"
+        until = time.monotonic() + seconds
+        for name, reply in replies.items():
+            try:
+                why = self._wait(reply, until - time.monotonic())
+            except eventlet.Timeout:
+                why = f"did not answer within {seconds:.0f} s"
+            except Exception as exc:
+                why = f"failed: {exc}"
+            if why:
+                failures[name] = why
+        return failures
+
+    def current_assignment(self, case_id: str) -> dict | None:
+        reply = self.proxies[c.ROUTING].current_assignment.call_async(case_id)
+        try:
+            return self._wait(reply, ASSIGNMENT_TIMEOUT_SECONDS)
+        except eventlet.Timeout:
+            raise PeerUnavailable(
+                c.ROUTING,
+                "did not say who holds the case within "
+                f"{ASSIGNMENT_TIMEOUT_SECONDS:.0f} s; try again",
+            ) from None
+
+    def prepare_reset(self, order: reset.ResetOrder) -> dict[str, str]:
+        return self._ask_all(
+            "reset_prepare", order, min(reset.READY_TIMEOUT_SECONDS, order.remaining())
+        )
+
+    def execute_reset(self, order: reset.ResetOrder) -> dict[str, str]:
+        return self._ask_all("reset", order, order.remaining())
 
 
 @subscribe
@@ -20,12 +88,15 @@ class IntakeService(GridflowService):
     sla = RpcProxy(c.SLA)
     notify = RpcProxy(c.NOTIFY)
 
-    def _reset_others(self) -> None:
-        for proxy in (self.routing, self.departments, self.sla, self.notify):
-            proxy.reset()
-
-    @http("GET,POST,PUT", "/api/v1/<path:rest>")
-    def api(self, request, rest):
-        result = IntakeApi(self.runtime, self._reset_others).handle(
-            request.method, request.path, request.get_data(), dict(request.headers))
-        return Response(result.encoded(), status=result.status, content_type=result.content_type)
+    @http(ALL_METHODS, "/")
+    @http(ALL_METHODS, "/<path:rest>")
+    def api(self, request, rest=None):
+        peers = NamekoPeers(
+            {
+                c.ROUTING: self.routing,
+                c.DEPARTMENTS: self.departments,
+                c.SLA: self.sla,
+                c.NOTIFY: self.notify,
+            }
+        )
+        return IntakeApi(self.runtime, peers).respond(request)
