@@ -274,7 +274,7 @@ def test_a_reset_with_a_service_down_empties_nothing_then_or_later(
     assert status == 200, answer
     assert answer["now"] == "2026-01-05T09:00:00+08:00"
     emptied = _counts(database_url)
-    assert emptied["intake_cases"] == 0 and emptied["routing_cases"] == 0, emptied
+    assert emptied["intake_cases"] == 0 and emptied["routing_assignments"] == 0, emptied
     assert (
         topo.call("GET", "/api/v1/admin/jurisdiction")[1]["version"] == jurisdiction[1]["version"]
     )
