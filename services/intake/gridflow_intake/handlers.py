@@ -286,17 +286,17 @@ def _not_holding(sender: str, holder: str | None, lead: str | None) -> Rejected:
     )
 
 
-def _confirm_holder(case: Any, sender: str, holder_of: HolderOf | None) -> dict:
-    """Routing's current assignment when it shows ``sender`` holding a case intake's view shows
-    held by another (the announcement of the dispatch has not reached intake yet); refuse
-    otherwise. Routing commits an assignment before any department can hear of it, so whoever
-    answers a case it has just received is known there."""
+def _ask_routing(case_id: str, sender: str, holder_of: HolderOf | None) -> dict | None:
+    """Routing's current assignment of the case, for a sender intake's view does not show
+    holding it (the announcement of the dispatch has not reached intake yet). Routing commits
+    an assignment before any department can hear of it, so whoever answers a case it has just
+    received is known there."""
     if holder_of is None:
-        raise _not_holding(sender, case.handler, case.lead)
+        return None
     try:
-        assignment = holder_of(case.case_id)
+        return holder_of(case_id)
     except Exception as exc:
-        log.warning("holder_unconfirmed", case_id=case.case_id, error=repr(exc))
+        log.warning("holder_unconfirmed", case_id=case_id, error=repr(exc))
         raise Rejected(
             503,
             {
@@ -306,20 +306,14 @@ def _confirm_holder(case: Any, sender: str, holder_of: HolderOf | None) -> dict:
                 ]
             },
         ) from None
-    if assignment is None or not lifecycle.fast_forward(
-        case.status, _current_seq(case), sender, assignment
-    ):
-        if assignment is not None:
-            raise _not_holding(sender, assignment.get("holder"), assignment.get("lead"))
-        raise _not_holding(sender, case.handler, case.lead)
-    return assignment
 
 
 def report_status(
     work: Work, case_id: str, update: dict, holder_of: HolderOf | None = None
 ) -> tuple[int, dict]:
     """A holder's report on its case (202), refused with 400 (what no case takes), 404, 409
-    (the sender does not hold the case, or the case cannot take this report now) or 422.
+    (the sender does not hold the case, or the case cannot take this report now), 422, or 503
+    (routing had to be asked and could not answer).
 
     ``holder_of`` (routing's ``current_assignment``) is asked only when intake's view does not
     show the sender holding the case; when routing does, intake's view moves to routing's
@@ -329,11 +323,21 @@ def report_status(
         lifecycle.check_update(status, category)
     except lifecycle.LifecycleError as exc:
         raise _refused(exc) from None
+    # Routing is asked before the case's row is locked: the projections of this case need not
+    # wait for a remote call.
+    peek = _case(work, case_id)
+    assignment = None
+    if not lifecycle.holds(sender, peek.handler, peek.lead):
+        assignment = _ask_routing(case_id, sender, holder_of)
     case = _case(work, case_id, lock=True)
     values: dict[str, Any] = {}
     current_status, assignment_id = case.status, case.assignment_id
     if not lifecycle.holds(sender, case.handler, case.lead):
-        assignment = _confirm_holder(case, sender, holder_of)
+        if assignment is None or not lifecycle.fast_forward(
+            case.status, _current_seq(case), sender, assignment
+        ):
+            shown = assignment or {"holder": case.handler, "lead": case.lead}
+            raise _not_holding(sender, shown.get("holder"), shown.get("lead"))
         assignment_id = assignment["assignment_id"]
         # As the dispatch's projection would have: its later arrival finds the same assignment
         # and leaves the status this report sets (lifecycle.project_dispatch).
