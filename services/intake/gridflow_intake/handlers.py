@@ -19,6 +19,7 @@ from gridflow_common import contracts as c
 from gridflow_common.domain import lifecycle, merging
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.classify import classify
+from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
@@ -98,7 +99,7 @@ def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float |
     address = location["address"]
     # A first version: the deepest area whose name the address mentions. Geocoding comes later.
     best = None
-    for level in ("grid", "community", "street", "district"):
+    for level in reversed(LEVELS):  # the deepest first
         for area in j.areas_at(level):
             if area.name and area.name in address:
                 best = area
