@@ -17,21 +17,11 @@ import requests
 
 from gridflow_common import contracts as c
 from gridflow_common.domain import vocabulary as v
+from tests.e2e.test_real_topology import _poll
 
 pytestmark = pytest.mark.e2e
 DEPARTMENT = "urban_management"
 CASES = 200
-
-
-def _poll(fn, timeout: float = 60.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)  # bounded poll on an observable result
-    return last
 
 
 class _Http:
@@ -153,8 +143,10 @@ def test_a_department_answering_each_case_the_instant_it_arrives_is_never_refuse
         f"{statistics.median(delays_ms):.3f} ms"
     )
     assert set(department.answers) == set(registered)
-    print(f"delivery-to-answer: p50 {statistics.median(delays_ms):.3f} ms, "
-          f"p99 {delays_ms[int(len(delays_ms) * 0.99) - 1]:.3f} ms, max {delays_ms[-1]:.3f} ms")
+    print(
+        f"delivery-to-answer: p50 {statistics.median(delays_ms):.3f} ms, "
+        f"p99 {delays_ms[int(len(delays_ms) * 0.99) - 1]:.3f} ms, max {delays_ms[-1]:.3f} ms"
+    )
     # Intake's view keeps the answer once the dispatch's own projection arrives.
     for case_id in registered[:: CASES // 20]:
         assert _poll(lambda c=case_id: _accepted_by_the_station(http, c), timeout=30), case_id

@@ -28,6 +28,7 @@ from gridflow_common.runtime import ServiceRuntime
 from gridflow_intake import handlers as h
 from gridflow_intake import models
 from tests.conftest import lucheng_files
+from tests.intake_messages import colour_changed
 
 pytestmark = pytest.mark.integration
 PARALLEL = 8
@@ -164,25 +165,6 @@ def test_parallel_reports_of_other_categories_at_one_place_stay_apart(intake):
     assert [status for status, _ in answers] == [201] * len(categories), answers
 
 
-def _colour_message(case_id: str, assignment_id: str, colour: str, at: dt.datetime) -> dict:
-    action = {v.YELLOW: v.ACTION_REMIND, v.ORANGE: v.ACTION_SUPERVISE, v.RED: v.ACTION_ESCALATE}[
-        colour
-    ]
-    return c.make_event(
-        c.SLA,
-        c.CASE_COLOUR_CHANGED,
-        at,
-        {
-            "case_id": case_id,
-            "assignment_id": assignment_id,
-            "colour": colour,
-            "action": action,
-            "fraction": 1.0,
-            "jurisdiction_version": 1,
-        },
-    ).to_message()
-
-
 def test_concurrent_out_of_order_colours_end_at_the_latest_with_no_failure(intake):
     """After a jump of days two SLA replicas announce every colour of every clock, at once and
     in any order: each case ends at its latest colour, every message is taken first time."""
@@ -213,7 +195,7 @@ def test_concurrent_out_of_order_colours_end_at_the_latest_with_no_failure(intak
     messages = []
     for case_id in cases:
         for day, colour in ((1, v.YELLOW), (2, v.ORANGE), (3, v.RED)):
-            message = _colour_message(
+            message = colour_changed(
                 case_id, f"{case_id}-1", colour, start + dt.timedelta(days=day)
             )
             messages += [message, {**message, "event_id": "replica-2-" + message["event_id"]}]

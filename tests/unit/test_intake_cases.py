@@ -20,21 +20,11 @@ from gridflow_common.domain import vocabulary as v
 from gridflow_common.embedded import EmbeddedGridflow
 from gridflow_intake import handlers as h
 from gridflow_intake import models
+from tests.intake_messages import colour_changed
+from tests.unit.test_report_validation import _valid_report as _report
 
-TENGQIAO_POINT = {"lat": 28.05, "lon": 120.635}  # inside grid 330302104001001
 ENVIRONMENT_STATION = "environment-330302104"
 CST = dt.timezone(dt.timedelta(hours=8))
-
-
-def _report(**changes) -> dict:
-    report = {
-        "channel": "grid_app",
-        "description": "一户民房内存放大量医疗废弃物",
-        "category": "event.medical_waste",
-        "location": dict(TENGQIAO_POINT),
-    }
-    report.update(changes)
-    return report
 
 
 @pytest.fixture
@@ -300,32 +290,13 @@ def test_the_same_dispatch_announced_twice_is_projected_once(g, intake):
 # ------------------------------------------------------ defect 2: colours out of order, twice each
 
 
-def _colour(case_id: str, assignment_id: str, colour: str, at: dt.datetime) -> dict:
-    action = {v.YELLOW: v.ACTION_REMIND, v.ORANGE: v.ACTION_SUPERVISE, v.RED: v.ACTION_ESCALATE}[
-        colour
-    ]
-    return c.make_event(
-        c.SLA,
-        c.CASE_COLOUR_CHANGED,
-        at,
-        {
-            "case_id": case_id,
-            "assignment_id": assignment_id,
-            "colour": colour,
-            "action": action,
-            "fraction": 1.0,
-            "jurisdiction_version": 1,
-        },
-    ).to_message()
-
-
 def test_colours_out_of_order_and_announced_twice_end_at_the_latest(g, intake):
     case_id = _register(intake)
     _pump(g)
     assignment_id = f"{case_id}-1"
     start = dt.datetime(2026, 1, 5, 9, 0, tzinfo=CST)
     announced = [
-        _colour(case_id, assignment_id, colour, start + dt.timedelta(days=day))
+        colour_changed(case_id, assignment_id, colour, start + dt.timedelta(days=day))
         for day, colour in ((1, v.YELLOW), (2, v.ORANGE), (3, v.RED))
     ]
     # As two SLA replicas would: every colour twice (another event id each time), latest first.
@@ -343,8 +314,8 @@ def test_two_colours_of_one_instant_end_at_the_more_severe_in_either_order(g, in
     case_id = _register(intake)
     _pump(g)
     at = dt.datetime(2026, 1, 6, 9, 0, tzinfo=CST)
-    orange = _colour(case_id, f"{case_id}-1", v.ORANGE, at)
-    red = _colour(case_id, f"{case_id}-1", v.RED, at)
+    orange = colour_changed(case_id, f"{case_id}-1", v.ORANGE, at)
+    red = colour_changed(case_id, f"{case_id}-1", v.RED, at)
     for message in (red, orange):
         assert _deliver(g, "on_case_colour_changed", message) == "done"
     assert _view(intake, case_id)["colour"] == v.RED
@@ -363,7 +334,9 @@ def test_an_unclassified_case_at_the_command_center_shows_its_clocks_colour(g, i
     _deliver(
         g,
         "on_case_colour_changed",
-        _colour(case_id, f"{case_id}-1", v.YELLOW, dt.datetime(2026, 1, 5, 11, 0, tzinfo=CST)),
+        colour_changed(
+            case_id, f"{case_id}-1", v.YELLOW, dt.datetime(2026, 1, 5, 11, 0, tzinfo=CST)
+        ),
     )
     assert _view(intake, case_id)["colour"] == v.YELLOW
 

@@ -64,13 +64,18 @@ def _note(work: Work, case_id: str, kind: str, at: dt.datetime, **detail: Any) -
     work.db.execute(sa.insert(timeline), dict(case_id=case_id, at=at, kind=kind, detail=detail))
 
 
-def _note_fact(
-    work: Work, fact_key: str, case_id: str, kind: str, at: dt.datetime, **detail: Any
-) -> None:
-    """A timeline entry recorded once however often its fact is announced."""
+def _note_fact(work: Work, event: c.Event, kind: str, *fact: str, **detail: Any) -> None:
+    """A timeline entry for what ``event`` announces, recorded once however often it is
+    announced: ``kind`` and ``fact`` name it."""
     work.db.execute(
         _insert(work, timeline).on_conflict_do_nothing(),
-        dict(case_id=case_id, at=at, kind=kind, detail=detail, fact_key=fact_key),
+        dict(
+            case_id=event.payload["case_id"],
+            at=event.occurred_at,
+            kind=kind,
+            detail=detail,
+            fact_key=":".join((kind, *fact)),
+        ),
     )
 
 
@@ -309,6 +314,20 @@ def _ask_routing(case_id: str, sender: str, holder_of: HolderOf | None) -> dict 
         ) from None
 
 
+def _columns_of(assignment: dict) -> dict[str, Any]:
+    """Intake's case columns for an assignment as routing states it (``current_assignment``,
+    or an announcement of it)."""
+    return dict(
+        tier=assignment["tier"],
+        handler=assignment["holder"],
+        lead=assignment["lead"],
+        assisting=list(assignment.get("assisting") or []),
+        assignment_id=assignment["assignment_id"],
+        assignment_seq=assignment["seq"],
+        category=assignment.get("category"),
+    )
+
+
 def report_status(
     work: Work, case_id: str, update: dict, holder_of: HolderOf | None = None
 ) -> tuple[int, dict]:
@@ -343,16 +362,7 @@ def report_status(
         # As the dispatch's projection would have: its later arrival finds the same assignment
         # and leaves the status this report sets (lifecycle.project_dispatch).
         current_status = v.DISPATCHED
-        values.update(
-            tier=assignment["tier"],
-            handler=assignment["holder"],
-            lead=assignment["lead"],
-            assisting=list(assignment.get("assisting") or []),
-            assignment_id=assignment_id,
-            assignment_seq=assignment["seq"],
-            category=assignment.get("category"),
-            status=current_status,
-        )
+        values.update(_columns_of(assignment), status=current_status)
     try:
         outcome = lifecycle.apply_update(current_status, status)
     except lifecycle.LifecycleError as exc:
@@ -495,28 +505,19 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     projection = lifecycle.project_dispatch(case.status, _current_seq(case), seq, p["reason"])
     values: dict[str, Any] = {}
     if projection.take_assignment:
-        values.update(
-            tier=p["tier"],
-            handler=p["holder"],
-            lead=p["lead"],
-            assisting=list(p["assisting"]),
-            assignment_id=p["assignment_id"],
-            assignment_seq=seq,
-            category=p["category"],
-            escalations=p["escalations"],
-        )
+        values.update(_columns_of({**p, "seq": seq}), escalations=p["escalations"])
     if projection.status != case.status:
         values["status"] = projection.status
     if values:
         work.db.execute(sa.update(cases).where(cases.c.case_id == p["case_id"]).values(**values))
     # case_dispatched carries routing's decision too: one projection per hop, not two. History
     # is recorded even for an assignment the case has already left.
+    assignment_id = p["assignment_id"]
     _note_fact(
         work,
-        f"{v.ENTRY_ROUTED}:{p['assignment_id']}",
-        p["case_id"],
+        event,
         v.ENTRY_ROUTED,
-        event.occurred_at,
+        assignment_id,
         reason=p["reason"],
         tier=p["tier"],
         handler=p["holder"],
@@ -524,15 +525,7 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
         assisting=p["assisting"],
         explanation=p["explanation"],
     )
-    _note_fact(
-        work,
-        f"{v.DISPATCHED}:{p['assignment_id']}",
-        p["case_id"],
-        v.DISPATCHED,
-        event.occurred_at,
-        handler=p["holder"],
-        queue=p["queue"],
-    )
+    _note_fact(work, event, v.DISPATCHED, assignment_id, handler=p["holder"], queue=p["queue"])
 
 
 def _colour_rank_sql(column: Any) -> Any:
@@ -568,13 +561,14 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
         ),
     )
     if p["colour"] and p["colour"] != v.GREEN:
+        instant = event.occurred_at.astimezone(dt.timezone.utc).isoformat()
         _note_fact(
             work,
-            f"{v.ENTRY_WARNING}:{p['assignment_id']}:{p['colour']}:"
-            f"{event.occurred_at.astimezone(dt.timezone.utc).isoformat()}",
-            p["case_id"],
+            event,
             v.ENTRY_WARNING,
-            event.occurred_at,
+            p["assignment_id"],
+            p["colour"],
+            instant,
             colour=p["colour"],
             action=p["action"],
             fraction=p["fraction"],
