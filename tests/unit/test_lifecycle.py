@@ -114,6 +114,14 @@ def test_the_holder_or_its_leading_department_holds_the_case():
     assert not lc.holds("police", None, None)
 
 
+def test_verification_and_dispatch_lead_only_to_statuses_the_lifecycle_allows():
+    for passed in (True, False):
+        assert lc.may_follow(v.RESOLVED, lc.verify(v.RESOLVED, passed).status)
+    for current in lc.OPEN_STATUSES:
+        projected = lc.project_dispatch(current, 1, 2, v.REASON_ESCALATED).status
+        assert projected == current or lc.may_follow(current, projected)
+
+
 def test_verification_passed_closes_and_failed_is_rework_to_the_same_holder():
     assert lc.verify(v.RESOLVED, True) == lc.VerificationOutcome(v.CLOSED, True, False)
     assert lc.verify(v.RESOLVED, False) == lc.VerificationOutcome(v.DISPATCHED, False, True)
