@@ -224,7 +224,8 @@ def _serialise_merge_decision(work: Work, keys: tuple[int, ...]) -> None:
     a time under its runtime lock."""
     if work.db.dialect.name != "postgresql":
         return
-    for key in keys:  # in the order given (sorted): no two reports wait for each other
+    # In the order given (sorted), so no two reports each hold a key the other waits for.
+    for key in keys:
         work.db.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
