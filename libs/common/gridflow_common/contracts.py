@@ -145,6 +145,10 @@ class CaseVerifiedV1(_Payload):
 class CaseRoutedV1(_Payload):
     case_id = fields.String(required=True)
     assignment_id = fields.String(required=True)
+    # The assignment's place in its case's sequence (1, then one more per reassignment), so a
+    # consumer can tell a late announcement of an older assignment from a newer one. Optional
+    # (additive): an announcement without it has it as the suffix of ``assignment_id``.
+    seq = fields.Integer(allow_none=True, load_default=None)
     reason = fields.String(
         required=True,
         validate=validate.OneOf(v.ROUTING_REASONS),

@@ -1,29 +1,35 @@
-"""Intake's service layer: register reports as cases, take handlers' status reports, verification
-and evaluation, and project what the other services did onto the case view."""
+"""Intake's service layer: register reports as cases, take holders' status reports,
+verification and evaluation, and project what the other services did onto the case view.
+
+The SQL lives here; the rules live in the domain: ``lifecycle`` (statuses, reports,
+verification, evaluation, projections) and ``merging`` (合并).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gridflow_common import contracts as c
-from gridflow_common.domain.calendar import CST
+from gridflow_common.domain import lifecycle, merging
+from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.classify import classify
-from gridflow_common.domain.geo import distance_m
-from gridflow_common.domain.vocabulary import AWAITING_ORDER
+from gridflow_common.domain.jurisdiction import LEVELS
+from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_intake.models import OWN_TABLES, cases, colours, metadata, reports, timeline
 
-# Two reports of one category within this distance of an open case are one case (合并).
-DUPLICATE_RADIUS_M = 50.0
-OPEN_STATUSES = ("registered", "dispatched", "accepted", "in_progress", "resolved")
-CLOCK_RUNNING_STATUSES = ("dispatched", "accepted", "in_progress")
-HOLDER_STATUSES = ("dispatched", "accepted", "in_progress")
+log = get_logger(__name__)
+
+# routing's current assignment of a case (assignment_id, holder, lead, tier, assisting,
+# category, seq), or None: the authority on who holds it.
+HolderOf = Callable[[str], dict | None]
 
 
 class Rejected(Exception):
@@ -40,13 +46,37 @@ class Rejected(Exception):
 _ID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 
-def _new_case_id(now: dt.datetime) -> str:
+def _new_case_id(local_now: dt.datetime) -> str:
+    """``local_now``: the registration instant in the jurisdiction's zone, so the date in the
+    id is the city's date."""
     suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
-    return f"GF-{now.astimezone(CST):%Y%m%d}-{suffix}"
+    return f"GF-{local_now:%Y%m%d}-{suffix}"
+
+
+def _insert(work: Work, table: sa.Table) -> Any:
+    """An INSERT that can say what to do on a conflict, in the dialect at hand (PostgreSQL in
+    the real topology, SQLite in the embedded default)."""
+    dialect = postgresql if work.db.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
 
 
 def _note(work: Work, case_id: str, kind: str, at: dt.datetime, **detail: Any) -> None:
     work.db.execute(sa.insert(timeline), dict(case_id=case_id, at=at, kind=kind, detail=detail))
+
+
+def _note_fact(work: Work, event: c.Event, kind: str, *fact: str, **detail: Any) -> None:
+    """A timeline entry for what ``event`` announces, recorded once however often it is
+    announced: ``kind`` and ``fact`` name it."""
+    work.db.execute(
+        _insert(work, timeline).on_conflict_do_nothing(),
+        dict(
+            case_id=event.payload["case_id"],
+            at=event.occurred_at,
+            kind=kind,
+            detail=detail,
+            fact_key=":".join((kind, *fact)),
+        ),
+    )
 
 
 def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float | None]:
@@ -54,19 +84,27 @@ def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float |
     if "lat" in location:
         area = j.locate_point(location["lat"], location["lon"])
         if area is None:
-            raise Rejected(422, {"location": [
-                f"the point ({location['lat']}, {location['lon']}) is outside the jurisdiction"]})
+            raise Rejected(
+                422,
+                {
+                    "location": [
+                        f"the point ({location['lat']}, {location['lon']}) "
+                        "is outside the jurisdiction"
+                    ]
+                },
+            )
         return area.code, location["lat"], location["lon"]
     if "grid_code" in location:
         area = j.area(location["grid_code"])
         if area is None:
-            raise Rejected(422, {"location.grid_code": [
-                f"unknown grid code {location['grid_code']!r}"]})
+            raise Rejected(
+                422, {"location.grid_code": [f"unknown grid code {location['grid_code']!r}"]}
+            )
         return area.code, None, None
     address = location["address"]
     # A first version: the deepest area whose name the address mentions. Geocoding comes later.
     best = None
-    for level in ("grid", "community", "street", "district"):
+    for level in reversed(LEVELS):  # the deepest first
         for area in j.areas_at(level):
             if area.name and area.name in address:
                 best = area
@@ -74,8 +112,14 @@ def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float |
         if best:
             break
     if best is None:
-        raise Rejected(422, {"location.address": [
-            "no street, community or grid of the jurisdiction is named in the address"]})
+        raise Rejected(
+            422,
+            {
+                "location.address": [
+                    "no street, community or grid of the jurisdiction is named in the address"
+                ]
+            },
+        )
     return best.code, None, None
 
 
@@ -90,7 +134,7 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
             )
         ).scalar()
         if existing:
-            return 200, {"case_id": existing, "outcome": "resubmission"}
+            return 200, {"case_id": existing, "outcome": v.OUTCOME_RESUBMISSION}
 
     problems: dict[str, list[str]] = {}
     try:
@@ -108,55 +152,115 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
         classified = category is not None
 
     joined = _open_duplicate(work, category, lat, lon)
-    case_id = joined or _new_case_id(work.now)
+    case_id = joined or _new_case_id(j.local(work.now))
     if joined:
         work.db.execute(
-            sa.update(cases).where(cases.c.case_id == case_id)
+            sa.update(cases)
+            .where(cases.c.case_id == case_id)
             .values(reporters=cases.c.reporters + 1)
         )
-        _note(work, case_id, "report_joined", work.now, channel=report["channel"])
+        _note(work, case_id, v.ENTRY_REPORT_JOINED, work.now, channel=report["channel"])
     else:
-        work.db.execute(sa.insert(cases), dict(
-            case_id=case_id, status="registered", category=category,
-            description=report["description"], area_code=area_code, lat=lat, lon=lon,
-            assisting=[], escalations=0, reporters=1, jurisdiction_version=version,
-            registered_at=work.now,
-        ))
-        _note(work, case_id, "registered", work.now, channel=report["channel"],
-              category=category, classified=classified, area_code=area_code)
-        work.emit(c.CASE_REGISTERED, {
-            "case_id": case_id, "category": category, "area_code": area_code,
-            "description": report["description"], "jurisdiction_version": version,
-            "location": {"lat": lat, "lon": lon} if lat is not None else None,
-        })
-    work.db.execute(sa.insert(reports), dict(
-        case_id=case_id, channel=report["channel"], external_id=report.get("external_id"),
-        description=report["description"], reporter=report.get("reporter"),
-        received_at=work.now,
-    ))
+        work.db.execute(
+            sa.insert(cases),
+            dict(
+                case_id=case_id,
+                status=v.REGISTERED,
+                category=category,
+                description=report["description"],
+                area_code=area_code,
+                lat=lat,
+                lon=lon,
+                assisting=[],
+                escalations=0,
+                reporters=1,
+                jurisdiction_version=version,
+                registered_at=work.now,
+            ),
+        )
+        _note(
+            work,
+            case_id,
+            v.REGISTERED,
+            work.now,
+            channel=report["channel"],
+            category=category,
+            classified=classified,
+            area_code=area_code,
+        )
+        work.emit(
+            c.CASE_REGISTERED,
+            {
+                "case_id": case_id,
+                "category": category,
+                "area_code": area_code,
+                "description": report["description"],
+                "jurisdiction_version": version,
+                "location": {"lat": lat, "lon": lon} if lat is not None else None,
+            },
+        )
+    work.db.execute(
+        sa.insert(reports),
+        dict(
+            case_id=case_id,
+            channel=report["channel"],
+            external_id=report.get("external_id"),
+            description=report["description"],
+            reporter=report.get("reporter"),
+            received_at=work.now,
+        ),
+    )
     if joined:
-        return 200, {"case_id": case_id, "outcome": "joined"}
-    return 201, {"case_id": case_id, "outcome": "registered"}
+        return 200, {"case_id": case_id, "outcome": v.OUTCOME_JOINED}
+    return 201, {"case_id": case_id, "outcome": v.OUTCOME_REGISTERED}
 
 
-def _open_duplicate(work: Work, category: str | None, lat: float | None,
-                    lon: float | None) -> str | None:
-    if category is None or lat is None or lon is None:
+def _serialise_merge_decision(work: Work, keys: tuple[int, ...]) -> None:
+    """Hold the merge decision's keys until this transaction ends: two reports of one place
+    decide one after the other, and the second sees the case the first registered (each
+    statement reads what is committed when it starts, under PostgreSQL's read committed).
+
+    SQLite has no such locks and needs none here: the embedded default runs one unit of work at
+    a time under its runtime lock."""
+    if work.db.dialect.name != "postgresql":
+        return
+    # In the order given (sorted), so no two reports each hold a key the other waits for.
+    for key in keys:
+        work.db.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+def _open_duplicate(
+    work: Work, category: str | None, lat: float | None, lon: float | None
+) -> str | None:
+    if not merging.mergeable(category, lat, lon):
         return None
-    # A bounding box on the indexed columns first, the exact distance after.
-    dlat = DUPLICATE_RADIUS_M / 111_000
-    dlon = DUPLICATE_RADIUS_M / (111_000 * max(math.cos(math.radians(lat)), 0.01))
+    assert lat is not None and lon is not None  # mergeable() said so
+    _serialise_merge_decision(work, merging.lock_keys(category, lat, lon))
+    box = merging.search_box(lat, lon)
     rows = work.db.execute(
-        sa.select(cases.c.case_id, cases.c.lat, cases.c.lon).where(
-            cases.c.category == category, cases.c.status.in_(OPEN_STATUSES),
-            cases.c.lat.between(lat - dlat, lat + dlat),
-            cases.c.lon.between(lon - dlon, lon + dlon),
-        ).order_by(cases.c.registered_at)
+        sa.select(
+            cases.c.case_id,
+            cases.c.category,
+            cases.c.status,
+            cases.c.lat,
+            cases.c.lon,
+            cases.c.registered_at,
+        ).where(
+            cases.c.category == category,
+            cases.c.status.in_(lifecycle.OPEN_STATUSES),
+            cases.c.lat.between(box.min_lat, box.max_lat),
+            cases.c.lon.between(box.min_lon, box.max_lon),
+        )
     ).all()
-    for row in rows:
-        if distance_m(lat, lon, row.lat, row.lon) <= DUPLICATE_RADIUS_M:
-            return row.case_id
-    return None
+    return merging.case_to_join(
+        (
+            merging.Candidate(r.case_id, r.category, r.status, r.lat, r.lon, r.registered_at)
+            for r in rows
+        ),
+        category,
+        lat,
+        lon,
+    )
 
 
 def _case(work: Work, case_id: str, *, lock: bool = False) -> Any:
@@ -167,83 +271,198 @@ def _case(work: Work, case_id: str, *, lock: bool = False) -> Any:
     return row
 
 
-_ALLOWED_FROM = {
-    "accepted": ("dispatched",),
-    "in_progress": ("dispatched", "accepted"),
-    "resolved": HOLDER_STATUSES,
-    "returned": HOLDER_STATUSES,
-    "beyond_authority": HOLDER_STATUSES,
-}
+def _refused(exc: lifecycle.LifecycleError) -> Rejected:
+    status = 400 if isinstance(exc, lifecycle.InvalidRequest) else 409
+    return Rejected(status, {exc.field: [exc.message]})
 
 
-def report_status(work: Work, case_id: str, update: dict) -> tuple[int, dict]:
+def _current_seq(case: Any) -> int | None:
+    # Rows written before intake kept the sequence still name their assignment.
+    return lifecycle.assignment_seq(case.case_id, case.assignment_id, case.assignment_seq)
+
+
+def _not_holding(sender: str, holder: str | None, lead: str | None) -> Rejected:
+    return Rejected(
+        409,
+        {
+            "from": [
+                f"{sender!r} does not hold this case (held by {holder}"
+                + (f", department {lead})" if lead else ")")
+            ]
+        },
+    )
+
+
+def _ask_routing(case_id: str, sender: str, holder_of: HolderOf | None) -> dict | None:
+    """Routing's current assignment of the case, for a sender intake's view does not show
+    holding it (the announcement of the dispatch has not reached intake yet). Routing commits
+    an assignment before any department can hear of it, so whoever answers a case it has just
+    received is known there."""
+    if holder_of is None:
+        return None
+    try:
+        return holder_of(case_id)
+    except Exception as exc:
+        log.warning("holder_unconfirmed", case_id=case_id, error=repr(exc))
+        raise Rejected(
+            503,
+            {
+                "from": [
+                    f"intake does not show {sender!r} holding this case and could not ask routing "
+                    "just now; send the update again"
+                ]
+            },
+        ) from None
+
+
+def _columns_of(assignment: dict) -> dict[str, Any]:
+    """Intake's case columns for an assignment as routing states it (``current_assignment``,
+    or an announcement of it)."""
+    return dict(
+        tier=assignment["tier"],
+        handler=assignment["holder"],
+        lead=assignment["lead"],
+        assisting=list(assignment.get("assisting") or []),
+        assignment_id=assignment["assignment_id"],
+        assignment_seq=assignment["seq"],
+        category=assignment.get("category"),
+    )
+
+
+def report_status(
+    work: Work, case_id: str, update: dict, holder_of: HolderOf | None = None
+) -> tuple[int, dict]:
+    """A holder's report on its case (202), refused with 400 (what no case takes), 404, 409
+    (the sender does not hold the case, or the case cannot take this report now), 422, or 503
+    (routing had to be asked and could not answer).
+
+    ``holder_of`` (routing's ``current_assignment``) is asked only when intake's view does not
+    show the sender holding the case; when routing does, intake's view moves to routing's
+    assignment and the report is taken against it."""
+    sender, status, category = update["sender"], update["status"], update.get("category")
+    try:
+        lifecycle.check_update(status, category)
+    except lifecycle.LifecycleError as exc:
+        raise _refused(exc) from None
+    # Routing is asked before the case's row is locked: the projections of this case need not
+    # wait for a remote call.
+    peek = _case(work, case_id)
+    assignment = None
+    if not lifecycle.holds(sender, peek.handler, peek.lead):
+        assignment = _ask_routing(case_id, sender, holder_of)
     case = _case(work, case_id, lock=True)
-    sender, status = update["sender"], update["status"]
-    if sender not in (case.handler, case.lead):
-        raise Rejected(409, {"from": [
-            f"{sender!r} does not hold this case (held by {case.handler}"
-            + (f", department {case.lead})" if case.lead else ")")]})
-    if case.status not in _ALLOWED_FROM[status]:
-        raise Rejected(409, {"status": [f"a case that is {case.status} cannot become {status}"]})
+    values: dict[str, Any] = {}
+    current_status, assignment_id = case.status, case.assignment_id
+    if not lifecycle.holds(sender, case.handler, case.lead):
+        if assignment is None or not lifecycle.fast_forward(
+            case.status, _current_seq(case), sender, assignment
+        ):
+            shown = assignment or {"holder": case.handler, "lead": case.lead}
+            raise _not_holding(sender, shown.get("holder"), shown.get("lead"))
+        assignment_id = assignment["assignment_id"]
+        # As the dispatch's projection would have: its later arrival finds the same assignment
+        # and leaves the status this report sets (lifecycle.project_dispatch).
+        current_status = v.DISPATCHED
+        values.update(_columns_of(assignment), status=current_status)
+    try:
+        outcome = lifecycle.apply_update(current_status, status)
+    except lifecycle.LifecycleError as exc:
+        raise _refused(exc) from None
     version, j = work.runtime.jurisdictions.active()
-    if update.get("category") and j.category(update["category"]) is None:
-        raise Rejected(422, {"category": [f"unknown category {update['category']!r}"]})
-    if status in ("accepted", "in_progress", "resolved"):
-        work.db.execute(sa.update(cases).where(cases.c.case_id == case_id)
-                        .values(status=status))
-    _note(work, case_id, status, work.now, sender=sender, note=update.get("note"),
-          category=update.get("category"))
-    work.emit(c.CASE_STATUS_REPORTED, {
-        "case_id": case_id, "assignment_id": case.assignment_id, "sender": sender,
-        "status": status, "note": update.get("note"), "category": update.get("category"),
-        "jurisdiction_version": version,
-    })
+    if category and j.category(category) is None:
+        raise Rejected(422, {"category": [f"unknown category {category!r}"]})
+    if outcome.status != case.status:
+        values["status"] = outcome.status
+    if values:
+        work.db.execute(sa.update(cases).where(cases.c.case_id == case_id).values(**values))
+    _note(
+        work, case_id, status, work.now, sender=sender, note=update.get("note"), category=category
+    )
+    work.emit(
+        c.CASE_STATUS_REPORTED,
+        {
+            "case_id": case_id,
+            "assignment_id": assignment_id,
+            "sender": sender,
+            "status": status,
+            "note": update.get("note"),
+            "category": category,
+            "jurisdiction_version": version,
+        },
+    )
     return 202, {"case_id": case_id, "status": status}
 
 
 def verify(work: Work, case_id: str, verification: dict) -> tuple[int, dict]:
     case = _case(work, case_id, lock=True)
-    if case.status != "resolved":
-        raise Rejected(409, {"case_id": [
-            f"only a resolved case is verified; this one is {case.status}"]})
-    passed = verification["passed"]
-    status = "closed" if passed else "dispatched"
-    work.db.execute(sa.update(cases).where(cases.c.case_id == case_id).values(
-        status=status, closed_at=work.now if passed else None))
-    _note(work, case_id, "verified" if passed else "verification_failed", work.now,
-          note=verification.get("note"))
-    work.emit(c.CASE_VERIFIED, {
-        "case_id": case_id, "passed": passed, "note": verification.get("note"),
-        "jurisdiction_version": case.jurisdiction_version,
-    })
-    return 200, {"case_id": case_id, "status": status}
+    try:
+        outcome = lifecycle.verify(case.status, verification["passed"])
+    except lifecycle.LifecycleError as exc:
+        raise _refused(exc) from None
+    work.db.execute(
+        sa.update(cases)
+        .where(cases.c.case_id == case_id)
+        .values(status=outcome.status, closed_at=work.now if outcome.closed else None)
+    )
+    _note(
+        work,
+        case_id,
+        v.ENTRY_VERIFIED if outcome.closed else v.ENTRY_VERIFICATION_FAILED,
+        work.now,
+        note=verification.get("note"),
+    )
+    work.emit(
+        c.CASE_VERIFIED,
+        {
+            "case_id": case_id,
+            "passed": verification["passed"],
+            "note": verification.get("note"),
+            "jurisdiction_version": case.jurisdiction_version,
+        },
+    )
+    return 200, {"case_id": case_id, "status": outcome.status}
 
 
 def evaluate(work: Work, case_id: str, evaluation: dict) -> tuple[int, dict]:
     case = _case(work, case_id, lock=True)
-    if case.status != "closed":
-        raise Rejected(409, {"case_id": [
-            f"a case is evaluated once closed; this one is {case.status}"]})
-    work.db.execute(sa.update(cases).where(cases.c.case_id == case_id)
-                    .values(satisfaction=evaluation["satisfaction"]))
-    _note(work, case_id, "evaluated", work.now, satisfaction=evaluation["satisfaction"],
-          note=evaluation.get("note"))
+    try:
+        lifecycle.check_evaluation(case.status, case.satisfaction)
+    except lifecycle.LifecycleError as exc:
+        raise _refused(exc) from None
+    # The row lock above orders two evaluations; the condition keeps the first even where
+    # there is no row lock (SQLite).
+    written = work.db.execute(
+        sa.update(cases)
+        .where(cases.c.case_id == case_id, cases.c.satisfaction.is_(None))
+        .values(satisfaction=evaluation["satisfaction"])
+    ).rowcount
+    if not written:
+        raise Rejected(409, {"satisfaction": ["this case was already evaluated"]})
+    _note(
+        work,
+        case_id,
+        v.ENTRY_EVALUATED,
+        work.now,
+        satisfaction=evaluation["satisfaction"],
+        note=evaluation.get("note"),
+    )
     return 200, {"case_id": case_id, "satisfaction": evaluation["satisfaction"]}
 
 
 def case_view(work: Work, case_id: str) -> dict:
     case = _case(work, case_id)
-    colour = None
-    if case.status in CLOCK_RUNNING_STATUSES and case.assignment_id:
-        colour = work.db.execute(
+    j = work.jurisdiction(case.jurisdiction_version)
+    announced = None
+    if lifecycle.has_running_clock(case.status) and case.assignment_id:
+        announced = work.db.execute(
             sa.select(colours.c.colour).where(colours.c.assignment_id == case.assignment_id)
         ).scalar()
-        if colour is None and case.category is not None:
-            # The SLA service announces colours from yellow on; a categorised assignment's clock
-            # starts green (an uncategorised one has no clock).
-            colour = "green"
     events = work.db.execute(
-        sa.select(timeline).where(timeline.c.case_id == case_id).order_by(timeline.c.id)
+        # By instant: a projection may record what happened before an entry written earlier
+        # (a dispatch announced after its holder already answered); the id keeps ties in order.
+        sa.select(timeline)
+        .where(timeline.c.case_id == case_id)
+        .order_by(timeline.c.at, timeline.c.id)
     ).all()
     return {
         "case_id": case.case_id,
@@ -256,69 +475,111 @@ def case_view(work: Work, case_id: str) -> dict:
         "handler": case.handler,
         "lead": case.lead,
         "assisting": list(case.assisting or []),
-        "colour": colour,
+        "colour": lifecycle.colour_shown(case.status, case.assignment_id is not None, announced),
         "escalations": case.escalations,
         "reporters": case.reporters,
         "satisfaction": case.satisfaction,
-        "registered_at": case.registered_at.isoformat(),
-        "closed_at": case.closed_at.isoformat() if case.closed_at else None,
+        # Every instant leaves Gridflow in the city's zone.
+        "registered_at": j.local(case.registered_at).isoformat(),
+        "closed_at": j.local(case.closed_at).isoformat() if case.closed_at else None,
         "timeline": [
-            {"at": e.at.isoformat(), "kind": e.kind, **(e.detail or {})} for e in events
+            {"at": j.local(e.at).isoformat(), "kind": e.kind, **(e.detail or {})} for e in events
         ],
     }
 
 
 # -- projections of the other services' events ---------------------------------------------------
+# Idempotent by content, not only by message id: the same fact announced twice (two replicas,
+# a republished batch) or facts arriving out of order end in the same view.
+
 
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
-    values: dict[str, Any] = dict(
-        tier=p["tier"], handler=p["holder"], lead=p["lead"], assisting=list(p["assisting"]),
-        assignment_id=p["assignment_id"], category=p["category"], escalations=p["escalations"])
-    # Rework goes back to the same holder: intake already set it dispatched when verification
-    # failed, and the holder may have answered since; a late projection must not undo that.
-    if p["reason"] != "rework":
-        values["status"] = sa.case(
-            (cases.c.status.in_(("closed", "rejected", "on_hold")), cases.c.status),
-            else_="dispatched")
-    updated = work.db.execute(
-        sa.update(cases).where(cases.c.case_id == p["case_id"]).values(**values)).rowcount
-    if not updated:
+    case = work.db.execute(
+        sa.select(cases.c.status, cases.c.case_id, cases.c.assignment_id, cases.c.assignment_seq)
+        .where(cases.c.case_id == p["case_id"])
+        .with_for_update()
+    ).first()
+    if case is None:
         return
-    # case_dispatched carries routing's decision too: one projection per hop, not two.
-    work.db.execute(sa.insert(timeline), [
-        dict(case_id=p["case_id"], at=event.occurred_at, kind="routed", detail=dict(
-            reason=p["reason"], tier=p["tier"], handler=p["holder"], lead=p["lead"],
-            assisting=p["assisting"], explanation=p["explanation"])),
-        dict(case_id=p["case_id"], at=event.occurred_at, kind="dispatched",
-             detail=dict(handler=p["holder"], queue=p["queue"])),
-    ])
+    seq = lifecycle.assignment_seq(p["case_id"], p["assignment_id"], p.get("seq"))
+    projection = lifecycle.project_dispatch(case.status, _current_seq(case), seq, p["reason"])
+    values: dict[str, Any] = {}
+    if projection.take_assignment:
+        values.update(_columns_of({**p, "seq": seq}), escalations=p["escalations"])
+    if projection.status != case.status:
+        values["status"] = projection.status
+    if values:
+        work.db.execute(sa.update(cases).where(cases.c.case_id == p["case_id"]).values(**values))
+    # case_dispatched carries routing's decision too: one projection per hop, not two. History
+    # is recorded even for an assignment the case has already left.
+    assignment_id = p["assignment_id"]
+    _note_fact(
+        work,
+        event,
+        v.ENTRY_ROUTED,
+        assignment_id,
+        reason=p["reason"],
+        tier=p["tier"],
+        handler=p["holder"],
+        lead=p["lead"],
+        assisting=p["assisting"],
+        explanation=p["explanation"],
+    )
+    _note_fact(work, event, v.DISPATCHED, assignment_id, handler=p["holder"], queue=p["queue"])
+
+
+def _colour_rank_sql(column: Any) -> Any:
+    return sa.case(lifecycle.COLOUR_RANK, value=column, else_=lifecycle.NO_COLOUR_RANK)
 
 
 def on_case_colour_changed(work: Work, event: c.Event) -> None:
     p = event.payload
-    current = work.db.execute(
-        sa.select(colours.c.at).where(colours.c.assignment_id == p["assignment_id"])
-        .with_for_update()
-    ).first()
-    if current is None:
-        work.db.execute(sa.insert(colours), dict(
-            assignment_id=p["assignment_id"], case_id=p["case_id"], colour=p["colour"],
-            at=event.occurred_at))
-    elif current.at <= event.occurred_at:
-        # Colour events of one clock may be handled out of order; the later instant wins.
-        work.db.execute(sa.update(colours).where(
-            colours.c.assignment_id == p["assignment_id"]).values(colour=p["colour"],
-                                                                   at=event.occurred_at))
-    if p["colour"] and p["colour"] != "green":
-        _note(work, p["case_id"], "warning", event.occurred_at, colour=p["colour"],
-              action=p["action"], fraction=p["fraction"])
+    # One statement, so two colours of one clock handled at once cannot both find no row and
+    # both insert; the stored colour changes only for a later one (lifecycle.supersedes).
+    insert = _insert(work, colours)
+    work.db.execute(
+        insert.on_conflict_do_update(
+            index_elements=[colours.c.assignment_id],
+            set_=dict(
+                colour=insert.excluded.colour,
+                at=insert.excluded.at,
+                case_id=insert.excluded.case_id,
+            ),
+            where=sa.or_(
+                colours.c.at < insert.excluded.at,
+                sa.and_(
+                    colours.c.at == insert.excluded.at,
+                    _colour_rank_sql(colours.c.colour) < _colour_rank_sql(insert.excluded.colour),
+                ),
+            ),
+        ),
+        dict(
+            assignment_id=p["assignment_id"],
+            case_id=p["case_id"],
+            colour=p["colour"],
+            at=event.occurred_at,
+        ),
+    )
+    if p["colour"] and p["colour"] != v.GREEN:
+        instant = event.occurred_at.astimezone(dt.timezone.utc).isoformat()
+        _note_fact(
+            work,
+            event,
+            v.ENTRY_WARNING,
+            p["assignment_id"],
+            p["colour"],
+            instant,
+            colour=p["colour"],
+            action=p["action"],
+            fraction=p["fraction"],
+        )
 
 
 def on_case_awaiting_order(work: Work, event: c.Event) -> None:
     # The case stays where it is (routing decided so); its timeline says why nothing moved.
     p = event.payload
-    _note(work, p["case_id"], AWAITING_ORDER, event.occurred_at,
+    _note(work, p["case_id"], v.AWAITING_ORDER, event.occurred_at,
           handler=p["holder"], cause=p["cause"], explanation=p["explanation"])
 
 
@@ -329,5 +590,6 @@ HANDLERS = {
 }
 
 
-DEFINITION = ServiceDefinition(name=c.INTAKE, metadata=metadata, handlers=HANDLERS,
-                               own_tables=OWN_TABLES)
+DEFINITION = ServiceDefinition(
+    name=c.INTAKE, metadata=metadata, handlers=HANDLERS, own_tables=OWN_TABLES
+)

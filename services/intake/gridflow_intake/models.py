@@ -25,6 +25,9 @@ cases = sa.Table(
     sa.Column("lead", sa.String(100), nullable=True),
     sa.Column("assisting", sa.JSON, nullable=False),
     sa.Column("assignment_id", sa.String(60), nullable=True),
+    # The assignment's place in routing's sequence for the case: an announcement of an older
+    # assignment, arriving late, never overwrites a newer one.
+    sa.Column("assignment_seq", sa.Integer, nullable=True),
     sa.Column("escalations", sa.Integer, nullable=False, default=0),
     sa.Column("reporters", sa.Integer, nullable=False, default=1),
     sa.Column("satisfaction", sa.Integer, nullable=True),
@@ -69,6 +72,11 @@ timeline = sa.Table(
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("detail", sa.JSON, nullable=False),
+    # The fact an entry records, for entries a projection may meet more than once (the same
+    # warning announced by two SLA replicas, a redelivered dispatch): recorded once. Null for
+    # entries written once by intake's own requests.
+    sa.Column("fact_key", sa.String(200), nullable=True),
+    sa.Index("uq_intake_timeline_fact_key", "fact_key", unique=True),
 )
 
 OWN_TABLES = [timeline, colours, reports, cases]

@@ -144,3 +144,29 @@ def zh(term: str | None) -> str:
     if term is None:
         return ""
     return ZH.get(term, term)
+
+
+# -- what a case's timeline records (案件流转记录), besides the statuses above --------------------
+# An entry's kind is the status a holder reported, or one of these.
+ENTRY_REPORT_JOINED = "report_joined"
+ENTRY_ROUTED = "routed"
+ENTRY_WARNING = "warning"
+ENTRY_VERIFIED = "verified"
+ENTRY_VERIFICATION_FAILED = "verification_failed"
+ENTRY_EVALUATED = "evaluated"
+
+# -- what intake answers a report with ------------------------------------------------------------
+OUTCOME_REGISTERED = "registered"
+OUTCOME_JOINED = "joined"
+OUTCOME_RESUBMISSION = "resubmission"
+
+ZH.update({
+    ENTRY_REPORT_JOINED: "合并",
+    ENTRY_ROUTED: "分拨",
+    ENTRY_WARNING: "预警",
+    ENTRY_VERIFIED: "核查通过",
+    ENTRY_VERIFICATION_FAILED: "核查未通过",
+    ENTRY_EVALUATED: "评价",
+    OUTCOME_JOINED: "合并",
+    OUTCOME_RESUBMISSION: "重复提交",
+})

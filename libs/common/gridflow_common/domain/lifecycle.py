@@ -1,0 +1,253 @@
+"""The case lifecycle (闭环): which status may follow which, what a holder's report, a
+verification and an evaluation do to a case, and how the other services' announcements of an
+assignment are projected onto intake's view of it. Standard library only.
+
+Intake's service layer reads a case, asks these functions what follows, and writes the answer;
+nothing here touches a database, a broker or a clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from gridflow_common.domain import vocabulary as v
+
+# A case is open from registration until it is closed, rejected (不予立案) or put on the
+# long-term tracking list (挂账): only open cases take reports, merges and holders' answers.
+OPEN_STATUSES = (v.REGISTERED, v.DISPATCHED, v.ACCEPTED, v.IN_PROGRESS, v.RESOLVED)
+# The assignment's clock runs while the holder works on the case; awaiting verification it stops.
+CLOCK_RUNNING_STATUSES = (v.DISPATCHED, v.ACCEPTED, v.IN_PROGRESS)
+# The statuses in which some unit holds the case and may report on it.
+HOLDER_STATUSES = (v.DISPATCHED, v.ACCEPTED, v.IN_PROGRESS)
+
+# Which status may follow which. ``dispatched`` follows every open status after registration:
+# a new assignment (escalation, return, rework) hands the case to a holder afresh. Orders from
+# the command center (hold, release, reject, reopen) extend this later.
+NEXT_STATUSES: dict[str, tuple[str, ...]] = {
+    v.REGISTERED: (v.DISPATCHED,),
+    v.DISPATCHED: (v.DISPATCHED, v.ACCEPTED, v.IN_PROGRESS, v.RESOLVED),
+    v.ACCEPTED: (v.DISPATCHED, v.IN_PROGRESS, v.RESOLVED),
+    v.IN_PROGRESS: (v.DISPATCHED, v.RESOLVED),
+    v.RESOLVED: (v.DISPATCHED, v.CLOSED),
+    v.CLOSED: (),
+    v.REJECTED: (),
+    v.ON_HOLD: (),
+}
+
+# What a holder may report, from which status of the case.
+_UPDATE_ALLOWED_FROM: dict[str, tuple[str, ...]] = {
+    v.ACCEPTED: (v.DISPATCHED,),
+    v.IN_PROGRESS: (v.DISPATCHED, v.ACCEPTED),
+    v.RESOLVED: HOLDER_STATUSES,
+    v.RETURNED: HOLDER_STATUSES,
+    v.BEYOND_AUTHORITY: HOLDER_STATUSES,
+}
+# The reports that give the case up: routing finds the next holder, whose dispatch then sets the
+# status; until then the case keeps the status it had.
+HANDING_BACK = (v.RETURNED, v.BEYOND_AUTHORITY)
+# A holder names a category only when it gives the case back because it is misclassified (退回)
+# or beyond its reach in that category; see ``check_update``.
+UPDATES_NAMING_A_CATEGORY = HANDING_BACK
+
+
+def is_open(status: str) -> bool:
+    return status in OPEN_STATUSES
+
+
+def has_running_clock(status: str) -> bool:
+    return status in CLOCK_RUNNING_STATUSES
+
+
+def has_holder(status: str) -> bool:
+    return status in HOLDER_STATUSES
+
+
+def may_follow(current: str, new: str) -> bool:
+    return new in NEXT_STATUSES.get(current, ())
+
+
+class LifecycleError(Exception):
+    """A request the lifecycle refuses: ``field`` names the part of the request at fault."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class InvalidRequest(LifecycleError):
+    """Wrong whatever state the case is in (an HTTP 400)."""
+
+
+class Conflict(LifecycleError):
+    """Wrong for the case as it stands now (an HTTP 409)."""
+
+
+def holds(sender: str, holder: str | None, lead: str | None) -> bool:
+    """A unit holds a case when it is the holder, or the department leading it (a department
+    system answers with its department code for whichever of its stations holds the case)."""
+    return sender in (holder, lead) and sender is not None
+
+
+def check_update(update_status: str, category: str | None) -> None:
+    """Refuse what no case could take: ``category`` beside a report that keeps the case.
+
+    A holder that accepts (or works on, or resolves) a case while naming another category would
+    reclassify it without anyone deciding who should hold it now or which time limit applies;
+    silently dropping the category (as before) hid the holder's mistake. A holder that finds a
+    case misclassified returns it (or reports it beyond its authority) with the category, and
+    routing decides from there, so the field is refused everywhere else with a 400 naming it.
+    """
+    if category is not None and update_status not in UPDATES_NAMING_A_CATEGORY:
+        allowed = " or ".join(UPDATES_NAMING_A_CATEGORY)
+        raise InvalidRequest(
+            "category",
+            (
+                f"a category is only taken with status {allowed} (routing then finds the holder "
+                f"for it); a holder that reports {update_status} keeps the case as it is classified"
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What a holder's report does to intake's view of the case."""
+
+    status: str  # the case's status afterwards
+    hands_back: bool  # the holder gives the case up; routing decides where it goes
+
+
+def apply_update(current_status: str, update_status: str) -> UpdateOutcome:
+    """The effect of a holder's report on a case that is ``current_status``."""
+    allowed_from = _UPDATE_ALLOWED_FROM.get(update_status)
+    if allowed_from is None:
+        raise InvalidRequest("status", f"{update_status!r} is not something a holder reports")
+    if current_status not in allowed_from:
+        raise Conflict("status", f"a case that is {current_status} cannot become {update_status}")
+    if update_status in HANDING_BACK:
+        return UpdateOutcome(current_status, hands_back=True)
+    return UpdateOutcome(update_status, hands_back=False)
+
+
+@dataclass(frozen=True)
+class VerificationOutcome:
+    status: str
+    closed: bool  # the loop is closed (结案): the case records when
+    rework: bool  # failed: back to the same holder (返工), as a new assignment with a fresh clock
+
+
+def verify(current_status: str, passed: bool) -> VerificationOutcome:
+    if current_status != v.RESOLVED:
+        raise Conflict("case_id", f"only a resolved case is verified; this one is {current_status}")
+    if passed:
+        return VerificationOutcome(v.CLOSED, closed=True, rework=False)
+    return VerificationOutcome(v.DISPATCHED, closed=False, rework=True)
+
+
+def check_evaluation(current_status: str, satisfaction: int | None) -> None:
+    """A closed case is evaluated once: the resident's first answer stands."""
+    if current_status != v.CLOSED:
+        raise Conflict("case_id", f"a case is evaluated once closed; this one is {current_status}")
+    if satisfaction is not None:
+        raise Conflict(
+            "satisfaction",
+            (
+                f"this case was already evaluated (satisfaction {satisfaction}); "
+                "an evaluation is given once"
+            ),
+        )
+
+
+# -- intake's view of an assignment ----------------------------------------------------------------
+
+
+def assignment_seq(case_id: str, assignment_id: str | None, seq: int | None = None) -> int | None:
+    """The assignment's place in its case's sequence (1 for the first holder, then one more per
+    reassignment). Routing states it; an announcement that does not carry it has it as the
+    suffix of routing's assignment id ``<case_id>-<seq>``."""
+    if seq is not None:
+        return seq
+    if assignment_id is None or not assignment_id.startswith(case_id + "-"):
+        return None
+    suffix = assignment_id[len(case_id) + 1 :]
+    return int(suffix) if suffix.isdigit() else None
+
+
+@dataclass(frozen=True)
+class DispatchProjection:
+    take_assignment: bool  # write the announced assignment's holder, tier, ... into the view
+    status: str  # the case's status afterwards
+
+
+def project_dispatch(
+    current_status: str, current_seq: int | None, announced_seq: int | None, reason: str
+) -> DispatchProjection:
+    """What an announced dispatch does to intake's view, whatever order announcements and
+    holders' reports arrive in, however often each arrives.
+
+    - An older assignment never overwrites a newer one.
+    - The assignment intake already shows (a holder's report may have brought it forward, see
+      ``fast_forward``, or the announcement came twice) is written again, the same content, but
+      never regresses a status its holder reported since.
+    - A newer one makes the case ``dispatched``, except for rework (verification already put
+      the case back to ``dispatched`` and its holder may have answered since) and a case that is
+      no longer open.
+    """
+    newer = current_seq is None or (announced_seq is not None and announced_seq > current_seq)
+    if not newer:
+        same = announced_seq is not None and announced_seq == current_seq
+        return DispatchProjection(take_assignment=same, status=current_status)
+    if reason == v.REASON_REWORK or not is_open(current_status):
+        return DispatchProjection(take_assignment=True, status=current_status)
+    return DispatchProjection(take_assignment=True, status=v.DISPATCHED)
+
+
+def fast_forward(
+    current_status: str, current_seq: int | None, sender: str, assignment: dict
+) -> bool:
+    """Whether a report from ``sender``, whom intake's view does not show as the holder, is
+    taken on routing's word: ``assignment`` is routing's current assignment of the case (keys
+    holder, lead, seq, ...), which routing commits before any department can hear of it.
+    Intake's view then moves to that assignment as if its dispatch had been projected."""
+    if not is_open(current_status):
+        return False
+    if not holds(sender, assignment.get("holder"), assignment.get("lead")):
+        return False
+    seq = assignment.get("seq")
+    return seq is not None and (current_seq is None or seq > current_seq)
+
+
+# -- colours ---------------------------------------------------------------------------------------
+
+# Severity: green 0 up to red 3; no colour (or an unknown one) ranks below green, at -1.
+COLOUR_RANK = {colour: rank for rank, colour in enumerate(v.COLOURS)}
+NO_COLOUR_RANK = -1
+
+
+def colour_rank(colour: str | None) -> int:
+    return COLOUR_RANK.get(colour, NO_COLOUR_RANK) if colour is not None else NO_COLOUR_RANK
+
+
+def supersedes(
+    stored_at: dt.datetime,
+    stored_colour: str | None,
+    announced_at: dt.datetime,
+    announced_colour: str | None,
+) -> bool:
+    """Whether an announced colour replaces the stored one of the same clock. The later
+    instant wins; at one instant the more severe colour (a walk that passes several colours at
+    once ends on the last), so the outcome is the same in whatever order they arrive."""
+    if announced_at != stored_at:
+        return announced_at > stored_at
+    return colour_rank(announced_colour) > colour_rank(stored_colour)
+
+
+def colour_shown(status: str, has_assignment: bool, announced: str | None) -> str | None:
+    """The colour the case view shows: the last colour announced for the running clock, and
+    green for a running clock whose first colour has not been announced yet (SLA announces from
+    yellow on), whether or not the case has a category: an unclassified case at the command
+    center runs a triage clock too."""
+    if not (has_running_clock(status) and has_assignment):
+        return None
+    return announced or v.GREEN
