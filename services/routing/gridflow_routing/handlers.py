@@ -28,6 +28,7 @@ def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
         {
             "case_id": row["case_id"],
             "assignment_id": _assignment_id(row["case_id"], row["seq"]),
+            "seq": row["seq"],
             "reason": reason,
             "category": row["category"],
             "tier": row["tier"],
