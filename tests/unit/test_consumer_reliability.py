@@ -37,7 +37,7 @@ class ManualClock:
     def __init__(self, now: dt.datetime):
         self._now = now
 
-    def now(self) -> dt.datetime:
+    def now(self, connection=None) -> dt.datetime:
         return self._now
 
     def set(self, now: dt.datetime, *, allow_backwards: bool = False) -> dt.datetime:
@@ -77,12 +77,20 @@ def engine(tmp_path):
 
 @pytest.fixture
 def clock():
+    """The city's clock: simulated, it stands still unless a test moves it."""
     return ManualClock(T0)
 
 
 @pytest.fixture
-def runtime(engine, clock):
-    return ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects])
+def wall():
+    """Operational time (retry backoff, relay grace), which the tests move by hand."""
+    return ManualClock(dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc))
+
+
+@pytest.fixture
+def runtime(engine, clock, wall):
+    return ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects],
+                          operational_clock=wall.now)
 
 
 def _message(case_id: str = "GF-1") -> dict:
@@ -164,7 +172,7 @@ def test_different_messages_for_one_case_each_run(engine, runtime):
 # ----------------------------------------------------------------------------- failures
 
 
-def test_failing_handler_is_rolled_back_and_recorded_for_retry(engine, runtime, clock):
+def test_failing_handler_is_rolled_back_and_recorded_for_retry(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     assert runtime.consume(HANDLER, _message(), handler) == "retrying"
     assert _count(engine, side_effects) == 0
@@ -172,26 +180,26 @@ def test_failing_handler_is_rolled_back_and_recorded_for_retry(engine, runtime, 
     assert _count(engine, runtime.tables["processed"]) == 0
     [row] = _failed_rows(runtime)
     assert (row["handler"], row["state"], row["attempts"]) == (HANDLER, "retrying", 1)
-    assert row["next_attempt_at"] > clock.now()
+    assert row["next_attempt_at"] > wall.now()
     assert "department system unavailable" in row["last_error"]
 
 
-def test_retry_is_not_attempted_before_its_backoff_runs_out(engine, runtime, clock):
+def test_retry_is_not_attempted_before_its_backoff_runs_out(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     runtime.consume(HANDLER, _message(), handler)
     handler.broken = False
-    assert runtime.retry_due({HANDLER: handler}, now=clock.now()) == 0
+    assert runtime.retry_due({HANDLER: handler}, now=wall.now()) == 0
     assert handler.runs == 1
     assert _failed_rows(runtime)[0]["state"] == "retrying"
 
 
 def test_retry_after_the_fault_is_gone_succeeds_once_and_removes_the_record(
-        engine, runtime, clock):
+        engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     message = _message()
     runtime.consume(HANDLER, message, handler)
     handler.broken = False
-    assert runtime.retry_due({HANDLER: handler}, now=clock.now() + dt.timedelta(minutes=1)) == 1
+    assert runtime.retry_due({HANDLER: handler}, now=wall.now() + dt.timedelta(minutes=1)) == 1
     assert handler.runs == 2
     assert _failed_rows(runtime) == []
     assert _count(engine, side_effects) == 2
@@ -201,40 +209,41 @@ def test_retry_after_the_fault_is_gone_succeeds_once_and_removes_the_record(
     assert handler.runs == 2
 
 
-def test_retry_that_fails_again_counts_the_attempt_and_backs_off_longer(engine, runtime, clock):
+def test_retry_that_fails_again_counts_the_attempt_and_backs_off_longer(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
+    failed_at = wall.now()
     runtime.consume(HANDLER, _message(), handler)
     first_due = _failed_rows(runtime)[0]["next_attempt_at"]
-    clock.advance(minutes=1)
+    wall.advance(minutes=1)
     assert runtime.retry_due({HANDLER: handler}) == 1
     [row] = _failed_rows(runtime)
     assert (row["state"], row["attempts"]) == ("retrying", 2)
-    assert row["next_attempt_at"] - clock.now() > first_due - T0
+    assert row["next_attempt_at"] - wall.now() > first_due - failed_at
     assert _count(engine, side_effects) == 0
 
 
 def test_message_becomes_dead_after_max_attempts_and_is_no_longer_retried(
-        engine, runtime, clock):
+        engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     assert runtime.consume(HANDLER, _message(), handler) == "retrying"
     for attempt in range(2, MAX_ATTEMPTS + 1):
-        clock.advance(days=1)
+        wall.advance(days=1)
         assert runtime.retry_due({HANDLER: handler}) == 1
         [row] = _failed_rows(runtime)
         assert row["attempts"] == attempt
     assert (row["state"], row["next_attempt_at"]) == ("dead", None)
     assert handler.runs == MAX_ATTEMPTS
-    clock.advance(days=30)
+    wall.advance(days=30)
     assert runtime.retry_due({HANDLER: handler}) == 0
     assert handler.runs == MAX_ATTEMPTS
     assert _count(engine, side_effects) == 0
 
 
-def test_replayed_dead_letter_is_retried_and_then_processed(engine, runtime, clock):
+def test_replayed_dead_letter_is_retried_and_then_processed(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     runtime.consume(HANDLER, _message(), handler)
     for _ in range(MAX_ATTEMPTS - 1):
-        clock.advance(days=1)
+        wall.advance(days=1)
         runtime.retry_due({HANDLER: handler})
     [dead] = _failed_rows(runtime)
     assert dead["state"] == "dead"
@@ -277,13 +286,13 @@ def test_unreadable_message_goes_straight_to_dead_letters(engine, runtime, messa
     assert _count(engine, side_effects) == 0
 
 
-def test_replayed_unreadable_message_does_not_multiply_dead_letters(runtime, clock):
+def test_replayed_unreadable_message_does_not_multiply_dead_letters(runtime, wall):
     handler = FlakyHandler()
     assert runtime.consume(HANDLER, {"event_type": "case_registered"}, handler) == "dead"
     [dead] = _failed_rows(runtime)
     assert runtime.replay_dead_letter(dead["id"]) is True
     for _ in range(3):
-        clock.advance(minutes=5)
+        wall.advance(minutes=5)
         runtime.retry_due({HANDLER: handler})
     rows = _failed_rows(runtime)
     assert len(rows) == 1

@@ -80,7 +80,7 @@ def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float |
 
 def register_report(work: Work, report: dict) -> tuple[int, dict]:
     """201 and a new case, or 200 and the case the report repeats or joins."""
-    version, j = work.runtime.jurisdictions.active()
+    version, j = work.active_jurisdiction()
     if report.get("external_id"):
         existing = work.db.execute(
             sa.select(reports.c.case_id).where(
@@ -184,7 +184,7 @@ def report_status(work: Work, case_id: str, update: dict) -> tuple[int, dict]:
             + (f", department {case.lead})" if case.lead else ")")]})
     if case.status not in _ALLOWED_FROM[status]:
         raise Rejected(409, {"status": [f"a case that is {case.status} cannot become {status}"]})
-    version, j = work.runtime.jurisdictions.active()
+    version, j = work.active_jurisdiction()
     if update.get("category") and j.category(update["category"]) is None:
         raise Rejected(422, {"category": [f"unknown category {update['category']!r}"]})
     if status in ("accepted", "in_progress", "resolved"):
