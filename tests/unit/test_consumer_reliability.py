@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -400,8 +401,6 @@ def test_a_rolled_back_unit_hands_nothing_to_the_relay(runtime):
 
 
 def test_relay_loop_publishes_after_each_commit_and_empties_the_outbox(runtime):
-    import time
-
     from gridflow_common.runtime import RelayLoop
 
     publisher = RecordingPublisher()
@@ -419,4 +418,136 @@ def test_relay_loop_publishes_after_each_commit_and_empties_the_outbox(runtime):
         loop.stop()
     assert [json.loads(body)["payload"]["case_id"] for _, _, body in publisher.published] == [
         "GF-0", "GF-1", "GF-2"]
+    assert runtime.pending_outbox() == 0
+
+
+# ----------------------------------------------------------------------------- operational time
+
+
+def test_failed_message_is_retried_after_its_backoff_while_the_simulated_clock_stands_still(
+        engine, clock):
+    # Real operational time (the default), a city clock nobody moves.
+    runtime = ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects])
+    handler = FlakyHandler(broken=True)
+    assert runtime.consume(HANDLER, _message(), handler) == "retrying"
+    handler.broken = False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _failed_rows(runtime):
+        runtime.retry_due({HANDLER: handler})
+        time.sleep(0.05)  # bounded poll: the first backoff is one second of real time
+    assert _failed_rows(runtime) == []
+    assert handler.runs == 2
+    assert clock.now() == T0
+    assert _count(engine, side_effects) == 2
+
+
+def test_replayed_dead_letter_is_due_at_once_on_a_simulated_clock_in_the_past(engine, clock):
+    clock.set(T0 - dt.timedelta(days=365))
+    runtime = ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects])
+    handler = FlakyHandler()
+    assert runtime.consume(HANDLER, {"event_type": "case_registered"}, handler) == "dead"
+    [dead] = _failed_rows(runtime)
+    assert runtime.replay_dead_letter(dead["id"]) is True
+    assert runtime.retry_due({HANDLER: handler}) == 1
+
+
+# ----------------------------------------------------------------------------- one connection
+
+
+def test_a_unit_of_work_reads_clock_and_jurisdiction_on_its_own_connection(tmp_path):
+    """A pool of one connection: any second checkout inside a unit would time out."""
+    from gridflow_common.clock import SimulatedClock
+    from gridflow_common.db import platform_metadata
+    from tests.conftest import lucheng_files
+
+    url = f"sqlite:///{tmp_path}/one.sqlite"
+    setup = make_engine(url)
+    platform_metadata.create_all(setup)
+    messaging_tables(sa.MetaData(), SERVICE)["processed"].metadata.create_all(setup)
+    _test_metadata.create_all(setup)
+    version = JurisdictionStore(setup).install(lucheng_files())
+    SimulatedClock(setup).set(T0)
+    setup.dispose()
+
+    engine = sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=1,
+                              connect_args={"check_same_thread": False})
+    # A fresh store: its cache is empty, as after every restart.
+    runtime = ServiceRuntime(SERVICE, engine, SimulatedClock(engine), JurisdictionStore(engine),
+                             [side_effects])
+    with runtime.work() as work:
+        assert work.now == T0
+        assert work.city_now() == T0
+        active_version, active = work.active_jurisdiction()
+        assert active_version == version
+        assert work.jurisdiction(version) is active
+    engine.dispose()
+
+
+# ----------------------------------------------------------------------------- retention
+
+
+def test_processed_ids_older_than_the_retention_window_are_pruned(engine, runtime, wall):
+    handler = FlakyHandler()
+    old = _message("GF-old")
+    assert runtime.consume(HANDLER, old, handler) == "done"
+    wall.advance(days=8)
+    recent = _message("GF-recent")
+    assert runtime.consume(HANDLER, recent, handler) == "done"
+    assert runtime.prune_processed(dt.timedelta(days=7)) == 1
+    with engine.connect() as conn:
+        left = conn.execute(sa.select(runtime.tables["processed"].c.event_id)).scalars().all()
+    assert left == [recent["event_id"]]
+    # Within the window a redelivery is still recognised.
+    assert runtime.consume(HANDLER, recent, handler) == "duplicate"
+
+
+# ----------------------------------------------------------------------------- relay deletes
+
+
+def test_confirmed_rows_whose_delete_fails_once_are_not_published_again(engine, runtime):
+    from gridflow_common.runtime import RelayLoop
+
+    failures = {"left": 1}
+
+    def fail_once() -> int:
+        if failures["left"]:
+            failures["left"] -= 1
+            return 1
+        return 0
+
+    # A real DELETE refused by the database once (a trigger), the next one committed.
+    @sa.event.listens_for(engine, "connect")
+    def _register(dbapi_connection, _record):
+        dbapi_connection.create_function("fail_once", 0, fail_once)
+
+    engine.dispose()
+    outbox = runtime.tables["outbox"].name
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER blip BEFORE DELETE ON {outbox} WHEN fail_once() "
+            "BEGIN SELECT RAISE(ABORT, 'database blip'); END")
+
+    publisher = RecordingPublisher()
+    loop = RelayLoop(runtime, lambda: publisher, interval=0.05)
+    loop.SWEEP_GRACE_SECONDS = 0.0  # the sweep may take any row at once
+    loop.start()
+    try:
+        for batch in range(5):
+            with runtime.work() as work:
+                for n in range(100):
+                    work.emit(c.CASE_ROUTED, _routed_payload(f"GF-{batch}-{n}"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+                failures["left"] or runtime.pending_outbox()):
+            time.sleep(0.02)  # bounded poll on the relay's outcome
+        # A few more passes of the loop, sweeps included, after the outbox emptied.
+        settle = time.monotonic() + 0.3
+        while time.monotonic() < settle:
+            time.sleep(0.02)  # bounded: lets further sweeps run if any row were left
+    finally:
+        loop.stop()
+    assert failures["left"] == 0
+    bodies = [body for _, _, body in publisher.published]
+    assert len(bodies) == 500
+    assert len(set(bodies)) == 500
     assert runtime.pending_outbox() == 0
