@@ -5,6 +5,7 @@ together from the unit of work, the idempotent consumer, the dead-letter store a
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -54,6 +55,10 @@ class ServiceRuntime:
         self.letters = DeadLetters(self, max_attempts)
         self.consumer = IdempotentConsumer(self, self.letters)
         self.outbox = Outbox(self)
+        # Readiness, by part: each check raises when its part cannot serve (see ``readiness``).
+        self.readiness_checks: dict[str, Callable[[], None]] = {}
+        self.tick_failures = Outage("tick_failed", service=service)
+        self._next_prune = 0.0
 
     # -- the unit of work --------------------------------------------------------------------
 
@@ -108,6 +113,39 @@ class ServiceRuntime:
 
     def pending_outbox(self) -> int:
         return self.outbox.pending()
+
+    # -- time-driven work and health ------------------------------------------------------------
+
+    PRUNE_EVERY_SECONDS = 60.0
+
+    def tick(self, handlers: dict[str, Handler],
+             periodic: Callable[[ServiceRuntime], Any] | None = None) -> None:
+        """Time-driven work, once a second: due retries, the service's periodic work, and (once
+        a minute) pruning processed ids past their retention. A failing tick (the database out
+        of reach) is logged once per interval with a count, not once a second."""
+        try:
+            self.retry_due(handlers)
+            if periodic is not None:
+                periodic(self)
+            if time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + self.PRUNE_EVERY_SECONDS
+                self.prune_processed()
+        except Exception as exc:
+            self.tick_failures.failed(exc)
+            return
+        self.tick_failures.recovered()
+
+    def readiness(self) -> dict[str, str]:
+        """What keeps this service from doing its work, by part; empty when it is ready."""
+        problems: dict[str, str] = {}
+        for part, check in self.readiness_checks.items():
+            try:
+                check()
+            except Exception as exc:
+                text = str(exc).strip()
+                problems[part] = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[
+                    :300]
+        return problems
 
     # -- rehearsals --------------------------------------------------------------------------
 
