@@ -191,7 +191,9 @@ class _DeadLetteringQueueConsumer(QueueConsumer):
 
     def _undecodable(self, provider, message, exc) -> None:
         body = message.body
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        # Undecodable bytes kept as escapes (\xff), so the dead letter shows what arrived.
+        text = (body.decode("utf-8", "backslashreplace") if isinstance(body, bytes)
+                else str(body))
         self.handle_message(provider, Undecodable(text, f"{type(exc).__name__}: {exc}"),
                             message)
 

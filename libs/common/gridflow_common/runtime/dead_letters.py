@@ -46,6 +46,9 @@ class DeadLetters:
         now = self.runtime.operational_now()
         body = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False,
                                                                    default=str)
+        # PostgreSQL's text refuses NUL; a raw body carrying one must still be kept, or the
+        # message could never be recorded and would come back forever.
+        body, error = body.replace("\x00", "\\x00"), error.replace("\x00", "\\x00")
         with self.runtime.units.lock, self.runtime.engine.begin() as conn:
             row = None
             if event_id is not None:
