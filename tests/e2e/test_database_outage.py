@@ -59,9 +59,12 @@ def own_database(database_server_url):
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-            conn.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name})
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                ),
+                {"n": name},
+            )
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
 
@@ -69,9 +72,10 @@ def own_database(database_server_url):
 def _close(admin, name: str) -> None:
     with admin.connect() as conn:
         conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-        conn.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-            {"n": name})
+        conn.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+            {"n": name},
+        )
 
 
 def _reopen(admin, name: str) -> None:
@@ -88,7 +92,8 @@ def _get(url: str) -> tuple[int, dict]:
 
 
 def test_a_database_outage_backs_off_logs_little_and_loses_nothing(
-        own_vhost, own_database, tmp_path):
+    own_vhost, own_database, tmp_path
+):
     amqp_uri = own_vhost
     admin, name, database_url = own_database
     topo = start_topology(amqp_uri, database_url, tmp_path / "var")
@@ -108,14 +113,26 @@ def test_a_database_outage_backs_off_logs_little_and_loses_nothing(
             exchange = kombu.Exchange(c.event_exchange(c.INTAKE), type="topic", durable=True)
             for case_id in case_ids:
                 envelope = c.make_event(
-                    c.INTAKE, c.CASE_REGISTERED, dt.datetime.now(dt.timezone.utc),
-                    {"case_id": case_id, "category": "component.streetlight",
-                     "area_code": "330302001001001", "description": "路灯不亮",
-                     "location": {"lat": 27.995, "lon": 120.556},
-                     "jurisdiction_version": version}).to_message()
-                producer.publish(json.dumps(envelope), exchange=exchange,
-                                 routing_key=c.CASE_REGISTERED, declare=[exchange],
-                                 content_type="application/json", delivery_mode=2)
+                    c.INTAKE,
+                    c.CASE_REGISTERED,
+                    dt.datetime.now(dt.timezone.utc),
+                    {
+                        "case_id": case_id,
+                        "category": "component.streetlight",
+                        "area_code": "330302001001001",
+                        "description": "路灯不亮",
+                        "location": {"lat": 27.995, "lon": 120.556},
+                        "jurisdiction_version": version,
+                    },
+                ).to_message()
+                producer.publish(
+                    json.dumps(envelope),
+                    exchange=exchange,
+                    routing_key=c.CASE_REGISTERED,
+                    declare=[exchange],
+                    content_type="application/json",
+                    delivery_mode=2,
+                )
 
         status, health = _get(intake_health)
         assert status == 503
@@ -124,7 +141,7 @@ def test_a_database_outage_backs_off_logs_little_and_loses_nothing(
 
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - started)))  # the window
         grown = {s: (topo.var_dir / f"{s}.log").stat().st_size - sizes[s] for s in SERVICES}
-        routing_log = (topo.var_dir / "routing.log").read_text(errors="replace")[sizes["routing"]:]
+        routing_log = (topo.var_dir / "routing.log").read_text(errors="replace")[sizes["routing"] :]
         print("log bytes written during the outage:", grown)
         assert all(size <= MAX_LOG_BYTES_PER_SERVICE for size in grown.values()), grown
         assert "database_unavailable" in routing_log
@@ -136,9 +153,10 @@ def test_a_database_outage_backs_off_logs_little_and_loses_nothing(
             routed = 0
             while time.monotonic() < deadline and routed < BACKLOG:
                 with engine.connect() as conn:
-                    routed = conn.execute(sa.text(
-                        "SELECT count(*) FROM routing_cases WHERE case_id = ANY(:ids)"),
-                        {"ids": case_ids}).scalar_one()
+                    routed = conn.execute(
+                        sa.text("SELECT count(*) FROM routing_cases WHERE case_id = ANY(:ids)"),
+                        {"ids": case_ids},
+                    ).scalar_one()
                 time.sleep(0.5)  # bounded poll: redeliveries wait out the capped backoff
         finally:
             engine.dispose()

@@ -20,26 +20,41 @@ def jurisdiction_version(engine) -> int:
     return JurisdictionStore(engine).active_version()
 
 
-def publish(connection, source: str, event_type: str, payload: dict,
-            occurred_at: dt.datetime | None = None, event_id: str | None = None) -> dict:
+def publish(
+    connection,
+    source: str,
+    event_type: str,
+    payload: dict,
+    occurred_at: dt.datetime | None = None,
+    event_id: str | None = None,
+) -> dict:
     """Publish an event as ``source``'s relay would (after its queues exist)."""
-    envelope = c.make_event(source, event_type, occurred_at or dt.datetime.now(CST),
-                            payload).to_message()
+    envelope = c.make_event(
+        source, event_type, occurred_at or dt.datetime.now(CST), payload
+    ).to_message()
     if event_id:
         envelope["event_id"] = event_id
     exchange = kombu.Exchange(c.event_exchange(source), type="topic", durable=True)
     with kombu.Producer(connection) as producer:
-        producer.publish(json.dumps(envelope), exchange=exchange, routing_key=event_type,
-                         declare=[exchange], content_type="application/json", delivery_mode=2)
+        producer.publish(
+            json.dumps(envelope),
+            exchange=exchange,
+            routing_key=event_type,
+            declare=[exchange],
+            content_type="application/json",
+            delivery_mode=2,
+        )
     return envelope
 
 
 def observe(connection, source: str, event_type: str) -> kombu.Queue:
     """A queue of the test's own on ``source``'s events, bound before anything is published."""
-    queue = kombu.Queue(f"test-{uuid.uuid4().hex[:8]}",
-                        exchange=kombu.Exchange(c.event_exchange(source), type="topic",
-                                                durable=True),
-                        routing_key=event_type, auto_delete=True)
+    queue = kombu.Queue(
+        f"test-{uuid.uuid4().hex[:8]}",
+        exchange=kombu.Exchange(c.event_exchange(source), type="topic", durable=True),
+        routing_key=event_type,
+        auto_delete=True,
+    )
     queue(connection.default_channel).declare()
     return queue
 
@@ -61,6 +76,11 @@ def take(connection, queue_name: str, want: int = 1, timeout: float = 10.0) -> l
 
 
 def registered_payload(engine, case_id: str, category: str = "component.streetlight") -> dict:
-    return {"case_id": case_id, "category": category, "area_code": "330302001001001",
-            "description": "青园社区门口的路灯不亮", "location": {"lat": 27.995, "lon": 120.556},
-            "jurisdiction_version": jurisdiction_version(engine)}
+    return {
+        "case_id": case_id,
+        "category": category,
+        "area_code": "330302001001001",
+        "description": "青园社区门口的路灯不亮",
+        "location": {"lat": 27.995, "lon": 120.556},
+        "jurisdiction_version": jurisdiction_version(engine),
+    }

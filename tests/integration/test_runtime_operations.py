@@ -31,16 +31,23 @@ BACKLOG_SECONDS = 25.0
 
 
 def service_class(name: str):
-    return getattr(importlib.import_module(f"gridflow_{name}.service"),
-                   f"{name.capitalize()}Service")
+    return getattr(
+        importlib.import_module(f"gridflow_{name}.service"), f"{name.capitalize()}Service"
+    )
 
 
 def _routed(engine, case_id: str) -> dict:
     return {
-        "case_id": case_id, "assignment_id": f"{case_id}-1", "reason": "new",
-        "category": "component.manhole_cover", "tier": "street",
-        "holder": "urban_management-330302001", "lead": "urban_management",
-        "assisting": ["water"], "escalations": 0, "area_code": "330302001001001",
+        "case_id": case_id,
+        "assignment_id": f"{case_id}-1",
+        "reason": "new",
+        "category": "component.manhole_cover",
+        "tier": "street",
+        "holder": "urban_management-330302001",
+        "lead": "urban_management",
+        "assisting": ["water"],
+        "escalations": 0,
+        "area_code": "330302001001001",
         "jurisdiction_version": jurisdiction_version(engine),
     }
 
@@ -76,7 +83,8 @@ def _count(engine, sql: str, **params) -> int:
 @pytest.mark.parametrize("clock", ["real", "simulated"])
 @pytest.mark.parametrize("service", list(FLOODS))
 def test_a_backlog_waiting_at_restart_is_processed_without_starving_the_pool(
-        container_factory, config, broker, engine, amqp_uri, service, clock):
+    container_factory, config, broker, engine, amqp_uri, service, clock
+):
     source, event_type, method, payload = FLOODS[service]
     cls = service_class(service)
     config = _config(config, clock)
@@ -86,36 +94,48 @@ def test_a_backlog_waiting_at_restart_is_processed_without_starving_the_pool(
     first.stop()
     _declare_queues(amqp_uri, source)
     run = uuid.uuid4().hex[:6]
-    event_ids = [publish(broker, source, event_type, payload(engine, f"FL-{run}-{n}"))["event_id"]
-                 for n in range(BACKLOG)]
+    event_ids = [
+        publish(broker, source, event_type, payload(engine, f"FL-{run}-{n}"))["event_id"]
+        for n in range(BACKLOG)
+    ]
 
     started = time.monotonic()
     container_factory(cls, config).start()
     processed = 0
     while time.monotonic() - started < BACKLOG_SECONDS and processed < BACKLOG:
-        processed = _count(engine, f"SELECT count(*) FROM {service}_processed "
-                           "WHERE handler = :h AND event_id = ANY(:ids)", h=method, ids=event_ids)
+        processed = _count(
+            engine,
+            f"SELECT count(*) FROM {service}_processed WHERE handler = :h AND event_id = ANY(:ids)",
+            h=method,
+            ids=event_ids,
+        )
         time.sleep(0.1)  # bounded poll on the processed ids
     elapsed = time.monotonic() - started
     assert processed == BACKLOG, f"{processed} of {BACKLOG} in {elapsed:.1f} s"
-    failures = _count(engine, f"SELECT count(*) FROM {service}_failed WHERE message LIKE :m",
-                      m=f"%FL-{run}-%")
+    failures = _count(
+        engine, f"SELECT count(*) FROM {service}_failed WHERE message LIKE :m", m=f"%FL-{run}-%"
+    )
     assert failures == 0
 
 
 @pytest.mark.parametrize("clock", ["real", "simulated"])
-def test_forty_parallel_case_reads_through_intake_all_answer(
-        container_factory, config, clock):
+def test_forty_parallel_case_reads_through_intake_all_answer(container_factory, config, clock):
     from gridflow_intake.service import IntakeService
 
     config = _config(config, clock)
     container = container_factory(IntakeService, config)
     container.start()
     base = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1"
-    answer = requests.post(f"{base}/reports", json={
-        "channel": "hotline", "external_id": f"par-{uuid.uuid4().hex[:8]}",
-        "description": "青园社区门口的路灯不亮已经三天了", "location": {"lat": 27.995, "lon": 120.556},
-    }, timeout=30)
+    answer = requests.post(
+        f"{base}/reports",
+        json={
+            "channel": "hotline",
+            "external_id": f"par-{uuid.uuid4().hex[:8]}",
+            "description": "青园社区门口的路灯不亮已经三天了",
+            "location": {"lat": 27.995, "lon": 120.556},
+        },
+        timeout=30,
+    )
     assert answer.status_code in (200, 201), answer.text  # new, or joined to an open case
     case_id = answer.json()["case_id"]
     # A restart: the next container's caches are empty and all forty arrive at once.
@@ -132,7 +152,8 @@ def test_forty_parallel_case_reads_through_intake_all_answer(
 
 
 def test_healthz_is_ready_when_database_and_broker_answer_and_livez_answers(
-        container_factory, config):
+    container_factory, config
+):
     container = container_factory(service_class(c.ROUTING), config)
     container.start()
     base = f"http://{config['WEB_SERVER_ADDRESS']}"
@@ -143,7 +164,8 @@ def test_healthz_is_ready_when_database_and_broker_answer_and_livez_answers(
 
 
 def test_healthz_answers_503_naming_the_broker_and_database_that_do_not_answer(
-        container_factory, config):
+    container_factory, config
+):
     container = container_factory(service_class(c.ROUTING), config)
     container.start()
     provider = next(d for d in container.dependencies if isinstance(d, keys.Runtime))
@@ -155,7 +177,8 @@ def test_healthz_answers_503_naming_the_broker_and_database_that_do_not_answer(
     provider.amqp_uri = f"amqp://guest:guest@127.0.0.1:{nowhere}/"
     provider.probe_engine = sa.create_engine(
         f"postgresql+psycopg2://postgres@127.0.0.1:{nowhere}/gridflow",
-        connect_args={"connect_timeout": 2})
+        connect_args={"connect_timeout": 2},
+    )
     answer = requests.get(f"http://{config['WEB_SERVER_ADDRESS']}/healthz", timeout=20)
     assert answer.status_code == 503
     body = answer.json()
@@ -174,23 +197,34 @@ def test_healthz_answers_503_naming_the_broker_and_database_that_do_not_answer(
     ],
 )
 def test_an_undecodable_delivery_becomes_a_dead_letter_with_its_raw_body(
-        container_factory, config, broker, engine, amqp_uri, body, content_type):
+    container_factory, config, broker, engine, amqp_uri, body, content_type
+):
     container = container_factory(service_class(c.ROUTING), config)
     container.start()
     marker = uuid.uuid4().hex[:8]
     raw = body + marker.encode()
     exchange = kombu.Exchange(c.event_exchange(c.INTAKE), type="topic", durable=True)
     with kombu.Producer(broker) as producer:
-        producer.publish(raw, exchange=exchange, routing_key=c.CASE_REGISTERED,
-                         declare=[exchange], content_type=content_type,
-                         content_encoding="binary", delivery_mode=2)
+        producer.publish(
+            raw,
+            exchange=exchange,
+            routing_key=c.CASE_REGISTERED,
+            declare=[exchange],
+            content_type=content_type,
+            content_encoding="binary",
+            delivery_mode=2,
+        )
     deadline = time.monotonic() + 15
     letters: list = []
     while time.monotonic() < deadline and not letters:
         with engine.connect() as conn:
-            letters = conn.execute(sa.text(
-                "SELECT state, handler, message, last_error FROM routing_failed "
-                "WHERE message LIKE :m"), {"m": f"%{marker}%"}).all()
+            letters = conn.execute(
+                sa.text(
+                    "SELECT state, handler, message, last_error FROM routing_failed "
+                    "WHERE message LIKE :m"
+                ),
+                {"m": f"%{marker}%"},
+            ).all()
         time.sleep(0.1)  # bounded poll on the dead-letter store
     assert len(letters) == 1
     letter = letters[0]
@@ -204,7 +238,6 @@ def test_an_undecodable_delivery_becomes_a_dead_letter_with_its_raw_body(
     deadline = time.monotonic() + 15
     routed = 0
     while time.monotonic() < deadline and not routed:
-        routed = _count(engine, "SELECT count(*) FROM routing_cases WHERE case_id = :c",
-                        c=case_id)
+        routed = _count(engine, "SELECT count(*) FROM routing_cases WHERE case_id = :c", c=case_id)
         time.sleep(0.1)  # bounded poll on the routing table
     assert routed == 1

@@ -64,8 +64,9 @@ class IdempotentConsumer:
     def consume(self, handler_name: str, message: Any, handler: Handler) -> str:
         """Run ``handler`` on one delivered message at most once; never lose it."""
         if isinstance(message, Undecodable):
-            return self._unreadable(handler_name, message.body,
-                                    f"undecodable message: {message.error}")
+            return self._unreadable(
+                handler_name, message.body, f"undecodable message: {message.error}"
+            )
         try:
             event = contracts.load_event(message)
         except (ValidationError, TypeError) as exc:
@@ -80,8 +81,7 @@ class IdempotentConsumer:
             self.outage.failed(exc, handler=handler_name)
             raise DatabaseUnavailable(str(exc)) from exc
 
-    def run(self, handler_name: str, event: contracts.Event, message: Any,
-            handler: Handler) -> str:
+    def run(self, handler_name: str, event: contracts.Event, message: Any, handler: Handler) -> str:
         service = self.runtime.service
         started = metrics.now_seconds()
         try:
@@ -90,8 +90,11 @@ class IdempotentConsumer:
                 # this row and then finds it taken.
                 claimed = work.db.execute(
                     self.runtime.statements.claim,
-                    dict(handler=handler_name, event_id=event.event_id,
-                         processed_at=self.runtime.operational_now()),
+                    dict(
+                        handler=handler_name,
+                        event_id=event.event_id,
+                        processed_at=self.runtime.operational_now(),
+                    ),
                 ).rowcount
                 if not claimed:
                     metrics.MESSAGES.labels(service, handler_name, "duplicate").inc()
@@ -108,28 +111,45 @@ class IdempotentConsumer:
                 self.outage.failed(record_exc, handler=handler_name)
                 raise DatabaseUnavailable(str(record_exc)) from exc
             self.outage.recovered()
-            log.warning("handler_failed", handler=handler_name, event_id=event.event_id,
-                        event_type=event.event_type, error=repr(exc), state=state)
+            log.warning(
+                "handler_failed",
+                handler=handler_name,
+                event_id=event.event_id,
+                event_type=event.event_type,
+                error=repr(exc),
+                state=state,
+            )
             return state
         self.outage.recovered()
         metrics.MESSAGES.labels(service, handler_name, "ok").inc()
         metrics.HANDLER_SECONDS.labels(service, handler_name).observe(
-            metrics.now_seconds() - started)
+            metrics.now_seconds() - started
+        )
         return "done"
 
-    def prune_processed(self, retention: dt.timedelta = PROCESSED_RETENTION,
-                        batch: int = PRUNE_BATCH, max_batches: int = 10) -> int:
+    def prune_processed(
+        self,
+        retention: dt.timedelta = PROCESSED_RETENTION,
+        batch: int = PRUNE_BATCH,
+        max_batches: int = 10,
+    ) -> int:
         """Forget processed message ids older than ``retention`` (operational time), at most
         ``batch`` rows a statement so no prune holds locks for long. Returns how many went."""
         processed = self.runtime.tables["processed"]
         cutoff = self.runtime.operational_now() - retention
-        oldest = (sa.select(processed.c.handler, processed.c.event_id)
-                  .where(processed.c.processed_at < cutoff).limit(batch))
+        oldest = (
+            sa.select(processed.c.handler, processed.c.event_id)
+            .where(processed.c.processed_at < cutoff)
+            .limit(batch)
+        )
         removed = 0
         for _ in range(max_batches):
             with self.runtime.units.lock, self.runtime.engine.begin() as conn:
-                count = conn.execute(sa.delete(processed).where(
-                    sa.tuple_(processed.c.handler, processed.c.event_id).in_(oldest))).rowcount
+                count = conn.execute(
+                    sa.delete(processed).where(
+                        sa.tuple_(processed.c.handler, processed.c.event_id).in_(oldest)
+                    )
+                ).rowcount
             removed += count
             if count < batch:
                 break

@@ -30,9 +30,15 @@ class Outage:
     outage with one line saying how long it lasted and how many failures it cost.
     """
 
-    def __init__(self, event: str, *, first_delay: float = FIRST_DELAY_SECONDS,
-                 max_delay: float = MAX_DELAY_SECONDS,
-                 log_interval: float = LOG_INTERVAL_SECONDS, **context: Any):
+    def __init__(
+        self,
+        event: str,
+        *,
+        first_delay: float = FIRST_DELAY_SECONDS,
+        max_delay: float = MAX_DELAY_SECONDS,
+        log_interval: float = LOG_INTERVAL_SECONDS,
+        **context: Any,
+    ):
         self.event = event
         self.first_delay = first_delay
         self.max_delay = max_delay
@@ -59,14 +65,21 @@ class Outage:
                 return
             repeated, self._unlogged, self._logged_at = self._unlogged, 0, now
             total = self.failures
-        log.warning(self.event, **self.context, **fields, error=_short(error), repeated=repeated,
-                    failures=total, seconds=round(now - self._began, 1),
-                    next_log_within_seconds=self.log_interval)
+        log.warning(
+            self.event,
+            **self.context,
+            **fields,
+            error=_short(error),
+            repeated=repeated,
+            failures=total,
+            seconds=round(now - self._began, 1),
+            next_log_within_seconds=self.log_interval,
+        )
 
     def delay(self) -> float:
         """Seconds to wait before the next attempt: doubles with each consecutive failure."""
         exponent = min(max(self.failures - 1, 0), 16)
-        return min(self.max_delay, self.first_delay * 2 ** exponent)
+        return min(self.max_delay, self.first_delay * 2**exponent)
 
     def recovered(self) -> None:
         if not self.failures:  # the hot path: one attribute read
@@ -75,8 +88,12 @@ class Outage:
             failures, self.failures, self._unlogged = self.failures, 0, 0
             seconds = time.monotonic() - self._began
         if failures:
-            log.warning(f"{self.event}_recovered", **self.context, failures=failures,
-                        seconds=round(seconds, 1))
+            log.warning(
+                f"{self.event}_recovered",
+                **self.context,
+                failures=failures,
+                seconds=round(seconds, 1),
+            )
 
 
 def _short(error: BaseException | str) -> str:

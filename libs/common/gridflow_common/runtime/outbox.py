@@ -37,8 +37,9 @@ class Outbox:
         self.runtime = runtime
         self.table = runtime.tables["outbox"]
 
-    def publish_rows(self, rows: list[OutboxRow], publisher: Publisher,
-                     confirmed: list[int] | None = None) -> int:
+    def publish_rows(
+        self, rows: list[OutboxRow], publisher: Publisher, confirmed: list[int] | None = None
+    ) -> int:
         """The fast path: publish rows just committed (known in memory, no query).
 
         Without ``confirmed``, the confirmed rows are deleted at once, in one statement (also
@@ -62,8 +63,14 @@ class Outbox:
             conn.execute(sa.delete(self.table).where(self.table.c.id.in_(ids)))
         metrics.PUBLISHED.labels(self.runtime.service).inc(len(ids))
 
-    def sweep(self, publisher: Publisher, batch: int = 500, older_than: float = 0.0,
-              confirmed: list[int] | None = None, skip: Collection[int] = ()) -> int:
+    def sweep(
+        self,
+        publisher: Publisher,
+        batch: int = 500,
+        older_than: float = 0.0,
+        confirmed: list[int] | None = None,
+        skip: Collection[int] = (),
+    ) -> int:
         """Publish rows left in the table (a crash between commit and publish, a broker
         outage), oldest first; ``older_than`` seconds (operational time) leaves the fast path
         its rows, ``skip`` the rows already confirmed whose delete is pending. Returns how many
@@ -75,9 +82,13 @@ class Outbox:
         outbox = self.table
         published: list[int] = []
         cutoff = self.runtime.operational_now() - dt.timedelta(seconds=older_than)
-        query = (sa.select(outbox.c.id, outbox.c.exchange, outbox.c.routing_key, outbox.c.body)
-                 .where(outbox.c.created_at <= cutoff)
-                 .order_by(outbox.c.id).limit(batch).with_for_update(skip_locked=True))
+        query = (
+            sa.select(outbox.c.id, outbox.c.exchange, outbox.c.routing_key, outbox.c.body)
+            .where(outbox.c.created_at <= cutoff)
+            .order_by(outbox.c.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
         if skip:
             query = query.where(outbox.c.id.notin_(list(skip)))
         failure: Exception | None = None
@@ -107,8 +118,7 @@ class Outbox:
 
     def pending(self) -> int:
         with self.runtime.units.lock, self.runtime.engine.connect() as conn:
-            return conn.execute(
-                sa.select(sa.func.count()).select_from(self.table)).scalar_one()
+            return conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
 
 
 class RelayLoop:
@@ -127,8 +137,13 @@ class RelayLoop:
     DELETE_EVERY_SECONDS = 0.2
     DELETE_BATCH = 1000
 
-    def __init__(self, runtime: ServiceRuntime, publisher_factory: Callable[[], Publisher],
-                 interval: float = 1.0, batch: int = 500):
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        publisher_factory: Callable[[], Publisher],
+        interval: float = 1.0,
+        batch: int = 500,
+    ):
         self.runtime = runtime
         self.publisher_factory = publisher_factory
         self.interval = interval
@@ -156,8 +171,9 @@ class RelayLoop:
         if spawn is not None:
             self._thread = spawn(self._run, identifier=f"relay-{self.runtime.service}")
             return
-        self._thread = threading.Thread(target=self._run, name=f"relay-{self.runtime.service}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"relay-{self.runtime.service}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -171,12 +187,15 @@ class RelayLoop:
     def _flush_deletes(self, force: bool = False) -> None:
         if not self._confirmed:
             return
-        if (force or len(self._confirmed) >= self.DELETE_BATCH
-                or time.monotonic() - self._confirmed_since >= self.DELETE_EVERY_SECONDS):
+        if (
+            force
+            or len(self._confirmed) >= self.DELETE_BATCH
+            or time.monotonic() - self._confirmed_since >= self.DELETE_EVERY_SECONDS
+        ):
             ids = list(self._confirmed)
             self.runtime.delete_published(ids)
             # Only now, with the delete committed, are they forgotten.
-            del self._confirmed[:len(ids)]
+            del self._confirmed[: len(ids)]
 
     def _run(self) -> None:
         try:
@@ -188,24 +207,29 @@ class RelayLoop:
         publisher = None
         next_sweep = 0.0
         while not self._stop.is_set():
-            woken = self._wake.wait(self.DELETE_EVERY_SECONDS if self._confirmed
-                                    else self.interval)
+            woken = self._wake.wait(self.DELETE_EVERY_SECONDS if self._confirmed else self.interval)
             self._wake.clear()
             try:
                 if publisher is None:
                     publisher = self.publisher_factory()
                 while self._ready:
-                    rows = [self._ready.popleft()
-                            for _ in range(min(self.batch, len(self._ready)))]
+                    rows = [self._ready.popleft() for _ in range(min(self.batch, len(self._ready)))]
                     if not self._confirmed:
                         self._confirmed_since = time.monotonic()
                     self.runtime.outbox.publish_rows(rows, publisher, self._confirmed)
                 self._flush_deletes(force=not woken)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.interval
-                    while self.runtime.outbox.sweep(
-                            publisher, self.batch, older_than=self.SWEEP_GRACE_SECONDS,
-                            confirmed=self._confirmed, skip=self._confirmed) > 0:
+                    while (
+                        self.runtime.outbox.sweep(
+                            publisher,
+                            self.batch,
+                            older_than=self.SWEEP_GRACE_SECONDS,
+                            confirmed=self._confirmed,
+                            skip=self._confirmed,
+                        )
+                        > 0
+                    ):
                         pass
                 self.outage.recovered()
             except Exception as exc:

@@ -87,8 +87,9 @@ class ServiceRuntime:
 
     # -- dead letters ------------------------------------------------------------------------
 
-    def retry_due(self, handlers: dict[str, Handler], now: dt.datetime | None = None,
-                  limit: int = 100) -> int:
+    def retry_due(
+        self, handlers: dict[str, Handler], now: dt.datetime | None = None, limit: int = 100
+    ) -> int:
         """Retry the failed messages whose backoff has run out (operational time)."""
         return self.letters.retry_due(handlers, self.consumer.run, now, limit)
 
@@ -100,8 +101,9 @@ class ServiceRuntime:
 
     # -- the outbox --------------------------------------------------------------------------
 
-    def publish_rows(self, rows: list[OutboxRow], publisher: Publisher,
-                     confirmed: list[int] | None = None) -> int:
+    def publish_rows(
+        self, rows: list[OutboxRow], publisher: Publisher, confirmed: list[int] | None = None
+    ) -> int:
         return self.outbox.publish_rows(rows, publisher, confirmed)
 
     def delete_published(self, ids: list[int]) -> None:
@@ -118,8 +120,9 @@ class ServiceRuntime:
 
     PRUNE_EVERY_SECONDS = 60.0
 
-    def tick(self, handlers: dict[str, Handler],
-             periodic: Callable[[ServiceRuntime], Any] | None = None) -> None:
+    def tick(
+        self, handlers: dict[str, Handler], periodic: Callable[[ServiceRuntime], Any] | None = None
+    ) -> None:
         """Time-driven work, once a second: due retries, the service's periodic work, and (once
         a minute) pruning processed ids past their retention. A failing tick (the database out
         of reach) is logged once per interval with a count, not once a second."""
@@ -144,7 +147,8 @@ class ServiceRuntime:
             except Exception as exc:
                 text = str(exc).strip()
                 problems[part] = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[
-                    :300]
+                    :300
+                ]
         return problems
 
     # -- rehearsals --------------------------------------------------------------------------
@@ -154,6 +158,3 @@ class ServiceRuntime:
         with self.units.lock, self.engine.begin() as conn:
             for table in [*self.own_tables, *self.tables.values()]:
                 conn.execute(sa.delete(table))
-
-
-

@@ -83,7 +83,8 @@ class Work:
             self.runtime.service, event_type, occurred_at or self.now, payload
         )
         self._outbox(
-            contracts.event_exchange(self.runtime.service), event_type,
+            contracts.event_exchange(self.runtime.service),
+            event_type,
             json.dumps(event.to_message(), ensure_ascii=False),
         )
 
@@ -92,18 +93,30 @@ class Work:
         self._outbox(contracts.DEPARTMENT_EXCHANGE, code, json.dumps(message, ensure_ascii=False))
 
     def _outbox(self, exchange: str, routing_key: str, body: str) -> None:
-        row_id = self.db.execute(self.runtime.statements.outbox_insert, dict(
-            exchange=exchange, routing_key=routing_key, body=body, attempts=0,
-            created_at=self.runtime.operational_now(),
-        )).scalar_one()
+        row_id = self.db.execute(
+            self.runtime.statements.outbox_insert,
+            dict(
+                exchange=exchange,
+                routing_key=routing_key,
+                body=body,
+                attempts=0,
+                created_at=self.runtime.operational_now(),
+            ),
+        ).scalar_one()
         self.outboxed.append(OutboxRow(row_id, exchange, routing_key, body))
 
 
 class UnitsOfWork:
     """Opens units of work on one engine and hands each commit's outbox rows to the relay."""
 
-    def __init__(self, runtime: ServiceRuntime, engine: sa.Engine, clock: Clock,
-                 jurisdictions: JurisdictionStore, lock: Any = None):
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        engine: sa.Engine,
+        clock: Clock,
+        jurisdictions: JurisdictionStore,
+        lock: Any = None,
+    ):
         self.runtime = runtime
         self.engine = engine
         self.clock = clock
