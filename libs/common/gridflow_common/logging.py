@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -31,7 +32,7 @@ def _mask(value: Any) -> Any:
     return value
 
 
-def mask_processor(_logger: Any, _method: str, event_dict: dict) -> dict:
+def mask_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict:
     return {key: _mask(value) for key, value in event_dict.items()}
 
 

@@ -246,6 +246,7 @@ class GridflowService:
     """Entrypoints every service has: retries and time-driven work, reset, metrics, health."""
 
     definition: ServiceDefinition
+    runtime: ServiceRuntime  # each service class sets it to its ``Runtime`` provider
 
     from nameko.rpc import rpc as _rpc
     from nameko.timer import timer as _timer
