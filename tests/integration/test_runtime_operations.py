@@ -193,6 +193,12 @@ def test_healthz_is_ready_when_database_and_broker_answer_and_livez_answers(
     assert (live.status_code, live.json()) == (200, {"live": True})
 
 
+def test_the_relay_runs_as_a_thread_the_container_manages(container_factory, config):
+    container = container_factory(service_class(c.ROUTING), config)
+    container.start()
+    assert "relay-routing" in container._managed_threads.values()
+
+
 def test_healthz_answers_503_naming_the_broker_and_database_that_do_not_answer(
     container_factory, config
 ):

@@ -551,3 +551,11 @@ def test_confirmed_rows_whose_delete_fails_once_are_not_published_again(engine, 
     assert len(bodies) == 500
     assert len(set(bodies)) == 500
     assert runtime.pending_outbox() == 0
+
+
+def test_the_periodic_tick_prunes_processed_ids_past_retention(engine, runtime, wall):
+    handler = FlakyHandler()
+    assert runtime.consume(HANDLER, _message("GF-old"), handler) == "done"
+    wall.advance(days=8)
+    runtime.tick({HANDLER: handler})
+    assert _count(engine, runtime.tables["processed"]) == 0

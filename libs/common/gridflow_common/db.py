@@ -98,6 +98,23 @@ def messaging_tables(metadata: sa.MetaData, service: str) -> dict[str, sa.Table]
     return {"outbox": outbox, "processed": processed, "failed": failed}
 
 
+def add_processed_at(op, service: str) -> None:
+    """The migration that gives ``<service>_processed`` its ``processed_at`` (every service's
+    history runs it once, ``op`` being Alembic's). Nullable, so adding it does not rewrite a
+    large table; ids claimed before it count from the migration and are pruned once the
+    retention window has passed."""
+    with op.batch_alter_table(f"{service}_processed") as batch_op:
+        batch_op.add_column(sa.Column("processed_at", UtcDateTime(timezone=True), nullable=True))
+        batch_op.create_index(f"ix_{service}_processed_at", ["processed_at"], unique=False)
+    op.execute(f"UPDATE {service}_processed SET processed_at = CURRENT_TIMESTAMP")
+
+
+def drop_processed_at(op, service: str) -> None:
+    with op.batch_alter_table(f"{service}_processed") as batch_op:
+        batch_op.drop_index(f"ix_{service}_processed_at")
+        batch_op.drop_column("processed_at")
+
+
 def database_url() -> str:
     return os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
 

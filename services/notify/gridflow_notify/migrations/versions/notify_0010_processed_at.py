@@ -4,10 +4,9 @@ Revision ID: notify_0010
 Revises: notify_0001
 """
 
-import sqlalchemy as sa
 from alembic import op
 
-import gridflow_common.db
+from gridflow_common.db import add_processed_at, drop_processed_at
 
 revision = 'notify_0010'
 down_revision = 'notify_0001'
@@ -16,15 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Nullable, so adding it does not rewrite a large table; ids claimed before this migration
-    # count from now and are pruned once the retention window has passed.
-    with op.batch_alter_table('notify_processed', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('processed_at', gridflow_common.db.UtcDateTime(timezone=True), nullable=True))
-        batch_op.create_index('ix_notify_processed_at', ['processed_at'], unique=False)
-    op.execute("UPDATE notify_processed SET processed_at = CURRENT_TIMESTAMP")
+    add_processed_at(op, 'notify')
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('notify_processed', schema=None) as batch_op:
-        batch_op.drop_index('ix_notify_processed_at')
-        batch_op.drop_column('processed_at')
+    drop_processed_at(op, 'notify')
