@@ -6,7 +6,6 @@ Run under `nameko test` (eventlet monkey-patched), as `make test` does.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 
@@ -17,90 +16,16 @@ import sqlalchemy as sa
 from nameko.testing.services import entrypoint_waiter
 
 from gridflow_common import contracts as c
-from gridflow_common import migrate
-from gridflow_common import nameko_support as keys
-from gridflow_common.jurisdictions import JurisdictionStore
-from tests.conftest import free_port, lucheng_files
+from tests.integration.support import (
+    CST,
+    jurisdiction_version,
+    observe,
+    publish,
+    registered_payload,
+    take,
+)
 
 pytestmark = pytest.mark.integration
-CST = dt.timezone(dt.timedelta(hours=8))
-
-
-@pytest.fixture(scope="module")
-def engine(database_url):
-    engine = sa.create_engine(database_url)
-    migrate.upgrade_all(engine)
-    JurisdictionStore(engine).install(lucheng_files())
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def config(amqp_uri, database_url, engine):
-    return {
-        keys.AMQP_URI: amqp_uri,
-        keys.DATABASE_URL: database_url,
-        keys.GRIDFLOW_CLOCK: "real",
-        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
-        "max_workers": 10,
-    }
-
-
-@pytest.fixture
-def broker(amqp_uri):
-    connection = kombu.Connection(amqp_uri)
-    yield connection
-    connection.release()
-
-
-def jurisdiction_version(engine) -> int:
-    return JurisdictionStore(engine).active_version()
-
-
-def publish(connection, source: str, event_type: str, payload: dict,
-            occurred_at: dt.datetime | None = None, event_id: str | None = None) -> dict:
-    """Publish an event as ``source``'s relay would (after its queues exist)."""
-    envelope = c.make_event(source, event_type, occurred_at or dt.datetime.now(CST),
-                            payload).to_message()
-    if event_id:
-        envelope["event_id"] = event_id
-    exchange = kombu.Exchange(c.event_exchange(source), type="topic", durable=True)
-    with kombu.Producer(connection) as producer:
-        producer.publish(json.dumps(envelope), exchange=exchange, routing_key=event_type,
-                         declare=[exchange], content_type="application/json", delivery_mode=2)
-    return envelope
-
-
-def observe(connection, source: str, event_type: str) -> kombu.Queue:
-    """A queue of the test's own on ``source``'s events, bound before anything is published."""
-    queue = kombu.Queue(f"test-{uuid.uuid4().hex[:8]}",
-                        exchange=kombu.Exchange(c.event_exchange(source), type="topic",
-                                                durable=True),
-                        routing_key=event_type, auto_delete=True)
-    queue(connection.default_channel).declare()
-    return queue
-
-
-def take(connection, queue_name: str, want: int = 1, timeout: float = 10.0) -> list[dict]:
-    """Up to ``want`` messages from a queue, polling at most ``timeout`` seconds."""
-    queue = kombu.Queue(queue_name, no_declare=True)
-    bound = queue(connection.default_channel)
-    got: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < want and time.monotonic() < deadline:
-        message = bound.get(no_ack=True)
-        if message is None:
-            time.sleep(0.05)  # bounded by the deadline above
-            continue
-        body = message.body
-        got.append(json.loads(body) if isinstance(body, (bytes, str)) else body)
-    return got
-
-
-def registered_payload(engine, case_id: str, category: str = "component.streetlight") -> dict:
-    return {"case_id": case_id, "category": category, "area_code": "330302001001001",
-            "description": "青园社区门口的路灯不亮", "location": {"lat": 27.995, "lon": 120.556},
-            "jurisdiction_version": jurisdiction_version(engine)}
 
 
 def test_routing_assigns_a_registered_case_once_even_when_delivered_twice(

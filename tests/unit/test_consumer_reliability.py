@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -37,7 +38,7 @@ class ManualClock:
     def __init__(self, now: dt.datetime):
         self._now = now
 
-    def now(self) -> dt.datetime:
+    def now(self, connection=None) -> dt.datetime:
         return self._now
 
     def set(self, now: dt.datetime, *, allow_backwards: bool = False) -> dt.datetime:
@@ -77,12 +78,20 @@ def engine(tmp_path):
 
 @pytest.fixture
 def clock():
+    """The city's clock: simulated, it stands still unless a test moves it."""
     return ManualClock(T0)
 
 
 @pytest.fixture
-def runtime(engine, clock):
-    return ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects])
+def wall():
+    """Operational time (retry backoff, relay grace), which the tests move by hand."""
+    return ManualClock(dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc))
+
+
+@pytest.fixture
+def runtime(engine, clock, wall):
+    return ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects],
+                          operational_clock=wall.now)
 
 
 def _message(case_id: str = "GF-1") -> dict:
@@ -164,7 +173,7 @@ def test_different_messages_for_one_case_each_run(engine, runtime):
 # ----------------------------------------------------------------------------- failures
 
 
-def test_failing_handler_is_rolled_back_and_recorded_for_retry(engine, runtime, clock):
+def test_failing_handler_is_rolled_back_and_recorded_for_retry(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     assert runtime.consume(HANDLER, _message(), handler) == "retrying"
     assert _count(engine, side_effects) == 0
@@ -172,26 +181,26 @@ def test_failing_handler_is_rolled_back_and_recorded_for_retry(engine, runtime, 
     assert _count(engine, runtime.tables["processed"]) == 0
     [row] = _failed_rows(runtime)
     assert (row["handler"], row["state"], row["attempts"]) == (HANDLER, "retrying", 1)
-    assert row["next_attempt_at"] > clock.now()
+    assert row["next_attempt_at"] > wall.now()
     assert "department system unavailable" in row["last_error"]
 
 
-def test_retry_is_not_attempted_before_its_backoff_runs_out(engine, runtime, clock):
+def test_retry_is_not_attempted_before_its_backoff_runs_out(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     runtime.consume(HANDLER, _message(), handler)
     handler.broken = False
-    assert runtime.retry_due({HANDLER: handler}, now=clock.now()) == 0
+    assert runtime.retry_due({HANDLER: handler}, now=wall.now()) == 0
     assert handler.runs == 1
     assert _failed_rows(runtime)[0]["state"] == "retrying"
 
 
 def test_retry_after_the_fault_is_gone_succeeds_once_and_removes_the_record(
-        engine, runtime, clock):
+        engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     message = _message()
     runtime.consume(HANDLER, message, handler)
     handler.broken = False
-    assert runtime.retry_due({HANDLER: handler}, now=clock.now() + dt.timedelta(minutes=1)) == 1
+    assert runtime.retry_due({HANDLER: handler}, now=wall.now() + dt.timedelta(minutes=1)) == 1
     assert handler.runs == 2
     assert _failed_rows(runtime) == []
     assert _count(engine, side_effects) == 2
@@ -201,40 +210,41 @@ def test_retry_after_the_fault_is_gone_succeeds_once_and_removes_the_record(
     assert handler.runs == 2
 
 
-def test_retry_that_fails_again_counts_the_attempt_and_backs_off_longer(engine, runtime, clock):
+def test_retry_that_fails_again_counts_the_attempt_and_backs_off_longer(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
+    failed_at = wall.now()
     runtime.consume(HANDLER, _message(), handler)
     first_due = _failed_rows(runtime)[0]["next_attempt_at"]
-    clock.advance(minutes=1)
+    wall.advance(minutes=1)
     assert runtime.retry_due({HANDLER: handler}) == 1
     [row] = _failed_rows(runtime)
     assert (row["state"], row["attempts"]) == ("retrying", 2)
-    assert row["next_attempt_at"] - clock.now() > first_due - T0
+    assert row["next_attempt_at"] - wall.now() > first_due - failed_at
     assert _count(engine, side_effects) == 0
 
 
 def test_message_becomes_dead_after_max_attempts_and_is_no_longer_retried(
-        engine, runtime, clock):
+        engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     assert runtime.consume(HANDLER, _message(), handler) == "retrying"
     for attempt in range(2, MAX_ATTEMPTS + 1):
-        clock.advance(days=1)
+        wall.advance(days=1)
         assert runtime.retry_due({HANDLER: handler}) == 1
         [row] = _failed_rows(runtime)
         assert row["attempts"] == attempt
     assert (row["state"], row["next_attempt_at"]) == ("dead", None)
     assert handler.runs == MAX_ATTEMPTS
-    clock.advance(days=30)
+    wall.advance(days=30)
     assert runtime.retry_due({HANDLER: handler}) == 0
     assert handler.runs == MAX_ATTEMPTS
     assert _count(engine, side_effects) == 0
 
 
-def test_replayed_dead_letter_is_retried_and_then_processed(engine, runtime, clock):
+def test_replayed_dead_letter_is_retried_and_then_processed(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     runtime.consume(HANDLER, _message(), handler)
     for _ in range(MAX_ATTEMPTS - 1):
-        clock.advance(days=1)
+        wall.advance(days=1)
         runtime.retry_due({HANDLER: handler})
     [dead] = _failed_rows(runtime)
     assert dead["state"] == "dead"
@@ -277,13 +287,13 @@ def test_unreadable_message_goes_straight_to_dead_letters(engine, runtime, messa
     assert _count(engine, side_effects) == 0
 
 
-def test_replayed_unreadable_message_does_not_multiply_dead_letters(runtime, clock):
+def test_replayed_unreadable_message_does_not_multiply_dead_letters(runtime, wall):
     handler = FlakyHandler()
     assert runtime.consume(HANDLER, {"event_type": "case_registered"}, handler) == "dead"
     [dead] = _failed_rows(runtime)
     assert runtime.replay_dead_letter(dead["id"]) is True
     for _ in range(3):
-        clock.advance(minutes=5)
+        wall.advance(minutes=5)
         runtime.retry_due({HANDLER: handler})
     rows = _failed_rows(runtime)
     assert len(rows) == 1
@@ -391,8 +401,6 @@ def test_a_rolled_back_unit_hands_nothing_to_the_relay(runtime):
 
 
 def test_relay_loop_publishes_after_each_commit_and_empties_the_outbox(runtime):
-    import time
-
     from gridflow_common.runtime import RelayLoop
 
     publisher = RecordingPublisher()
@@ -411,3 +419,143 @@ def test_relay_loop_publishes_after_each_commit_and_empties_the_outbox(runtime):
     assert [json.loads(body)["payload"]["case_id"] for _, _, body in publisher.published] == [
         "GF-0", "GF-1", "GF-2"]
     assert runtime.pending_outbox() == 0
+
+
+# ----------------------------------------------------------------------------- operational time
+
+
+def test_failed_message_is_retried_after_its_backoff_while_the_simulated_clock_stands_still(
+        engine, clock):
+    # Real operational time (the default), a city clock nobody moves.
+    runtime = ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects])
+    handler = FlakyHandler(broken=True)
+    assert runtime.consume(HANDLER, _message(), handler) == "retrying"
+    handler.broken = False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _failed_rows(runtime):
+        runtime.retry_due({HANDLER: handler})
+        time.sleep(0.05)  # bounded poll: the first backoff is one second of real time
+    assert _failed_rows(runtime) == []
+    assert handler.runs == 2
+    assert clock.now() == T0
+    assert _count(engine, side_effects) == 2
+
+
+def test_replayed_dead_letter_is_due_at_once_on_a_simulated_clock_in_the_past(engine, clock):
+    clock.set(T0 - dt.timedelta(days=365))
+    runtime = ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects])
+    handler = FlakyHandler()
+    assert runtime.consume(HANDLER, {"event_type": "case_registered"}, handler) == "dead"
+    [dead] = _failed_rows(runtime)
+    assert runtime.replay_dead_letter(dead["id"]) is True
+    assert runtime.retry_due({HANDLER: handler}) == 1
+
+
+# ----------------------------------------------------------------------------- one connection
+
+
+def test_a_unit_of_work_reads_clock_and_jurisdiction_on_its_own_connection(tmp_path):
+    """A pool of one connection: any second checkout inside a unit would time out."""
+    from gridflow_common.clock import SimulatedClock
+    from gridflow_common.db import platform_metadata
+    from tests.conftest import lucheng_files
+
+    url = f"sqlite:///{tmp_path}/one.sqlite"
+    setup = make_engine(url)
+    platform_metadata.create_all(setup)
+    messaging_tables(sa.MetaData(), SERVICE)["processed"].metadata.create_all(setup)
+    _test_metadata.create_all(setup)
+    version = JurisdictionStore(setup).install(lucheng_files())
+    SimulatedClock(setup).set(T0)
+    setup.dispose()
+
+    engine = sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=1,
+                              connect_args={"check_same_thread": False})
+    # A fresh store: its cache is empty, as after every restart.
+    runtime = ServiceRuntime(SERVICE, engine, SimulatedClock(engine), JurisdictionStore(engine),
+                             [side_effects])
+    with runtime.work() as work:
+        assert work.now == T0
+        assert work.city_now() == T0
+        active_version, active = work.active_jurisdiction()
+        assert active_version == version
+        assert work.jurisdiction(version) is active
+    engine.dispose()
+
+
+# ----------------------------------------------------------------------------- retention
+
+
+def test_processed_ids_older_than_the_retention_window_are_pruned(engine, runtime, wall):
+    handler = FlakyHandler()
+    old = _message("GF-old")
+    assert runtime.consume(HANDLER, old, handler) == "done"
+    wall.advance(days=8)
+    recent = _message("GF-recent")
+    assert runtime.consume(HANDLER, recent, handler) == "done"
+    assert runtime.prune_processed(dt.timedelta(days=7)) == 1
+    with engine.connect() as conn:
+        left = conn.execute(sa.select(runtime.tables["processed"].c.event_id)).scalars().all()
+    assert left == [recent["event_id"]]
+    # Within the window a redelivery is still recognised.
+    assert runtime.consume(HANDLER, recent, handler) == "duplicate"
+
+
+# ----------------------------------------------------------------------------- relay deletes
+
+
+def test_confirmed_rows_whose_delete_fails_once_are_not_published_again(engine, runtime):
+    from gridflow_common.runtime import RelayLoop
+
+    failures = {"left": 1}
+
+    def fail_once() -> int:
+        if failures["left"]:
+            failures["left"] -= 1
+            return 1
+        return 0
+
+    # A real DELETE refused by the database once (a trigger), the next one committed.
+    @sa.event.listens_for(engine, "connect")
+    def _register(dbapi_connection, _record):
+        dbapi_connection.create_function("fail_once", 0, fail_once)
+
+    engine.dispose()
+    outbox = runtime.tables["outbox"].name
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER blip BEFORE DELETE ON {outbox} WHEN fail_once() "
+            "BEGIN SELECT RAISE(ABORT, 'database blip'); END")
+
+    publisher = RecordingPublisher()
+    loop = RelayLoop(runtime, lambda: publisher, interval=0.05)
+    loop.SWEEP_GRACE_SECONDS = 0.0  # the sweep may take any row at once
+    loop.start()
+    try:
+        for batch in range(5):
+            with runtime.work() as work:
+                for n in range(100):
+                    work.emit(c.CASE_ROUTED, _routed_payload(f"GF-{batch}-{n}"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+                failures["left"] or runtime.pending_outbox()):
+            time.sleep(0.02)  # bounded poll on the relay's outcome
+        # A few more passes of the loop, sweeps included, after the outbox emptied.
+        settle = time.monotonic() + 0.3
+        while time.monotonic() < settle:
+            time.sleep(0.02)  # bounded: lets further sweeps run if any row were left
+    finally:
+        loop.stop()
+    assert failures["left"] == 0
+    bodies = [body for _, _, body in publisher.published]
+    assert len(bodies) == 500
+    assert len(set(bodies)) == 500
+    assert runtime.pending_outbox() == 0
+
+
+def test_the_periodic_tick_prunes_processed_ids_past_retention(engine, runtime, wall):
+    handler = FlakyHandler()
+    assert runtime.consume(HANDLER, _message("GF-old"), handler) == "done"
+    wall.advance(days=8)
+    runtime.tick({HANDLER: handler})
+    assert _count(engine, runtime.tables["processed"]) == 0

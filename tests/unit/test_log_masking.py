@@ -145,3 +145,46 @@ def test_rendered_log_line_carries_no_clear_numbers():
     assert PHONE not in line and ID_NUMBER not in line
     assert data["reporter"]["phone"] == PHONE_MASKED
     assert data["note"] == f"ID {ID_MASKED}"
+
+
+# ----------------------------------------------------------------------------- standard logging
+
+
+def test_a_failed_statement_logged_the_way_nameko_logs_it_carries_no_clear_number(
+        tmp_path, capfd):
+    """nameko's own error log (``nameko.containers``: 'error handling worker') goes through the
+    standard library under the service's ``LOGGING`` dictConfig, not through structlog."""
+    import logging
+    import logging.config
+
+    import sqlalchemy as sa
+    import yaml
+    from nameko.cli.main import setup_yaml_parser
+
+    from gridflow_common.logging import configure
+    from tests.conftest import REPO
+
+    # What `nameko run --config services/notify/config.yaml` does before starting the service.
+    setup_yaml_parser()
+    with open(REPO / "services/notify/config.yaml") as f:
+        config = yaml.safe_load(f)
+    logging.config.dictConfig(config["LOGGING"])
+    configure()
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/leak.sqlite")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE reporters (phone TEXT PRIMARY KEY)")
+    phone = "13866000095"
+    try:
+        with engine.begin() as conn:
+            for _ in range(2):
+                conn.execute(sa.text("INSERT INTO reporters (phone) VALUES (:phone)"),
+                             {"phone": phone})
+    except sa.exc.IntegrityError as exc:
+        logging.getLogger("nameko.containers").exception(
+            "error handling worker %s: %s", "<WorkerContext notify.on_case_dispatched>", exc)
+    engine.dispose()
+    err = capfd.readouterr().err
+    assert "IntegrityError" in err and "[parameters:" in err
+    assert phone not in err
+    assert "138****0095" in err

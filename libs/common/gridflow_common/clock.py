@@ -28,7 +28,11 @@ class ClockRefused(Exception):
 class Clock(Protocol):
     simulated: bool
 
-    def now(self) -> dt.datetime: ...
+    def now(self, connection: sa.Connection | None = None) -> dt.datetime:
+        """The city's time. Inside a unit of work pass its connection: the simulated clock then
+        reads there instead of asking the pool for a second connection (which deadlocks a
+        busy service whose every worker already holds one)."""
+        ...
 
     def set(self, now: dt.datetime, *, allow_backwards: bool = False) -> dt.datetime: ...
 
@@ -36,7 +40,7 @@ class Clock(Protocol):
 class RealClock:
     simulated = False
 
-    def now(self) -> dt.datetime:
+    def now(self, connection: sa.Connection | None = None) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
 
     def set(self, now: dt.datetime, *, allow_backwards: bool = False) -> dt.datetime:
@@ -50,9 +54,14 @@ class SimulatedClock:
     def __init__(self, engine: sa.Engine):
         self._engine = engine
 
-    def now(self) -> dt.datetime:
-        with self._engine.connect() as conn:
-            value = conn.execute(sa.select(clock_table.c.now).where(clock_table.c.id == 1)).scalar()
+    _read = sa.select(clock_table.c.now).where(clock_table.c.id == 1)
+
+    def now(self, connection: sa.Connection | None = None) -> dt.datetime:
+        if connection is not None:
+            value = connection.execute(self._read).scalar()
+        else:
+            with self._engine.connect() as conn:
+                value = conn.execute(self._read).scalar()
         if value is None:
             return DEFAULT_SIMULATED_START
         return value

@@ -77,6 +77,9 @@ def messaging_tables(metadata: sa.MetaData, service: str) -> dict[str, sa.Table]
         metadata,
         sa.Column("handler", sa.String(100), primary_key=True),
         sa.Column("event_id", sa.String(64), primary_key=True),
+        # Operational (real) time of the claim: ids older than the retention window are pruned.
+        sa.Column("processed_at", UtcDateTime(), nullable=True),
+        sa.Index(f"ix_{service}_processed_at", "processed_at"),
     )
     failed = sa.Table(
         f"{service}_failed",
@@ -95,11 +98,35 @@ def messaging_tables(metadata: sa.MetaData, service: str) -> dict[str, sa.Table]
     return {"outbox": outbox, "processed": processed, "failed": failed}
 
 
+def add_processed_at(op, service: str) -> None:
+    """The migration that gives ``<service>_processed`` its ``processed_at`` (every service's
+    history runs it once, ``op`` being Alembic's). Nullable, so adding it does not rewrite a
+    large table; ids claimed before it count from the migration and are pruned once the
+    retention window has passed."""
+    with op.batch_alter_table(f"{service}_processed") as batch_op:
+        batch_op.add_column(sa.Column("processed_at", UtcDateTime(timezone=True), nullable=True))
+        batch_op.create_index(f"ix_{service}_processed_at", ["processed_at"], unique=False)
+    op.execute(f"UPDATE {service}_processed SET processed_at = CURRENT_TIMESTAMP")
+
+
+def drop_processed_at(op, service: str) -> None:
+    with op.batch_alter_table(f"{service}_processed") as batch_op:
+        batch_op.drop_index(f"ix_{service}_processed_at")
+        batch_op.drop_column("processed_at")
+
+
 def database_url() -> str:
     return os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
 
 
-def make_engine(url: str | None = None) -> sa.Engine:
+DEFAULT_POOL_SIZE = 5
+
+
+def make_engine(url: str | None = None, pool_size: int | None = None,
+                pool_timeout: float = 30.0) -> sa.Engine:
+    """``pool_size`` is the most connections this engine ever holds (no overflow): a nameko
+    service passes its worker count plus what runs beside the workers (see nameko_support), so
+    the pool and the workers are sized together."""
     url = url or database_url()
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
@@ -119,11 +146,25 @@ def make_engine(url: str | None = None) -> sa.Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]
-    # Five services (and their replicas) share PostgreSQL's connection limit (100 by default);
-    # a nameko worker waits for a pooled connection rather than opening its own.
-    pool_size = int(os.environ.get("GRIDFLOW_DB_POOL", "5"))
+    # Five services (and their replicas) share PostgreSQL's connection limit (100 by default).
+    # No overflow: the pool is the budget, and a unit of work never holds more than one.
     # No pre-ping (a round trip on every checkout); a connection that died with a database
     # restart fails its first use, SQLAlchemy then invalidates the pool, and the failure policy
     # retries the message on a fresh connection.
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
-                            pool_recycle=1800)
+    return sa.create_engine(url, pool_size=pool_size or DEFAULT_POOL_SIZE, max_overflow=0,
+                            pool_timeout=pool_timeout, pool_recycle=1800,
+                            connect_args={"connect_timeout": 5})
+
+
+def make_probe_engine(url: str | None = None) -> sa.Engine:
+    """One connection of its own for readiness checks, so a probe never waits behind busy
+    workers for the pool, and answers within seconds when the database is unreachable."""
+    url = url or database_url()
+    if url.startswith("sqlite"):
+        return make_engine(url)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=2,
+                            pool_pre_ping=True,
+                            connect_args={"connect_timeout": 2,
+                                          "options": "-c statement_timeout=2000"})

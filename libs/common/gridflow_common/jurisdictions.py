@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,14 +47,25 @@ class JurisdictionStore:
         self._active = (version, time.monotonic())
         return version
 
-    def active_version(self) -> int:
+    @contextlib.contextmanager
+    def _reading(self, connection: sa.Connection | None) -> Iterator[sa.Connection]:
+        """The caller's connection when it has one (a unit of work reads everything on the one
+        connection it holds: asking the pool for a second deadlocks a busy service), else one
+        of our own."""
+        if connection is not None:
+            yield connection
+            return
+        with self._lock, self._engine.connect() as conn:
+            yield conn
+
+    def active_version(self, connection: sa.Connection | None = None) -> int:
         """The version in force. Read at most once a second per process: an import through
         another replica takes effect here within that second (events carry their version, so a
         case in flight keeps the rules it was registered under)."""
         now = time.monotonic()
         if self._active is not None and now - self._active[1] < ACTIVE_VERSION_TTL:
             return self._active[0]
-        with self._lock, self._engine.connect() as conn:
+        with self._reading(connection) as conn:
             version = conn.execute(
                 sa.select(jurisdiction_table.c.version).where(jurisdiction_table.c.active)
             ).scalar()
@@ -63,15 +75,15 @@ class JurisdictionStore:
         self._active = (version, now)
         return version
 
-    def active(self) -> tuple[int, Jurisdiction]:
-        version = self.active_version()
-        return version, self.get(version)
+    def active(self, connection: sa.Connection | None = None) -> tuple[int, Jurisdiction]:
+        version = self.active_version(connection)
+        return version, self.get(version, connection)
 
-    def get(self, version: int) -> Jurisdiction:
+    def get(self, version: int, connection: sa.Connection | None = None) -> Jurisdiction:
         cached = self._cache.get(version)
         if cached is not None:
             return cached
-        with self._lock, self._engine.connect() as conn:
+        with self._reading(connection) as conn:
             files = conn.execute(
                 sa.select(jurisdiction_table.c.files).where(jurisdiction_table.c.version == version)
             ).scalar()

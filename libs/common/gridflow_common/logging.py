@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -31,19 +32,64 @@ def _mask(value: Any) -> Any:
     return value
 
 
-def mask_processor(_logger: Any, _method: str, event_dict: dict) -> dict:
+def mask_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict:
     return {key: _mask(value) for key, value in event_dict.items()}
+
+
+def mask_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Mask a standard-library log record in place: its message with the arguments filled in,
+    its traceback (SQLAlchemy puts a failed statement's parameters in the exception text) and
+    its stack. The traceback is rendered here once and kept in ``exc_text``, which every
+    ``logging.Formatter`` uses instead of rendering ``exc_info`` again."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string: logging reports it when it renders the record
+        return record
+    record.msg, record.args = mask_personal_numbers(message), None
+    if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = mask_personal_numbers(record.exc_text)
+    if record.stack_info:
+        record.stack_info = mask_personal_numbers(record.stack_info)
+    return record
+
+
+class MaskingFilter(logging.Filter):
+    """The same masking as a filter, for a handler configured by ``logging.config``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        mask_record(record)
+        return True
+
+
+def install_record_masking() -> None:
+    """Mask every standard-library record as it is made, whatever logger made it (nameko's
+    worker tracebacks, SQLAlchemy, kombu) and whatever handlers a ``dictConfig`` (nameko's
+    ``LOGGING``) installs later: the record factory is the one place every record passes,
+    and ``dictConfig`` leaves it alone."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "masks_personal_numbers", False):
+        return
+
+    def masking_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return mask_record(factory(*args, **kwargs))
+
+    masking_factory.masks_personal_numbers = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masking_factory)
 
 
 _configured = False
 
 
 def configure(level: str = "INFO") -> None:
+    install_record_masking()
     global _configured
     if _configured:
         return
     _configured = True
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+                        level=level)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

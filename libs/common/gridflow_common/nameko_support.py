@@ -7,18 +7,25 @@ service layer's handler, and nothing else.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
+import time
+from functools import partial
 
 import kombu
+import sqlalchemy as sa
+from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
+from nameko.messaging import QueueConsumer
 
 from gridflow_common import contracts as c
 from gridflow_common import migrate, reset
 from gridflow_common.clock import make_clock
-from gridflow_common.db import database_url, make_engine
+from gridflow_common.db import database_url, make_engine, make_probe_engine
 from gridflow_common.jurisdictions import JurisdictionStore
 from gridflow_common.logging import configure, get_logger
-from gridflow_common.runtime import RelayLoop, ServiceRuntime
+from gridflow_common.runtime import DatabaseUnavailable, RelayLoop, ServiceRuntime, Undecodable
 from gridflow_common.service import ServiceDefinition
 
 log = get_logger(__name__)
@@ -27,7 +34,40 @@ log = get_logger(__name__)
 DATABASE_URL = "DATABASE_URL"
 AMQP_URI = "AMQP_URI"
 GRIDFLOW_CLOCK = "GRIDFLOW_CLOCK"
+MAX_WORKERS = "max_workers"  # nameko's own key
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+
+# The pool and the workers are sized together, so that no configuration can starve itself.
+# Every entrypoint (event handlers, the tick timer, HTTP, RPC) runs as a nameko worker, at most
+# ``max_workers`` at once, and a worker's unit of work holds one connection at a time (it reads
+# the clock and the jurisdiction on it). Beside the workers only the relay uses the pool: its
+# loop (one connection at a time) and, on stop, a last flush of confirmed deletes that may
+# overlap a pass still finishing. Readiness probes have an engine of their own. So a service
+# holds at most max_workers + 2 + 1 connections: five services at the default of 14 workers hold
+# at most 85 of PostgreSQL's default 100, leaving room for the CLI and migrations.
+RELAY_CONNECTIONS = 2
+
+
+def pool_size_for(max_workers: int) -> int:
+    return max_workers + RELAY_CONNECTIONS
+
+
+class RequeueLater(Exception):
+    """The database is out of reach: the message goes back to the broker unacknowledged, after
+    the worker has waited out the backoff. Already logged (once per interval, with a count), so
+    nameko's own per-worker traceback is left out."""
+
+
+class _QuietRequeue(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, RequeueLater)
+
+
+def _quiet_nameko_requeues() -> None:
+    logger = logging.getLogger("nameko.containers")
+    if not any(isinstance(f, _QuietRequeue) for f in logger.filters):
+        logger.addFilter(_QuietRequeue())
 
 
 class Unroutable(Exception):
@@ -90,10 +130,12 @@ class Runtime(DependencyProvider):
 
     def setup(self) -> None:
         configure()
+        _quiet_nameko_requeues()
         config = self.container.config
         url = config.get(DATABASE_URL) or database_url()
         self.amqp_uri = config.get(AMQP_URI) or os.environ.get(AMQP_URI, DEFAULT_AMQP_URI)
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size=pool_size_for(self.container.max_workers))
+        self.probe_engine = make_probe_engine(url)
         migrate.upgrade(self.engine, "platform")
         migrate.upgrade(self.engine, self.definition.name)
         clock = make_clock(self.engine, config.get(GRIDFLOW_CLOCK) or None)
@@ -101,21 +143,63 @@ class Runtime(DependencyProvider):
                                       JurisdictionStore(self.engine), self.definition.tables())
         self.relay = RelayLoop(self.runtime,
                                lambda: KombuPublisher(self.amqp_uri, self.definition.name))
+        self.runtime.readiness_checks.update(database=self._database_answers,
+                                             broker=self._broker_answers)
 
     def start(self) -> None:
-        self.relay.start()
+        # A thread the container manages: it is killed with the container, and a loop that
+        # died would take the container down with it rather than leave the outbox unrelayed.
+        self.relay.start(spawn=self.container.spawn_managed_thread)
         log.info("service_started", service=self.definition.name,
-                 clock="simulated" if self.runtime.clock.simulated else "real")
+                 clock="simulated" if self.runtime.clock.simulated else "real",
+                 max_workers=self.container.max_workers,
+                 pool_size=pool_size_for(self.container.max_workers))
 
     def stop(self) -> None:
         self.relay.stop()
         self.engine.dispose()
+        self.probe_engine.dispose()
+
+    def _database_answers(self) -> None:
+        with self.probe_engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def _broker_answers(self) -> None:
+        # A connection of its own, opened and closed: the consumer's and the relay's would hide
+        # a dead broker until their next read or write.
+        with kombu.Connection(self.amqp_uri, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
 
     def kill(self) -> None:
         self.stop()
 
     def get_dependency(self, worker_ctx) -> ServiceRuntime:
         return self.runtime
+
+
+class _DeadLetteringQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, except that a delivery kombu cannot decode (not JSON, or a
+    content type nameko does not accept) reaches the entrypoint as ``Undecodable`` with its
+    raw body, so the idempotent consumer keeps it as a dead letter. nameko leaves kombu's
+    ``on_decode_error`` unset: the decode error escapes the consuming loop instead."""
+
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        for provider, consumer in self._consumers.items():
+            consumer.on_decode_error = partial(self._undecodable, provider)
+        return consumers
+
+    def _undecodable(self, provider, message, exc) -> None:
+        body = message.body
+        # Undecodable bytes kept as escapes (\xff), so the dead letter shows what arrived.
+        text = (body.decode("utf-8", "backslashreplace") if isinstance(body, bytes)
+                else str(body))
+        self.handle_message(provider, Undecodable(text, f"{type(exc).__name__}: {exc}"),
+                            message)
+
+
+class GridflowEventHandler(EventHandler):
+    queue_consumer = _DeadLetteringQueueConsumer()
 
 
 def metrics_response():
@@ -134,21 +218,27 @@ def subscribe(cls):
 
     ``requeue_on_error``: the consumer records every handler failure itself and returns normally;
     an exception escapes only when even that record could not be written (the database is down),
-    and then the message must go back to the queue rather than be acknowledged and lost.
+    and then the message must go back to the queue rather than be acknowledged and lost. The
+    worker first waits out the outage's backoff (doubling, capped at 30 s), holding the message
+    unacknowledged: with prefetch equal to the worker count, a service then fails at most
+    ``max_workers`` messages per backoff instead of a hundred a second.
     """
-    from nameko.events import event_handler
-
     definition: ServiceDefinition = cls.definition
     for sub in c.subscriptions_of(definition.name):
         if sub.method not in definition.handlers:
             raise TypeError(f"{definition.name} subscribes {sub.method} but has no such handler")
 
         def consume(self, message, _name=sub.method):
-            self.runtime.consume(_name, message, self.definition.handlers[_name])
+            try:
+                self.runtime.consume(_name, message, self.definition.handlers[_name])
+            except DatabaseUnavailable as exc:
+                time.sleep(self.runtime.outage.delay())  # green under nameko: other workers run
+                raise RequeueLater(str(exc)) from None
 
         consume.__name__ = consume.__qualname__ = sub.method
-        setattr(cls, sub.method,
-                event_handler(sub.source, sub.event_type, requeue_on_error=True)(consume))
+        setattr(cls, sub.method, GridflowEventHandler.decorator(
+            sub.source, sub.event_type, requeue_on_error=True,
+            expected_exceptions=(RequeueLater,))(consume))
     return cls
 
 
@@ -156,6 +246,7 @@ class GridflowService:
     """Entrypoints every service has: retries and time-driven work, reset, metrics, health."""
 
     definition: ServiceDefinition
+    runtime: ServiceRuntime  # each service class sets it to its ``Runtime`` provider
 
     from nameko.rpc import rpc as _rpc
     from nameko.timer import timer as _timer
@@ -163,9 +254,7 @@ class GridflowService:
 
     @_timer(interval=1)
     def tick(self) -> None:
-        self.runtime.retry_due(self.definition.handlers)
-        if self.definition.periodic is not None:
-            self.definition.periodic(self.runtime)
+        self.runtime.tick(self.definition.handlers, self.definition.periodic)
 
     # A reset's two rounds (gridflow_common.reset): each answers None, or why not.
     @_rpc
@@ -182,6 +271,16 @@ class GridflowService:
 
     @_http("GET", "/healthz")
     def healthz(self, request):
-        return 200, '{"ok": true}'
+        """Readiness: the database answers a short query and the broker takes a connection;
+        otherwise 503 naming what is wrong."""
+        problems = self.runtime.readiness()
+        if problems:
+            return 503, json.dumps({"ready": False, "problems": problems}, ensure_ascii=False)
+        return 200, '{"ready": true}'
+
+    @_http("GET", "/livez")
+    def livez(self, request):
+        """Liveness: the process answers (its event loop and worker pool run)."""
+        return 200, '{"live": true}'
 
     del _rpc, _timer, _http

@@ -125,7 +125,7 @@ def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float |
 
 def register_report(work: Work, report: dict) -> tuple[int, dict]:
     """201 and a new case, or 200 and the case the report repeats or joins."""
-    version, j = work.runtime.jurisdictions.active()
+    version, j = work.active_jurisdiction()
     if report.get("external_id"):
         existing = work.db.execute(
             sa.select(reports.c.case_id).where(
@@ -368,7 +368,7 @@ def report_status(
         outcome = lifecycle.apply_update(current_status, status)
     except lifecycle.LifecycleError as exc:
         raise _refused(exc) from None
-    version, j = work.runtime.jurisdictions.active()
+    version, j = work.active_jurisdiction()
     if category and j.category(category) is None:
         raise Rejected(422, {"category": [f"unknown category {category!r}"]})
     if outcome.status != case.status:

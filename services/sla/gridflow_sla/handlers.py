@@ -139,8 +139,8 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
         )
     # Dispatched in the past of the running clock (an escalation found by a sweep over a jump):
     # catch up to now at once.
-    if nxt is not None and nxt <= work.runtime.clock.now():
-        _advance(work, p["assignment_id"], work.runtime.clock.now())
+    if nxt is not None and nxt <= (city_now := work.city_now()):
+        _advance(work, p["assignment_id"], city_now)
 
 
 def on_case_status_reported(work: Work, event: c.Event) -> None:

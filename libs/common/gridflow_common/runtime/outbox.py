@@ -1,0 +1,246 @@
+"""The outbox relay: committed outbox rows are published through a ``Publisher`` (the fast
+path right after each commit, a sweep of the table for whatever that missed); a row is deleted
+only once the broker has confirmed it and did not return it as unroutable, and a confirmed row
+is remembered until its delete has committed, so a failed delete never republishes it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, Protocol
+
+import sqlalchemy as sa
+
+from gridflow_common import metrics
+from gridflow_common.logging import get_logger
+from gridflow_common.runtime.outage import Outage
+from gridflow_common.runtime.unit_of_work import OutboxRow
+
+if TYPE_CHECKING:
+    from gridflow_common.runtime.service_runtime import ServiceRuntime
+
+log = get_logger(__name__)
+
+
+class Publisher(Protocol):
+    def publish(self, exchange: str, routing_key: str, body: str) -> None:
+        """Publish durably; return only once the broker has taken the message, raise otherwise."""
+
+
+class Outbox:
+    def __init__(self, runtime: ServiceRuntime):
+        self.runtime = runtime
+        self.table = runtime.tables["outbox"]
+
+    def publish_rows(
+        self, rows: list[OutboxRow], publisher: Publisher, confirmed: list[int] | None = None
+    ) -> int:
+        """The fast path: publish rows just committed (known in memory, no query).
+
+        Without ``confirmed``, the confirmed rows are deleted at once, in one statement (also
+        when a later publish fails, which then raises; the rest stays for the sweep). With it,
+        their ids are appended there for the caller to delete later, many at a time."""
+        published: list[int] = [] if confirmed is None else confirmed
+        before = len(published)
+        try:
+            for row in rows:
+                publisher.publish(row.exchange, row.routing_key, row.body)
+                published.append(row.id)
+        finally:
+            if confirmed is None:
+                self.delete_published(published)
+        return len(published) - before
+
+    def delete_published(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with self.runtime.units.lock, self.runtime.engine.begin() as conn:
+            conn.execute(sa.delete(self.table).where(self.table.c.id.in_(ids)))
+        metrics.PUBLISHED.labels(self.runtime.service).inc(len(ids))
+
+    def sweep(
+        self,
+        publisher: Publisher,
+        batch: int = 500,
+        older_than: float = 0.0,
+        confirmed: list[int] | None = None,
+        skip: Collection[int] = (),
+    ) -> int:
+        """Publish rows left in the table (a crash between commit and publish, a broker
+        outage), oldest first; ``older_than`` seconds (operational time) leaves the fast path
+        its rows, ``skip`` the rows already confirmed whose delete is pending. Returns how many
+        were published.
+
+        The confirmed rows are deleted in the sweep's transaction; when that delete cannot
+        commit and ``confirmed`` is given, their ids are appended there for the caller to
+        delete later, instead of being published again by the next sweep."""
+        outbox = self.table
+        published: list[int] = []
+        cutoff = self.runtime.operational_now() - dt.timedelta(seconds=older_than)
+        query = (
+            sa.select(outbox.c.id, outbox.c.exchange, outbox.c.routing_key, outbox.c.body)
+            .where(outbox.c.created_at <= cutoff)
+            .order_by(outbox.c.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        if skip:
+            query = query.where(outbox.c.id.notin_(list(skip)))
+        failure: Exception | None = None
+        try:
+            with self.runtime.units.lock, self.runtime.engine.connect() as conn, conn.begin():
+                rows = conn.execute(query).all()
+                for row in rows:
+                    try:
+                        publisher.publish(row.exchange, row.routing_key, row.body)
+                    except Exception as exc:  # re-raised once the confirmed rows are deleted
+                        failure = exc
+                        break
+                    published.append(row.id)
+                # Whatever was confirmed is deleted even when a later publish failed; the rest
+                # stays for the next pass.
+                if published:
+                    conn.execute(sa.delete(outbox).where(outbox.c.id.in_(published)))
+        except Exception:
+            if confirmed is not None:
+                confirmed.extend(published)
+            raise
+        if failure is not None:
+            raise failure
+        if published:
+            metrics.PUBLISHED.labels(self.runtime.service).inc(len(published))
+        return len(published)
+
+    def pending(self) -> int:
+        with self.runtime.units.lock, self.runtime.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
+
+
+class RelayLoop:
+    """Publishes each commit's outbox rows right after the commit (handed over in memory), and
+    sweeps the table every ``interval`` for rows the fast path did not publish.
+
+    Under load the fast path batches by itself: whatever commits arrived while it was publishing
+    go out in the next pass, with one DELETE for all of them. ``start(spawn)`` runs the loop
+    through the caller's thread spawner (nameko: ``container.spawn_managed_thread``, so the
+    container owns it and a crash of the loop is the container's to see); without one it is a
+    plain daemon thread (the embedded default).
+    """
+
+    # A row the fast path holds is left alone by the sweep for this long.
+    SWEEP_GRACE_SECONDS = 5.0
+    DELETE_EVERY_SECONDS = 0.2
+    DELETE_BATCH = 1000
+
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        publisher_factory: Callable[[], Publisher],
+        interval: float = 1.0,
+        batch: int = 500,
+    ):
+        self.runtime = runtime
+        self.publisher_factory = publisher_factory
+        self.interval = interval
+        self.batch = batch
+        self._ready: collections.deque[OutboxRow] = collections.deque()
+        # Confirmed rows wait here to be deleted many at a time, and stay here until their
+        # delete has committed: the sweep skips them, so a failed delete never republishes
+        # them. If the process dies first, the sweep publishes them again and consumers drop
+        # the duplicate.
+        self._confirmed: list[int] = []
+        self._confirmed_since = 0.0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: Any = None
+        self.outage = Outage("relay_failed", service=runtime.service)
+        runtime.on_commit(self._committed)
+
+    def _committed(self, rows: list[OutboxRow]) -> None:
+        self._ready.extend(rows)
+        self._wake.set()
+
+    def start(self, spawn: Callable[..., Any] | None = None) -> None:
+        self._done.clear()
+        if spawn is not None:
+            self._thread = spawn(self._run, identifier=f"relay-{self.runtime.service}")
+            return
+        self._thread = threading.Thread(
+            target=self._run, name=f"relay-{self.runtime.service}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._done.wait(timeout=5)
+        with contextlib.suppress(Exception):
+            self._flush_deletes(force=True)
+
+    def _flush_deletes(self, force: bool = False) -> None:
+        if not self._confirmed:
+            return
+        if (
+            force
+            or len(self._confirmed) >= self.DELETE_BATCH
+            or time.monotonic() - self._confirmed_since >= self.DELETE_EVERY_SECONDS
+        ):
+            ids = list(self._confirmed)
+            self.runtime.delete_published(ids)
+            # Only now, with the delete committed, are they forgotten.
+            del self._confirmed[: len(ids)]
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._done.set()
+
+    def _loop(self) -> None:
+        publisher = None
+        next_sweep = 0.0
+        while not self._stop.is_set():
+            woken = self._wake.wait(self.DELETE_EVERY_SECONDS if self._confirmed else self.interval)
+            self._wake.clear()
+            try:
+                if publisher is None:
+                    publisher = self.publisher_factory()
+                while self._ready:
+                    rows = [self._ready.popleft() for _ in range(min(self.batch, len(self._ready)))]
+                    if not self._confirmed:
+                        self._confirmed_since = time.monotonic()
+                    self.runtime.outbox.publish_rows(rows, publisher, self._confirmed)
+                self._flush_deletes(force=not woken)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.interval
+                    while (
+                        self.runtime.outbox.sweep(
+                            publisher,
+                            self.batch,
+                            older_than=self.SWEEP_GRACE_SECONDS,
+                            confirmed=self._confirmed,
+                            skip=self._confirmed,
+                        )
+                        > 0
+                    ):
+                        pass
+                self.outage.recovered()
+            except Exception as exc:
+                # Rows not confirmed stay in the table; the sweep publishes them. Confirmed rows
+                # stay in memory until their delete commits.
+                self.outage.failed(exc)
+                with contextlib.suppress(Exception):
+                    self._flush_deletes(force=True)
+                close = getattr(publisher, "close", None)
+                if close:
+                    with contextlib.suppress(Exception):
+                        close()
+                publisher = None
+                self._stop.wait(min(self.outage.delay(), self.interval * 5))
