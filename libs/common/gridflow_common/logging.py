@@ -82,6 +82,18 @@ def install_record_masking() -> None:
 _configured = False
 
 
+class _StderrLogger:
+    """Writes each line to whatever ``sys.stderr`` is when it is written, not to the stream
+    that was there when logging was configured: a stream replaced and closed since (a test
+    runner's capture, a daemon's redirection) must not make a log call raise inside a handler,
+    where the exception would fail the unit of work it only meant to describe."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
 def configure(level: str = "INFO") -> None:
     install_record_masking()
     global _configured
@@ -99,7 +111,7 @@ def configure(level: str = "INFO") -> None:
             mask_processor,
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_args: _StderrLogger(),
         cache_logger_on_first_use=True,
     )
 

@@ -1,13 +1,13 @@
 """departments: the unit that holds a case is the holder
 
 Revision ID: departments_0020
-Revises: departments_0001
+Revises: departments_0010
 """
 
 from alembic import op
 
 revision = "departments_0020"
-down_revision = "departments_0001"
+down_revision = "departments_0010"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """intake: assignment sequence on cases, fact keys on timeline entries
 
 Revision ID: intake_0030
-Revises: intake_0002
+Revises: intake_0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "intake_0030"
-down_revision = "intake_0002"
+down_revision = "intake_0010"
 branch_labels = None
 depends_on = None
 

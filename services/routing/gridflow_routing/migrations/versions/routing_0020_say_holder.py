@@ -1,13 +1,13 @@
 """routing: the table holds assignments, and its unit that holds a case is the holder
 
 Revision ID: routing_0020
-Revises: routing_0001
+Revises: routing_0010
 """
 
 from alembic import op
 
 revision = "routing_0020"
-down_revision = "routing_0001"
+down_revision = "routing_0010"
 branch_labels = None
 depends_on = None
 

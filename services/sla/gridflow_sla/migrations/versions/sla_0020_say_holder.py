@@ -1,13 +1,13 @@
 """sla: the unit that holds a case is the holder
 
 Revision ID: sla_0020
-Revises: sla_0001
+Revises: sla_0010
 """
 
 from alembic import op
 
 revision = "sla_0020"
-down_revision = "sla_0001"
+down_revision = "sla_0010"
 branch_labels = None
 depends_on = None
 
