@@ -16,8 +16,8 @@ import requests
 import sqlalchemy as sa
 from nameko.testing.services import entrypoint_waiter
 
+from gridflow_app import bootstrap
 from gridflow_common import contracts as c
-from gridflow_common import migrate
 from gridflow_common import nameko_support as keys
 from gridflow_common.jurisdictions import JurisdictionStore
 from tests.conftest import free_port, lucheng_files
@@ -29,7 +29,7 @@ CST = dt.timezone(dt.timedelta(hours=8))
 @pytest.fixture(scope="module")
 def engine(database_url):
     engine = sa.create_engine(database_url)
-    migrate.upgrade_all(engine)
+    bootstrap.upgrade_all(engine)
     JurisdictionStore(engine).install(lucheng_files())
     yield engine
     engine.dispose()
