@@ -24,6 +24,9 @@ with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
 PY
   "$BIN/gridflow" migrate --database-url "$DATABASE_URL" >/dev/null
+  # An empty database gets the shipped default jurisdiction, so reports are not refused (503)
+  # until someone finds `gridflow import`; one already installed is left as it is.
+  "$BIN/gridflow" ensure-jurisdiction --database-url "$DATABASE_URL"
 }
 
 alive() {
@@ -48,13 +51,21 @@ ensure_nginx() {
       || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >&2
   fi
   mkdir -p "$VAR_DIR"/nginx-{body,proxy,fastcgi,uwsgi,scgi}
-  local upstream=$INTAKE_HTTP
+  local upstream=$INTAKE_HTTP rendered=$VAR_DIR/nginx.conf
   VAR_DIR=$VAR_DIR INTAKE_UPSTREAM=$upstream envsubst '${VAR_DIR} ${INTAKE_UPSTREAM} ${GRIDFLOW_PORT}' \
-    <deploy/nginx.conf >"$VAR_DIR/nginx.conf"
+    <deploy/nginx.conf >"$rendered.new"
   if [[ -f $VAR_DIR/nginx.pid ]] && kill -0 "$(cat "$VAR_DIR/nginx.pid")" 2>/dev/null; then
-    nginx -c "$VAR_DIR/nginx.conf" -s reload
+    # A reload closes every idle keep-alive connection: only when the configuration changed.
+    if cmp -s "$rendered.new" "$rendered"; then
+      rm -f "$rendered.new"
+    else
+      mv "$rendered.new" "$rendered"
+      nginx -c "$rendered" -s reload
+      echo "nginx configuration changed: reloaded"
+    fi
   else
-    nginx -c "$VAR_DIR/nginx.conf"
+    mv "$rendered.new" "$rendered"
+    nginx -c "$rendered"
   fi
 }
 

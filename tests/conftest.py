@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gridflow_app.folders import LUCHENG, jurisdiction_files
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -129,6 +131,7 @@ def embedded_url(tmp_path_factory):
 # session works in a RabbitMQ vhost and a PostgreSQL database of its own, so it neither sees nor
 # steals another run's messages.
 
+import contextlib  # noqa: E402
 import shutil  # noqa: E402
 import uuid  # noqa: E402
 
@@ -186,13 +189,13 @@ def amqp_uri(broker_base_uri):
         _rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.fixture(scope="session")
-def database_url(database_server_url):
-    """A fresh PostgreSQL database, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_database(server_url: str):
+    """A PostgreSQL database of its own on ``server_url``'s server, dropped afterwards."""
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    url = make_url(database_server_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    url = make_url(server_url.replace("postgresql://", "postgresql+psycopg2://", 1))
     name = f"gridflow_test_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -211,8 +214,12 @@ def database_url(database_server_url):
         admin.dispose()
 
 
-LUCHENG = REPO / "libs/common/gridflow_common/fixtures/lucheng"
+@pytest.fixture(scope="session")
+def database_url(database_server_url):
+    """A fresh PostgreSQL database for the session, dropped afterwards."""
+    with fresh_database(database_server_url) as url:
+        yield url
 
 
 def lucheng_files() -> dict[str, str]:
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(LUCHENG.glob("*.csv"))}
+    return jurisdiction_files(LUCHENG)

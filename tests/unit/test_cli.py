@@ -128,3 +128,13 @@ def test_run_removes_its_temporary_folder_when_stopped(tmp_path, sig):
             proc.kill()
             proc.wait()
     assert list(tmp_path.glob("gridflow-*")) == []
+
+
+def test_ensure_jurisdiction_loads_the_default_only_into_an_empty_database(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/empty.sqlite"
+    bootstrap.upgrade_all(make_engine(url))
+    assert cli.main(["ensure-jurisdiction", "--database-url", url]) == 0
+    said = capsys.readouterr().out
+    assert "loaded the default one, Lucheng" in said and "version 1" in said
+    assert cli.main(["ensure-jurisdiction", "--database-url", url]) == 0
+    assert "jurisdiction version 1 is in force; left as it is" in capsys.readouterr().out

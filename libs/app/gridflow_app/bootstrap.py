@@ -3,11 +3,9 @@ a database gets, in order. The one place that knows every service package by nam
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 
-import gridflow_common
+from gridflow_app.folders import LUCHENG, jurisdiction_files
 from gridflow_common import contracts as c
 from gridflow_common import migrate
 from gridflow_common.service import ServiceDefinition
@@ -17,8 +15,14 @@ from gridflow_notify.handlers import DEFINITION as NOTIFY
 from gridflow_routing.handlers import DEFINITION as ROUTING
 from gridflow_sla.handlers import DEFINITION as SLA
 
-# The jurisdiction shipped with Gridflow: the embedded default and an empty `make up` load it.
-LUCHENG = Path(gridflow_common.__file__).parent / "fixtures" / "lucheng"
+__all__ = [
+    "DEFINITIONS",
+    "HISTORIES",
+    "LUCHENG",
+    "definitions",
+    "jurisdiction_files",
+    "upgrade_all",
+]
 
 DEFINITIONS: dict[str, ServiceDefinition] = {
     d.name: d for d in (INTAKE, ROUTING, DEPARTMENTS, SLA, NOTIFY)

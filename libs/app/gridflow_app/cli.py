@@ -55,7 +55,9 @@ def cmd_import(args) -> int:
     except JurisdictionError as exc:
         print(f"refused: {folder}\n{exc}", file=sys.stderr)
         return 2
-    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
+    from gridflow_app.folders import jurisdiction_files
+
+    files = jurisdiction_files(folder)
     url = (args.url or default_url()).rstrip("/")
     try:
         response = httpx.put(
@@ -80,6 +82,28 @@ def cmd_migrate(args) -> int:
 
     bootstrap.upgrade_all(make_engine(args.database_url))
     print("migrated:", ", ".join(bootstrap.HISTORIES))
+    return 0
+
+
+def cmd_ensure_jurisdiction(args) -> int:
+    """`make up` on an empty database: install the shipped default jurisdiction, and say so."""
+    from gridflow_app import bootstrap
+    from gridflow_common.db import make_engine
+    from gridflow_common.jurisdictions import JurisdictionStore, NoJurisdiction
+
+    engine = make_engine(args.database_url)
+    store = JurisdictionStore(engine)
+    try:
+        version = store.active_version()
+        print(f"jurisdiction version {version} is in force; left as it is")
+    except NoJurisdiction:
+        version = store.install(bootstrap.jurisdiction_files(bootstrap.LUCHENG))
+        print(
+            f"no jurisdiction was installed: loaded the default one, Lucheng "
+            f"({bootstrap.LUCHENG}), as version {version}; `gridflow import FOLDER` replaces it"
+        )
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -152,6 +176,11 @@ def parser() -> argparse.ArgumentParser:
     )
     mig = sub.add_parser("migrate", help="upgrade every service's tables")
     mig.add_argument("--database-url", default=None)
+    ens = sub.add_parser(
+        "ensure-jurisdiction",
+        help="install the shipped default jurisdiction when none is installed",
+    )
+    ens.add_argument("--database-url", default=None)
     dl = sub.add_parser("dead-letters", help="list or replay messages given up on")
     dl.add_argument("action", choices=("list", "replay"))
     # choices: a misspelt service is a usage error naming the valid ones, not a traceback.
@@ -185,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "import": cmd_import,
         "migrate": cmd_migrate,
+        "ensure-jurisdiction": cmd_ensure_jurisdiction,
         "dead-letters": cmd_dead_letters,
     }[args.command](args)
 

@@ -14,6 +14,7 @@ import signal
 import tempfile
 import threading
 from collections import defaultdict, deque
+from collections.abc import Callable
 from pathlib import Path
 
 from gridflow_app import bootstrap
@@ -86,10 +87,16 @@ class EmbeddedGridflow:
         for name, definition in self.definitions.items():
             runtime = ServiceRuntime(name, self.engine, self.clock, self.store,
                                      definition.tables(), lock=self.lock)
-            runtime.on_commit(lambda rows, r=runtime: r.publish_rows(rows, self.bus))
+            runtime.on_commit(self._publish_after_commit(runtime))
             self.runtimes[name] = runtime
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _publish_after_commit(self, runtime: ServiceRuntime) -> Callable[[list], None]:
+        def publish(rows: list) -> None:
+            runtime.publish_rows(rows, self.bus)
+
+        return publish
 
     def start(self) -> None:
         for target, name in ((self._deliver, "deliver"), (self._tick, "tick")):
@@ -148,8 +155,7 @@ class EmbeddedGridflow:
                 runtime.reset()
 
     def load_jurisdiction(self, folder: Path = LUCHENG) -> int:
-        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
-        return self.store.install(files)
+        return self.store.install(bootstrap.jurisdiction_files(folder))
 
     def api(self):
         from gridflow_intake.api import IntakeApi

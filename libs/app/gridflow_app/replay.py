@@ -25,6 +25,7 @@ import httpx
 import yaml
 
 from gridflow_app.cli import default_url
+from gridflow_app.folders import jurisdiction_files
 
 DEFAULT_POLL_TIMEOUT = 15.0
 POLL_INTERVAL = 0.15
@@ -511,7 +512,7 @@ class FileRun:
         if not folder.is_dir():
             self.fail_setup(f"jurisdiction folder {folder} does not exist")
             raise StopFile
-        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
+        files = jurisdiction_files(folder)
         if not files:
             self.fail_setup(f"jurisdiction folder {folder} holds no .csv files")
             raise StopFile
