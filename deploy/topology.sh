@@ -9,7 +9,12 @@ SERVICES=(intake routing departments sla notify)
 export AMQP_URI=${AMQP_URI:-amqp://guest:guest@127.0.0.1:5672/}
 export DATABASE_URL=${DATABASE_URL:-postgresql+psycopg2://postgres@127.0.0.1:5432/gridflow}
 export GRIDFLOW_PORT=${GRIDFLOW_PORT:-8000}
+# Each service's own HTTP port (/healthz, /metrics), as services/<name>/config.yaml defaults them.
 export INTAKE_HTTP=${INTAKE_HTTP:-127.0.0.1:8001}
+export ROUTING_HTTP=${ROUTING_HTTP:-127.0.0.1:8002}
+export DEPARTMENTS_HTTP=${DEPARTMENTS_HTTP:-127.0.0.1:8003}
+export SLA_HTTP=${SLA_HTTP:-127.0.0.1:8004}
+export NOTIFY_HTTP=${NOTIFY_HTTP:-127.0.0.1:8005}
 mkdir -p "$VAR_DIR"
 
 ensure_database() {
@@ -83,7 +88,10 @@ case ${1:-up} in
   up)
     ensure_database
     for svc in "${SERVICES[@]}"; do start_service "$svc"; done
-    wait_for "http://$INTAKE_HTTP/healthz"
+    for svc in "${SERVICES[@]}"; do
+      address=${svc^^}_HTTP
+      wait_for "http://${!address}/healthz"
+    done
     ensure_nginx
     wait_for "http://127.0.0.1:$GRIDFLOW_PORT/healthz"
     echo "Gridflow (real topology) on http://127.0.0.1:$GRIDFLOW_PORT; logs in $VAR_DIR"

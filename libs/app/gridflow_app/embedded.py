@@ -155,7 +155,8 @@ class EmbeddedGridflow:
                 runtime.reset()
 
     def load_jurisdiction(self, folder: Path = LUCHENG) -> int:
-        return self.store.install(bootstrap.jurisdiction_files(folder))
+        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
+        return self.store.install(files)
 
     def api(self):
         from gridflow_intake.api import IntakeApi
