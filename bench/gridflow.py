@@ -54,8 +54,9 @@ def department_queues() -> list[tuple[str, str, str]]:
     for name, column in (("departments.csv", "code"), ("units.csv", "code")):
         with open(FIXTURES / name, encoding="utf-8") as f:
             codes += [row[column] for row in csv.DictReader(f)]
-    return [(c.DEPARTMENT_EXCHANGE, code, c.department_queue(code))
-            for code in dict.fromkeys(codes)]
+    return [
+        (c.DEPARTMENT_EXCHANGE, code, c.department_queue(code)) for code in dict.fromkeys(codes)
+    ]
 
 
 # -- the services ------------------------------------------------------------------------------
@@ -69,13 +70,18 @@ class Topology:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "AMQP_URI": infra.AMQP_URI, "DATABASE_URL": infra.DATABASE_URL,
-            "GRIDFLOW_CLOCK": "real", "GRIDFLOW_ADMIN_TOKEN": self.admin_token,
-            "VAR_DIR": str(infra.VAR_DIR), "GRIDFLOW_PORT": str(PROXY_PORT),
-            "BIN": str(infra.ROOT / ".venv" / "bin"),
-            **{f"{svc.upper()}_HTTP": f"127.0.0.1:{port}" for svc, port in PORTS.items()},
-        })
+        env.update(
+            {
+                "AMQP_URI": infra.AMQP_URI,
+                "DATABASE_URL": infra.DATABASE_URL,
+                "GRIDFLOW_CLOCK": "real",
+                "GRIDFLOW_ADMIN_TOKEN": self.admin_token,
+                "VAR_DIR": str(infra.VAR_DIR),
+                "GRIDFLOW_PORT": str(PROXY_PORT),
+                "BIN": str(infra.ROOT / ".venv" / "bin"),
+                **{f"{svc.upper()}_HTTP": f"127.0.0.1:{port}" for svc, port in PORTS.items()},
+            }
+        )
         # Unset, the services run with their shipped max_workers (20 each, and as many pooled
         # database connections): that is what is measured unless someone asks otherwise.
         for svc in SERVICES:
@@ -85,11 +91,19 @@ class Topology:
         return env
 
     def script(self, action: str) -> str:
-        result = subprocess.run([str(TOPOLOGY_SH), action], cwd=infra.ROOT, env=self.env(),
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [str(TOPOLOGY_SH), action],
+            cwd=infra.ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"topology.sh {action} failed: {result.stdout}{result.stderr}"
-                               f"; see the logs in {infra.VAR_DIR}")
+            raise RuntimeError(
+                f"topology.sh {action} failed: {result.stdout}{result.stderr}"
+                f"; see the logs in {infra.VAR_DIR}"
+            )
         return result.stdout
 
     def start(self) -> str:
@@ -132,8 +146,12 @@ class Topology:
 
     def log_problems(self) -> dict[str, int]:
         """Lines in the services' logs that say a message could not be handled as it should."""
-        counts = {"too_many_db_clients": 0, "handler_failed": 0, "dead_lettered": 0,
-                  "relay_failed": 0}
+        counts = {
+            "too_many_db_clients": 0,
+            "handler_failed": 0,
+            "dead_lettered": 0,
+            "relay_failed": 0,
+        }
         for svc in SERVICES:
             path = infra.VAR_DIR / f"{svc}.log"
             if not path.exists():
@@ -142,9 +160,11 @@ class Topology:
                 # Once per traceback: the driver's own line, not SQLAlchemy's wrapper or the log.
                 if line.startswith("psycopg2.OperationalError") and "too many clients" in line:
                     counts["too_many_db_clients"] += 1
-                for key, marker in (("handler_failed", '"handler_failed"'),
-                                    ("dead_lettered", '"message_dead_lettered"'),
-                                    ("relay_failed", '"relay_failed"')):
+                for key, marker in (
+                    ("handler_failed", '"handler_failed"'),
+                    ("dead_lettered", '"message_dead_lettered"'),
+                    ("relay_failed", '"relay_failed"'),
+                ):
                     if marker in line:
                         counts[key] += 1
         return counts
@@ -167,8 +187,11 @@ class ConnectionWatch:
     def stop(self) -> dict:
         self._stop.set()
         self._thread.join(5)
-        return {"peak_bench_db": self.peak_bench, "peak_server": self.peak_server,
-                "max_connections": self.max_connections}
+        return {
+            "peak_bench_db": self.peak_bench,
+            "peak_server": self.peak_server,
+            "max_connections": self.max_connections,
+        }
 
     def _loop(self) -> None:
         import psycopg2
@@ -183,9 +206,11 @@ class ConnectionWatch:
                 cur.execute("SHOW max_connections")
                 self.max_connections = int(cur.fetchone()[0])
                 while not self._stop.wait(0.5):
-                    cur.execute("SELECT count(*), count(*) FILTER (WHERE datname = %s) "
-                                "FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                                (infra.DB_NAME,))
+                    cur.execute(
+                        "SELECT count(*), count(*) FILTER (WHERE datname = %s) "
+                        "FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                        (infra.DB_NAME,),
+                    )
                     total, bench = cur.fetchone()
                     self.peak_server = max(self.peak_server, total)
                     self.peak_bench = max(self.peak_bench, bench)
@@ -207,11 +232,16 @@ class Client:
             headers["Authorization"] = f"Bearer {admin_token}"
         # One connection: a sender thread sends one report at a time.
         self.http = httpx.Client(
-            base_url=f"http://{INTAKE[0]}:{INTAKE[1]}", headers=headers, timeout=60,
-            trust_env=False, limits=httpx.Limits(max_connections=1))
+            base_url=f"http://{INTAKE[0]}:{INTAKE[1]}",
+            headers=headers,
+            timeout=60,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=1),
+        )
 
-    def request(self, method: str, path: str,
-                body: dict | None = None) -> tuple[int, dict | None, float]:
+    def request(
+        self, method: str, path: str, body: dict | None = None
+    ) -> tuple[int, dict | None, float]:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
         for attempt in (1, 2):
             started = time.perf_counter()
@@ -236,8 +266,12 @@ class Client:
 
 
 def report(tag: str, k: int) -> dict:
-    return {"channel": "grid_app", "external_id": f"{tag}-{k}",
-            "description": DESCRIPTIONS[k % len(DESCRIPTIONS)], "location": point(k)}
+    return {
+        "channel": "grid_app",
+        "external_id": f"{tag}-{k}",
+        "description": DESCRIPTIONS[k % len(DESCRIPTIONS)],
+        "location": point(k),
+    }
 
 
 class Answers:
@@ -267,8 +301,15 @@ class Answers:
                 self.errors.append(f"{status}: {str(body)[:200]}")
 
 
-def _send_all(tag: str, offset: int, count: int, threads: int, rate: float | None,
-              answers: Answers, budget_s: float) -> None:
+def _send_all(
+    tag: str,
+    offset: int,
+    count: int,
+    threads: int,
+    rate: float | None,
+    answers: Answers,
+    budget_s: float,
+) -> None:
     """``count`` reports from ``threads`` keep-alive clients: back to back when ``rate`` is None
     (closed loop), else report k is sent at start + k/rate whatever the earlier answers do (open
     loop; the threads only give it room for slow answers)."""
@@ -291,22 +332,33 @@ def _send_all(tag: str, offset: int, count: int, threads: int, rate: float | Non
                         answers.late_s.append(max(0.0, time.monotonic() - due))
                 sent = time.time()
                 try:
-                    status, body, elapsed = client.request("POST", "/api/v1/reports",
-                                                           report(tag, offset + k))
+                    status, body, elapsed = client.request(
+                        "POST", "/api/v1/reports", report(tag, offset + k)
+                    )
                 except httpx.HTTPError as exc:
                     status, body, elapsed = -1, {"error": repr(exc)}, 0.0
                 answers.record(sent, status, body, elapsed)
 
-    pool = [threading.Thread(target=worker, name=f"bench-http-{i}", daemon=True)
-            for i in range(threads)]
+    pool = [
+        threading.Thread(target=worker, name=f"bench-http-{i}", daemon=True) for i in range(threads)
+    ]
     for t in pool:
         t.start()
     for t in pool:
         t.join(budget_s + 70)
 
 
-def _phase(ctx, tag: str, offset: int, count: int, threads: int, rate: float | None,
-           wait_s: float, send_budget_s: float, meter: infra.CpuMeter | None = None) -> dict:
+def _phase(
+    ctx,
+    tag: str,
+    offset: int,
+    count: int,
+    threads: int,
+    rate: float | None,
+    wait_s: float,
+    send_budget_s: float,
+    meter: infra.CpuMeter | None = None,
+) -> dict:
     sink = infra.Sink(ctx, department_queues(), f"gridflow-{tag}", send_budget_s + wait_s + 60)
     sink.start()
     answers = Answers()
@@ -319,8 +371,10 @@ def _phase(ctx, tag: str, offset: int, count: int, threads: int, rate: float | N
     records = sink.finish(wait_s)
     arrived = {r[0]: r[1] for r in records if r[0] in answers.created}
     result: dict = {
-        "sent": count, "answers": {str(k): v for k, v in sorted(answers.statuses.items())},
-        "created": len(answers.created), "arrived": len(arrived),
+        "sent": count,
+        "answers": {str(k): v for k, v in sorted(answers.statuses.items())},
+        "created": len(answers.created),
+        "arrived": len(arrived),
         "complete": len(arrived) >= len(answers.created) and len(answers.created) == count,
     }
     if answers.errors:
@@ -334,8 +388,12 @@ def _phase(ctx, tag: str, offset: int, count: int, threads: int, rate: float | N
         result["elapsed_s"] = round(last - answers.first_sent, 3)
         result["cases_per_s"] = round(len(arrived) / max(last - answers.first_sent, 1e-9), 1)
         result["latency"] = infra.latency_summary(
-            [arrived[case_id] - answered for case_id, answered in answers.created.items()
-             if case_id in arrived])
+            [
+                arrived[case_id] - answered
+                for case_id, answered in answers.created.items()
+                if case_id in arrived
+            ]
+        )
     if answers.late_s:
         result["sender_late_max_ms"] = round(max(answers.late_s) * 1000, 1)
     result["sending_s"] = round(sending_s, 2)
@@ -363,7 +421,8 @@ def wait_settled(timeout: float = 60) -> bool:
             with engine.connect() as conn:
                 pending = sum(
                     conn.execute(sa.text(f"SELECT count(*) FROM {svc}_outbox")).scalar_one()
-                    for svc in SERVICES)
+                    for svc in SERVICES
+                )
             pending += sum(infra.queue_depths(event_queues()).values())
             quiet = quiet + 1 if pending == 0 else 0
             if quiet >= 2:
@@ -374,9 +433,15 @@ def wait_settled(timeout: float = 60) -> bool:
         engine.dispose()
 
 
-def run(saturation_count: int = 1500, threads: int = 16, rate: float = 100.0,
-        seconds: float = 10.0, wait_s: float = 120.0, workers: int | None = None,
-        low_rate: float | None = 20.0) -> dict:
+def run(
+    saturation_count: int = 1500,
+    threads: int = 16,
+    rate: float = 100.0,
+    seconds: float = 10.0,
+    wait_s: float = 120.0,
+    workers: int | None = None,
+    low_rate: float | None = 20.0,
+) -> dict:
     ctx = multiprocessing.get_context("spawn")
     run_tag = secrets.token_hex(3)
     topology = Topology(workers)
@@ -399,27 +464,54 @@ def run(saturation_count: int = 1500, threads: int = 16, rate: float = 100.0,
             # A load it can carry, for what latency is when the framework is not also a queue.
             infra.log(f"gridflow: latency, {low_rate:.0f} reports/s offered for {seconds:.0f} s")
             n_low = int(low_rate * seconds)
-            low = _phase(ctx, f"{run_tag}Q", offset, n_low, PACED_THREADS, low_rate, wait_s,
-                         seconds + 60)
+            low = _phase(
+                ctx, f"{run_tag}Q", offset, n_low, PACED_THREADS, low_rate, wait_s, seconds + 60
+            )
             offset += n_low
             wait_settled()
         n_latency = int(rate * seconds)
         infra.log(f"gridflow: latency, {rate:.0f} reports/s offered for {seconds:.0f} s")
-        latency = _phase(ctx, f"{run_tag}L", offset, n_latency, PACED_THREADS, rate, wait_s,
-                         seconds + 60, infra.CpuMeter(topology.pids()))
+        latency = _phase(
+            ctx,
+            f"{run_tag}L",
+            offset,
+            n_latency,
+            PACED_THREADS,
+            rate,
+            wait_s,
+            seconds + 60,
+            infra.CpuMeter(topology.pids()),
+        )
         offset += n_latency
         settled = wait_settled()
         infra.log(f"gridflow: saturation, {saturation_count} reports from {threads} clients")
-        saturation = _phase(ctx, f"{run_tag}S", offset, saturation_count, threads, None,
-                            wait_s, 120, infra.CpuMeter(topology.pids()))
+        saturation = _phase(
+            ctx,
+            f"{run_tag}S",
+            offset,
+            saturation_count,
+            threads,
+            None,
+            wait_s,
+            120,
+            infra.CpuMeter(topology.pids()),
+        )
         alive = topology.alive()
     finally:
         infra.log("gridflow: stopping the services")
         topology.stop()
         connections = watch.stop()
-    return {"saturation": saturation, "latency": latency, "latency_low_rate": low,
-            "low_rate": low_rate, "offered_rate": rate,
-            "offered_seconds": seconds, "threads": threads,
-            "max_workers": workers or "shipped (20)", "settled_before_saturation": settled,
-            "services_alive_at_end": alive, "postgres_connections": connections,
-            "log_problems": topology.log_problems()}
+    return {
+        "saturation": saturation,
+        "latency": latency,
+        "latency_low_rate": low,
+        "low_rate": low_rate,
+        "offered_rate": rate,
+        "offered_seconds": seconds,
+        "threads": threads,
+        "max_workers": workers or "shipped (20)",
+        "settled_before_saturation": settled,
+        "services_alive_at_end": alive,
+        "postgres_connections": connections,
+        "log_problems": topology.log_problems(),
+    }
