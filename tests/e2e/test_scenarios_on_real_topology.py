@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import assert_replayed_cleanly, replay, scenario_params
+from tests.conftest import assert_replayed_cleanly, poll_timeout_for, replay, scenario_params
 from tests.e2e.conftest import start_topology
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +24,8 @@ def simulated_topology(amqp_uri, database_url, tmp_path_factory):
 
 
 @pytest.mark.parametrize("scenario", scenario_params())
-def test_shared_scenario_on_the_real_topology(simulated_topology, scenario):
-    result = replay(scenario, simulated_topology.base_url, timeout=600)
+def test_shared_scenario_on_the_real_topology(request, simulated_topology, scenario):
+    result = replay(
+        scenario, simulated_topology.base_url, timeout=600, poll_timeout=poll_timeout_for(request)
+    )
     assert_replayed_cleanly(result, simulated_topology.logs())

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import assert_replayed_cleanly, replay, scenario_params, shared_scenarios
+from tests.conftest import (
+    assert_replayed_cleanly,
+    poll_timeout_for,
+    replay,
+    scenario_params,
+    shared_scenarios,
+)
 
 
 def test_the_shared_scenarios_are_there():
@@ -18,5 +24,5 @@ def test_the_shared_scenarios_are_there():
 
 @pytest.mark.scenario
 @pytest.mark.parametrize("scenario", scenario_params())
-def test_scenario_replays_cleanly(embedded_url, scenario):
-    assert_replayed_cleanly(replay(scenario, embedded_url))
+def test_scenario_replays_cleanly(request, embedded_url, scenario):
+    assert_replayed_cleanly(replay(scenario, embedded_url, poll_timeout=poll_timeout_for(request)))

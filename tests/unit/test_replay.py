@@ -638,3 +638,22 @@ def test_shared_scenarios_missing_is_an_error(monkeypatch, tmp_path):
     monkeypatch.setattr(conftest, "SHARED", tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="GRIDFLOW_SHARED"):
         conftest.shared_scenarios()
+
+
+def test_a_field_the_case_view_lacks_fails_without_waiting(fake, tmp_path):
+    steps = (
+        report("waste", "w-1")
+        + """\
+  - at: "+0m"
+    expect: {case: waste, tier: street, orders: 2}
+"""
+    )
+    started = time.monotonic()
+    code, lines = run(write_scenario(tmp_path, steps), fake, timeout=10)
+    assert time.monotonic() - started < 5
+    assert lines == [
+        "PASS demo step 2 (+0m): tier = street",
+        "FAIL demo step 2 (+0m): orders expected 2, got (no such field in the case view)",
+        "1 passed, 1 failed",
+    ]
+    assert code == 1
