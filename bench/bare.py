@@ -182,7 +182,7 @@ def _phase(
     records = [r for r in sink.finish(wait_s) if r[0] and r[0].startswith(tag)]
     sent = [r[2] for r in records]
     received = [r[1] for r in records]
-    result = {"sent": count, "arrived": len(records), "complete": len(records) >= count}
+    result: dict = {"sent": count, "arrived": len(records), "complete": len(records) >= count}
     if records:
         first_sent, last_received = min(sent), max(received)
         result["elapsed_s"] = round(last_received - first_sent, 3)
@@ -225,7 +225,11 @@ def run(
         _phase(ctx, "W", 50, None, 30)
         wait_drained()
         infra.log(f"bare: latency, {rate:.0f} cases/s offered for {seconds:.0f} s")
-        pids = {process.name.removeprefix("bench-"): process.pid for process, _ in stages}
+        pids = {
+            process.name.removeprefix("bench-"): process.pid
+            for process, _ in stages
+            if process.pid is not None
+        }
         latency = _phase(
             ctx, "L", int(rate * seconds), rate, seconds + wait_s, infra.CpuMeter(pids)
         )

@@ -177,7 +177,7 @@ class ConnectionWatch:
     def __init__(self) -> None:
         self.peak_bench = 0
         self.peak_server = 0
-        self.max_connections = None
+        self.max_connections: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-pgwatch", daemon=True)
 
