@@ -11,7 +11,7 @@ export GRIDFLOW_PORT ?= 8000
 
 # Every package, each by name (their folders are not packages of one tree), for mypy.
 MYPY_PACKAGES := -p gridflow_common -p gridflow_app -p gridflow_intake -p gridflow_routing \
-	-p gridflow_departments -p gridflow_sla -p gridflow_notify
+	-p gridflow_departments -p gridflow_sla -p gridflow_notify -p bench
 
 .DEFAULT_GOAL := help
 .PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios bench lint migrate clean
