@@ -3,11 +3,9 @@ jurisdiction, and running `up` again leaves nginx, and the connections through i
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
-from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tests.conftest import fresh_database
@@ -47,27 +45,29 @@ def test_up_loads_the_default_jurisdiction_into_an_empty_database(fresh_topology
 
 
 def test_a_keep_alive_connection_survives_a_second_up(fresh_topology):
-    # http.client on purpose: one socket, no pool that would quietly open a new connection.
-    parts = urlsplit(fresh_topology.base_url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        connection.request("GET", "/api/v1/admin/jurisdiction")
-        first = connection.getresponse()
-        assert first.status == 200, first.read()
-        version = json.loads(first.read())["version"]
-        sock = connection.sock
+    connects: list[str] = []
 
+    def trace(event: str, info: dict) -> None:
+        # httpx quietly replaces a pooled connection the server has closed: count the connects.
+        if event == "connection.connect_tcp.complete":
+            connects.append(event)
+
+    client = httpx.Client(
+        base_url=fresh_topology.base_url,
+        timeout=30,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=1),
+    )
+    path = "/api/v1/admin/jurisdiction"
+    with client:
+        version = client.get(path, extensions={"trace": trace}).json()["version"]
         output = fresh_topology.script("up")
-
         # Several requests over a second: nginx's old worker may serve one more request on a
         # connection before it closes it after a reload.
         for _ in range(5):
-            connection.request("GET", "/api/v1/admin/jurisdiction")
-            second = connection.getresponse()
-            assert second.status == 200
-            assert json.loads(second.read())["version"] == version
-            assert connection.sock is sock  # the same connection, not a reconnect
+            answer = client.get(path, extensions={"trace": trace})
+            assert answer.status_code == 200
+            assert answer.json()["version"] == version
             time.sleep(0.2)  # spread over a second, the time a reload takes to reach the worker
-        assert "reloaded" not in output
-    finally:
-        connection.close()
+    assert len(connects) == 1, "the connection was closed by the second `up`"
+    assert "reloaded" not in output
