@@ -67,8 +67,10 @@ class FakeGridflow:
             ]
         )
 
-    @Request.application
-    def __call__(self, request: Request) -> Response:
+    def __call__(self, environ, start_response):
+        return Request.application(self.handle)(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
         adapter = self.urls.bind_to_environ(request.environ)
         endpoint, args = adapter.match()
         body = request.get_json(silent=True) if request.data else None
