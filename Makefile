@@ -6,7 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export AMQP_URI ?= amqp://guest:guest@127.0.0.1:5672/
 export DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/gridflow
-PORT ?= 8000
+# One name for Gridflow's port in both modes (`make run`, `make up`); replay and import default to it.
+export GRIDFLOW_PORT ?= 8000
+
+# Every package, each by name (their folders are not packages of one tree), for mypy.
+MYPY_PACKAGES := -p gridflow_common -p gridflow_app -p gridflow_intake -p gridflow_routing \
+	-p gridflow_departments -p gridflow_sla -p gridflow_notify -p bench
 
 .DEFAULT_GOAL := help
 .PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios bench lint migrate clean
@@ -22,10 +27,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv (when missing) and install Gridflow and its tools into it
 
-run: $(STAMP) ## the embedded default: all five services in one process, SQLite, simulated clock, on :8000
-	GRIDFLOW_CLOCK=$${GRIDFLOW_CLOCK:-simulated} $(BIN)/gridflow run --port $(PORT)
+run: $(STAMP) ## the embedded default: all five services in one process, SQLite, simulated clock, on :$GRIDFLOW_PORT (8000)
+	GRIDFLOW_CLOCK=$${GRIDFLOW_CLOCK:-simulated} exec $(BIN)/gridflow run --port $(GRIDFLOW_PORT)
 
-up: $(STAMP) ## the real topology: each service its own nameko process on RabbitMQ + PostgreSQL, behind nginx on :8000
+up: $(STAMP) ## the real topology: each service its own nameko process on RabbitMQ + PostgreSQL, behind nginx on :$GRIDFLOW_PORT (8000)
 	deploy/topology.sh up
 
 down: ## stop what `make up` started
@@ -56,9 +61,10 @@ test-scenarios: $(STAMP) ## the shared scenarios against the embedded default
 bench: $(STAMP) ## throughput and latency of the real topology beside a bare kombu + psycopg2 pipeline
 	$(BIN)/python -m bench.run
 
-lint: $(STAMP) ## ruff on everything, mypy on the domain packages
+lint: $(STAMP) ## ruff (rules and formatting) on everything, mypy on every package
 	$(BIN)/ruff check libs services tests bench
-	$(BIN)/mypy libs/common/gridflow_common/domain services/routing/gridflow_routing/domain.py
+	$(BIN)/ruff format --check libs services tests bench
+	$(BIN)/mypy $(MYPY_PACKAGES)
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info var

@@ -62,8 +62,10 @@ def create_tables() -> None:
         with conn, conn.cursor() as cur:
             for stage in STAGES:
                 cur.execute(f"DROP TABLE IF EXISTS bare_{stage}")
-                cur.execute(f"CREATE TABLE bare_{stage} (case_id text PRIMARY KEY, "
-                            "body text NOT NULL, received_at timestamptz NOT NULL DEFAULT now())")
+                cur.execute(
+                    f"CREATE TABLE bare_{stage} (case_id text PRIMARY KEY, "
+                    "body text NOT NULL, received_at timestamptz NOT NULL DEFAULT now())"
+                )
     finally:
         conn.close()
 
@@ -78,8 +80,9 @@ def stage_main(stage: str, ready, max_seconds: float) -> None:
     db = psycopg2.connect(infra.PSYCOPG2_DSN)
     insert = f"INSERT INTO bare_{stage} (case_id, body) VALUES (%s, %s)"
     consuming = kombu.Connection(infra.AMQP_URI, connect_timeout=10)
-    publishing = kombu.Connection(infra.AMQP_URI, connect_timeout=10,
-                                  transport_options={"confirm_publish": True})
+    publishing = kombu.Connection(
+        infra.AMQP_URI, connect_timeout=10, transport_options={"confirm_publish": True}
+    )
     producer = kombu.Producer(publishing.channel())
 
     def on_message(message) -> None:
@@ -89,15 +92,22 @@ def stage_main(stage: str, ready, max_seconds: float) -> None:
             text = body.decode("utf-8") if isinstance(body, bytes) else body
             cur.execute(insert, (case_id, text))
         for out in outputs:
-            producer.publish(body, exchange=EXCHANGE, routing_key=out, delivery_mode=2,
-                             content_type="application/json", content_encoding="utf-8",
-                             retry=False)
+            producer.publish(
+                body,
+                exchange=EXCHANGE,
+                routing_key=out,
+                delivery_mode=2,
+                content_type="application/json",
+                content_encoding="utf-8",
+                retry=False,
+            )
         message.ack()
 
     channel = consuming.channel()
     channel.basic_qos(0, PREFETCH, False)
-    consumer = kombu.Consumer(channel, queues=[_queue(stage_queue(stage), key)],
-                              on_message=on_message)
+    consumer = kombu.Consumer(
+        channel, queues=[_queue(stage_queue(stage), key)], on_message=on_message
+    )
     consumer.consume()
     ready.set()
     deadline = time.monotonic() + max_seconds
@@ -112,10 +122,16 @@ def stage_main(stage: str, ready, max_seconds: float) -> None:
 
 
 def _report(k: int, tag: str) -> bytes:
-    return json.dumps({
-        "case_id": f"{tag}{k:06d}", "sent_at": time.time(), "channel": "grid_app",
-        "description": "青园社区门口的路灯不亮", "location": {"lat": 27.995, "lon": 120.556},
-    }, ensure_ascii=False).encode("utf-8")
+    return json.dumps(
+        {
+            "case_id": f"{tag}{k:06d}",
+            "sent_at": time.time(),
+            "channel": "grid_app",
+            "description": "青园社区门口的路灯不亮",
+            "location": {"lat": 27.995, "lon": 120.556},
+        },
+        ensure_ascii=False,
+    ).encode("utf-8")
 
 
 def feeder_main(tag: str, count: int, rate: float | None) -> None:
@@ -123,8 +139,9 @@ def feeder_main(tag: str, count: int, rate: float | None) -> None:
     None, else open-loop at ``rate``/s (each on its own schedule, not after the previous one)."""
     import kombu
 
-    with kombu.Connection(infra.AMQP_URI, connect_timeout=10,
-                          transport_options={"confirm_publish": True}) as conn:
+    with kombu.Connection(
+        infra.AMQP_URI, connect_timeout=10, transport_options={"confirm_publish": True}
+    ) as conn:
         producer = kombu.Producer(conn.channel())
         start = time.monotonic()
         for k in range(count):
@@ -132,13 +149,25 @@ def feeder_main(tag: str, count: int, rate: float | None) -> None:
                 delay = start + k / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)  # pacing the open-loop sender
-            producer.publish(_report(k, tag), exchange=EXCHANGE, routing_key="intake",
-                             delivery_mode=2, content_type="application/json",
-                             content_encoding="utf-8", retry=False)
+            producer.publish(
+                _report(k, tag),
+                exchange=EXCHANGE,
+                routing_key="intake",
+                delivery_mode=2,
+                content_type="application/json",
+                content_encoding="utf-8",
+                retry=False,
+            )
 
 
-def _phase(ctx, tag: str, count: int, rate: float | None, wait_s: float,
-           meter: infra.CpuMeter | None = None) -> dict:
+def _phase(
+    ctx,
+    tag: str,
+    count: int,
+    rate: float | None,
+    wait_s: float,
+    meter: infra.CpuMeter | None = None,
+) -> dict:
     sink = infra.Sink(ctx, [(EXCHANGE, END_KEY, END_QUEUE)], f"bare-{tag}", wait_s + 60)
     sink.start()
     sink.expect(count)
@@ -153,7 +182,7 @@ def _phase(ctx, tag: str, count: int, rate: float | None, wait_s: float,
     records = [r for r in sink.finish(wait_s) if r[0] and r[0].startswith(tag)]
     sent = [r[2] for r in records]
     received = [r[1] for r in records]
-    result = {"sent": count, "arrived": len(records), "complete": len(records) >= count}
+    result: dict = {"sent": count, "arrived": len(records), "complete": len(records) >= count}
     if records:
         first_sent, last_received = min(sent), max(received)
         result["elapsed_s"] = round(last_received - first_sent, 3)
@@ -174,8 +203,9 @@ def wait_drained(timeout: float = 60) -> bool:
     return False
 
 
-def run(saturation_count: int = 3000, rate: float = 100.0, seconds: float = 10.0,
-        wait_s: float = 120.0) -> dict:
+def run(
+    saturation_count: int = 3000, rate: float = 100.0, seconds: float = 10.0, wait_s: float = 120.0
+) -> dict:
     ctx = multiprocessing.get_context("spawn")
     create_tables()
     declare_topology()
@@ -183,8 +213,9 @@ def run(saturation_count: int = 3000, rate: float = 100.0, seconds: float = 10.0
     try:
         for stage in STAGES:
             ready = ctx.Event()
-            process = ctx.Process(target=stage_main, args=(stage, ready, 600),
-                                  name=f"bench-{stage}")
+            process = ctx.Process(
+                target=stage_main, args=(stage, ready, 600), name=f"bench-{stage}"
+            )
             process.start()
             stages.append((process, ready))
         for process, ready in stages:
@@ -194,9 +225,14 @@ def run(saturation_count: int = 3000, rate: float = 100.0, seconds: float = 10.0
         _phase(ctx, "W", 50, None, 30)
         wait_drained()
         infra.log(f"bare: latency, {rate:.0f} cases/s offered for {seconds:.0f} s")
-        pids = {process.name.removeprefix("bench-"): process.pid for process, _ in stages}
-        latency = _phase(ctx, "L", int(rate * seconds), rate, seconds + wait_s,
-                         infra.CpuMeter(pids))
+        pids = {
+            process.name.removeprefix("bench-"): process.pid
+            for process, _ in stages
+            if process.pid is not None
+        }
+        latency = _phase(
+            ctx, "L", int(rate * seconds), rate, seconds + wait_s, infra.CpuMeter(pids)
+        )
         wait_drained()
         infra.log(f"bare: saturation, {saturation_count} cases pushed at once")
         saturation = _phase(ctx, "S", saturation_count, None, wait_s, infra.CpuMeter(pids))
@@ -209,8 +245,12 @@ def run(saturation_count: int = 3000, rate: float = 100.0, seconds: float = 10.0
             if process.is_alive():
                 process.kill()
                 process.join(5)
-    return {"saturation": saturation, "latency": latency,
-            "offered_rate": rate, "offered_seconds": seconds}
+    return {
+        "saturation": saturation,
+        "latency": latency,
+        "offered_rate": rate,
+        "offered_seconds": seconds,
+    }
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Gridflow's real topology under load: five ``nameko run`` processes on the bench's vhost and
-database, reports POSTed straight to intake's HTTP port, cases timed on their department queues.
+database, started by deploy/topology.sh (the script behind `make up` and the end-to-end tests),
+reports POSTed straight to intake's HTTP port, cases timed on their department queues.
 """
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -13,14 +14,17 @@ import secrets
 import subprocess
 import threading
 import time
-import urllib.request
-from pathlib import Path
+
+import httpx
 
 from bench import infra
 
 SERVICES = ("intake", "routing", "departments", "sla", "notify")
 PORTS = {svc: 18001 + i for i, svc in enumerate(SERVICES)}
+# nginx in front, as `make up` has it; the bench itself talks to intake directly.
+PROXY_PORT = 18000
 INTAKE = ("127.0.0.1", PORTS["intake"])
+TOPOLOGY_SH = infra.ROOT / "deploy" / "topology.sh"
 FIXTURES = infra.ROOT / "libs" / "common" / "gridflow_common" / "fixtures" / "lucheng"
 # Open loop: a report is due at its scheduled instant whatever earlier answers do, so the paced
 # sender needs room for many answers in flight when intake answers slowly (0.6 s x 100/s = 60).
@@ -50,8 +54,9 @@ def department_queues() -> list[tuple[str, str, str]]:
     for name, column in (("departments.csv", "code"), ("units.csv", "code")):
         with open(FIXTURES / name, encoding="utf-8") as f:
             codes += [row[column] for row in csv.DictReader(f)]
-    return [(c.DEPARTMENT_EXCHANGE, code, c.department_queue(code))
-            for code in dict.fromkeys(codes)]
+    return [
+        (c.DEPARTMENT_EXCHANGE, code, c.department_queue(code)) for code in dict.fromkeys(codes)
+    ]
 
 
 # -- the services ------------------------------------------------------------------------------
@@ -59,18 +64,24 @@ def department_queues() -> list[tuple[str, str, str]]:
 
 class Topology:
     def __init__(self, workers: int | None = None) -> None:
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.started: dict[str, int] = {}
         self.admin_token = secrets.token_hex(16)
         self.workers = workers
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "AMQP_URI": infra.AMQP_URI, "DATABASE_URL": infra.DATABASE_URL,
-            "GRIDFLOW_CLOCK": "real", "GRIDFLOW_ADMIN_TOKEN": self.admin_token,
-            "VAR_DIR": str(infra.VAR_DIR),
-            **{f"{svc.upper()}_HTTP": f"127.0.0.1:{port}" for svc, port in PORTS.items()},
-        })
+        env.update(
+            {
+                "AMQP_URI": infra.AMQP_URI,
+                "DATABASE_URL": infra.DATABASE_URL,
+                "GRIDFLOW_CLOCK": "real",
+                "GRIDFLOW_ADMIN_TOKEN": self.admin_token,
+                "VAR_DIR": str(infra.VAR_DIR),
+                "GRIDFLOW_PORT": str(PROXY_PORT),
+                "BIN": str(infra.ROOT / ".venv" / "bin"),
+                **{f"{svc.upper()}_HTTP": f"127.0.0.1:{port}" for svc, port in PORTS.items()},
+            }
+        )
         # Unset, the services run with their shipped max_workers (20 each, and as many pooled
         # database connections): that is what is measured unless someone asks otherwise.
         for svc in SERVICES:
@@ -79,68 +90,68 @@ class Topology:
                 env[f"{svc.upper()}_WORKERS"] = str(self.workers)
         return env
 
-    def start(self) -> None:
-        busy = [p for p in PORTS.values() if not infra.port_is_free(p)]
+    def script(self, action: str) -> str:
+        result = subprocess.run(
+            [str(TOPOLOGY_SH), action],
+            cwd=infra.ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"topology.sh {action} failed: {result.stdout}{result.stderr}"
+                f"; see the logs in {infra.VAR_DIR}"
+            )
+        return result.stdout
+
+    def start(self) -> str:
+        """`topology.sh up`: migrations, the default jurisdiction, five services, nginx."""
+        busy = [p for p in (PROXY_PORT, *PORTS.values()) if not infra.port_is_free(p)]
         if busy:
             raise RuntimeError(f"ports {busy} are taken: another bench still running?")
-        bin_dir = infra.ROOT / ".venv" / "bin"
-        # Migrations once, before the services: five services upgrading one empty database at
-        # the same moment would race to create the platform tables.
-        subprocess.run([str(bin_dir / "gridflow"), "migrate", "--database-url", infra.DATABASE_URL],
-                       cwd=infra.ROOT, env=self.env(), check=True, capture_output=True, timeout=120)
         for svc in SERVICES:
-            # Fresh per run: the problems counted at the end are this run's.
-            logfile = open(infra.VAR_DIR / f"{svc}.log", "wb")  # noqa: SIM115 - the child keeps its copy
-            self.processes[svc] = subprocess.Popen(
-                [str(bin_dir / "nameko"), "run", "--config", f"services/{svc}/config.yaml",
-                 f"gridflow_{svc}.service:{svc.capitalize()}Service"],
-                cwd=infra.ROOT, env=self.env(), stdout=logfile, stderr=subprocess.STDOUT)
-            logfile.close()
-            (infra.VAR_DIR / f"{svc}.pid").write_text(str(self.processes[svc].pid))
-        deadline = time.monotonic() + 90
-        for svc, port in PORTS.items():
-            while True:
-                if self.processes[svc].poll() is not None:
-                    raise RuntimeError(f"{svc} exited at start; see {infra.VAR_DIR}/{svc}.log")
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{svc} did not answer on :{port}") from None
-                    time.sleep(0.3)  # bounded by the deadline above
+            # Fresh per run (topology.sh appends): the problems counted at the end are this run's.
+            (infra.VAR_DIR / f"{svc}.log").unlink(missing_ok=True)
+        output = self.script("up")
+        self.started = self.pids()
+        return output
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for svc, process in self.processes.items():
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-            (infra.VAR_DIR / f"{svc}.pid").unlink(missing_ok=True)
-        self.processes.clear()
+        self.script("down")
 
-    def install_lucheng(self) -> int:
-        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(FIXTURES.glob("*.csv"))}
-        status, body, _ = Client(self.admin_token).request(
-            "PUT", "/api/v1/admin/jurisdiction", {"files": files})
-        if status != 200:
-            raise RuntimeError(f"installing Lucheng failed: {status} {body}")
+    def jurisdiction_version(self) -> int:
+        """The version topology.sh installed (the shipped default, Lucheng, on the fresh
+        database), read through the admin API."""
+        client = Client(self.admin_token)
+        try:
+            status, body, _ = client.request("GET", "/api/v1/admin/jurisdiction")
+        finally:
+            client.close()
+        if status != 200 or not body:
+            raise RuntimeError(f"no jurisdiction in force: {status} {body}")
         return body["version"]
 
     def alive(self) -> list[str]:
-        return [svc for svc, p in self.processes.items() if p.poll() is None]
+        return [svc for svc, pid in self.started.items() if infra.cpu_seconds(pid) is not None]
 
     def pids(self) -> dict[str, int]:
-        return {svc: p.pid for svc, p in self.processes.items()}
+        pids = {}
+        for svc in SERVICES:
+            pidfile = infra.VAR_DIR / f"{svc}.pid"
+            if pidfile.exists():
+                pids[svc] = int(pidfile.read_text())
+        return pids
 
     def log_problems(self) -> dict[str, int]:
         """Lines in the services' logs that say a message could not be handled as it should."""
-        counts = {"too_many_db_clients": 0, "handler_failed": 0, "dead_lettered": 0,
-                  "relay_failed": 0}
+        counts = {
+            "too_many_db_clients": 0,
+            "handler_failed": 0,
+            "dead_lettered": 0,
+            "relay_failed": 0,
+        }
         for svc in SERVICES:
             path = infra.VAR_DIR / f"{svc}.log"
             if not path.exists():
@@ -149,9 +160,11 @@ class Topology:
                 # Once per traceback: the driver's own line, not SQLAlchemy's wrapper or the log.
                 if line.startswith("psycopg2.OperationalError") and "too many clients" in line:
                     counts["too_many_db_clients"] += 1
-                for key, marker in (("handler_failed", '"handler_failed"'),
-                                    ("dead_lettered", '"message_dead_lettered"'),
-                                    ("relay_failed", '"relay_failed"')):
+                for key, marker in (
+                    ("handler_failed", '"handler_failed"'),
+                    ("dead_lettered", '"message_dead_lettered"'),
+                    ("relay_failed", '"relay_failed"'),
+                ):
                     if marker in line:
                         counts[key] += 1
         return counts
@@ -164,7 +177,7 @@ class ConnectionWatch:
     def __init__(self) -> None:
         self.peak_bench = 0
         self.peak_server = 0
-        self.max_connections = None
+        self.max_connections: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-pgwatch", daemon=True)
 
@@ -174,8 +187,11 @@ class ConnectionWatch:
     def stop(self) -> dict:
         self._stop.set()
         self._thread.join(5)
-        return {"peak_bench_db": self.peak_bench, "peak_server": self.peak_server,
-                "max_connections": self.max_connections}
+        return {
+            "peak_bench_db": self.peak_bench,
+            "peak_server": self.peak_server,
+            "max_connections": self.max_connections,
+        }
 
     def _loop(self) -> None:
         import psycopg2
@@ -190,9 +206,11 @@ class ConnectionWatch:
                 cur.execute("SHOW max_connections")
                 self.max_connections = int(cur.fetchone()[0])
                 while not self._stop.wait(0.5):
-                    cur.execute("SELECT count(*), count(*) FILTER (WHERE datname = %s) "
-                                "FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                                (infra.DB_NAME,))
+                    cur.execute(
+                        "SELECT count(*), count(*) FILTER (WHERE datname = %s) "
+                        "FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                        (infra.DB_NAME,),
+                    )
                     total, bench = cur.fetchone()
                     self.peak_server = max(self.peak_server, total)
                     self.peak_bench = max(self.peak_bench, bench)
@@ -202,69 +220,58 @@ class ConnectionWatch:
             conn.close()
 
 
-def stop_leftovers() -> None:
-    """Services of an earlier run that died before its cleanup (by the pids it wrote, nothing
-    else), so they neither hold the ports nor consume from the fresh vhost."""
-    for svc in SERVICES:
-        pidfile = infra.VAR_DIR / f"{svc}.pid"
-        if not pidfile.exists():
-            continue
-        try:
-            pid = int(pidfile.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            if "nameko" in cmdline and f"services/{svc}/config.yaml" in cmdline:
-                os.kill(pid, 15)
-                infra.log(f"stopped a leftover {svc} service (pid {pid})")
-        except (OSError, ValueError):
-            pass
-        pidfile.unlink(missing_ok=True)
-
-
 # -- HTTP --------------------------------------------------------------------------------------
 
 
 class Client:
-    """One keep-alive connection to intake, reconnecting when the server closes it."""
+    """One keep-alive connection to intake (httpx, as every Gridflow client), per sender thread."""
 
     def __init__(self, admin_token: str | None = None) -> None:
-        self.conn: http.client.HTTPConnection | None = None
-        self.headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
         if admin_token:
-            self.headers["Authorization"] = f"Bearer {admin_token}"
+            headers["Authorization"] = f"Bearer {admin_token}"
+        # One connection: a sender thread sends one report at a time.
+        self.http = httpx.Client(
+            base_url=f"http://{INTAKE[0]}:{INTAKE[1]}",
+            headers=headers,
+            timeout=60,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=1),
+        )
 
-    def request(self, method: str, path: str, body: dict) -> tuple[int, dict | None, float]:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    def request(
+        self, method: str, path: str, body: dict | None = None
+    ) -> tuple[int, dict | None, float]:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
         for attempt in (1, 2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(*INTAKE, timeout=60)
             started = time.perf_counter()
             try:
-                self.conn.request(method, path, data, self.headers)
-                response = self.conn.getresponse()
-                raw = response.read()
-            except (http.client.HTTPException, OSError):
+                response = self.http.request(method, path, content=data)
+            except httpx.TransportError:
                 # A kept-alive connection the server dropped fails on first use; retry once
                 # (safe: a resent report carries the same external_id and is answered 200).
-                self.conn.close()
-                self.conn = None
                 if attempt == 2:
                     raise
                 continue
             elapsed = time.perf_counter() - started
-            if response.getheader("Connection", "").lower() == "close":
-                self.conn.close()
-                self.conn = None
             try:
-                parsed = json.loads(raw) if raw else None
+                parsed = response.json() if response.content else None
             except ValueError:
-                parsed = {"raw": raw[:200].decode(errors="replace")}
-            return response.status, parsed, elapsed
+                parsed = {"raw": response.content[:200].decode(errors="replace")}
+            return response.status_code, parsed, elapsed
         raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.http.close()
 
 
 def report(tag: str, k: int) -> dict:
-    return {"channel": "grid_app", "external_id": f"{tag}-{k}",
-            "description": DESCRIPTIONS[k % len(DESCRIPTIONS)], "location": point(k)}
+    return {
+        "channel": "grid_app",
+        "external_id": f"{tag}-{k}",
+        "description": DESCRIPTIONS[k % len(DESCRIPTIONS)],
+        "location": point(k),
+    }
 
 
 class Answers:
@@ -294,8 +301,15 @@ class Answers:
                 self.errors.append(f"{status}: {str(body)[:200]}")
 
 
-def _send_all(tag: str, offset: int, count: int, threads: int, rate: float | None,
-              answers: Answers, budget_s: float) -> None:
+def _send_all(
+    tag: str,
+    offset: int,
+    count: int,
+    threads: int,
+    rate: float | None,
+    answers: Answers,
+    budget_s: float,
+) -> None:
     """``count`` reports from ``threads`` keep-alive clients: back to back when ``rate`` is None
     (closed loop), else report k is sent at start + k/rate whatever the earlier answers do (open
     loop; the threads only give it room for slow answers)."""
@@ -304,36 +318,47 @@ def _send_all(tag: str, offset: int, count: int, threads: int, rate: float | Non
     stop_at = start + budget_s
 
     def worker() -> None:
-        client = Client()
-        while time.monotonic() < stop_at:
-            k = next(counter)
-            if k >= count:
-                return
-            if rate:
-                due = start + k / rate
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)  # pacing the open-loop sender
-                with answers.lock:
-                    answers.late_s.append(max(0.0, time.monotonic() - due))
-            sent = time.time()
-            try:
-                status, body, elapsed = client.request("POST", "/api/v1/reports",
-                                                       report(tag, offset + k))
-            except (http.client.HTTPException, OSError) as exc:
-                status, body, elapsed = -1, {"error": repr(exc)}, 0.0
-            answers.record(sent, status, body, elapsed)
+        with contextlib.closing(Client()) as client:
+            while time.monotonic() < stop_at:
+                k = next(counter)
+                if k >= count:
+                    return
+                if rate:
+                    due = start + k / rate
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)  # pacing the open-loop sender
+                    with answers.lock:
+                        answers.late_s.append(max(0.0, time.monotonic() - due))
+                sent = time.time()
+                try:
+                    status, body, elapsed = client.request(
+                        "POST", "/api/v1/reports", report(tag, offset + k)
+                    )
+                except httpx.HTTPError as exc:
+                    status, body, elapsed = -1, {"error": repr(exc)}, 0.0
+                answers.record(sent, status, body, elapsed)
 
-    pool = [threading.Thread(target=worker, name=f"bench-http-{i}", daemon=True)
-            for i in range(threads)]
+    pool = [
+        threading.Thread(target=worker, name=f"bench-http-{i}", daemon=True) for i in range(threads)
+    ]
     for t in pool:
         t.start()
     for t in pool:
         t.join(budget_s + 70)
 
 
-def _phase(ctx, tag: str, offset: int, count: int, threads: int, rate: float | None,
-           wait_s: float, send_budget_s: float, meter: infra.CpuMeter | None = None) -> dict:
+def _phase(
+    ctx,
+    tag: str,
+    offset: int,
+    count: int,
+    threads: int,
+    rate: float | None,
+    wait_s: float,
+    send_budget_s: float,
+    meter: infra.CpuMeter | None = None,
+) -> dict:
     sink = infra.Sink(ctx, department_queues(), f"gridflow-{tag}", send_budget_s + wait_s + 60)
     sink.start()
     answers = Answers()
@@ -346,8 +371,10 @@ def _phase(ctx, tag: str, offset: int, count: int, threads: int, rate: float | N
     records = sink.finish(wait_s)
     arrived = {r[0]: r[1] for r in records if r[0] in answers.created}
     result: dict = {
-        "sent": count, "answers": {str(k): v for k, v in sorted(answers.statuses.items())},
-        "created": len(answers.created), "arrived": len(arrived),
+        "sent": count,
+        "answers": {str(k): v for k, v in sorted(answers.statuses.items())},
+        "created": len(answers.created),
+        "arrived": len(arrived),
         "complete": len(arrived) >= len(answers.created) and len(answers.created) == count,
     }
     if answers.errors:
@@ -361,8 +388,12 @@ def _phase(ctx, tag: str, offset: int, count: int, threads: int, rate: float | N
         result["elapsed_s"] = round(last - answers.first_sent, 3)
         result["cases_per_s"] = round(len(arrived) / max(last - answers.first_sent, 1e-9), 1)
         result["latency"] = infra.latency_summary(
-            [arrived[case_id] - answered for case_id, answered in answers.created.items()
-             if case_id in arrived])
+            [
+                arrived[case_id] - answered
+                for case_id, answered in answers.created.items()
+                if case_id in arrived
+            ]
+        )
     if answers.late_s:
         result["sender_late_max_ms"] = round(max(answers.late_s) * 1000, 1)
     result["sending_s"] = round(sending_s, 2)
@@ -390,7 +421,8 @@ def wait_settled(timeout: float = 60) -> bool:
             with engine.connect() as conn:
                 pending = sum(
                     conn.execute(sa.text(f"SELECT count(*) FROM {svc}_outbox")).scalar_one()
-                    for svc in SERVICES)
+                    for svc in SERVICES
+                )
             pending += sum(infra.queue_depths(event_queues()).values())
             quiet = quiet + 1 if pending == 0 else 0
             if quiet >= 2:
@@ -401,20 +433,28 @@ def wait_settled(timeout: float = 60) -> bool:
         engine.dispose()
 
 
-def run(saturation_count: int = 1500, threads: int = 16, rate: float = 100.0,
-        seconds: float = 10.0, wait_s: float = 120.0, workers: int | None = None,
-        low_rate: float | None = 20.0) -> dict:
+def run(
+    saturation_count: int = 1500,
+    threads: int = 16,
+    rate: float = 100.0,
+    seconds: float = 10.0,
+    wait_s: float = 120.0,
+    workers: int | None = None,
+    low_rate: float | None = 20.0,
+) -> dict:
     ctx = multiprocessing.get_context("spawn")
     run_tag = secrets.token_hex(3)
     topology = Topology(workers)
     watch = ConnectionWatch()
-    stop_leftovers()
+    # Whatever an earlier run that died before its cleanup left running (by its pid files).
+    topology.stop()
     watch.start()
     try:
-        infra.log("gridflow: starting the five services")
-        topology.start()
-        version = topology.install_lucheng()
-        infra.log(f"gridflow: Lucheng installed (version {version}); warm-up (40 reports)")
+        infra.log("gridflow: deploy/topology.sh up (the five services, nginx)")
+        for line in topology.start().splitlines():
+            infra.log(f"gridflow: {line}")
+        version = topology.jurisdiction_version()
+        infra.log(f"gridflow: jurisdiction version {version} in force; warm-up (40 reports)")
         _phase(ctx, f"{run_tag}W", 0, 40, 4, None, 60, 60)
         wait_settled()
         # Each phase its own stretch of the lattice, so no report joins an earlier phase's case.
@@ -424,27 +464,54 @@ def run(saturation_count: int = 1500, threads: int = 16, rate: float = 100.0,
             # A load it can carry, for what latency is when the framework is not also a queue.
             infra.log(f"gridflow: latency, {low_rate:.0f} reports/s offered for {seconds:.0f} s")
             n_low = int(low_rate * seconds)
-            low = _phase(ctx, f"{run_tag}Q", offset, n_low, PACED_THREADS, low_rate, wait_s,
-                         seconds + 60)
+            low = _phase(
+                ctx, f"{run_tag}Q", offset, n_low, PACED_THREADS, low_rate, wait_s, seconds + 60
+            )
             offset += n_low
             wait_settled()
         n_latency = int(rate * seconds)
         infra.log(f"gridflow: latency, {rate:.0f} reports/s offered for {seconds:.0f} s")
-        latency = _phase(ctx, f"{run_tag}L", offset, n_latency, PACED_THREADS, rate, wait_s,
-                         seconds + 60, infra.CpuMeter(topology.pids()))
+        latency = _phase(
+            ctx,
+            f"{run_tag}L",
+            offset,
+            n_latency,
+            PACED_THREADS,
+            rate,
+            wait_s,
+            seconds + 60,
+            infra.CpuMeter(topology.pids()),
+        )
         offset += n_latency
         settled = wait_settled()
         infra.log(f"gridflow: saturation, {saturation_count} reports from {threads} clients")
-        saturation = _phase(ctx, f"{run_tag}S", offset, saturation_count, threads, None,
-                            wait_s, 120, infra.CpuMeter(topology.pids()))
+        saturation = _phase(
+            ctx,
+            f"{run_tag}S",
+            offset,
+            saturation_count,
+            threads,
+            None,
+            wait_s,
+            120,
+            infra.CpuMeter(topology.pids()),
+        )
         alive = topology.alive()
     finally:
         infra.log("gridflow: stopping the services")
         topology.stop()
         connections = watch.stop()
-    return {"saturation": saturation, "latency": latency, "latency_low_rate": low,
-            "low_rate": low_rate, "offered_rate": rate,
-            "offered_seconds": seconds, "threads": threads,
-            "max_workers": workers or "shipped (20)", "settled_before_saturation": settled,
-            "services_alive_at_end": alive, "postgres_connections": connections,
-            "log_problems": topology.log_problems()}
+    return {
+        "saturation": saturation,
+        "latency": latency,
+        "latency_low_rate": low,
+        "low_rate": low_rate,
+        "offered_rate": rate,
+        "offered_seconds": seconds,
+        "threads": threads,
+        "max_workers": workers or "shipped (20)",
+        "settled_before_saturation": settled,
+        "services_alive_at_end": alive,
+        "postgres_connections": connections,
+        "log_problems": topology.log_problems(),
+    }

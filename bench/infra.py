@@ -30,8 +30,9 @@ def log(message: str) -> None:
 
 
 def _rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
-                          timeout=60, check=check)
+    return subprocess.run(
+        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60, check=check
+    )
 
 
 def fresh_vhost() -> None:
@@ -127,8 +128,10 @@ class CpuMeter:
             now, then = cpu_seconds(pid), self.before.get(name)
             if now is not None and then is not None and cases:
                 per_case[name] = round((now - then) * 1000 / cases, 2)
-        return {"cpu_ms_per_case": per_case,
-                "machine_busy": round((busy1 - busy0) / max(total1 - total0, 1), 3)}
+        return {
+            "cpu_ms_per_case": per_case,
+            "machine_busy": round((busy1 - busy0) / max(total1 - total0, 1), 3),
+        }
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -158,8 +161,9 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 # -- the sink: a process of its own that timestamps what reaches the final queues ------------------
 
 
-def sink_main(queues: list[tuple[str, str, str]], expected, stop, ready, result_path: str,
-              max_seconds: float) -> None:
+def sink_main(
+    queues: list[tuple[str, str, str]], expected, stop, ready, result_path: str, max_seconds: float
+) -> None:
     """Consume ``queues`` ((exchange, routing key, queue), all direct and durable) and write
     ``[[case_id, received_at, sent_at], ...]`` to ``result_path`` when ``expected.value`` messages
     have arrived, ``stop`` is set, or ``max_seconds`` have passed.
@@ -182,8 +186,9 @@ def sink_main(queues: list[tuple[str, str, str]], expected, stop, ready, result_
         declared = []
         for exchange_name, key, queue_name in queues:
             exchange = kombu.Exchange(exchange_name, type="direct", durable=True)
-            queue = kombu.Queue(queue_name, exchange=exchange, routing_key=key, durable=True,
-                                auto_delete=False)
+            queue = kombu.Queue(
+                queue_name, exchange=exchange, routing_key=key, durable=True, auto_delete=False
+            )
             queue.declare(channel=channel)
             declared.append(queue)
         consumer = kombu.Consumer(channel, queues=declared, on_message=on_message, no_ack=True)
@@ -207,8 +212,10 @@ class Sink:
         self.result_path = str(VAR_DIR / f"sink-{name}.json")
         Path(self.result_path).unlink(missing_ok=True)
         self.process = ctx.Process(
-            target=sink_main, name=f"bench-sink-{name}",
-            args=(queues, self.expected, self.stop, self.ready, self.result_path, max_seconds))
+            target=sink_main,
+            name=f"bench-sink-{name}",
+            args=(queues, self.expected, self.stop, self.ready, self.result_path, max_seconds),
+        )
 
     def start(self, timeout: float = 30) -> None:
         self.process.start()

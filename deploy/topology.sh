@@ -9,7 +9,12 @@ SERVICES=(intake routing departments sla notify)
 export AMQP_URI=${AMQP_URI:-amqp://guest:guest@127.0.0.1:5672/}
 export DATABASE_URL=${DATABASE_URL:-postgresql+psycopg2://postgres@127.0.0.1:5432/gridflow}
 export GRIDFLOW_PORT=${GRIDFLOW_PORT:-8000}
+# Each service's own HTTP port (/healthz, /metrics), as services/<name>/config.yaml defaults them.
 export INTAKE_HTTP=${INTAKE_HTTP:-127.0.0.1:8001}
+export ROUTING_HTTP=${ROUTING_HTTP:-127.0.0.1:8002}
+export DEPARTMENTS_HTTP=${DEPARTMENTS_HTTP:-127.0.0.1:8003}
+export SLA_HTTP=${SLA_HTTP:-127.0.0.1:8004}
+export NOTIFY_HTTP=${NOTIFY_HTTP:-127.0.0.1:8005}
 mkdir -p "$VAR_DIR"
 
 ensure_database() {
@@ -24,6 +29,9 @@ with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
 PY
   "$BIN/gridflow" migrate --database-url "$DATABASE_URL" >/dev/null
+  # An empty database gets the shipped default jurisdiction, so reports are not refused (503)
+  # until someone finds `gridflow import`; one already installed is left as it is.
+  "$BIN/gridflow" ensure-jurisdiction --database-url "$DATABASE_URL"
 }
 
 alive() {
@@ -48,13 +56,21 @@ ensure_nginx() {
       || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >&2
   fi
   mkdir -p "$VAR_DIR"/nginx-{body,proxy,fastcgi,uwsgi,scgi}
-  local upstream=$INTAKE_HTTP
+  local upstream=$INTAKE_HTTP rendered=$VAR_DIR/nginx.conf
   VAR_DIR=$VAR_DIR INTAKE_UPSTREAM=$upstream envsubst '${VAR_DIR} ${INTAKE_UPSTREAM} ${GRIDFLOW_PORT}' \
-    <deploy/nginx.conf >"$VAR_DIR/nginx.conf"
+    <deploy/nginx.conf >"$rendered.new"
   if [[ -f $VAR_DIR/nginx.pid ]] && kill -0 "$(cat "$VAR_DIR/nginx.pid")" 2>/dev/null; then
-    nginx -c "$VAR_DIR/nginx.conf" -s reload
+    # A reload closes every idle keep-alive connection: only when the configuration changed.
+    if cmp -s "$rendered.new" "$rendered"; then
+      rm -f "$rendered.new"
+    else
+      mv "$rendered.new" "$rendered"
+      nginx -c "$rendered" -s reload
+      echo "nginx configuration changed: reloaded"
+    fi
   else
-    nginx -c "$VAR_DIR/nginx.conf"
+    mv "$rendered.new" "$rendered"
+    nginx -c "$rendered"
   fi
 }
 
@@ -72,7 +88,10 @@ case ${1:-up} in
   up)
     ensure_database
     for svc in "${SERVICES[@]}"; do start_service "$svc"; done
-    wait_for "http://$INTAKE_HTTP/healthz"
+    for svc in "${SERVICES[@]}"; do
+      address=${svc^^}_HTTP
+      wait_for "http://${!address}/healthz"
+    done
     ensure_nginx
     wait_for "http://127.0.0.1:$GRIDFLOW_PORT/healthz"
     echo "Gridflow (real topology) on http://127.0.0.1:$GRIDFLOW_PORT; logs in $VAR_DIR"

@@ -4,14 +4,12 @@ a PostgreSQL database of the test session's own."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
+import httpx
 import pytest
 
 from tests.conftest import REPO, free_port, lucheng_files
@@ -24,11 +22,23 @@ class Topology:
         self.env = env
         self.var_dir = var_dir
         self.base_url = base_url
+        # One keep-alive client for the test's calls, as a department system would hold one.
+        self.first_up = ""
+        self.http = httpx.Client(base_url=base_url, timeout=30, trust_env=False)
 
-    def script(self, action: str) -> None:
-        result = subprocess.run([str(REPO / "deploy/topology.sh"), action], env=self.env,
-                                capture_output=True, text=True, timeout=180)
+    def script(self, action: str) -> str:
+        """Run deploy/topology.sh ACTION; what it printed."""
+        result = subprocess.run(
+            [str(REPO / "deploy/topology.sh"), action],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert result.returncode == 0, result.stdout + result.stderr + self.logs()
+        if action == "down":
+            self.http.close()
+        return result.stdout
 
     def pid(self, service: str) -> int:
         return int((self.var_dir / f"{service}.pid").read_text())
@@ -58,17 +68,11 @@ class Topology:
         return "\n".join(out)
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.load(response)
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+        response = self.http.request(method, path, json=body)
+        return response.status_code, response.json() if response.content else {}
 
 
-def start_topology(amqp_uri, database_url, var_dir, clock: str = "real"):
+def start_topology(amqp_uri, database_url, var_dir, clock: str = "real") -> Topology:
     port = free_port()
     env = {
         **os.environ,
@@ -82,7 +86,7 @@ def start_topology(amqp_uri, database_url, var_dir, clock: str = "real"):
     for service in SERVICES:
         env[f"{service.upper()}_HTTP"] = f"127.0.0.1:{free_port()}"
     topo = Topology(env, var_dir, f"http://127.0.0.1:{port}")
-    topo.script("up")
+    topo.first_up = topo.script("up")
     return topo
 
 
@@ -96,5 +100,3 @@ def topology(amqp_uri, database_url, tmp_path_factory):
         yield topo
     finally:
         topo.script("down")
-
-

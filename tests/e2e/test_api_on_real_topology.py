@@ -14,7 +14,7 @@ import kombu
 import pytest
 import sqlalchemy as sa
 
-from gridflow_common.embedded import load_definitions
+from gridflow_app.embedded import load_definitions
 from gridflow_common.reset import ResetOrder
 from tests.conftest import lucheng_files
 from tests.e2e.conftest import start_topology

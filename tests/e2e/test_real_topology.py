@@ -7,8 +7,8 @@ import json
 import subprocess
 import threading
 import time
-import urllib.request
 
+import httpx
 import kombu
 import pytest
 import sqlalchemy as sa
@@ -169,14 +169,14 @@ def test_every_service_serves_prometheus_metrics(topology):
 
     for service in SERVICES:
         address = topology.env[f"{service.upper()}_HTTP"]
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
-            text = response.read().decode()
+        response = httpx.get(f"http://{address}/metrics", timeout=10)
+        text = response.text
         assert response.headers["Content-Type"].startswith("text/plain"), service
         assert "gridflow_messages_total" in text, service
     # The intake process counts what it registers.
     assert topology.call("POST", "/api/v1/reports", _report("e2e-metrics-1"))[0] == 201
-    with urllib.request.urlopen(topology.base_url + "/metrics", timeout=10) as response:
-        assert 'gridflow_cases_registered_total{channel="hotline"}' in response.read().decode()
+    response = httpx.get(topology.base_url + "/metrics", timeout=10)
+    assert 'gridflow_cases_registered_total{channel="hotline"}' in response.text
 
 
 def test_a_broker_restart_loses_no_case(topology, amqp_uri):

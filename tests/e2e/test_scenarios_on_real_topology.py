@@ -1,14 +1,12 @@
 """The shared scenarios against the real topology started on the simulated clock: five
 processes read one clock, a clock move reaches the SLA process as an event, and a reset reaches
-every service by RPC."""
+every service by RPC. The same strict expected failures as against the embedded default."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.conftest import GRIDFLOW, SHARED
+from tests.conftest import assert_replayed_cleanly, poll_timeout_for, replay, scenario_params
 from tests.e2e.conftest import start_topology
 
 pytestmark = pytest.mark.e2e
@@ -16,20 +14,18 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def simulated_topology(amqp_uri, database_url, tmp_path_factory):
-    topo = start_topology(amqp_uri, database_url, tmp_path_factory.mktemp("simulated"),
-                          clock="simulated")
+    topo = start_topology(
+        amqp_uri, database_url, tmp_path_factory.mktemp("simulated"), clock="simulated"
+    )
     try:
         yield topo
     finally:
         topo.script("down")
 
 
-def test_every_shared_scenario_passes_on_the_real_topology(simulated_topology):
-    scenarios = sorted((SHARED / "scenarios").glob("*.yaml"))
-    assert scenarios
-    result = subprocess.run(
-        [str(GRIDFLOW), "replay", *map(str, scenarios), "--url", simulated_topology.base_url],
-        capture_output=True, text=True, timeout=600,
+@pytest.mark.parametrize("scenario", scenario_params())
+def test_shared_scenario_on_the_real_topology(request, simulated_topology, scenario):
+    result = replay(
+        scenario, simulated_topology.base_url, timeout=600, poll_timeout=poll_timeout_for(request)
     )
-    assert result.returncode == 0, result.stdout + result.stderr + simulated_topology.logs()
-    assert result.stdout.strip().splitlines()[-1].endswith(" 0 failed")
+    assert_replayed_cleanly(result, simulated_topology.logs())

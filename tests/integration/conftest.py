@@ -7,7 +7,7 @@ import kombu
 import pytest
 import sqlalchemy as sa
 
-from gridflow_common import migrate
+from gridflow_app import bootstrap
 from gridflow_common import nameko_support as keys
 from gridflow_common.jurisdictions import JurisdictionStore
 from tests.conftest import free_port, lucheng_files
@@ -16,7 +16,7 @@ from tests.conftest import free_port, lucheng_files
 @pytest.fixture(scope="session")
 def engine(database_url):
     engine = sa.create_engine(database_url)
-    migrate.upgrade_all(engine)
+    bootstrap.upgrade_all(engine)
     JurisdictionStore(engine).install(lucheng_files())
     yield engine
     engine.dispose()

@@ -18,8 +18,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from gridflow_app import bootstrap
 from gridflow_common import contracts as c
-from gridflow_common import migrate
 from gridflow_common.clock import RealClock
 from gridflow_common.domain import merging
 from gridflow_common.domain import vocabulary as v
@@ -40,7 +40,7 @@ PLACE = {"lat": 28.05, "lon": 120.635}
 @pytest.fixture(scope="module")
 def intake(database_url):
     engine = sa.create_engine(database_url, pool_size=PARALLEL + 2, max_overflow=PARALLEL)
-    migrate.upgrade_all(engine)
+    bootstrap.upgrade_all(engine)
     store = JurisdictionStore(engine)
     store.install(lucheng_files())
     runtime = ServiceRuntime(c.INTAKE, engine, RealClock(), store, h.DEFINITION.tables())

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from gridflow_common import metrics, migrate
+from gridflow_app import bootstrap
+from gridflow_common import metrics
 from gridflow_common.clock import RealClock
 from gridflow_common.domain.vocabulary import COLOURS
 from gridflow_common.jurisdictions import JurisdictionStore
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 def engine(database_url):
     # As test_services.py's; a shared tests/integration/conftest.py would hold one of them.
     engine = sa.create_engine(database_url)
-    migrate.upgrade_all(engine)
+    bootstrap.upgrade_all(engine)
     JurisdictionStore(engine).install(lucheng_files())
     yield engine
     engine.dispose()

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from gridflow_app.embedded import EmbeddedGridflow
 from gridflow_common.clock import RealClock
-from gridflow_common.embedded import EmbeddedGridflow
 from gridflow_common.reset import ResetOrder, execute
 from gridflow_intake import models
 from gridflow_intake.api import ROUTES, URL_MAP

@@ -15,9 +15,9 @@ import queue
 import pytest
 import sqlalchemy as sa
 
+from gridflow_app.embedded import EmbeddedGridflow
 from gridflow_common import contracts as c
 from gridflow_common.domain import vocabulary as v
-from gridflow_common.embedded import EmbeddedGridflow
 from gridflow_intake import handlers as h
 from gridflow_intake import models
 from tests.intake_messages import colour_changed

@@ -17,7 +17,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from gridflow_common import replay
+from gridflow_app import replay
+from tests.conftest import shared_scenarios
 
 CST = timezone(timedelta(hours=8))
 START = datetime(2026, 3, 2, 9, 0, tzinfo=CST)
@@ -47,6 +48,10 @@ class FakeGridflow:
             "assisting": ["police", "health"],
             "colour": "green",
             "escalations": 0,
+            "due": "2026-03-05T17:30:00+08:00",
+            "pending": None,
+            "extensions": 0,
+            "comments": 0,
         }
         self.urls = Map(
             [
@@ -58,11 +63,14 @@ class FakeGridflow:
                 Rule("/api/v1/cases/<case_id>/updates", methods=["POST"], endpoint="update"),
                 Rule("/api/v1/cases/<case_id>/verification", methods=["POST"], endpoint="verify"),
                 Rule("/api/v1/cases/<case_id>/evaluation", methods=["POST"], endpoint="evaluate"),
+                Rule("/api/v1/cases/<case_id>/orders", methods=["POST"], endpoint="order"),
             ]
         )
 
-    @Request.application
-    def __call__(self, request: Request) -> Response:
+    def __call__(self, environ, start_response):
+        return Request.application(self.handle)(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
         adapter = self.urls.bind_to_environ(request.environ)
         endpoint, args = adapter.match()
         body = request.get_json(silent=True) if request.data else None
@@ -123,6 +131,10 @@ class FakeGridflow:
         case = self.cases.get(case_id)
         if case is None:
             return 404, {"errors": ["no such case"]}
+        if body["status"] == "extension_requested":
+            case["pending"] = "extension"
+            case["asked_due"] = body["due"]
+            return 202, {}
         if body["status"] not in ("accepted", "in_progress", "resolved"):
             return 422, {"errors": {"status": "not allowed here"}}
         case["status"] = body["status"]
@@ -137,6 +149,22 @@ class FakeGridflow:
 
     def on_evaluate(self, body, case_id):
         self.cases[case_id]["satisfaction"] = body["satisfaction"]
+        return 200, {}
+
+    def on_order(self, body, case_id):
+        case = self.cases[case_id]
+        if body["kind"] == "approve" and case.get("pending") == "extension":
+            case["pending"] = None
+            case["extensions"] += 1
+            # Shown in UTC, as another deployment might: the same instant as the file's +08:00.
+            asked = datetime.fromisoformat(case.pop("asked_due"))
+            case["due"] = asked.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        elif body["kind"] == "comment":
+            case["comments"] += 1
+        elif body["kind"] == "assign":
+            case["handler"] = body["unit"]
+        else:
+            return 409, {"errors": {"kind": f"nothing to {body['kind']}"}}
         return 200, {}
 
     def clock_moves(self) -> list[datetime]:
@@ -503,14 +531,131 @@ def test_url_from_environment(fake, tmp_path, monkeypatch):
     assert out.getvalue().splitlines()[-1] == "1 passed, 0 failed"
 
 
-SHARED = Path("/work/shared/scenarios")
+def test_orders_and_requests_are_sent_and_their_fields_checked(fake, tmp_path):
+    steps = (
+        report("lights", "l-1")
+        + """\
+  - at: "+0m"
+    expect: {case: lights, due: "2026-03-05T09:30:00Z", pending: null, extensions: 0}
+  - at: "+30m"
+    order: {case: lights, kind: assign, unit: urban_management-330302001, category: component.streetlight, reason: 经研判}
+  - at: "+2h"
+    update: {case: lights, from: urban_management, status: extension_requested, due: "2026-03-10T17:30:00+08:00", note: 等配件}
+  - at: "+2h"
+    expect: {case: lights, pending: extension, extensions: 0}
+  - at: "+3h"
+    order: {case: lights, kind: approve, reason: 同意延期}
+  - at: "+3h"
+    order: {case: lights, kind: comment, reason: 请尽快}
+  - at: "+3h"
+    expect: {case: lights, pending: null, due: 2026-03-10T17:30:00+08:00, extensions: 1, comments: 1, handler: urban_management-330302001}
+  - at: "+3h"
+    expect: {case: lights, due: "2026-03-10T17:31:00+08:00"}
+  - at: "+4h"
+    order: {case: lights, kind: release}
+"""
+    )
+    code, lines = run(write_scenario(tmp_path, steps), fake, timeout=0.3)
+    assert lines[:4] == [
+        "PASS demo step 2 (+0m): due = 2026-03-05T09:30:00Z",
+        "PASS demo step 2 (+0m): pending = null",
+        "PASS demo step 2 (+0m): extensions = 0",
+        "PASS demo step 5 (+2h): pending = extension",
+    ]
+    assert "PASS demo step 8 (+3h): due = 2026-03-10T17:30:00+08:00" in lines
+    assert "PASS demo step 8 (+3h): comments = 1" in lines
+    assert (
+        "FAIL demo step 9 (+3h): due expected 2026-03-10T17:31:00+08:00, got 2026-03-10T09:30:00Z"
+    ) in lines
+    assert lines[-2].startswith("FAIL demo step 10 (+4h): order refused: HTTP 409")
+    assert lines[-1] == "10 passed, 2 failed"
+    assert code == 1
+
+    sent = [
+        (c["path"], c["body"]) for c in fake.calls if c["path"].endswith(("/orders", "/updates"))
+    ]
+    assert sent == [
+        (
+            "/api/v1/cases/C1/orders",
+            {
+                "kind": "assign",
+                "unit": "urban_management-330302001",
+                "category": "component.streetlight",
+                "reason": "经研判",
+            },
+        ),
+        (
+            "/api/v1/cases/C1/updates",
+            {
+                "from": "urban_management",
+                "status": "extension_requested",
+                "due": "2026-03-10T17:30:00+08:00",
+                "note": "等配件",
+            },
+        ),
+        ("/api/v1/cases/C1/orders", {"kind": "approve", "reason": "同意延期"}),
+        ("/api/v1/cases/C1/orders", {"kind": "comment", "reason": "请尽快"}),
+        ("/api/v1/cases/C1/orders", {"kind": "release"}),
+    ]
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared scenarios not present")
+@pytest.mark.parametrize(
+    ("step", "complaint"),
+    [
+        ("order: {case: x, kind: promote}", "order `kind` must be one of assign"),
+        ("order: {case: x, kind: hold}", "an order of kind hold needs reason"),
+        ("order: {case: x, kind: reject}", "an order of kind reject needs reason"),
+        ("order: {case: x, kind: assign, reason: r}", "an order of kind assign needs unit"),
+        ("order: {case: x, kind: comment, reason: r, urgent: true}", "unknown order keys urgent"),
+        ("update: {case: x, from: a, status: extension_requested}", "needs `due`"),
+        ("update: {case: x, from: a, status: extension_requested, due: soon}", "bad instant"),
+    ],
+)
+def test_malformed_orders_and_requests_are_scenario_errors(fake, tmp_path, step, complaint):
+    path = write_scenario(tmp_path, f'  - at: "+1h"\n    {step}\n')
+    code, lines = run(path, fake)
+    assert code == 1
+    assert lines[0] == "FAIL demo: scenario not run:"
+    assert complaint in lines[1], lines
+    assert fake.calls == []
+
+
 def test_shared_scenarios_load():
-    files = sorted(SHARED.glob("*.yaml"))
-    assert files
+    """Every shared scenario parses, new step kinds included. Found through GRIDFLOW_SHARED or
+    `shared/` beside the repository; missing, this fails (it does not skip)."""
+    files = shared_scenarios()
+    assert {p.stem for p in files} >= {"06_command_center_orders", "07_extension_for_parts"}
+    kinds = set()
     for path in files:
         scenario = replay.load_scenario(path)
-        assert scenario.jurisdiction.is_dir()
+        assert scenario.jurisdiction.is_dir(), f"{path}: {scenario.jurisdiction}"
         assert scenario.steps
+        kinds |= {step.action for step in scenario.steps}
+    assert kinds == set(replay.ACTIONS)
+
+
+def test_shared_scenarios_missing_is_an_error(monkeypatch, tmp_path):
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "SHARED", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="GRIDFLOW_SHARED"):
+        conftest.shared_scenarios()
+
+
+def test_a_field_the_case_view_lacks_fails_without_waiting(fake, tmp_path):
+    steps = (
+        report("waste", "w-1")
+        + """\
+  - at: "+0m"
+    expect: {case: waste, tier: street, orders: 2}
+"""
+    )
+    started = time.monotonic()
+    code, lines = run(write_scenario(tmp_path, steps), fake, timeout=10)
+    assert time.monotonic() - started < 5
+    assert lines == [
+        "PASS demo step 2 (+0m): tier = street",
+        "FAIL demo step 2 (+0m): orders expected 2, got (no such field in the case view)",
+        "1 passed, 1 failed",
+    ]
+    assert code == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gridflow_common.embedded import LUCHENG, EmbeddedGridflow
+from gridflow_app.embedded import LUCHENG, EmbeddedGridflow
 from gridflow_intake import models
 from gridflow_intake.schemas import MAX_BODY_BYTES
 

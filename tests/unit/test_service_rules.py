@@ -272,7 +272,7 @@ def test_open_clocks_are_exported_on_the_simulated_clock_of_the_embedded_default
 def test_the_embedded_default_runs_slas_periodic_on_the_simulated_clock():
     import inspect
 
-    from gridflow_common import embedded
+    from gridflow_app import embedded
 
     # The only periodic work is SLA's; the simulated clock must not switch it off.
     assert "not self.clock.simulated" not in inspect.getsource(embedded.EmbeddedGridflow._tick)

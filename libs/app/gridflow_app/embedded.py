@@ -8,32 +8,34 @@ scenario rehearsals; not for production.
 
 from __future__ import annotations
 
-import importlib
 import json
 import queue
+import signal
 import tempfile
 import threading
 from collections import defaultdict, deque
+from collections.abc import Callable
 from pathlib import Path
 
+from gridflow_app import bootstrap
 from gridflow_common import contracts as c
-from gridflow_common import migrate, reset
+from gridflow_common import reset
 from gridflow_common.clock import make_clock
 from gridflow_common.db import make_engine
 from gridflow_common.jurisdictions import JurisdictionStore
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import RelayLoop, ServiceRuntime
 from gridflow_common.service import ServiceDefinition
+from gridflow_routing import handlers as routing_handlers
 
 log = get_logger(__name__)
 
-LUCHENG = Path(__file__).parent / "fixtures" / "lucheng"
+LUCHENG = bootstrap.LUCHENG
 DEPARTMENT_QUEUE_LIMIT = 10_000
 
 
 def load_definitions() -> dict[str, ServiceDefinition]:
-    return {name: importlib.import_module(f"gridflow_{name}.handlers").DEFINITION
-            for name in c.SERVICES}
+    return bootstrap.definitions()
 
 
 class InMemoryBus:
@@ -72,12 +74,13 @@ class InMemoryBus:
 
 class EmbeddedGridflow:
     def __init__(self, database_url: str | None = None, clock_mode: str | None = None):
+        self._tmp: tempfile.TemporaryDirectory | None = None
         if database_url is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="gridflow-")
             database_url = f"sqlite:///{self._tmp.name}/gridflow.sqlite"
         self.engine = make_engine(database_url)
         self.lock = threading.RLock()
-        migrate.upgrade_all(self.engine)
+        bootstrap.upgrade_all(self.engine)
         self.clock = make_clock(self.engine, clock_mode)
         self.store = JurisdictionStore(self.engine, self.lock)
         self.bus = InMemoryBus()
@@ -86,10 +89,16 @@ class EmbeddedGridflow:
         for name, definition in self.definitions.items():
             runtime = ServiceRuntime(name, self.engine, self.clock, self.store,
                                      definition.tables(), lock=self.lock)
-            runtime.on_commit(lambda rows, r=runtime: r.publish_rows(rows, self.bus))
+            runtime.on_commit(self._publish_after_commit(runtime))
             self.runtimes[name] = runtime
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _publish_after_commit(self, runtime: ServiceRuntime) -> Callable[[list], None]:
+        def publish(rows: list) -> None:
+            runtime.publish_rows(rows, self.bus)
+
+        return publish
 
     def start(self) -> None:
         for target, name in ((self._deliver, "deliver"), (self._tick, "tick")):
@@ -102,6 +111,18 @@ class EmbeddedGridflow:
         self.bus.deliveries.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Stop, let go of the database and remove the temporary folder it was made in."""
+        self.stop()
+        self.engine.dispose()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    @property
+    def data_folder(self) -> str | None:
+        return self._tmp.name if self._tmp is not None else None
 
     def _deliver(self) -> None:
         while not self._stop.is_set():
@@ -123,11 +144,10 @@ class EmbeddedGridflow:
                 definition = self.definitions[name]
                 try:
                     runtime.relay(self.bus, older_than=RelayLoop.SWEEP_GRACE_SECONDS)
-                    runtime.retry_due(definition.handlers)
-                    if definition.periodic:
-                        definition.periodic(runtime)
                 except Exception:
-                    log.exception("tick_failed", service=name)
+                    log.exception("relay_failed", service=name)
+                # Retries, periodic work and pruning, failures logged once per interval.
+                runtime.tick(definition.handlers, definition.periodic)
 
     def load_jurisdiction(self, folder: Path = LUCHENG) -> int:
         files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
@@ -156,9 +176,8 @@ class EmbeddedPeers:
         return {n: rt for n, rt in self.gridflow.runtimes.items() if n != c.INTAKE}
 
     def current_assignment(self, case_id: str) -> dict | None:
-        routing = importlib.import_module(f"gridflow_{c.ROUTING}.handlers")
         with self.gridflow.runtimes[c.ROUTING].work() as work:
-            return routing.current_assignment(work, case_id)
+            return routing_handlers.current_assignment(work, case_id)
 
     def prepare_reset(self, order: reset.ResetOrder) -> dict[str, str]:
         answers = {n: reset.why_not_ready(rt, order) for n, rt in self._others().items()}
@@ -171,24 +190,39 @@ class EmbeddedPeers:
         return {n: why for n, why in answers.items() if why}
 
 
+class Stopped(Exception):
+    """SIGTERM asks the server to stop, as Ctrl-C does."""
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise Stopped
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, clock_mode: str | None = None,
           database_url: str | None = None) -> None:
     from werkzeug.serving import make_server
 
-    gridflow = EmbeddedGridflow(database_url, clock_mode)
-    version = gridflow.load_jurisdiction()
-    gridflow.start()
-    server = make_server(host, port, gridflow.wsgi_app(), threaded=True)
-    log.info("embedded_gridflow_listening", url=f"http://{host}:{port}",
-             clock="simulated" if gridflow.clock.simulated else "real",
-             jurisdiction_version=version)
-    print(f"Gridflow (embedded) on http://{host}:{port}  clock="
-          f"{'simulated' if gridflow.clock.simulated else 'real'}  jurisdiction: Lucheng",
-          flush=True)
+    # Before anything is made: a SIGTERM at any later point still removes the temporary folder.
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    gridflow = server = None
     try:
+        gridflow = EmbeddedGridflow(database_url, clock_mode)
+        version = gridflow.load_jurisdiction()
+        gridflow.start()
+        server = make_server(host, port, gridflow.wsgi_app(), threaded=True)
+        log.info("embedded_gridflow_listening", url=f"http://{host}:{port}",
+                 clock="simulated" if gridflow.clock.simulated else "real",
+                 jurisdiction_version=version, data=gridflow.data_folder)
+        print(f"Gridflow (embedded) on http://{host}:{port}  clock="
+              f"{'simulated' if gridflow.clock.simulated else 'real'}  jurisdiction: Lucheng",
+              flush=True)
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         pass
     finally:
-        server.shutdown()
-        gridflow.stop()
+        # serve_forever has returned (or never ran), so closing the socket cannot deadlock.
+        if server is not None:
+            server.server_close()
+        if gridflow is not None:
+            gridflow.close()
+        signal.signal(signal.SIGTERM, previous)

@@ -10,23 +10,23 @@ scenario that cannot be run, or an unreachable server yields a FAIL line too, so
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import re
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx
 import yaml
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from gridflow_app.cli import default_url
+from gridflow_app.folders import jurisdiction_files
+
 DEFAULT_POLL_TIMEOUT = 15.0
 POLL_INTERVAL = 0.15
 # Long enough for a server busy catching up on a multi-day clock jump, short enough that a hung
@@ -37,9 +37,29 @@ REQUEST_TIMEOUT = 30.0
 # fixed offset is exact and needs no tz database.
 LOCAL_TZ = timezone(timedelta(hours=8))
 
-ACTIONS = ("report", "update", "verify", "evaluate", "expect")
+ACTIONS = ("report", "update", "verify", "evaluate", "order", "expect")
 # Keys of an `expect` that are not fields of the case view.
 RELATION_FIELDS = ("same_case_as", "not_same_case_as")
+# Fields compared as instants (any offset denotes the same instant), not as text.
+INSTANT_FIELDS = ("due",)
+# FORMAT.md, "Orders and requests": what the command center may order, and which of them need
+# more than the case.
+ORDER_KINDS = (
+    "assign",
+    "escalate",
+    "hold",
+    "release",
+    "reject",
+    "reopen",
+    "supervise",
+    "comment",
+    "approve",
+    "refuse",
+)
+ORDER_REQUIRES = {"assign": ("unit",), "hold": ("reason",), "reject": ("reason",)}
+ORDER_FIELDS = ("case", "kind", "unit", "category", "reason")
+# The requests a holder sends as an update; an extension names the due instant it asks for.
+EXTENSION_REQUESTED = "extension_requested"
 
 _OFFSET_RE = re.compile(r"^\+(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 _STATUS_CLASS_RE = re.compile(r"^([1-5])xx$")
@@ -207,6 +227,12 @@ def _load_step(number: int, raw: Any, start: datetime) -> Step:
         raise ScenarioError(f"{where}: `{action}` must be a mapping")
     if action != "report" and not body.get("case"):
         raise ScenarioError(f"{where}: `{action}` needs `case`")
+    if action == "order":
+        _check_order(body, where)
+    if action == "update" and body.get("status") == EXTENSION_REQUESTED:
+        if "due" not in body:
+            raise ScenarioError(f"{where}: an {EXTENSION_REQUESTED} update needs `due`")
+        parse_instant(body["due"])
     expect_status = None
     if "expect_status" in raw:
         expect_status = _check_expect_status(raw["expect_status"], where)
@@ -220,6 +246,20 @@ def _load_step(number: int, raw: Any, start: datetime) -> Step:
         alias=str(alias) if alias is not None else None,
         expect_status=expect_status,
     )
+
+
+def _check_order(body: dict[str, Any], where: str) -> None:
+    kind = body.get("kind")
+    if kind not in ORDER_KINDS:
+        raise ScenarioError(
+            f"{where}: order `kind` must be one of {', '.join(ORDER_KINDS)}, got {show(kind)}"
+        )
+    unknown = set(body) - set(ORDER_FIELDS)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown order keys {', '.join(sorted(map(str, unknown)))}")
+    missing = [key for key in ORDER_REQUIRES.get(kind, ()) if not body.get(key)]
+    if missing:
+        raise ScenarioError(f"{where}: an order of kind {kind} needs {', '.join(missing)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,32 +295,33 @@ def _dump(value: Any) -> str:
 
 
 class Client:
+    """One keep-alive connection for a whole replay: hundreds of polls do not each connect."""
+
     def __init__(self, base_url: str, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.token = token
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        # trust_env off: a proxy set for the outside world must not swallow a local Gridflow.
+        self.http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=REQUEST_TIMEOUT, trust_env=False
+        )
 
     def call(self, method: str, path: str, body: Any = None) -> Answer:
-        headers = {"Accept": "application/json"}
         data = None
+        headers = {}
         if body is not None:
             data = _dump(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(
-            self.base_url + path, data=data, headers=headers, method=method
-        )
         try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
-                return Answer(response.status, _parse_body(response.read()))
-        except urllib.error.HTTPError as exc:
-            # An HTTP error status is still an answer: the caller decides what it means.
-            with exc:
-                return Answer(exc.code, _parse_body(exc.read()))
-        except urllib.error.URLError as exc:
-            raise Unreachable(f"cannot reach Gridflow at {self.base_url}: {exc.reason}") from exc
-        except (OSError, http.client.HTTPException) as exc:
+            response = self.http.request(method, path, content=data, headers=headers)
+        except httpx.HTTPError as exc:
             raise Unreachable(f"cannot reach Gridflow at {self.base_url}: {exc}") from exc
+        # An HTTP error status is still an answer: the caller decides what it means.
+        return Answer(response.status_code, _parse_body(response.content))
+
+    def close(self) -> None:
+        self.http.close()
 
 
 def _parse_body(raw: bytes) -> Any:
@@ -325,9 +366,21 @@ def _as_set(value: Any) -> frozenset[str] | None:
     return None
 
 
+def _same_instant(expected: Any, actual: Any) -> bool:
+    if expected is None or actual is None:
+        return expected is None and actual is None
+    try:
+        return parse_instant(expected) == parse_instant(actual)
+    except ScenarioError:
+        return False
+
+
 def field_holds(name: str, expected: Any, actual: Any) -> bool:
     if actual is _ABSENT:
         return False
+    if name in INSTANT_FIELDS:
+        # The server shows an instant in the city's zone, the file may write it in any.
+        return _same_instant(expected, actual)
     if name == "assisting":
         exp, act = _as_set(expected), _as_set(actual)
         return exp is not None and exp == act
@@ -351,6 +404,8 @@ def _show_actual(name: str, actual: Any) -> str:
 
 
 def _show_expected(name: str, expected: Any) -> str:
+    if isinstance(expected, (datetime, date)):
+        return expected.isoformat()
     if name == "assisting":
         as_set = _as_set(expected)
         if as_set is not None:
@@ -457,7 +512,7 @@ class FileRun:
         if not folder.is_dir():
             self.fail_setup(f"jurisdiction folder {folder} does not exist")
             raise StopFile
-        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
+        files = jurisdiction_files(folder)
         if not files:
             self.fail_setup(f"jurisdiction folder {folder} holds no .csv files")
             raise StopFile
@@ -539,6 +594,10 @@ class FileRun:
     def do_evaluate(self, step: Step) -> None:
         self._post_to_case(step, "/evaluation")
 
+    def do_order(self, step: Step) -> None:
+        # The command center's orders on a case: {kind, unit?, category?, reason?}.
+        self._post_to_case(step, "/orders")
+
     def do_expect(self, step: Step) -> None:
         body = dict(step.body)
         name = body.pop("case")
@@ -575,6 +634,9 @@ class FileRun:
                 view = answer.body
                 if all(field_holds(k, v, view.get(k, _ABSENT)) for k, v in wanted.items()):
                     return view, answer
+                if any(k not in view for k in wanted):
+                    # A field this server's case view does not have will not appear by waiting.
+                    return view, answer
             if time.monotonic() >= deadline:
                 return view, answer
             time.sleep(POLL_INTERVAL)  # bounded by the expectation's timeout
@@ -610,18 +672,21 @@ def run_files(
     out = out if out is not None else sys.stdout
     client = Client(base_url, os.environ.get("GRIDFLOW_ADMIN_TOKEN") or None)
     passed = failed = 0
-    for raw_path in paths:
-        path = Path(raw_path)
-        try:
-            scenario = load_scenario(path)
-        except ScenarioError as exc:
-            print(f"FAIL {path.stem}: scenario not run:\n    {exc}", file=out, flush=True)
-            failed += 1
-            continue
-        run = FileRun(scenario, client, out, poll_timeout)
-        run.run()
-        passed += run.passed
-        failed += run.failed
+    try:
+        for raw_path in paths:
+            path = Path(raw_path)
+            try:
+                scenario = load_scenario(path)
+            except ScenarioError as exc:
+                print(f"FAIL {path.stem}: scenario not run:\n    {exc}", file=out, flush=True)
+                failed += 1
+                continue
+            run = FileRun(scenario, client, out, poll_timeout)
+            run.run()
+            passed += run.passed
+            failed += run.failed
+    finally:
+        client.close()
     return passed, failed
 
 
@@ -633,8 +698,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", metavar="FILE.yaml")
     parser.add_argument(
         "--url",
-        default=os.environ.get("GRIDFLOW_URL") or DEFAULT_URL,
-        help="base URL of Gridflow's HTTP API (default: $GRIDFLOW_URL or %(default)s)",
+        default=None,
+        help="base URL of Gridflow's HTTP API "
+        "(default: $GRIDFLOW_URL, else http://127.0.0.1:$GRIDFLOW_PORT, port 8000 when unset)",
     )
     parser.add_argument(
         "--timeout",
@@ -643,7 +709,8 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds of real time to wait for an expectation to hold (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    passed, failed = run_files(args.files, args.url, sys.stdout, poll_timeout=args.timeout)
+    url = args.url or default_url()
+    passed, failed = run_files(args.files, url, sys.stdout, poll_timeout=args.timeout)
     print(f"{passed} passed, {failed} failed", flush=True)
     return 0 if failed == 0 else 1
 
