@@ -20,9 +20,12 @@ pytestmark = pytest.mark.e2e
 
 def _report(external_id: str, lat: float = 27.995, lon: float = 120.556) -> dict:
     return {
-        "channel": "hotline", "external_id": external_id,
-        "description": "青园社区门口的路灯不亮已经三天了", "category": "component.streetlight",
-        "location": {"lat": lat, "lon": lon}, "reporter": {"phone": "13900000001"},
+        "channel": "hotline",
+        "external_id": external_id,
+        "description": "青园社区门口的路灯不亮已经三天了",
+        "category": "component.streetlight",
+        "location": {"lat": lat, "lon": lon},
+        "reporter": {"phone": "13900000001"},
     }
 
 
@@ -45,7 +48,10 @@ class DepartmentQueue:
         self.queue = kombu.Queue(
             c.department_queue(department),
             exchange=kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True),
-            routing_key=department, durable=True, auto_delete=False)
+            routing_key=department,
+            durable=True,
+            auto_delete=False,
+        )
         self.queue(self.connection.default_channel).declare()
 
     def drain(self, seconds: float) -> list[dict]:
@@ -55,8 +61,7 @@ class DepartmentQueue:
             got.append(json.loads(body) if isinstance(body, (str, bytes)) else body)
             message.ack()
 
-        with kombu.Consumer(self.connection, [self.queue], callbacks=[on_message],
-                            accept=["json"]):
+        with kombu.Consumer(self.connection, [self.queue], callbacks=[on_message], accept=["json"]):
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 try:
@@ -70,19 +75,24 @@ class DepartmentQueue:
         self.connection.release()
 
 
-def test_a_case_travels_the_whole_loop_through_five_processes(topology, amqp_uri,
-                                                               database_url):
+def test_a_case_travels_the_whole_loop_through_five_processes(topology, amqp_uri, database_url):
     inbox = DepartmentQueue(amqp_uri, "urban_management")
     try:
         status, body = topology.call("POST", "/api/v1/reports", _report("e2e-loop-1"))
         assert status == 201, body
         case_id = body["case_id"]
 
-        view = _poll(lambda: (lambda v: v if v["status"] == "dispatched" and v["colour"] else
-                              None)(topology.call("GET", f"/api/v1/cases/{case_id}")[1]))
+        view = _poll(
+            lambda: (lambda v: v if v["status"] == "dispatched" and v["colour"] else None)(
+                topology.call("GET", f"/api/v1/cases/{case_id}")[1]
+            )
+        )
         assert view, topology.logs()
         assert (view["tier"], view["handler"], view["lead"]) == (
-            "street", "urban_management-330302001", "urban_management")
+            "street",
+            "urban_management-330302001",
+            "urban_management",
+        )
         assert view["colour"] == "green"
 
         messages = [m for m in inbox.drain(15) if m["case_id"] == case_id]
@@ -90,13 +100,19 @@ def test_a_case_travels_the_whole_loop_through_five_processes(topology, amqp_uri
         assert messages[0]["handler"] == "urban_management-330302001"
         assert "路灯" in messages[0]["description"]
 
-        for update in ({"from": "urban_management", "status": "accepted"},
-                       {"from": "urban_management", "status": "resolved", "note": "已修复"}):
+        for update in (
+            {"from": "urban_management", "status": "accepted"},
+            {"from": "urban_management", "status": "resolved", "note": "已修复"},
+        ):
             assert topology.call("POST", f"/api/v1/cases/{case_id}/updates", update)[0] == 202
-        assert topology.call("POST", f"/api/v1/cases/{case_id}/verification",
-                             {"passed": True})[0] == 200
-        assert topology.call("POST", f"/api/v1/cases/{case_id}/evaluation",
-                             {"satisfaction": 5})[0] == 200
+        assert (
+            topology.call("POST", f"/api/v1/cases/{case_id}/verification", {"passed": True})[0]
+            == 200
+        )
+        assert (
+            topology.call("POST", f"/api/v1/cases/{case_id}/evaluation", {"satisfaction": 5})[0]
+            == 200
+        )
         final = topology.call("GET", f"/api/v1/cases/{case_id}")[1]
         assert (final["status"], final["satisfaction"], final["colour"]) == ("closed", 5, None)
         kinds = [e["kind"] for e in final["timeline"]]
@@ -106,11 +122,16 @@ def test_a_case_travels_the_whole_loop_through_five_processes(topology, amqp_uri
         # notify recorded the station's duty person (people.csv) for the dispatch.
         engine = sa.create_engine(database_url)
         try:
+
             def notified():
                 with engine.connect() as conn:
-                    return conn.execute(sa.text(
-                        "SELECT person_id, reason FROM notify_notifications WHERE case_id = :c"),
-                        {"c": case_id}).all()
+                    return conn.execute(
+                        sa.text(
+                            "SELECT person_id, reason FROM notify_notifications WHERE case_id = :c"
+                        ),
+                        {"c": case_id},
+                    ).all()
+
             rows = _poll(notified, timeout=15)
             assert [tuple(r) for r in rows] == [("P00081", "dispatched")]
         finally:
@@ -127,8 +148,13 @@ def test_sigkill_of_a_service_mid_stream_loses_no_case(topology, amqp_uri):
 
     def send(start: int, stop: int) -> None:
         for i in range(start, stop):
-            status, body = topology.call("POST", "/api/v1/reports", _report(
-                f"e2e-kill-{i}", lat=27.985 + (i % 50) * 0.001, lon=120.552 + (i % 7) * 0.002))
+            status, body = topology.call(
+                "POST",
+                "/api/v1/reports",
+                _report(
+                    f"e2e-kill-{i}", lat=27.985 + (i % 50) * 0.001, lon=120.552 + (i % 7) * 0.002
+                ),
+            )
             if status in (200, 201):
                 accepted[f"e2e-kill-{i}"] = body["case_id"]
             else:
@@ -154,12 +180,17 @@ def test_sigkill_of_a_service_mid_stream_loses_no_case(topology, amqp_uri):
         assert not errors, errors
         assert len(accepted) == total
         missing = expected - set(seen)
-        assert not missing, f"{len(missing)} cases never reached their department\n" + \
-            topology.logs()
+        assert not missing, (
+            f"{len(missing)} cases never reached their department\n" + topology.logs()
+        )
         # Intake's view catches up too (its projection may be retrying a failed attempt).
         for case_id in list(expected)[:20]:
-            assert _poll(lambda c=case_id: topology.call("GET", f"/api/v1/cases/{c}")[1]["status"]
-                         == "dispatched", timeout=30), case_id
+            assert _poll(
+                lambda c=case_id: (
+                    topology.call("GET", f"/api/v1/cases/{c}")[1]["status"] == "dispatched"
+                ),
+                timeout=30,
+            ), case_id
     finally:
         inbox.close()
 
@@ -185,8 +216,11 @@ def test_a_broker_restart_loses_no_case(topology, amqp_uri):
     accepted = []
 
     def report(n: int) -> None:
-        status, body = topology.call("POST", "/api/v1/reports", _report(
-            f"e2e-broker-{n}", lat=27.984 + n * 0.001, lon=120.575))
+        status, body = topology.call(
+            "POST",
+            "/api/v1/reports",
+            _report(f"e2e-broker-{n}", lat=27.984 + n * 0.001, lon=120.575),
+        )
         assert status == 201, body
         accepted.append(body["case_id"])
 
@@ -200,8 +234,10 @@ def test_a_broker_restart_loses_no_case(topology, amqp_uri):
         subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
 
     def all_dispatched():
-        return all(topology.call("GET", f"/api/v1/cases/{case_id}")[1]["status"] == "dispatched"
-                   for case_id in accepted)
+        return all(
+            topology.call("GET", f"/api/v1/cases/{case_id}")[1]["status"] == "dispatched"
+            for case_id in accepted
+        )
 
     assert _poll(all_dispatched, timeout=90, interval=0.5), topology.logs()
     inbox = DepartmentQueue(amqp_uri, "urban_management")

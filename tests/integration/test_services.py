@@ -29,7 +29,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_routing_assigns_a_registered_case_once_even_when_delivered_twice(
-        container_factory, config, broker, engine):
+    container_factory, config, broker, engine
+):
     from gridflow_routing.service import RoutingService
 
     routed = observe(broker, c.ROUTING, c.CASE_ROUTED)
@@ -44,19 +45,23 @@ def test_routing_assigns_a_registered_case_once_even_when_delivered_twice(
         publish(broker, c.INTAKE, c.CASE_REGISTERED, payload, event_id=envelope["event_id"])
 
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT tier, holder, lead, escalations FROM routing_assignments"
-            " WHERE case_id = :c"),
-            {"c": case_id}).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT tier, holder, lead, escalations FROM routing_assignments WHERE case_id = :c"
+            ),
+            {"c": case_id},
+        ).all()
     assert [tuple(r) for r in rows] == [
-        ("street", "urban_management-330302001", "urban_management", 0)]
+        ("street", "urban_management-330302001", "urban_management", 0)
+    ]
     messages = take(broker, routed.name, want=2, timeout=3)
     assert [m["payload"]["case_id"] for m in messages] == [case_id]
     assert messages[0]["payload"]["holder"] == "urban_management-330302001"
 
 
 def test_a_handler_that_raises_keeps_its_message_and_a_retry_succeeds(
-        container_factory, config, broker, engine):
+    container_factory, config, broker, engine
+):
     from gridflow_routing.service import RoutingService
 
     real = RoutingService.definition.handlers["on_case_registered"]
@@ -77,9 +82,10 @@ def test_a_handler_that_raises_keeps_its_message_and_a_retry_succeeds(
             publish(broker, c.INTAKE, c.CASE_REGISTERED, registered_payload(engine, case_id))
 
         with engine.connect() as conn:
-            failed = conn.execute(sa.text(
-                "SELECT state, attempts FROM routing_failed WHERE message LIKE :c"),
-                {"c": f"%{case_id}%"}).all()
+            failed = conn.execute(
+                sa.text("SELECT state, attempts FROM routing_failed WHERE message LIKE :c"),
+                {"c": f"%{case_id}%"},
+            ).all()
         assert [tuple(r) for r in failed] == [("retrying", 1)]
 
         # The service's own timer retries after the backoff; no redelivery from outside.
@@ -87,14 +93,17 @@ def test_a_handler_that_raises_keeps_its_message_and_a_retry_succeeds(
         routed = []
         while time.monotonic() < deadline and not routed:
             with engine.connect() as conn:
-                routed = conn.execute(sa.text(
-                    "SELECT holder FROM routing_assignments WHERE case_id = :c"),
-                    {"c": case_id}).all()
+                routed = conn.execute(
+                    sa.text("SELECT holder FROM routing_assignments WHERE case_id = :c"),
+                    {"c": case_id},
+                ).all()
             time.sleep(0.1)  # bounded poll: the retry timer fires after the backoff
         assert [r.holder for r in routed] == ["urban_management-330302001"]
         with engine.connect() as conn:
-            left = conn.execute(sa.text("SELECT count(*) FROM routing_failed WHERE message LIKE :c"),
-                                {"c": f"%{case_id}%"}).scalar()
+            left = conn.execute(
+                sa.text("SELECT count(*) FROM routing_failed WHERE message LIKE :c"),
+                {"c": f"%{case_id}%"},
+            ).scalar()
         assert left == 0
         assert calls["n"] == 2
     finally:
@@ -102,40 +111,55 @@ def test_a_handler_that_raises_keeps_its_message_and_a_retry_succeeds(
 
 
 def test_intake_registers_a_report_and_its_event_waits_for_routing_that_is_not_running(
-        container_factory, config, broker, engine):
+    container_factory, config, broker, engine
+):
     from gridflow_intake.service import IntakeService
 
     container = container_factory(IntakeService, config)
     container.start()
     url = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1/reports"
-    answer = requests.post(url, json={
-        "channel": "hotline", "external_id": f"it-{uuid.uuid4().hex[:8]}",
-        "description": "青园社区门口的路灯不亮已经三天了", "location": {"lat": 27.995, "lon": 120.556},
-    }, timeout=10)
+    answer = requests.post(
+        url,
+        json={
+            "channel": "hotline",
+            "external_id": f"it-{uuid.uuid4().hex[:8]}",
+            "description": "青园社区门口的路灯不亮已经三天了",
+            "location": {"lat": 27.995, "lon": 120.556},
+        },
+        timeout=10,
+    )
     assert answer.status_code == 201, answer.text
     case_id = answer.json()["case_id"]
 
     # No routing service has ever consumed in this vhost: the relay declared routing's queue
     # before publishing, so the event is there rather than confirmed and dropped.
     queue = c.event_queue(c.INTAKE, c.CASE_REGISTERED, c.ROUTING, "on_case_registered")
-    events = [m for m in take(broker, queue, want=50, timeout=10)
-              if m["payload"]["case_id"] == case_id]
+    events = [
+        m for m in take(broker, queue, want=50, timeout=10) if m["payload"]["case_id"] == case_id
+    ]
     assert len(events) == 1
     assert events[0]["payload"]["category"] == "component.streetlight"
     assert events[0]["payload"]["area_code"] == "330302001001001"
 
 
 def test_intake_refuses_a_bad_report_naming_the_field_and_writes_nothing(
-        container_factory, config, engine):
+    container_factory, config, engine
+):
     from gridflow_intake.service import IntakeService
 
     container = container_factory(IntakeService, config)
     container.start()
     with engine.connect() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM intake_cases")).scalar()
-    answer = requests.post(f"http://{config['WEB_SERVER_ADDRESS']}/api/v1/reports", json={
-        "channel": "pigeon", "description": " ", "location": {"lat": 200, "lon": 120.5},
-    }, timeout=10)
+    answer = requests.post(
+        f"http://{config['WEB_SERVER_ADDRESS']}/api/v1/reports",
+        json={
+            "channel": "pigeon",
+            "description": " ",
+            "location": {"lat": 200, "lon": 120.5},
+        },
+        timeout=10,
+    )
     assert answer.status_code == 400
     errors = answer.json()["errors"]
     assert set(errors) == {"channel", "description", "location.lat"}
@@ -144,38 +168,58 @@ def test_intake_refuses_a_bad_report_naming_the_field_and_writes_nothing(
 
 
 def test_departments_pushes_the_case_to_the_department_queue_and_announces_it(
-        container_factory, config, broker, engine):
+    container_factory, config, broker, engine
+):
     from gridflow_departments.service import DepartmentsService
 
     department = kombu.Queue(
         c.department_queue("environment"),
         exchange=kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True),
-        routing_key="environment", durable=True)
+        routing_key="environment",
+        durable=True,
+    )
     department(broker.default_channel).declare()
     container = container_factory(DepartmentsService, config)
     container.start()
     case_id = f"IT-{uuid.uuid4().hex[:8]}"
     with entrypoint_waiter(container, "on_case_routed"):
-        publish(broker, c.ROUTING, c.CASE_ROUTED, {
-            "case_id": case_id, "assignment_id": f"{case_id}-1", "reason": "new",
-            "category": "event.medical_waste", "tier": "street",
-            "holder": "environment-330302104", "lead": "environment", "assisting": ["health"],
-            "escalations": 0, "area_code": "330302104001001",
-            "jurisdiction_version": jurisdiction_version(engine),
-            "description": "医疗废弃物", "location": None,
-        })
-    pushed = [m for m in take(broker, department.name, want=20, timeout=10)
-              if m["case_id"] == case_id]
+        publish(
+            broker,
+            c.ROUTING,
+            c.CASE_ROUTED,
+            {
+                "case_id": case_id,
+                "assignment_id": f"{case_id}-1",
+                "reason": "new",
+                "category": "event.medical_waste",
+                "tier": "street",
+                "holder": "environment-330302104",
+                "lead": "environment",
+                "assisting": ["health"],
+                "escalations": 0,
+                "area_code": "330302104001001",
+                "jurisdiction_version": jurisdiction_version(engine),
+                "description": "医疗废弃物",
+                "location": None,
+            },
+        )
+    pushed = [
+        m for m in take(broker, department.name, want=20, timeout=10) if m["case_id"] == case_id
+    ]
     assert len(pushed) == 1
     assert (pushed[0]["handler"], pushed[0]["assisting"]) == ("environment-330302104", ["health"])
     sla_queue = c.event_queue(c.DEPARTMENTS, c.CASE_DISPATCHED, c.SLA, "on_case_dispatched")
-    announced = [m for m in take(broker, sla_queue, want=20, timeout=10)
-                 if m["payload"]["case_id"] == case_id]
+    announced = [
+        m
+        for m in take(broker, sla_queue, want=20, timeout=10)
+        if m["payload"]["case_id"] == case_id
+    ]
     assert [m["payload"]["queue"] for m in announced] == ["gridflow.department.environment"]
 
 
 def test_sla_catches_up_every_colour_of_a_clock_dispatched_long_ago(
-        container_factory, config, broker, engine):
+    container_factory, config, broker, engine
+):
     from gridflow_sla.service import SlaService
 
     colours = observe(broker, c.SLA, c.CASE_COLOUR_CHANGED)
@@ -184,18 +228,33 @@ def test_sla_catches_up_every_colour_of_a_clock_dispatched_long_ago(
     case_id = f"IT-{uuid.uuid4().hex[:8]}"
     # A 2-hour (wall-clock) limit dispatched 5 hours ago: yellow, orange and red are all past.
     with entrypoint_waiter(container, "on_case_dispatched"):
-        publish(broker, c.DEPARTMENTS, c.CASE_DISPATCHED, {
-            "case_id": case_id, "assignment_id": f"{case_id}-1", "reason": "new",
-            "category": "component.manhole_cover", "tier": "street",
-            "holder": "urban_management-330302001", "lead": "urban_management",
-            "assisting": ["water"], "escalations": 0, "area_code": "330302001001001",
-            "jurisdiction_version": jurisdiction_version(engine),
-            "queue": "gridflow.department.urban_management",
-        }, occurred_at=dt.datetime.now(CST) - dt.timedelta(hours=5))
+        publish(
+            broker,
+            c.DEPARTMENTS,
+            c.CASE_DISPATCHED,
+            {
+                "case_id": case_id,
+                "assignment_id": f"{case_id}-1",
+                "reason": "new",
+                "category": "component.manhole_cover",
+                "tier": "street",
+                "holder": "urban_management-330302001",
+                "lead": "urban_management",
+                "assisting": ["water"],
+                "escalations": 0,
+                "area_code": "330302001001001",
+                "jurisdiction_version": jurisdiction_version(engine),
+                "queue": "gridflow.department.urban_management",
+            },
+            occurred_at=dt.datetime.now(CST) - dt.timedelta(hours=5),
+        )
     seen = take(broker, colours.name, want=4, timeout=5)
     # Green is where every clock starts and is not announced; each later colour is, once.
     assert [(m["payload"]["colour"], m["payload"]["action"]) for m in seen] == [
-        ("yellow", "remind_handler"), ("orange", "supervise"), ("red", "escalate")]
+        ("yellow", "remind_handler"),
+        ("orange", "supervise"),
+        ("red", "escalate"),
+    ]
     # Each colour happened at the instant it was reached (0.75, 1.0 and 1.5 of two hours after
     # dispatch), not when the handler ran.
     instants = [dt.datetime.fromisoformat(m["occurred_at"]) for m in seen]

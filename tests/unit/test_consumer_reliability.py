@@ -90,15 +90,29 @@ def wall():
 
 @pytest.fixture
 def runtime(engine, clock, wall):
-    return ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects],
-                          operational_clock=wall.now)
+    return ServiceRuntime(
+        SERVICE,
+        engine,
+        clock,
+        JurisdictionStore(engine),
+        [side_effects],
+        operational_clock=wall.now,
+    )
 
 
 def _message(case_id: str = "GF-1") -> dict:
-    event = c.make_event(c.INTAKE, c.CASE_REGISTERED, T0, {
-        "case_id": case_id, "category": "event.noise", "area_code": "330302104001001",
-        "description": "楼上噪音", "jurisdiction_version": 1,
-    })
+    event = c.make_event(
+        c.INTAKE,
+        c.CASE_REGISTERED,
+        T0,
+        {
+            "case_id": case_id,
+            "category": "event.noise",
+            "area_code": "330302104001001",
+            "description": "楼上噪音",
+            "jurisdiction_version": 1,
+        },
+    )
     return event.to_message()
 
 
@@ -123,21 +137,30 @@ class FlakyHandler:
 
     def __call__(self, work, event) -> None:
         self.runs += 1
-        work.db.execute(sa.insert(side_effects).values(case_id=event.payload["case_id"],
-                                                            step="first"))
+        work.db.execute(
+            sa.insert(side_effects).values(case_id=event.payload["case_id"], step="first")
+        )
         work.emit(c.CASE_ROUTED, _routed_payload(event.payload["case_id"]))
         if self.broken:
             raise RuntimeError("department system unavailable")
-        work.db.execute(sa.insert(side_effects).values(case_id=event.payload["case_id"],
-                                                            step="second"))
+        work.db.execute(
+            sa.insert(side_effects).values(case_id=event.payload["case_id"], step="second")
+        )
 
 
 def _routed_payload(case_id: str) -> dict:
     return {
-        "case_id": case_id, "assignment_id": f"{case_id}-1", "reason": "new",
-        "category": "event.noise", "tier": "street", "holder": "environment-330302104",
-        "lead": "environment", "assisting": ["police"], "escalations": 0,
-        "area_code": "330302104001001", "jurisdiction_version": 1,
+        "case_id": case_id,
+        "assignment_id": f"{case_id}-1",
+        "reason": "new",
+        "category": "event.noise",
+        "tier": "street",
+        "holder": "environment-330302104",
+        "lead": "environment",
+        "assisting": ["police"],
+        "escalations": 0,
+        "area_code": "330302104001001",
+        "jurisdiction_version": 1,
     }
 
 
@@ -194,8 +217,7 @@ def test_retry_is_not_attempted_before_its_backoff_runs_out(engine, runtime, wal
     assert _failed_rows(runtime)[0]["state"] == "retrying"
 
 
-def test_retry_after_the_fault_is_gone_succeeds_once_and_removes_the_record(
-        engine, runtime, wall):
+def test_retry_after_the_fault_is_gone_succeeds_once_and_removes_the_record(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     message = _message()
     runtime.consume(HANDLER, message, handler)
@@ -223,8 +245,7 @@ def test_retry_that_fails_again_counts_the_attempt_and_backs_off_longer(engine, 
     assert _count(engine, side_effects) == 0
 
 
-def test_message_becomes_dead_after_max_attempts_and_is_no_longer_retried(
-        engine, runtime, wall):
+def test_message_becomes_dead_after_max_attempts_and_is_no_longer_retried(engine, runtime, wall):
     handler = FlakyHandler(broken=True)
     assert runtime.consume(HANDLER, _message(), handler) == "retrying"
     for attempt in range(2, MAX_ATTEMPTS + 1):
@@ -325,9 +346,11 @@ def test_committed_events_are_published_in_order_and_then_removed(runtime):
     assert runtime.relay(publisher) == 4
     keys = [(exchange, key) for exchange, key, _ in publisher.published]
     assert keys == [(c.event_exchange(SERVICE), c.CASE_ROUTED)] * 3 + [
-        (c.DEPARTMENT_EXCHANGE, "environment")]
-    case_ids = [c.load_event(json.loads(body)).payload["case_id"]
-                for _, _, body in publisher.published[:3]]
+        (c.DEPARTMENT_EXCHANGE, "environment")
+    ]
+    case_ids = [
+        c.load_event(json.loads(body)).payload["case_id"] for _, _, body in publisher.published[:3]
+    ]
     assert case_ids == ["GF-0", "GF-1", "GF-2"]
     assert runtime.pending_outbox() == 0
     assert runtime.relay(RecordingPublisher()) == 0
@@ -368,8 +391,7 @@ def test_failed_handler_emits_nothing_to_the_relay(runtime):
     assert publisher.published == []
 
 
-def test_fast_path_publishes_just_committed_rows_and_leaves_the_unconfirmed_to_the_sweep(
-        runtime):
+def test_fast_path_publishes_just_committed_rows_and_leaves_the_unconfirmed_to_the_sweep(runtime):
     handed_over = []
     runtime.on_commit(handed_over.extend)
     with runtime.work() as work:
@@ -412,12 +434,16 @@ def test_relay_loop_publishes_after_each_commit_and_empties_the_outbox(runtime):
                 work.emit(c.CASE_ROUTED, _routed_payload(f"GF-{n}"))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and (
-                len(publisher.published) < 3 or runtime.pending_outbox()):
+            len(publisher.published) < 3 or runtime.pending_outbox()
+        ):
             time.sleep(0.01)  # bounded poll on the relay's outcome
     finally:
         loop.stop()
     assert [json.loads(body)["payload"]["case_id"] for _, _, body in publisher.published] == [
-        "GF-0", "GF-1", "GF-2"]
+        "GF-0",
+        "GF-1",
+        "GF-2",
+    ]
     assert runtime.pending_outbox() == 0
 
 
@@ -425,7 +451,8 @@ def test_relay_loop_publishes_after_each_commit_and_empties_the_outbox(runtime):
 
 
 def test_failed_message_is_retried_after_its_backoff_while_the_simulated_clock_stands_still(
-        engine, clock):
+    engine, clock
+):
     # Real operational time (the default), a city clock nobody moves.
     runtime = ServiceRuntime(SERVICE, engine, clock, JurisdictionStore(engine), [side_effects])
     handler = FlakyHandler(broken=True)
@@ -469,11 +496,13 @@ def test_a_unit_of_work_reads_clock_and_jurisdiction_on_its_own_connection(tmp_p
     SimulatedClock(setup).set(T0)
     setup.dispose()
 
-    engine = sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=1,
-                              connect_args={"check_same_thread": False})
+    engine = sa.create_engine(
+        url, pool_size=1, max_overflow=0, pool_timeout=1, connect_args={"check_same_thread": False}
+    )
     # A fresh store: its cache is empty, as after every restart.
-    runtime = ServiceRuntime(SERVICE, engine, SimulatedClock(engine), JurisdictionStore(engine),
-                             [side_effects])
+    runtime = ServiceRuntime(
+        SERVICE, engine, SimulatedClock(engine), JurisdictionStore(engine), [side_effects]
+    )
     with runtime.work() as work:
         assert work.now == T0
         assert work.city_now() == T0
@@ -525,7 +554,8 @@ def test_confirmed_rows_whose_delete_fails_once_are_not_published_again(engine, 
     with engine.begin() as conn:
         conn.exec_driver_sql(
             f"CREATE TRIGGER blip BEFORE DELETE ON {outbox} WHEN fail_once() "
-            "BEGIN SELECT RAISE(ABORT, 'database blip'); END")
+            "BEGIN SELECT RAISE(ABORT, 'database blip'); END"
+        )
 
     publisher = RecordingPublisher()
     loop = RelayLoop(runtime, lambda: publisher, interval=0.05)
@@ -537,8 +567,7 @@ def test_confirmed_rows_whose_delete_fails_once_are_not_published_again(engine, 
                 for n in range(100):
                     work.emit(c.CASE_ROUTED, _routed_payload(f"GF-{batch}-{n}"))
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (
-                failures["left"] or runtime.pending_outbox()):
+        while time.monotonic() < deadline and (failures["left"] or runtime.pending_outbox()):
             time.sleep(0.02)  # bounded poll on the relay's outcome
         # A few more passes of the loop, sweeps included, after the outbox emptied.
         settle = time.monotonic() + 0.3

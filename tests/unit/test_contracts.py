@@ -67,7 +67,8 @@ def test_every_subscription_has_a_handler_of_that_name_in_its_consumer(sub):
     definition = _definition(sub.consumer)
     assert definition.name == sub.consumer
     assert callable(definition.handlers.get(sub.method)), (
-        f"{sub.consumer} subscribes {sub.method} but its DEFINITION has no such handler")
+        f"{sub.consumer} subscribes {sub.method} but its DEFINITION has no such handler"
+    )
 
 
 @pytest.mark.parametrize("service", c.SERVICES)
@@ -85,8 +86,9 @@ def test_nameko_service_has_one_event_handler_per_subscription(service):
     assert cls.name == service
     handlers = _event_handlers_of(cls)
     expected = {(s.method, s.source, s.event_type) for s in c.subscriptions_of(service)}
-    declared = {(method, ep.source_service, ep.event_type)
-                for method, eps in handlers.items() for ep in eps}
+    declared = {
+        (method, ep.source_service, ep.event_type) for method, eps in handlers.items() for ep in eps
+    }
     assert declared == expected
     for method, eps in handlers.items():
         assert len(eps) == 1, f"{service}.{method} has {len(eps)} event handlers"
@@ -104,8 +106,11 @@ def test_nameko_queue_names_match_the_contract(service):
     for entrypoint in container.entrypoints:
         if isinstance(entrypoint, EventHandler):
             entrypoint.setup()  # nameko computes the queue name here; nothing is connected
-            queues[entrypoint.method_name] = (entrypoint.queue.name, entrypoint.queue.routing_key,
-                                              entrypoint.queue.exchange.name)
+            queues[entrypoint.method_name] = (
+                entrypoint.queue.name,
+                entrypoint.queue.routing_key,
+                entrypoint.queue.exchange.name,
+            )
     expected = {
         s.method: (s.queue, s.event_type, c.event_exchange(s.source))
         for s in c.subscriptions_of(service)
@@ -119,16 +124,24 @@ def test_nameko_queue_names_match_the_contract(service):
 
 
 def _registered_payload(**changes) -> dict:
-    payload = {"case_id": "GF-1", "category": "event.noise", "area_code": "330302104001001",
-               "description": "噪音", "jurisdiction_version": 1}
+    payload = {
+        "case_id": "GF-1",
+        "category": "event.noise",
+        "area_code": "330302104001001",
+        "description": "噪音",
+        "jurisdiction_version": 1,
+    }
     payload.update(changes)
     return payload
 
 
 def test_make_event_wraps_a_valid_payload_in_a_round_tripping_envelope():
     event = c.make_event(c.INTAKE, c.CASE_REGISTERED, T0, _registered_payload())
-    assert (event.source, event.event_type, event.version) == (c.INTAKE, c.CASE_REGISTERED,
-                                                               c.CURRENT_VERSION)
+    assert (event.source, event.event_type, event.version) == (
+        c.INTAKE,
+        c.CASE_REGISTERED,
+        c.CURRENT_VERSION,
+    )
     again = c.load_event(event.to_message())
     assert again == event
 
@@ -137,14 +150,24 @@ def test_make_event_wraps_a_valid_payload_in_a_round_tripping_envelope():
     ("event_type", "payload"),
     [
         pytest.param(c.CASE_REGISTERED, {"case_id": "GF-1"}, id="required-fields-missing"),
-        pytest.param(c.CASE_REGISTERED, _registered_payload(jurisdiction_version="latest"),
-                     id="wrong-type"),
-        pytest.param(c.CASE_STATUS_REPORTED,
-                     {"case_id": "GF-1", "sender": "x", "status": "gave_up",
-                      "jurisdiction_version": 1}, id="status-not-a-handler-status"),
-        pytest.param(c.CASE_COLOUR_CHANGED,
-                     {"case_id": "GF-1", "assignment_id": "GF-1-1", "colour": "purple",
-                      "jurisdiction_version": 1}, id="unknown-colour"),
+        pytest.param(
+            c.CASE_REGISTERED, _registered_payload(jurisdiction_version="latest"), id="wrong-type"
+        ),
+        pytest.param(
+            c.CASE_STATUS_REPORTED,
+            {"case_id": "GF-1", "sender": "x", "status": "gave_up", "jurisdiction_version": 1},
+            id="status-not-a-handler-status",
+        ),
+        pytest.param(
+            c.CASE_COLOUR_CHANGED,
+            {
+                "case_id": "GF-1",
+                "assignment_id": "GF-1-1",
+                "colour": "purple",
+                "jurisdiction_version": 1,
+            },
+            id="unknown-colour",
+        ),
         pytest.param(c.CLOCK_ADVANCED, {"now": "2026-03-02T09:00:00"}, id="naive-instant"),
     ],
 )

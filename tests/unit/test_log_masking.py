@@ -39,8 +39,7 @@ def test_mobile_number_after_a_spaced_country_code_is_masked():
 
 def test_several_numbers_in_one_text_are_all_masked():
     text = f"tel:{PHONE}, alt:13812345678; id:{ID_NUMBER}"
-    assert mask_personal_numbers(text) == (
-        f"tel:{PHONE_MASKED}, alt:138****5678; id:{ID_MASKED}")
+    assert mask_personal_numbers(text) == (f"tel:{PHONE_MASKED}, alt:138****5678; id:{ID_MASKED}")
 
 
 @pytest.mark.parametrize("written", ["+8613900000001", "139 0000 0001", "139-0000-0001"])
@@ -118,8 +117,11 @@ def test_processor_masks_strings_nested_in_dicts_lists_and_tuples():
     masked = mask_processor(None, "info", event)
     assert masked == {
         "event": f"report from {PHONE_MASKED}",
-        "reporter": {"name": "张三", "phone": PHONE_MASKED,
-                     "ids": [ID_MASKED, {"alt": "138****5678"}]},
+        "reporter": {
+            "name": "张三",
+            "phone": PHONE_MASKED,
+            "ids": [ID_MASKED, {"alt": "138****5678"}],
+        },
         "pair": (PHONE_MASKED, 3),
         "case_id": "GF20260302A1B2C3D4E5",
         "count": 13900000001,
@@ -150,8 +152,7 @@ def test_rendered_log_line_carries_no_clear_numbers():
 # ----------------------------------------------------------------------------- standard logging
 
 
-def test_a_failed_statement_logged_the_way_nameko_logs_it_carries_no_clear_number(
-        tmp_path, capfd):
+def test_a_failed_statement_logged_the_way_nameko_logs_it_carries_no_clear_number(tmp_path, capfd):
     """nameko's own error log (``nameko.containers``: 'error handling worker') goes through the
     standard library under the service's ``LOGGING`` dictConfig, not through structlog."""
     import logging
@@ -178,11 +179,13 @@ def test_a_failed_statement_logged_the_way_nameko_logs_it_carries_no_clear_numbe
     try:
         with engine.begin() as conn:
             for _ in range(2):
-                conn.execute(sa.text("INSERT INTO reporters (phone) VALUES (:phone)"),
-                             {"phone": phone})
+                conn.execute(
+                    sa.text("INSERT INTO reporters (phone) VALUES (:phone)"), {"phone": phone}
+                )
     except sa.exc.IntegrityError as exc:
         logging.getLogger("nameko.containers").exception(
-            "error handling worker %s: %s", "<WorkerContext notify.on_case_dispatched>", exc)
+            "error handling worker %s: %s", "<WorkerContext notify.on_case_dispatched>", exc
+        )
     engine.dispose()
     err = capfd.readouterr().err
     assert "IntegrityError" in err and "[parameters:" in err

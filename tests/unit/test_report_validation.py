@@ -109,36 +109,84 @@ def _without(report: dict, key: str) -> dict:
 @pytest.mark.parametrize(
     ("body", "status", "field", "why"),
     [
-        pytest.param(_without(_valid_report(), "description"), 400, "description",
-                     "missing data", id="missing-description"),
-        pytest.param(_valid_report(description=""), 400, "description", "empty",
-                     id="empty-description"),
-        pytest.param(_valid_report(description="   \t "), 400, "description", "empty",
-                     id="blank-description"),
-        pytest.param(_valid_report(location={"lat": 91.0, "lon": 120.6}), 400, "location.lat",
-                     "90", id="lat-out-of-range"),
-        pytest.param(_valid_report(location={"lat": -90.5, "lon": 120.6}), 400, "location.lat",
-                     "-90", id="lat-below-range"),
-        pytest.param(_valid_report(location={"lat": 28.05}), 400, "location.lon", "lat and lon",
-                     id="lon-missing"),
-        pytest.param(_valid_report(location={"lat": 39.9, "lon": 116.4}), 422, "location",
-                     "outside the jurisdiction", id="point-outside-jurisdiction"),
-        pytest.param(_valid_report(location={"grid_code": "330302999999999"}), 422,
-                     "location.grid_code", "unknown grid code", id="unknown-grid-code"),
-        pytest.param(_valid_report(channel="fax"), 400, "channel", "one of",
-                     id="unknown-channel"),
-        pytest.param(_valid_report(category="event.alien_landing"), 422, "category",
-                     "unknown category", id="unknown-category"),
-        pytest.param(_valid_report(urgency="high"), 400, "urgency", "unknown field",
-                     id="unknown-extra-field"),
-        pytest.param(_valid_report(location={"lat": 28.05, "lon": 120.635, "floor": 3}), 400,
-                     "location.floor", "unknown field", id="unknown-nested-field"),
-        pytest.param(_valid_report(location={}), 400, "location", "give a point",
-                     id="location-without-any-form"),
+        pytest.param(
+            _without(_valid_report(), "description"),
+            400,
+            "description",
+            "missing data",
+            id="missing-description",
+        ),
+        pytest.param(
+            _valid_report(description=""), 400, "description", "empty", id="empty-description"
+        ),
+        pytest.param(
+            _valid_report(description="   \t "), 400, "description", "empty", id="blank-description"
+        ),
+        pytest.param(
+            _valid_report(location={"lat": 91.0, "lon": 120.6}),
+            400,
+            "location.lat",
+            "90",
+            id="lat-out-of-range",
+        ),
+        pytest.param(
+            _valid_report(location={"lat": -90.5, "lon": 120.6}),
+            400,
+            "location.lat",
+            "-90",
+            id="lat-below-range",
+        ),
+        pytest.param(
+            _valid_report(location={"lat": 28.05}),
+            400,
+            "location.lon",
+            "lat and lon",
+            id="lon-missing",
+        ),
+        pytest.param(
+            _valid_report(location={"lat": 39.9, "lon": 116.4}),
+            422,
+            "location",
+            "outside the jurisdiction",
+            id="point-outside-jurisdiction",
+        ),
+        pytest.param(
+            _valid_report(location={"grid_code": "330302999999999"}),
+            422,
+            "location.grid_code",
+            "unknown grid code",
+            id="unknown-grid-code",
+        ),
+        pytest.param(_valid_report(channel="fax"), 400, "channel", "one of", id="unknown-channel"),
+        pytest.param(
+            _valid_report(category="event.alien_landing"),
+            422,
+            "category",
+            "unknown category",
+            id="unknown-category",
+        ),
+        pytest.param(
+            _valid_report(urgency="high"), 400, "urgency", "unknown field", id="unknown-extra-field"
+        ),
+        pytest.param(
+            _valid_report(location={"lat": 28.05, "lon": 120.635, "floor": 3}),
+            400,
+            "location.floor",
+            "unknown field",
+            id="unknown-nested-field",
+        ),
+        pytest.param(
+            _valid_report(location={}),
+            400,
+            "location",
+            "give a point",
+            id="location-without-any-form",
+        ),
     ],
 )
 def test_malformed_report_is_refused_naming_the_field_and_why(
-        gridflow, api, body, status, field, why):
+    gridflow, api, body, status, field, why
+):
     response = _post_report(api, body)
     assert response.status == status
     errors = _errors(response)
@@ -186,8 +234,7 @@ def test_several_bad_fields_are_all_named_at_once(gridflow, api):
 
 
 def test_unknown_grid_code_and_unknown_category_are_both_named(gridflow, api):
-    body = _valid_report(location={"grid_code": "330302999999999"},
-                         category="event.alien_landing")
+    body = _valid_report(location={"grid_code": "330302999999999"}, category="event.alien_landing")
     response = _post_report(api, body)
     assert response.status == 422
     assert {"location.grid_code", "category"} <= set(_errors(response))
@@ -204,7 +251,10 @@ def test_valid_report_registers_a_case_and_answers_201_with_its_id(gridflow, api
     view = _call(api, "GET", f"/api/v1/cases/{case_id}")
     assert view.status == 200
     assert (view.body["status"], view.body["category"], view.body["area_code"]) == (
-        "registered", "event.medical_waste", "330302104001001")
+        "registered",
+        "event.medical_waste",
+        "330302104001001",
+    )
     counts = _row_counts(gridflow)
     assert (counts["intake_cases"], counts["intake_reports"]) == (1, 1)
 
@@ -221,9 +271,12 @@ def test_resubmitting_the_same_channel_and_external_id_returns_the_same_case(gri
 
 def test_same_external_id_on_another_channel_is_another_report(gridflow, api):
     first = _post_report(api, _valid_report(external_id="42"))
-    other = _post_report(api, _valid_report(external_id="42", channel="hotline",
-                                            category="event.noise",
-                                            location=dict(WUMA_POINT)))
+    other = _post_report(
+        api,
+        _valid_report(
+            external_id="42", channel="hotline", category="event.noise", location=dict(WUMA_POINT)
+        ),
+    )
     assert (first.status, other.status) == (201, 201)
     assert first.body["case_id"] != other.body["case_id"]
     assert _row_counts(gridflow)["intake_cases"] == 2
@@ -233,12 +286,15 @@ def test_rejected_report_leaves_nothing_next_to_an_accepted_one(gridflow, api):
     assert _post_report(api, _valid_report()).status == 201
     before = _row_counts(gridflow)
     assert _post_report(api, _valid_report(channel="fax", external_id="x-1")).status == 400
-    assert _post_report(api, _valid_report(category="event.nope", external_id="x-2")).status \
-        == 422
+    assert _post_report(api, _valid_report(category="event.nope", external_id="x-2")).status == 422
     assert _row_counts(gridflow) == before
     # The refused external ids were not reserved either.
-    assert _post_report(api, _valid_report(external_id="x-2", location=dict(WUMA_POINT),
-                                           category="event.noise")).status == 201
+    assert (
+        _post_report(
+            api, _valid_report(external_id="x-2", location=dict(WUMA_POINT), category="event.noise")
+        ).status
+        == 201
+    )
 
 
 # ----------------------------------------------------------------------------- case updates
@@ -255,12 +311,14 @@ def dispatched_case(gridflow, api):
 
 
 def _update(api, case_id, sender, status, **extra):
-    return _call(api, "POST", f"/api/v1/cases/{case_id}/updates",
-                 {"from": sender, "status": status, **extra})
+    return _call(
+        api, "POST", f"/api/v1/cases/{case_id}/updates", {"from": sender, "status": status, **extra}
+    )
 
 
 def test_status_update_from_a_unit_not_holding_the_case_is_refused_naming_from(
-        gridflow, api, dispatched_case):
+    gridflow, api, dispatched_case
+):
     timeline_before = _row_counts(gridflow)["intake_timeline"]
     response = _update(api, dispatched_case, "police-330302104", "accepted")
     assert response.status == 409
@@ -281,17 +339,16 @@ def test_status_update_from_the_holding_unit_is_taken(api, dispatched_case):
 
 
 def test_status_update_missing_from_is_refused_naming_from(api, dispatched_case):
-    response = _call(api, "POST", f"/api/v1/cases/{dispatched_case}/updates",
-                     {"status": "accepted"})
+    response = _call(
+        api, "POST", f"/api/v1/cases/{dispatched_case}/updates", {"status": "accepted"}
+    )
     assert response.status == 400
     assert "from" in _errors(response)
 
 
-def test_verifying_a_case_that_is_not_resolved_is_refused_with_409(gridflow, api,
-                                                                   dispatched_case):
+def test_verifying_a_case_that_is_not_resolved_is_refused_with_409(gridflow, api, dispatched_case):
     assert _update(api, dispatched_case, "environment-330302104", "in_progress").status == 202
-    response = _call(api, "POST", f"/api/v1/cases/{dispatched_case}/verification",
-                     {"passed": True})
+    response = _call(api, "POST", f"/api/v1/cases/{dispatched_case}/verification", {"passed": True})
     assert response.status == 409
     assert "resolved" in json.dumps(_errors(response), ensure_ascii=False)
     assert _call(api, "GET", f"/api/v1/cases/{dispatched_case}").body["status"] == "in_progress"
@@ -299,14 +356,15 @@ def test_verifying_a_case_that_is_not_resolved_is_refused_with_409(gridflow, api
 
 @pytest.mark.parametrize("satisfaction", [0, 6, -1, "5", 4.5])
 def test_evaluation_out_of_range_or_not_an_integer_is_refused_naming_satisfaction(
-        gridflow, api, dispatched_case, satisfaction):
+    gridflow, api, dispatched_case, satisfaction
+):
     holder = "environment-330302104"
     assert _update(api, dispatched_case, holder, "resolved").status == 202
-    verified = _call(api, "POST", f"/api/v1/cases/{dispatched_case}/verification",
-                     {"passed": True})
+    verified = _call(api, "POST", f"/api/v1/cases/{dispatched_case}/verification", {"passed": True})
     assert (verified.status, verified.body["status"]) == (200, "closed")
-    response = _call(api, "POST", f"/api/v1/cases/{dispatched_case}/evaluation",
-                     {"satisfaction": satisfaction})
+    response = _call(
+        api, "POST", f"/api/v1/cases/{dispatched_case}/evaluation", {"satisfaction": satisfaction}
+    )
     assert response.status == 400
     assert "satisfaction" in _errors(response)
     assert _call(api, "GET", f"/api/v1/cases/{dispatched_case}").body["satisfaction"] is None
@@ -314,10 +372,13 @@ def test_evaluation_out_of_range_or_not_an_integer_is_refused_naming_satisfactio
 
 def test_evaluation_in_range_of_a_closed_case_is_recorded(api, dispatched_case):
     assert _update(api, dispatched_case, "environment-330302104", "resolved").status == 202
-    assert _call(api, "POST", f"/api/v1/cases/{dispatched_case}/verification",
-                 {"passed": True}).status == 200
-    response = _call(api, "POST", f"/api/v1/cases/{dispatched_case}/evaluation",
-                     {"satisfaction": 5})
+    assert (
+        _call(api, "POST", f"/api/v1/cases/{dispatched_case}/verification", {"passed": True}).status
+        == 200
+    )
+    response = _call(
+        api, "POST", f"/api/v1/cases/{dispatched_case}/evaluation", {"satisfaction": 5}
+    )
     assert response.status == 200
     assert _call(api, "GET", f"/api/v1/cases/{dispatched_case}").body["satisfaction"] == 5
 
@@ -347,8 +408,7 @@ def test_moving_a_real_clock_is_refused_with_409(real_clock_gridflow):
     assert real_clock_gridflow.runtimes["intake"].pending_outbox() == 0
 
 
-def test_resetting_a_gridflow_on_the_real_clock_is_refused_and_keeps_its_cases(
-        real_clock_gridflow):
+def test_resetting_a_gridflow_on_the_real_clock_is_refused_and_keeps_its_cases(real_clock_gridflow):
     g = real_clock_gridflow
     api = g.api()
     case_id = _post_report(api, _valid_report()).body["case_id"]
@@ -360,8 +420,9 @@ def test_resetting_a_gridflow_on_the_real_clock_is_refused_and_keeps_its_cases(
 
 
 def test_moving_the_simulated_clock_backwards_is_refused(api):
-    assert _call(api, "PUT", "/api/v1/admin/clock",
-                 {"now": "2026-03-02T09:00:00+08:00"}).status == 200
+    assert (
+        _call(api, "PUT", "/api/v1/admin/clock", {"now": "2026-03-02T09:00:00+08:00"}).status == 200
+    )
     response = _call(api, "PUT", "/api/v1/admin/clock", {"now": "2026-03-01T09:00:00+08:00"})
     assert response.status == 409
     assert "now" in _errors(response)
@@ -378,8 +439,7 @@ def test_broken_jurisdiction_upload_is_refused_with_file_line_column_and_old_one
     # Spreadsheet line 3 (header = 1): a bureau of a department that does not exist.
     lines[2] = "police-330302,鹿城区公安分局,bureau,secret_police,330302"
     files["units.csv"] = "\n".join(lines) + "\n"
-    files["warning_levels.csv"] = files["warning_levels.csv"].replace("yellow,0.75",
-                                                                      "yellow,soon")
+    files["warning_levels.csv"] = files["warning_levels.csv"].replace("yellow,0.75", "yellow,soon")
     response = _call(api, "PUT", "/api/v1/admin/jurisdiction", {"files": files})
     assert response.status == 400
     problems = _errors(response)
@@ -404,8 +464,9 @@ def test_valid_jurisdiction_upload_becomes_a_new_version(api):
     response = _call(api, "PUT", "/api/v1/admin/jurisdiction", {"files": _lucheng_files()})
     assert response.status == 200
     assert response.body["version"] > before
-    assert _call(api, "GET", "/api/v1/admin/jurisdiction").body["version"] == \
-        response.body["version"]
+    assert (
+        _call(api, "GET", "/api/v1/admin/jurisdiction").body["version"] == response.body["version"]
+    )
 
 
 def test_case_view_matches_the_canonical_case_schema(api, dispatched_case):

@@ -44,7 +44,8 @@ class InMemoryBus:
     def __init__(self) -> None:
         self.deliveries: queue.Queue = queue.Queue()
         self.department_queues: dict[str, deque] = defaultdict(
-            lambda: deque(maxlen=DEPARTMENT_QUEUE_LIMIT))
+            lambda: deque(maxlen=DEPARTMENT_QUEUE_LIMIT)
+        )
         self._routes: dict[tuple[str, str], list[c.Subscription]] = defaultdict(list)
         for sub in c.SUBSCRIPTIONS:
             self._routes[(c.event_exchange(sub.source), sub.event_type)].append(sub)
@@ -87,8 +88,9 @@ class EmbeddedGridflow:
         self.definitions = load_definitions()
         self.runtimes: dict[str, ServiceRuntime] = {}
         for name, definition in self.definitions.items():
-            runtime = ServiceRuntime(name, self.engine, self.clock, self.store,
-                                     definition.tables(), lock=self.lock)
+            runtime = ServiceRuntime(
+                name, self.engine, self.clock, self.store, definition.tables(), lock=self.lock
+            )
             runtime.on_commit(self._publish_after_commit(runtime))
             self.runtimes[name] = runtime
         self._stop = threading.Event()
@@ -198,8 +200,12 @@ def _stop_on_sigterm(signum, frame) -> None:
     raise Stopped
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, clock_mode: str | None = None,
-          database_url: str | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    clock_mode: str | None = None,
+    database_url: str | None = None,
+) -> None:
     from werkzeug.serving import make_server
 
     # Before anything is made: a SIGTERM at any later point still removes the temporary folder.
@@ -210,12 +216,18 @@ def serve(host: str = "127.0.0.1", port: int = 8000, clock_mode: str | None = No
         version = gridflow.load_jurisdiction()
         gridflow.start()
         server = make_server(host, port, gridflow.wsgi_app(), threaded=True)
-        log.info("embedded_gridflow_listening", url=f"http://{host}:{port}",
-                 clock="simulated" if gridflow.clock.simulated else "real",
-                 jurisdiction_version=version, data=gridflow.data_folder)
-        print(f"Gridflow (embedded) on http://{host}:{port}  clock="
-              f"{'simulated' if gridflow.clock.simulated else 'real'}  jurisdiction: Lucheng",
-              flush=True)
+        log.info(
+            "embedded_gridflow_listening",
+            url=f"http://{host}:{port}",
+            clock="simulated" if gridflow.clock.simulated else "real",
+            jurisdiction_version=version,
+            data=gridflow.data_folder,
+        )
+        print(
+            f"Gridflow (embedded) on http://{host}:{port}  clock="
+            f"{'simulated' if gridflow.clock.simulated else 'real'}  jurisdiction: Lucheng",
+            flush=True,
+        )
         server.serve_forever()
     except (KeyboardInterrupt, Stopped):
         pass

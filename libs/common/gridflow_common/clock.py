@@ -44,8 +44,10 @@ class RealClock:
         return dt.datetime.now(dt.timezone.utc)
 
     def set(self, now: dt.datetime, *, allow_backwards: bool = False) -> dt.datetime:
-        raise ClockRefused("this Gridflow runs on the real clock; start it with "
-                           "GRIDFLOW_CLOCK=simulated to move time")
+        raise ClockRefused(
+            "this Gridflow runs on the real clock; start it with "
+            "GRIDFLOW_CLOCK=simulated to move time"
+        )
 
 
 class SimulatedClock:

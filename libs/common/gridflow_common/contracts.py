@@ -284,8 +284,9 @@ def make_event(source: str, event_type: str, occurred_at: dt.datetime, payload: 
     try:
         loaded = schema.load(payload)
     except ValidationError as exc:
-        raise ValueError(f"{event_type} payload does not match its contract: "
-                         f"{exc.messages}") from None
+        raise ValueError(
+            f"{event_type} payload does not match its contract: {exc.messages}"
+        ) from None
     return Event(
         event_id=uuid.uuid4().hex,
         event_type=event_type,

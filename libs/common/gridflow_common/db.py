@@ -15,7 +15,6 @@ import sqlalchemy as sa
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/gridflow"
 
 
-
 class UtcDateTime(sa.types.TypeDecorator):
     """An aware datetime stored as UTC and read back aware, on PostgreSQL and SQLite alike
     (SQLite would otherwise drop the offset and hand back naive values)."""
@@ -63,13 +62,16 @@ def messaging_tables(metadata: sa.MetaData, service: str) -> dict[str, sa.Table]
     outbox = sa.Table(
         f"{service}_outbox",
         metadata,
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("exchange", sa.String(200), nullable=False),
         sa.Column("routing_key", sa.String(200), nullable=False),
         sa.Column("body", sa.Text, nullable=False),
-        sa.Column("created_at", UtcDateTime(), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column("created_at", UtcDateTime(), nullable=False, server_default=sa.func.now()),
         sa.Column("attempts", sa.Integer, nullable=False, default=0),
     )
     processed = sa.Table(
@@ -122,8 +124,9 @@ def database_url() -> str:
 DEFAULT_POOL_SIZE = 5
 
 
-def make_engine(url: str | None = None, pool_size: int | None = None,
-                pool_timeout: float = 30.0) -> sa.Engine:
+def make_engine(
+    url: str | None = None, pool_size: int | None = None, pool_timeout: float = 30.0
+) -> sa.Engine:
     """``pool_size`` is the most connections this engine ever holds (no overflow): a nameko
     service passes its worker count plus what runs beside the workers (see nameko_support), so
     the pool and the workers are sized together."""
@@ -145,15 +148,20 @@ def make_engine(url: str | None = None, pool_size: int | None = None,
 
         return engine
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
     # Five services (and their replicas) share PostgreSQL's connection limit (100 by default).
     # No overflow: the pool is the budget, and a unit of work never holds more than one.
     # No pre-ping (a round trip on every checkout); a connection that died with a database
     # restart fails its first use, SQLAlchemy then invalidates the pool, and the failure policy
     # retries the message on a fresh connection.
-    return sa.create_engine(url, pool_size=pool_size or DEFAULT_POOL_SIZE, max_overflow=0,
-                            pool_timeout=pool_timeout, pool_recycle=1800,
-                            connect_args={"connect_timeout": 5})
+    return sa.create_engine(
+        url,
+        pool_size=pool_size or DEFAULT_POOL_SIZE,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 def make_probe_engine(url: str | None = None) -> sa.Engine:
@@ -163,8 +171,12 @@ def make_probe_engine(url: str | None = None) -> sa.Engine:
     if url.startswith("sqlite"):
         return make_engine(url)
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=2,
-                            pool_pre_ping=True,
-                            connect_args={"connect_timeout": 2,
-                                          "options": "-c statement_timeout=2000"})
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return sa.create_engine(
+        url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=2,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 2, "options": "-c statement_timeout=2000"},
+    )

@@ -39,9 +39,9 @@ class JurisdictionStore:
         with self._lock, self._engine.begin() as conn:
             conn.execute(sa.update(jurisdiction_table).values(active=False))
             version = conn.execute(
-                sa.insert(jurisdiction_table).values(
-                    loaded_at=dt.datetime.now(dt.timezone.utc), files=files, active=True
-                ).returning(jurisdiction_table.c.version)
+                sa.insert(jurisdiction_table)
+                .values(loaded_at=dt.datetime.now(dt.timezone.utc), files=files, active=True)
+                .returning(jurisdiction_table.c.version)
             ).scalar_one()
         self._cache[version] = parsed
         self._active = (version, time.monotonic())
@@ -103,6 +103,7 @@ class JurisdictionStore:
         """When ``version`` was installed (None if it does not exist)."""
         with self._lock, self._engine.connect() as conn:
             return conn.execute(
-                sa.select(jurisdiction_table.c.loaded_at)
-                .where(jurisdiction_table.c.version == version)
+                sa.select(jurisdiction_table.c.loaded_at).where(
+                    jurisdiction_table.c.version == version
+                )
             ).scalar()

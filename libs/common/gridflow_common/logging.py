@@ -100,8 +100,9 @@ def configure(level: str = "INFO") -> None:
     if _configured:
         return
     _configured = True
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-                        level=level)
+    logging.basicConfig(
+        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, level=level
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

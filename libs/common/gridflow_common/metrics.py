@@ -13,7 +13,8 @@ HANDLER_SECONDS = Histogram(
     "gridflow_handler_seconds", "Time spent in a message handler", ["service", "handler"]
 )
 DEAD_LETTERS = Counter(
-    "gridflow_dead_letters_total", "Messages given up on after their retries",
+    "gridflow_dead_letters_total",
+    "Messages given up on after their retries",
     ["service", "handler"],
 )
 PUBLISHED = Counter("gridflow_published_total", "Outbox rows published and confirmed", ["service"])

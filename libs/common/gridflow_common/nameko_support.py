@@ -90,8 +90,13 @@ class KombuPublisher:
         self.events = kombu.Exchange(c.event_exchange(source), type="topic", durable=True)
         self.events.declare(channel=self.channel)
         for sub in c.subscriptions_from(source):
-            kombu.Queue(sub.queue, exchange=self.events, routing_key=sub.event_type, durable=True,
-                        auto_delete=False).declare(channel=self.channel)
+            kombu.Queue(
+                sub.queue,
+                exchange=self.events,
+                routing_key=sub.event_type,
+                durable=True,
+                auto_delete=False,
+            ).declare(channel=self.channel)
         self.departments = kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True)
         self.departments.declare(channel=self.channel)
         self._department_queues: set[str] = set()
@@ -101,8 +106,13 @@ class KombuPublisher:
 
     def declare_department(self, code: str) -> None:
         if code not in self._department_queues:
-            kombu.Queue(c.department_queue(code), exchange=self.departments, routing_key=code,
-                        durable=True, auto_delete=False).declare(channel=self.channel)
+            kombu.Queue(
+                c.department_queue(code),
+                exchange=self.departments,
+                routing_key=code,
+                durable=True,
+                auto_delete=False,
+            ).declare(channel=self.channel)
             self._department_queues.add(code)
 
     def publish(self, exchange: str, routing_key: str, body: str) -> None:
@@ -110,8 +120,13 @@ class KombuPublisher:
             self.declare_department(routing_key)
         self._returned.clear()
         self.producer.publish(
-            body.encode("utf-8"), exchange=exchange, routing_key=routing_key, mandatory=True,
-            delivery_mode=2, content_type="application/json", content_encoding="utf-8",
+            body.encode("utf-8"),
+            exchange=exchange,
+            routing_key=routing_key,
+            mandatory=True,
+            delivery_mode=2,
+            content_type="application/json",
+            content_encoding="utf-8",
             retry=False,
         )
         if self._returned:
@@ -139,21 +154,31 @@ class Runtime(DependencyProvider):
         migrate.upgrade(self.engine, "platform")
         migrate.upgrade(self.engine, self.definition.name)
         clock = make_clock(self.engine, config.get(GRIDFLOW_CLOCK) or None)
-        self.runtime = ServiceRuntime(self.definition.name, self.engine, clock,
-                                      JurisdictionStore(self.engine), self.definition.tables())
-        self.relay = RelayLoop(self.runtime,
-                               lambda: KombuPublisher(self.amqp_uri, self.definition.name))
-        self.runtime.readiness_checks.update(database=self._database_answers,
-                                             broker=self._broker_answers)
+        self.runtime = ServiceRuntime(
+            self.definition.name,
+            self.engine,
+            clock,
+            JurisdictionStore(self.engine),
+            self.definition.tables(),
+        )
+        self.relay = RelayLoop(
+            self.runtime, lambda: KombuPublisher(self.amqp_uri, self.definition.name)
+        )
+        self.runtime.readiness_checks.update(
+            database=self._database_answers, broker=self._broker_answers
+        )
 
     def start(self) -> None:
         # A thread the container manages: it is killed with the container, and a loop that
         # died would take the container down with it rather than leave the outbox unrelayed.
         self.relay.start(spawn=self.container.spawn_managed_thread)
-        log.info("service_started", service=self.definition.name,
-                 clock="simulated" if self.runtime.clock.simulated else "real",
-                 max_workers=self.container.max_workers,
-                 pool_size=pool_size_for(self.container.max_workers))
+        log.info(
+            "service_started",
+            service=self.definition.name,
+            clock="simulated" if self.runtime.clock.simulated else "real",
+            max_workers=self.container.max_workers,
+            pool_size=pool_size_for(self.container.max_workers),
+        )
 
     def stop(self) -> None:
         self.relay.stop()
@@ -192,10 +217,8 @@ class _DeadLetteringQueueConsumer(QueueConsumer):
     def _undecodable(self, provider, message, exc) -> None:
         body = message.body
         # Undecodable bytes kept as escapes (\xff), so the dead letter shows what arrived.
-        text = (body.decode("utf-8", "backslashreplace") if isinstance(body, bytes)
-                else str(body))
-        self.handle_message(provider, Undecodable(text, f"{type(exc).__name__}: {exc}"),
-                            message)
+        text = body.decode("utf-8", "backslashreplace") if isinstance(body, bytes) else str(body)
+        self.handle_message(provider, Undecodable(text, f"{type(exc).__name__}: {exc}"), message)
 
 
 class GridflowEventHandler(EventHandler):
@@ -236,9 +259,16 @@ def subscribe(cls):
                 raise RequeueLater(str(exc)) from None
 
         consume.__name__ = consume.__qualname__ = sub.method
-        setattr(cls, sub.method, GridflowEventHandler.decorator(
-            sub.source, sub.event_type, requeue_on_error=True,
-            expected_exceptions=(RequeueLater,))(consume))
+        setattr(
+            cls,
+            sub.method,
+            GridflowEventHandler.decorator(
+                sub.source,
+                sub.event_type,
+                requeue_on_error=True,
+                expected_exceptions=(RequeueLater,),
+            )(consume),
+        )
     return cls
 
 

@@ -579,8 +579,15 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
 def on_case_awaiting_order(work: Work, event: c.Event) -> None:
     # The case stays where it is (routing decided so); its timeline says why nothing moved.
     p = event.payload
-    _note(work, p["case_id"], v.AWAITING_ORDER, event.occurred_at,
-          handler=p["holder"], cause=p["cause"], explanation=p["explanation"])
+    _note(
+        work,
+        p["case_id"],
+        v.AWAITING_ORDER,
+        event.occurred_at,
+        handler=p["holder"],
+        cause=p["cause"],
+        explanation=p["explanation"],
+    )
 
 
 HANDLERS = {

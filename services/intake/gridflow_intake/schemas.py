@@ -72,7 +72,8 @@ def _sane_instant(value: dt.datetime) -> None:
     if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
         raise ValidationError(
             f"{value.isoformat()} is outside the range a Gridflow clock takes "
-            f"({EARLIEST_INSTANT.year} to {LATEST_INSTANT.year - 1})")
+            f"({EARLIEST_INSTANT.year} to {LATEST_INSTANT.year - 1})"
+        )
 
 
 class _Strict(Schema):
@@ -97,7 +98,8 @@ class LocationSchema(_Strict):
             raise ValidationError(["give a point {lat, lon}, a grid_code or an address"])
         if sum(forms) > 1:
             raise ValidationError(
-                ["give only one of a point {lat, lon}, a grid_code or an address"])
+                ["give only one of a point {lat, lon}, a grid_code or an address"]
+            )
 
 
 class ReporterSchema(_Strict):
@@ -110,8 +112,9 @@ class ReporterSchema(_Strict):
 
 class ReportSchema(_Strict):
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
-    external_id = fields.String(validate=[validate.Length(1, 128), _not_blank], allow_none=True,
-                                load_default=None)
+    external_id = fields.String(
+        validate=[validate.Length(1, 128), _not_blank], allow_none=True, load_default=None
+    )
     description = fields.String(required=True, validate=[validate.Length(1, 2000), _not_blank])
     category = fields.String(validate=validate.Length(1, 100), allow_none=True, load_default=None)
     location = fields.Nested(LocationSchema, required=True)
@@ -119,8 +122,9 @@ class ReportSchema(_Strict):
 
 
 class StatusUpdateSchema(_Strict):
-    sender = fields.String(required=True, data_key="from", validate=[validate.Length(1, 100),
-                                                                     _not_blank])
+    sender = fields.String(
+        required=True, data_key="from", validate=[validate.Length(1, 100), _not_blank]
+    )
     status = fields.String(required=True, validate=validate.OneOf(UPDATE_STATUSES))
     note = fields.String(validate=validate.Length(max=2000), allow_none=True, load_default=None)
     category = fields.String(validate=validate.Length(1, 100), allow_none=True, load_default=None)

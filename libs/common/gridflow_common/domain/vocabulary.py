@@ -160,13 +160,15 @@ OUTCOME_REGISTERED = "registered"
 OUTCOME_JOINED = "joined"
 OUTCOME_RESUBMISSION = "resubmission"
 
-ZH.update({
-    ENTRY_REPORT_JOINED: "合并",
-    ENTRY_ROUTED: "分拨",
-    ENTRY_WARNING: "预警",
-    ENTRY_VERIFIED: "核查通过",
-    ENTRY_VERIFICATION_FAILED: "核查未通过",
-    ENTRY_EVALUATED: "评价",
-    OUTCOME_JOINED: "合并",
-    OUTCOME_RESUBMISSION: "重复提交",
-})
+ZH.update(
+    {
+        ENTRY_REPORT_JOINED: "合并",
+        ENTRY_ROUTED: "分拨",
+        ENTRY_WARNING: "预警",
+        ENTRY_VERIFIED: "核查通过",
+        ENTRY_VERIFICATION_FAILED: "核查未通过",
+        ENTRY_EVALUATED: "评价",
+        OUTCOME_JOINED: "合并",
+        OUTCOME_RESUBMISSION: "重复提交",
+    }
+)

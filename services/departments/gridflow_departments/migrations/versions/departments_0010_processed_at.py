@@ -8,15 +8,15 @@ from alembic import op
 
 from gridflow_common.db import add_processed_at, drop_processed_at
 
-revision = 'departments_0010'
-down_revision = 'departments_0001'
+revision = "departments_0010"
+down_revision = "departments_0001"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    add_processed_at(op, 'departments')
+    add_processed_at(op, "departments")
 
 
 def downgrade() -> None:
-    drop_processed_at(op, 'departments')
+    drop_processed_at(op, "departments")

@@ -1,7 +1,7 @@
 """notify: initial tables
 
 Revision ID: notify_0001
-Revises: 
+Revises:
 """
 
 import sqlalchemy as sa
@@ -9,68 +9,84 @@ from alembic import op
 
 import gridflow_common.db
 
-revision = 'notify_0001'
+revision = "notify_0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('notify_failed',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('handler', sa.String(length=100), nullable=False),
-    sa.Column('event_id', sa.String(length=64), nullable=True),
-    sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('last_error', sa.Text(), nullable=False),
-    sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('next_attempt_at', gridflow_common.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('failed_at', gridflow_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    op.create_table(
+        "notify_failed",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("handler", sa.String(length=100), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=True),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("next_attempt_at", gridflow_common.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("failed_at", gridflow_common.db.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table('notify_failed', schema=None) as batch_op:
-        batch_op.create_index('ix_notify_failed_due', ['state', 'next_attempt_at'], unique=False)
+    with op.batch_alter_table("notify_failed", schema=None) as batch_op:
+        batch_op.create_index("ix_notify_failed_due", ["state", "next_attempt_at"], unique=False)
 
-    op.create_table('notify_notifications',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('case_id', sa.String(length=40), nullable=False),
-    sa.Column('assignment_id', sa.String(length=60), nullable=False),
-    sa.Column('person_id', sa.String(length=40), nullable=False),
-    sa.Column('role', sa.String(length=40), nullable=False),
-    sa.Column('channel', sa.String(length=20), nullable=False),
-    sa.Column('address', sa.String(length=200), nullable=False),
-    sa.Column('reason', sa.String(length=40), nullable=False),
-    sa.Column('text', sa.Text(), nullable=False),
-    sa.Column('created_at', gridflow_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    op.create_table(
+        "notify_notifications",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("case_id", sa.String(length=40), nullable=False),
+        sa.Column("assignment_id", sa.String(length=60), nullable=False),
+        sa.Column("person_id", sa.String(length=40), nullable=False),
+        sa.Column("role", sa.String(length=40), nullable=False),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("address", sa.String(length=200), nullable=False),
+        sa.Column("reason", sa.String(length=40), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("created_at", gridflow_common.db.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table('notify_notifications', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_notify_notifications_case_id'), ['case_id'], unique=False)
+    with op.batch_alter_table("notify_notifications", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_notify_notifications_case_id"), ["case_id"], unique=False
+        )
 
-    op.create_table('notify_outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('exchange', sa.String(length=200), nullable=False),
-    sa.Column('routing_key', sa.String(length=200), nullable=False),
-    sa.Column('body', sa.Text(), nullable=False),
-    sa.Column('created_at', gridflow_common.db.UtcDateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    op.create_table(
+        "notify_outbox",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("exchange", sa.String(length=200), nullable=False),
+        sa.Column("routing_key", sa.String(length=200), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at",
+            gridflow_common.db.UtcDateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
     )
-    op.create_table('notify_processed',
-    sa.Column('handler', sa.String(length=100), nullable=False),
-    sa.Column('event_id', sa.String(length=64), nullable=False),
-    sa.PrimaryKeyConstraint('handler', 'event_id')
+    op.create_table(
+        "notify_processed",
+        sa.Column("handler", sa.String(length=100), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("handler", "event_id"),
     )
 
 
 def downgrade() -> None:
-    op.drop_table('notify_processed')
-    op.drop_table('notify_outbox')
-    with op.batch_alter_table('notify_notifications', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_notify_notifications_case_id'))
+    op.drop_table("notify_processed")
+    op.drop_table("notify_outbox")
+    with op.batch_alter_table("notify_notifications", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_notify_notifications_case_id"))
 
-    op.drop_table('notify_notifications')
-    with op.batch_alter_table('notify_failed', schema=None) as batch_op:
-        batch_op.drop_index('ix_notify_failed_due')
+    op.drop_table("notify_notifications")
+    with op.batch_alter_table("notify_failed", schema=None) as batch_op:
+        batch_op.drop_index("ix_notify_failed_due")
 
-    op.drop_table('notify_failed')
+    op.drop_table("notify_failed")

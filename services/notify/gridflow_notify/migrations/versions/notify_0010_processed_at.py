@@ -8,15 +8,15 @@ from alembic import op
 
 from gridflow_common.db import add_processed_at, drop_processed_at
 
-revision = 'notify_0010'
-down_revision = 'notify_0001'
+revision = "notify_0010"
+down_revision = "notify_0001"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    add_processed_at(op, 'notify')
+    add_processed_at(op, "notify")
 
 
 def downgrade() -> None:
-    drop_processed_at(op, 'notify')
+    drop_processed_at(op, "notify")

@@ -1,7 +1,7 @@
 """routing: initial tables
 
 Revision ID: routing_0001
-Revises: 
+Revises:
 """
 
 import sqlalchemy as sa
@@ -9,66 +9,80 @@ from alembic import op
 
 import gridflow_common.db
 
-revision = 'routing_0001'
+revision = "routing_0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('routing_cases',
-    sa.Column('case_id', sa.String(length=40), nullable=False),
-    sa.Column('category', sa.String(length=100), nullable=True),
-    sa.Column('area_code', sa.String(length=32), nullable=False),
-    sa.Column('description', sa.Text(), nullable=False),
-    sa.Column('location', sa.JSON(), nullable=True),
-    sa.Column('tier', sa.String(length=16), nullable=False),
-    sa.Column('handler', sa.String(length=100), nullable=False),
-    sa.Column('lead', sa.String(length=100), nullable=True),
-    sa.Column('assisting', sa.JSON(), nullable=False),
-    sa.Column('at_command', sa.Boolean(), nullable=False),
-    sa.Column('escalations', sa.Integer(), nullable=False),
-    sa.Column('returns', sa.Integer(), nullable=False),
-    sa.Column('seq', sa.Integer(), nullable=False),
-    sa.Column('jurisdiction_version', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('case_id')
+    op.create_table(
+        "routing_cases",
+        sa.Column("case_id", sa.String(length=40), nullable=False),
+        sa.Column("category", sa.String(length=100), nullable=True),
+        sa.Column("area_code", sa.String(length=32), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("location", sa.JSON(), nullable=True),
+        sa.Column("tier", sa.String(length=16), nullable=False),
+        sa.Column("handler", sa.String(length=100), nullable=False),
+        sa.Column("lead", sa.String(length=100), nullable=True),
+        sa.Column("assisting", sa.JSON(), nullable=False),
+        sa.Column("at_command", sa.Boolean(), nullable=False),
+        sa.Column("escalations", sa.Integer(), nullable=False),
+        sa.Column("returns", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("jurisdiction_version", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("case_id"),
     )
-    op.create_table('routing_failed',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('handler', sa.String(length=100), nullable=False),
-    sa.Column('event_id', sa.String(length=64), nullable=True),
-    sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('last_error', sa.Text(), nullable=False),
-    sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('next_attempt_at', gridflow_common.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('failed_at', gridflow_common.db.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    op.create_table(
+        "routing_failed",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("handler", sa.String(length=100), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=True),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("next_attempt_at", gridflow_common.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("failed_at", gridflow_common.db.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table('routing_failed', schema=None) as batch_op:
-        batch_op.create_index('ix_routing_failed_due', ['state', 'next_attempt_at'], unique=False)
+    with op.batch_alter_table("routing_failed", schema=None) as batch_op:
+        batch_op.create_index("ix_routing_failed_due", ["state", "next_attempt_at"], unique=False)
 
-    op.create_table('routing_outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('exchange', sa.String(length=200), nullable=False),
-    sa.Column('routing_key', sa.String(length=200), nullable=False),
-    sa.Column('body', sa.Text(), nullable=False),
-    sa.Column('created_at', gridflow_common.db.UtcDateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    op.create_table(
+        "routing_outbox",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("exchange", sa.String(length=200), nullable=False),
+        sa.Column("routing_key", sa.String(length=200), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at",
+            gridflow_common.db.UtcDateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
     )
-    op.create_table('routing_processed',
-    sa.Column('handler', sa.String(length=100), nullable=False),
-    sa.Column('event_id', sa.String(length=64), nullable=False),
-    sa.PrimaryKeyConstraint('handler', 'event_id')
+    op.create_table(
+        "routing_processed",
+        sa.Column("handler", sa.String(length=100), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("handler", "event_id"),
     )
 
 
 def downgrade() -> None:
-    op.drop_table('routing_processed')
-    op.drop_table('routing_outbox')
-    with op.batch_alter_table('routing_failed', schema=None) as batch_op:
-        batch_op.drop_index('ix_routing_failed_due')
+    op.drop_table("routing_processed")
+    op.drop_table("routing_outbox")
+    with op.batch_alter_table("routing_failed", schema=None) as batch_op:
+        batch_op.drop_index("ix_routing_failed_due")
 
-    op.drop_table('routing_failed')
-    op.drop_table('routing_cases')
+    op.drop_table("routing_failed")
+    op.drop_table("routing_cases")

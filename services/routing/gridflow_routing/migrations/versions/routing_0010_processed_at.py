@@ -8,15 +8,15 @@ from alembic import op
 
 from gridflow_common.db import add_processed_at, drop_processed_at
 
-revision = 'routing_0010'
-down_revision = 'routing_0001'
+revision = "routing_0010"
+down_revision = "routing_0001"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    add_processed_at(op, 'routing')
+    add_processed_at(op, "routing")
 
 
 def downgrade() -> None:
-    drop_processed_at(op, 'routing')
+    drop_processed_at(op, "routing")
