@@ -21,7 +21,7 @@ from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.classify import classify
 from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
-from gridflow_common.runtime import Work
+from gridflow_common.runtime import Handler, Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_intake.models import OWN_TABLES, cases, colours, metadata, reports, timeline
 
@@ -590,7 +590,7 @@ def on_case_awaiting_order(work: Work, event: c.Event) -> None:
     )
 
 
-HANDLERS = {
+HANDLERS: dict[str, Handler] = {
     "on_case_dispatched": on_case_dispatched,
     "on_case_colour_changed": on_case_colour_changed,
     "on_case_awaiting_order": on_case_awaiting_order,
