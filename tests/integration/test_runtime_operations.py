@@ -274,6 +274,6 @@ def test_an_undecodable_delivery_becomes_a_dead_letter_with_its_raw_body(
     deadline = time.monotonic() + 15
     routed = 0
     while time.monotonic() < deadline and not routed:
-        routed = _count(engine, "SELECT count(*) FROM routing_cases WHERE case_id = :c", c=case_id)
+        routed = _count(engine, "SELECT count(*) FROM routing_assignments WHERE case_id = :c", c=case_id)
         time.sleep(0.1)  # bounded poll on the routing table
     assert routed == 1
