@@ -154,7 +154,9 @@ def test_a_database_outage_backs_off_logs_little_and_loses_nothing(
             while time.monotonic() < deadline and routed < BACKLOG:
                 with engine.connect() as conn:
                     routed = conn.execute(
-                        sa.text("SELECT count(*) FROM routing_assignments WHERE case_id = ANY(:ids)"),
+                        sa.text(
+                            "SELECT count(*) FROM routing_assignments WHERE case_id = ANY(:ids)"
+                        ),
                         {"ids": case_ids},
                     ).scalar_one()
                 time.sleep(0.5)  # bounded poll: redeliveries wait out the capped backoff

@@ -188,7 +188,7 @@ def test_concurrent_out_of_order_colours_end_at_the_latest_with_no_failure(intak
                     registered_at=start,
                     assignment_id=f"{case_id}-1",
                     assignment_seq=1,
-                    handler="x",
+                    holder="x",
                     tier=v.STREET,
                 ),
             )

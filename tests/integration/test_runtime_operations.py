@@ -14,9 +14,9 @@ import time
 import uuid
 
 import eventlet
+import httpx
 import kombu
 import pytest
-import requests
 import sqlalchemy as sa
 
 from gridflow_common import contracts as c
@@ -155,7 +155,7 @@ def test_forty_parallel_case_reads_through_intake_all_answer(container_factory, 
     container = container_factory(IntakeService, config)
     container.start()
     base = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1"
-    answer = requests.post(
+    answer = httpx.post(
         f"{base}/reports",
         json={
             "channel": "hotline",
@@ -174,7 +174,7 @@ def test_forty_parallel_case_reads_through_intake_all_answer(container_factory, 
     container.start()
 
     def read(_):
-        return requests.get(f"{base}/cases/{case_id}", timeout=20).status_code
+        return httpx.get(f"{base}/cases/{case_id}", timeout=20).status_code
 
     pool = eventlet.GreenPool(40)
     statuses = list(pool.imap(read, range(40)))
@@ -187,9 +187,9 @@ def test_healthz_is_ready_when_database_and_broker_answer_and_livez_answers(
     container = container_factory(service_class(c.ROUTING), config)
     container.start()
     base = f"http://{config['WEB_SERVER_ADDRESS']}"
-    ready = requests.get(f"{base}/healthz", timeout=10)
+    ready = httpx.get(f"{base}/healthz", timeout=10)
     assert (ready.status_code, ready.json()) == (200, {"ready": True})
-    live = requests.get(f"{base}/livez", timeout=10)
+    live = httpx.get(f"{base}/livez", timeout=10)
     assert (live.status_code, live.json()) == (200, {"live": True})
 
 
@@ -215,12 +215,12 @@ def test_healthz_answers_503_naming_the_broker_and_database_that_do_not_answer(
         f"postgresql+psycopg2://postgres@127.0.0.1:{nowhere}/gridflow",
         connect_args={"connect_timeout": 2},
     )
-    answer = requests.get(f"http://{config['WEB_SERVER_ADDRESS']}/healthz", timeout=20)
+    answer = httpx.get(f"http://{config['WEB_SERVER_ADDRESS']}/healthz", timeout=20)
     assert answer.status_code == 503
     body = answer.json()
     assert body["ready"] is False
     assert set(body["problems"]) == {"database", "broker"}
-    live = requests.get(f"http://{config['WEB_SERVER_ADDRESS']}/livez", timeout=10)
+    live = httpx.get(f"http://{config['WEB_SERVER_ADDRESS']}/livez", timeout=10)
     assert live.status_code == 200
 
 
@@ -274,6 +274,8 @@ def test_an_undecodable_delivery_becomes_a_dead_letter_with_its_raw_body(
     deadline = time.monotonic() + 15
     routed = 0
     while time.monotonic() < deadline and not routed:
-        routed = _count(engine, "SELECT count(*) FROM routing_assignments WHERE case_id = :c", c=case_id)
+        routed = _count(
+            engine, "SELECT count(*) FROM routing_assignments WHERE case_id = :c", c=case_id
+        )
         time.sleep(0.1)  # bounded poll on the routing table
     assert routed == 1

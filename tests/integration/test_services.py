@@ -9,9 +9,9 @@ import datetime as dt
 import time
 import uuid
 
+import httpx
 import kombu
 import pytest
-import requests
 import sqlalchemy as sa
 from nameko.testing.services import entrypoint_waiter
 
@@ -118,7 +118,7 @@ def test_intake_registers_a_report_and_its_event_waits_for_routing_that_is_not_r
     container = container_factory(IntakeService, config)
     container.start()
     url = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1/reports"
-    answer = requests.post(
+    answer = httpx.post(
         url,
         json={
             "channel": "hotline",
@@ -151,7 +151,7 @@ def test_intake_refuses_a_bad_report_naming_the_field_and_writes_nothing(
     container.start()
     with engine.connect() as conn:
         before = conn.execute(sa.text("SELECT count(*) FROM intake_cases")).scalar()
-    answer = requests.post(
+    answer = httpx.post(
         f"http://{config['WEB_SERVER_ADDRESS']}/api/v1/reports",
         json={
             "channel": "pigeon",

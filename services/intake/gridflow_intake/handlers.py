@@ -320,7 +320,7 @@ def _columns_of(assignment: dict) -> dict[str, Any]:
     or an announcement of it)."""
     return dict(
         tier=assignment["tier"],
-        handler=assignment["holder"],
+        holder=assignment["holder"],
         lead=assignment["lead"],
         assisting=list(assignment.get("assisting") or []),
         assignment_id=assignment["assignment_id"],
@@ -348,16 +348,16 @@ def report_status(
     # wait for a remote call.
     peek = _case(work, case_id)
     assignment = None
-    if not lifecycle.holds(sender, peek.handler, peek.lead):
+    if not lifecycle.holds(sender, peek.holder, peek.lead):
         assignment = _ask_routing(case_id, sender, holder_of)
     case = _case(work, case_id, lock=True)
     values: dict[str, Any] = {}
     current_status, assignment_id = case.status, case.assignment_id
-    if not lifecycle.holds(sender, case.handler, case.lead):
+    if not lifecycle.holds(sender, case.holder, case.lead):
         if assignment is None or not lifecycle.fast_forward(
             case.status, _current_seq(case), sender, assignment
         ):
-            shown = assignment or {"holder": case.handler, "lead": case.lead}
+            shown = assignment or {"holder": case.holder, "lead": case.lead}
             raise _not_holding(sender, shown.get("holder"), shown.get("lead"))
         assignment_id = assignment["assignment_id"]
         # As the dispatch's projection would have: its later arrival finds the same assignment
@@ -472,7 +472,7 @@ def case_view(work: Work, case_id: str) -> dict:
         "area_code": case.area_code,
         "location": {"lat": case.lat, "lon": case.lon} if case.lat is not None else None,
         "tier": case.tier,
-        "handler": case.handler,
+        "handler": case.holder,
         "lead": case.lead,
         "assisting": list(case.assisting or []),
         "colour": lifecycle.colour_shown(case.status, case.assignment_id is not None, announced),

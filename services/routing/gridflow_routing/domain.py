@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridflow_common.domain.vocabulary import COMMUNITY, DISTRICT, STREET, TIERS
+from gridflow_common.domain.vocabulary import COMMUNITY, DISTRICT, RETURNED, STREET, TIERS
 
 TIER_ORDER = TIERS
 COMMAND = "command"  # not a tier of its own: the district tier held by the command center
@@ -148,7 +148,7 @@ def reroute_returned(
     if current.at_command:
         # Sending it "back" to the command center that already holds it would be a new
         # assignment and a new clock for a case that did not move.
-        return _awaits_order(current, "returned")
+        return _awaits_order(current, RETURNED)
     if returns_so_far >= 2:
         return _command_center(j, area_code, "returned twice")
     if named_category is None:
