@@ -82,7 +82,7 @@ class Topology:
                 **{f"{svc.upper()}_HTTP": f"127.0.0.1:{port}" for svc, port in PORTS.items()},
             }
         )
-        # Unset, the services run with their shipped max_workers (20 each, and as many pooled
+        # Unset, the services run with their shipped max_workers (14 each, and two more pooled
         # database connections): that is what is measured unless someone asks otherwise.
         for svc in SERVICES:
             env.pop(f"{svc.upper()}_WORKERS", None)
@@ -509,7 +509,7 @@ def run(
         "offered_rate": rate,
         "offered_seconds": seconds,
         "threads": threads,
-        "max_workers": workers or "shipped (20)",
+        "max_workers": workers or "shipped (14)",
         "settled_before_saturation": settled,
         "services_alive_at_end": alive,
         "postgres_connections": connections,

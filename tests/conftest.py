@@ -179,15 +179,16 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="session")
-def amqp_uri(broker_base_uri):
-    """A fresh vhost on the test broker (when rabbitmqctl can make one), deleted afterwards."""
+@contextlib.contextmanager
+def fresh_vhost(base_uri: str):
+    """A vhost of its own on ``base_uri``'s broker (when rabbitmqctl can make one there),
+    deleted afterwards; elsewhere the broker's URI as it is."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(broker_base_uri)
+    parts = urlsplit(base_uri)
     local = parts.hostname in ("127.0.0.1", "localhost")
     if not (local and shutil.which("rabbitmqctl")):
-        yield broker_base_uri
+        yield base_uri
         return
     vhost = f"gridflow_test_{uuid.uuid4().hex[:8]}"
     _rabbitmqctl("add_vhost", vhost)
@@ -196,6 +197,13 @@ def amqp_uri(broker_base_uri):
         yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def amqp_uri(broker_base_uri):
+    """A fresh vhost on the test broker for the session."""
+    with fresh_vhost(broker_base_uri) as uri:
+        yield uri
 
 
 @contextlib.contextmanager

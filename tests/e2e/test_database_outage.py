@@ -10,17 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-import urllib.error
-import urllib.request
 import uuid
 
+import httpx
 import kombu
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from gridflow_common import contracts as c
-from tests.conftest import _rabbitmqctl, lucheng_files
+from tests.conftest import fresh_database, fresh_vhost, lucheng_files
 from tests.e2e.conftest import SERVICES, start_topology
 
 pytestmark = pytest.mark.e2e
@@ -35,38 +34,22 @@ BACKLOG = 10
 @pytest.fixture
 def own_vhost(broker_base_uri):
     """A vhost of this test's own: no message left by another test reaches its services."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(broker_base_uri)
-    vhost = f"gridflow_outage_{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
-    try:
-        yield urlunsplit((parts.scheme, parts.netloc, "/" + vhost, "", ""))
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    with fresh_vhost(broker_base_uri) as uri:
+        yield uri
 
 
 @pytest.fixture
 def own_database(database_server_url):
-    url = make_url(database_server_url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    name = f"gridflow_outage_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin, name, url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    """A database of this test's own, which it may close to every connection."""
+    with fresh_database(database_server_url) as url:
+        parsed = make_url(url)
+        admin = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            yield admin, parsed.database, url
+        finally:
+            # Open again, so that fresh_database can drop it whatever the test left behind.
+            _reopen(admin, parsed.database)
+            admin.dispose()
 
 
 def _close(admin, name: str) -> None:
@@ -84,11 +67,8 @@ def _reopen(admin, name: str) -> None:
 
 
 def _get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=20) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+    response = httpx.get(url, timeout=20)
+    return response.status_code, response.json()
 
 
 def test_a_database_outage_backs_off_logs_little_and_loses_nothing(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from gridflow_app import bootstrap
 from gridflow_common import metrics
 from gridflow_common.clock import RealClock
 from gridflow_common.domain.vocabulary import COLOURS
@@ -15,19 +14,8 @@ from gridflow_common.runtime import ServiceRuntime
 from gridflow_sla.handlers import DEFINITION, periodic
 from gridflow_sla.models import clocks
 from gridflow_sla.open_clocks import EXPORTER, OpenClocksExporter
-from tests.conftest import lucheng_files
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def engine(database_url):
-    # As test_services.py's; a shared tests/integration/conftest.py would hold one of them.
-    engine = sa.create_engine(database_url)
-    bootstrap.upgrade_all(engine)
-    JurisdictionStore(engine).install(lucheng_files())
-    yield engine
-    engine.dispose()
 
 
 def _gauge() -> dict[str, float]:
