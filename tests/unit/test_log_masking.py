@@ -191,3 +191,22 @@ def test_a_failed_statement_logged_the_way_nameko_logs_it_carries_no_clear_numbe
     assert "IntegrityError" in err and "[parameters:" in err
     assert phone not in err
     assert "138****0095" in err
+    # The same line as every other of the service's log: one JSON object, parsed the same way.
+    lines = [json.loads(line) for line in err.splitlines() if "error handling worker" in line]
+    assert len(lines) == 1
+    assert (lines[0]["level"], lines[0]["logger"]) == ("error", "nameko.containers")
+    assert "138****0095" in lines[0]["exception"] and phone not in lines[0]["exception"]
+
+
+def test_a_standard_library_line_is_json_with_structlogs_keys_and_masked():
+    import logging
+
+    from gridflow_common.logging import JsonFormatter
+
+    record = logging.LogRecord(
+        "werkzeug", logging.INFO, __file__, 1, "call %s from %s", ("13866000095", "x"), None
+    )
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["event"] == "call 138****0095 from x"
+    assert (entry["level"], entry["logger"]) == ("info", "werkzeug")
+    assert entry["timestamp"].endswith("Z")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import logging
 import re
 import sys
@@ -55,6 +57,28 @@ def mask_record(record: logging.LogRecord) -> logging.LogRecord:
     return record
 
 
+class JsonFormatter(logging.Formatter):
+    """A standard-library record (nameko, werkzeug, kombu, SQLAlchemy) as one JSON line with the
+    keys structlog's lines have (event, level, logger, timestamp, exception), masked like them:
+    an operator's log pipeline parses every line of a service's log the same way."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        mask_record(record)
+        entry: dict[str, Any] = {
+            "event": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "timestamp": _dt.datetime.fromtimestamp(record.created, _dt.timezone.utc)
+            .isoformat()
+            .replace("+00:00", "Z"),
+        }
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=False)
+
+
 class MaskingFilter(logging.Filter):
     """The same masking as a filter, for a handler configured by ``logging.config``."""
 
@@ -100,9 +124,9 @@ def configure(level: str = "INFO") -> None:
     if _configured:
         return
     _configured = True
-    logging.basicConfig(
-        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, level=level
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(handlers=[handler], level=level)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
