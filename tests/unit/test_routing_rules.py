@@ -158,6 +158,26 @@ def test_every_decision_carries_an_explanation(lucheng):
     assert route_new_case(lucheng, None, SHUPU_GRID).explanation
 
 
+def test_every_explanation_a_clerk_reads_is_chinese_with_no_code_or_english_word(lucheng):
+    """Defect 15: the timeline shows routing's explanation to the command center's clerks."""
+    import re
+
+    english = re.compile(r"[A-Za-z]{2,}")
+    decisions = []
+    for grid in (a.code for a in lucheng.areas_at("grid")):
+        for category in [*lucheng.categories, None]:
+            first = route_new_case(lucheng, category, grid)
+            decisions.append(first)
+            if isinstance(first, Assignment):
+                decisions.append(escalate(lucheng, first, category, grid))
+                decisions.append(reroute_returned(lucheng, first, None, grid, 1))
+                decisions.append(reroute_returned(lucheng, first, category, grid, 2))
+    assert len(decisions) > 100
+    for decision in decisions:
+        assert decision.explanation
+        assert not english.search(decision.explanation), decision.explanation
+
+
 # ----------------------------------------------------------------------------- going up
 
 
@@ -181,7 +201,7 @@ def test_beyond_authority_at_the_command_center_waits_for_its_order(lucheng):
     again = escalate(lucheng, at_command, category, SHUPU_GRID)
     # Not a new assignment at the same place: nothing moved, so nothing is counted.
     assert again == AwaitsOrder(COMMAND, again.explanation)
-    assert "waits for its order" in again.explanation
+    assert "等待指挥中心指令" in again.explanation
 
 
 def test_a_case_returned_at_the_command_center_waits_there_instead_of_bouncing(lucheng):

@@ -113,7 +113,7 @@ def test_a_case_returned_twice_waits_at_the_command_center_instead_of_bouncing(r
         (c.CASE_AWAITING_ORDER, COMMAND, v.RETURNED, f"{case_id}-2"),
         (c.CASE_AWAITING_ORDER, COMMAND, v.BEYOND_AUTHORITY, f"{case_id}-2"),
     ]
-    assert all("waits for its order" in p["explanation"] for _, p in emitted)
+    assert all("等待指挥中心指令" in p["explanation"] for _, p in emitted)
     with routing.runtime.work() as work:
         now = current_assignment(work, case_id)
     assert (now["assignment_id"], now["holder"], now["category"]) == (

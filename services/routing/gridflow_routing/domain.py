@@ -23,7 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridflow_common.domain.vocabulary import COMMUNITY, DISTRICT, RETURNED, STREET, TIERS
+from gridflow_common.domain import vocabulary as v
+from gridflow_common.domain.vocabulary import (
+    BEYOND_AUTHORITY,
+    COMMUNITY,
+    DISTRICT,
+    RETURNED,
+    STREET,
+    TIERS,
+)
 
 TIER_ORDER = TIERS
 COMMAND = "command"  # not a tier of its own: the district tier held by the command center
@@ -43,14 +51,23 @@ def _rank(tier: str) -> int:
     return TIER_ORDER.index(tier)
 
 
+# Explanations are read by the command center's clerks: Chinese, with the jurisdiction's names
+# for categories, departments and units (their codes are in the case view beside them).
+def _dept(j: Any, code: str | None) -> str:
+    department = j.department(code) if code else None
+    return department.name_zh if department else (code or "")
+
+
+def _place(area: Any | None) -> str:
+    return area.name if area is not None and area.name else "该地"
+
+
 def _command_center(j: Any, area_code: str, why: str) -> Assignment:
     district = j.ancestor(area_code, DISTRICT)
     unit = j.command_center(district.code) if district else None
     if unit is None:
         raise RoutingImpossible(f"no command center for area {area_code}")
-    return Assignment(
-        DISTRICT, unit.code, None, (), why + f"; to the command center {unit.code}", at_command=True
-    )
+    return Assignment(DISTRICT, unit.code, None, (), f"{why}，转{unit.name}研判", at_command=True)
 
 
 @dataclass(frozen=True)
@@ -64,7 +81,7 @@ class AwaitsOrder:
 
 def _awaits_order(current: Assignment, why: str) -> AwaitsOrder:
     return AwaitsOrder(
-        current.holder, f"{why} at the command center {current.holder}: it waits for its order"
+        current.holder, f"案件已在指挥中心，再次{v.zh(why)}不再流转，等待指挥中心指令"
     )
 
 
@@ -75,7 +92,7 @@ class RoutingImpossible(Exception):
 def assign_at_tier(j: Any, tier: str, category: Any | None, area_code: str) -> Assignment:
     """The holder of a case of ``category`` at ``tier`` for a place in ``area_code``."""
     if category is None or not category.lead_department and tier != COMMUNITY:
-        return _command_center(j, area_code, "no clear responsible department")
+        return _command_center(j, area_code, "责任部门不明确")
     if tier == COMMUNITY:
         community = j.ancestor(area_code, COMMUNITY)
         office = j.community_office(community.code) if community else None
@@ -85,7 +102,7 @@ def assign_at_tier(j: Any, tier: str, category: Any | None, area_code: str) -> A
                 office.code,
                 None,
                 (),
-                f"{category.code} starts in the community: {office.code}",
+                f"{category.name_zh}由社区先行处置：{office.name}",
             )
         tier = STREET  # a place known only to street level has no community office to hold it
     if tier == STREET:
@@ -97,33 +114,31 @@ def assign_at_tier(j: Any, tier: str, category: Any | None, area_code: str) -> A
                 station.code,
                 category.lead_department,
                 tuple(category.assisting_departments),
-                f"{category.code} is led by {category.lead_department}: its station {station.code}",
+                f"{category.name_zh}由{_dept(j, category.lead_department)}牵头："
+                f"派至其在{_place(street)}的站所{station.name}",
             )
-        why = (
-            f"{category.lead_department} has no station in "
-            f"{street.code if street else 'this place'}; up to the district"
-        )
+        why = f"{_dept(j, category.lead_department)}在{_place(street)}没有站所，上报区级"
         return _district(j, category, area_code, why)
-    return _district(j, category, area_code, f"{category.code} is a district matter")
+    return _district(j, category, area_code, f"{category.name_zh}由区级处置")
 
 
 def _district(j: Any, category: Any, area_code: str, why: str) -> Assignment:
     district = j.ancestor(area_code, DISTRICT)
     bureau = j.bureau(category.lead_department, district.code) if district else None
     if bureau is None:
-        return _command_center(j, area_code, why + f"; no {category.lead_department} bureau")
+        return _command_center(j, area_code, f"{why}；本区没有{_dept(j, category.lead_department)}")
     return Assignment(
         DISTRICT,
         bureau.code,
         category.lead_department,
         tuple(category.assisting_departments),
-        why + f": bureau {bureau.code}",
+        f"{why}：由{bureau.name}牵头",
     )
 
 
 def route_new_case(j: Any, category: Any | None, area_code: str) -> Assignment:
     if category is None:
-        return _command_center(j, area_code, "the report could not be classified")
+        return _command_center(j, area_code, "报告无法自动分类")
     return assign_at_tier(j, category.default_tier, category, area_code)
 
 
@@ -132,9 +147,9 @@ def escalate(
 ) -> Assignment | AwaitsOrder:
     """One tier up, or to the reclassified category's own tier when that is higher."""
     if current.at_command:
-        return _awaits_order(current, "beyond authority")
+        return _awaits_order(current, BEYOND_AUTHORITY)
     if current.tier == DISTRICT:
-        return _command_center(j, area_code, "a district case went up again")
+        return _command_center(j, area_code, "区级案件再次上报")
     target = TIER_ORDER[_rank(current.tier) + 1]
     if reclassified and category is not None and _rank(category.default_tier) > _rank(target):
         target = category.default_tier
@@ -150,7 +165,7 @@ def reroute_returned(
         # assignment and a new clock for a case that did not move.
         return _awaits_order(current, RETURNED)
     if returns_so_far >= 2:
-        return _command_center(j, area_code, "returned twice")
+        return _command_center(j, area_code, "案件已两次退回")
     if named_category is None:
-        return _command_center(j, area_code, "returned without naming the right category")
+        return _command_center(j, area_code, "退回时未指明正确的类别")
     return assign_at_tier(j, current.tier, named_category, area_code)

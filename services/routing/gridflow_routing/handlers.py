@@ -185,7 +185,7 @@ def on_case_verified(work: Work, event: c.Event) -> None:
         row["holder"],
         row["lead"],
         tuple(row["assisting"]),
-        "verification failed: rework",
+        "核查未通过，返工：仍由原处置单位办理",
         row["at_command"],
     )
     _reassign(work, row, decision, v.REASON_REWORK, event)
