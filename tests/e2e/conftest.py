@@ -4,6 +4,7 @@ a PostgreSQL database of the test session's own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -90,13 +91,28 @@ def start_topology(amqp_uri, database_url, var_dir, clock: str = "real") -> Topo
     return topo
 
 
-@pytest.fixture(scope="module")
-def topology(amqp_uri, database_url, tmp_path_factory):
-    """The real topology on the real clock, Lucheng installed."""
-    topo = start_topology(amqp_uri, database_url, tmp_path_factory.mktemp("topology"))
+@contextlib.contextmanager
+def running_topology(amqp_uri, database_url, var_dir, clock: str = "real"):
+    """The real topology with Lucheng installed, stopped afterwards."""
+    topo = start_topology(amqp_uri, database_url, var_dir, clock=clock)
     try:
         status, body = topo.call("PUT", "/api/v1/admin/jurisdiction", {"files": lucheng_files()})
         assert status == 200, body
         yield topo
     finally:
         topo.script("down")
+
+
+@pytest.fixture(scope="module")
+def topology(amqp_uri, database_url, tmp_path_factory):
+    """The real topology on the real clock, Lucheng installed."""
+    with running_topology(amqp_uri, database_url, tmp_path_factory.mktemp("topology")) as topo:
+        yield topo
+
+
+@pytest.fixture(scope="module")
+def simulated_topology(amqp_uri, database_url, tmp_path_factory):
+    """The real topology on the simulated clock, Lucheng installed (a replay installs its own)."""
+    var_dir = tmp_path_factory.mktemp("simulated")
+    with running_topology(amqp_uri, database_url, var_dir, clock="simulated") as topo:
+        yield topo

@@ -16,8 +16,6 @@ import sqlalchemy as sa
 
 from gridflow_app.embedded import load_definitions
 from gridflow_common.reset import ResetOrder
-from tests.conftest import lucheng_files
-from tests.e2e.conftest import start_topology
 from tests.http_samples import (
     JSON,
     REPORTS,
@@ -29,17 +27,6 @@ from tests.http_samples import (
 from tests.http_samples import report as _report
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def simulated_topology(amqp_uri, database_url, tmp_path_factory):
-    topo = start_topology(amqp_uri, database_url, tmp_path_factory.mktemp("api"), clock="simulated")
-    try:
-        status, body = topo.call("PUT", "/api/v1/admin/jurisdiction", {"files": lucheng_files()})
-        assert status == 200, body
-        yield topo
-    finally:
-        topo.script("down")
 
 
 def _address(topo, service: str | None) -> tuple[str, int]:

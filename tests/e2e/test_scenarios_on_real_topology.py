@@ -7,20 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import assert_replayed_cleanly, poll_timeout_for, replay, scenario_params
-from tests.e2e.conftest import start_topology
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def simulated_topology(amqp_uri, database_url, tmp_path_factory):
-    topo = start_topology(
-        amqp_uri, database_url, tmp_path_factory.mktemp("simulated"), clock="simulated"
-    )
-    try:
-        yield topo
-    finally:
-        topo.script("down")
 
 
 @pytest.mark.parametrize("scenario", scenario_params())

@@ -47,14 +47,6 @@ def _no_admin_token(monkeypatch):
 
 
 @pytest.fixture
-def gridflow():
-    g = EmbeddedGridflow(clock_mode="simulated")
-    g.load_jurisdiction()
-    yield g
-    g.engine.dispose()
-
-
-@pytest.fixture
 def api(gridflow):
     return gridflow.api()
 

@@ -28,11 +28,8 @@ CST = dt.timezone(dt.timedelta(hours=8))
 
 
 @pytest.fixture
-def g():
-    gridflow = EmbeddedGridflow(clock_mode="simulated")
-    gridflow.load_jurisdiction()
-    yield gridflow
-    gridflow.engine.dispose()
+def g(gridflow):
+    return gridflow
 
 
 @pytest.fixture
