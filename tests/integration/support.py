@@ -84,3 +84,21 @@ def registered_payload(engine, case_id: str, category: str = "component.streetli
         "location": {"lat": 27.995, "lon": 120.556},
         "jurisdiction_version": jurisdiction_version(engine),
     }
+
+
+def dispatched_payload(engine, case_id: str) -> dict:
+    """A manhole-cover case (2 wall-clock hours) dispatched to Wuma's urban-management squad."""
+    return {
+        "case_id": case_id,
+        "assignment_id": f"{case_id}-1",
+        "reason": "new",
+        "category": "component.manhole_cover",
+        "tier": "street",
+        "holder": "urban_management-330302001",
+        "lead": "urban_management",
+        "assisting": ["water"],
+        "escalations": 0,
+        "area_code": "330302001001001",
+        "jurisdiction_version": jurisdiction_version(engine),
+        "queue": "gridflow.department.urban_management",
+    }

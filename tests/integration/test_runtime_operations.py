@@ -21,7 +21,11 @@ import sqlalchemy as sa
 
 from gridflow_common import contracts as c
 from gridflow_common import nameko_support as keys
-from tests.integration.support import jurisdiction_version, publish, registered_payload
+from tests.integration.support import (
+    dispatched_payload,
+    publish,
+    registered_payload,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,33 +42,13 @@ def service_class(name: str):
     )
 
 
-def _routed(engine, case_id: str) -> dict:
-    return {
-        "case_id": case_id,
-        "assignment_id": f"{case_id}-1",
-        "reason": "new",
-        "category": "component.manhole_cover",
-        "tier": "street",
-        "holder": "urban_management-330302001",
-        "lead": "urban_management",
-        "assisting": ["water"],
-        "escalations": 0,
-        "area_code": "330302001001001",
-        "jurisdiction_version": jurisdiction_version(engine),
-    }
-
-
-def _dispatched(engine, case_id: str) -> dict:
-    return {**_routed(engine, case_id), "queue": "gridflow.department.urban_management"}
-
-
 # One subscription of each service, with a payload its handler accepts.
 FLOODS = {
     c.ROUTING: (c.INTAKE, c.CASE_REGISTERED, "on_case_registered", registered_payload),
-    c.DEPARTMENTS: (c.ROUTING, c.CASE_ROUTED, "on_case_routed", _routed),
-    c.SLA: (c.DEPARTMENTS, c.CASE_DISPATCHED, "on_case_dispatched", _dispatched),
-    c.NOTIFY: (c.DEPARTMENTS, c.CASE_DISPATCHED, "on_case_dispatched", _dispatched),
-    c.INTAKE: (c.DEPARTMENTS, c.CASE_DISPATCHED, "on_case_dispatched", _dispatched),
+    c.DEPARTMENTS: (c.ROUTING, c.CASE_ROUTED, "on_case_routed", dispatched_payload),
+    c.SLA: (c.DEPARTMENTS, c.CASE_DISPATCHED, "on_case_dispatched", dispatched_payload),
+    c.NOTIFY: (c.DEPARTMENTS, c.CASE_DISPATCHED, "on_case_dispatched", dispatched_payload),
+    c.INTAKE: (c.DEPARTMENTS, c.CASE_DISPATCHED, "on_case_dispatched", dispatched_payload),
 }
 
 

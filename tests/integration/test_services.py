@@ -18,6 +18,7 @@ from nameko.testing.services import entrypoint_waiter
 from gridflow_common import contracts as c
 from tests.integration.support import (
     CST,
+    dispatched_payload,
     jurisdiction_version,
     observe,
     publish,
@@ -232,20 +233,7 @@ def test_sla_catches_up_every_colour_of_a_clock_dispatched_long_ago(
             broker,
             c.DEPARTMENTS,
             c.CASE_DISPATCHED,
-            {
-                "case_id": case_id,
-                "assignment_id": f"{case_id}-1",
-                "reason": "new",
-                "category": "component.manhole_cover",
-                "tier": "street",
-                "holder": "urban_management-330302001",
-                "lead": "urban_management",
-                "assisting": ["water"],
-                "escalations": 0,
-                "area_code": "330302001001001",
-                "jurisdiction_version": jurisdiction_version(engine),
-                "queue": "gridflow.department.urban_management",
-            },
+            dispatched_payload(engine, case_id),
             occurred_at=dt.datetime.now(CST) - dt.timedelta(hours=5),
         )
     seen = take(broker, colours.name, want=4, timeout=5)
