@@ -15,6 +15,8 @@ export ROUTING_HTTP=${ROUTING_HTTP:-127.0.0.1:8002}
 export DEPARTMENTS_HTTP=${DEPARTMENTS_HTTP:-127.0.0.1:8003}
 export SLA_HTTP=${SLA_HTTP:-127.0.0.1:8004}
 export NOTIFY_HTTP=${NOTIFY_HTTP:-127.0.0.1:8005}
+# Intake reads a client's address from X-Forwarded-For only when the peer is the proxy.
+export GRIDFLOW_TRUSTED_PROXIES=${GRIDFLOW_TRUSTED_PROXIES:-127.0.0.1}
 mkdir -p "$VAR_DIR"
 
 ensure_database() {
@@ -32,6 +34,10 @@ PY
   # An empty database gets the shipped default jurisdiction, so reports are not refused (503)
   # until someone finds `gridflow import`; one already installed is left as it is.
   "$BIN/gridflow" ensure-jurisdiction --database-url "$DATABASE_URL"
+  # The first admin and a long-lived admin token in .gridflow/admin-token (or
+  # GRIDFLOW_ADMIN_TOKEN_FILE), where `gridflow replay` and the other commands find it; a token
+  # there that is still good is kept.
+  "$BIN/gridflow" admin-token --database-url "$DATABASE_URL"
 }
 
 alive() {
@@ -84,6 +90,19 @@ wait_for() {
   return 1
 }
 
+wait_for_proxy() {
+  # Through the proxy nothing answers without a credential but with 401: any answer but a
+  # 502/504 from nginx says the proxy and intake behind it are up.
+  local url=$1 code
+  for _ in $(seq 1 150); do
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "$url" 2>/dev/null) || code=000
+    [[ $code != 000 && $code != 502 && $code != 504 ]] && return 0
+    sleep 0.2
+  done
+  echo "the proxy did not answer at $url" >&2
+  return 1
+}
+
 case ${1:-up} in
   up)
     ensure_database
@@ -93,7 +112,7 @@ case ${1:-up} in
       wait_for "http://${!address}/healthz"
     done
     ensure_nginx
-    wait_for "http://127.0.0.1:$GRIDFLOW_PORT/healthz"
+    wait_for_proxy "http://127.0.0.1:$GRIDFLOW_PORT/api/v1/admin/clock"
     echo "Gridflow (real topology) on http://127.0.0.1:$GRIDFLOW_PORT; logs in $VAR_DIR"
     ;;
   down)

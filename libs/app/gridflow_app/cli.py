@@ -24,7 +24,11 @@ def default_url() -> str:
 
 
 def admin_headers() -> dict[str, str]:
-    token = os.environ.get("GRIDFLOW_ADMIN_TOKEN")
+    """The admin's credential: GRIDFLOW_ADMIN_TOKEN, else the token file `make run` (or
+    `gridflow admin-token`) wrote."""
+    from gridflow_app.folders import read_admin_token
+
+    token = read_admin_token()
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
@@ -107,6 +111,34 @@ def cmd_ensure_jurisdiction(args) -> int:
     return 0
 
 
+def cmd_admin_token(args) -> int:
+    """A deployment's first administrator and a long-lived admin token, written where replay
+    and the other commands find it. Works on the database directly: it is how the first admin
+    of a real deployment comes to be. Idempotent: a token in the file that is still good is
+    kept."""
+    from gridflow_app.folders import read_admin_token, write_admin_token
+    from gridflow_common import contracts as c
+    from gridflow_common.db import make_engine
+    from gridflow_intake.identity import ADMIN_TOKEN_TTL, BEARER, IdentityStore
+
+    engine = make_engine(args.database_url)
+    try:
+        store = IdentityStore(engine)
+        admin = store.ensure_admin()
+        token = read_admin_token()
+        resolved = store.resolve(token) if token else None
+        if resolved is None or resolved[0].id != admin["user_id"]:
+            _, token = store.issue(
+                BEARER, label="admin token", user_id=admin["user_id"], ttl=ADMIN_TOKEN_TTL
+            )
+        assert token is not None
+        path = write_admin_token(token)
+    finally:
+        engine.dispose()
+    print(f"admin {admin['username']}: token in {path} ({c.INTAKE} database)")
+    return 0
+
+
 def _runtimes(database_url: str | None):
     from gridflow_app import bootstrap
     from gridflow_common.clock import make_clock
@@ -181,6 +213,12 @@ def parser() -> argparse.ArgumentParser:
         help="install the shipped default jurisdiction when none is installed",
     )
     ens.add_argument("--database-url", default=None)
+    tok = sub.add_parser(
+        "admin-token",
+        help="make the first admin (when there is none) and write an admin token to "
+        ".gridflow/admin-token (or GRIDFLOW_ADMIN_TOKEN_FILE)",
+    )
+    tok.add_argument("--database-url", default=None)
     dl = sub.add_parser("dead-letters", help="list or replay messages given up on")
     dl.add_argument("action", choices=("list", "replay"))
     # choices: a misspelt service is a usage error naming the valid ones, not a traceback.
@@ -216,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "ensure-jurisdiction": cmd_ensure_jurisdiction,
         "dead-letters": cmd_dead_letters,
+        "admin-token": cmd_admin_token,
     }[args.command](args)
 
 

@@ -8,6 +8,7 @@ scenario rehearsals; not for production.
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import signal
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gridflow_app import bootstrap
+from gridflow_app.folders import read_admin_token, write_admin_token
 from gridflow_common import contracts as c
 from gridflow_common import reset
 from gridflow_common.clock import make_clock
@@ -160,6 +162,43 @@ class EmbeddedGridflow:
 
         return IntakeApi(self.runtimes[c.INTAKE], EmbeddedPeers(self))
 
+    def identities(self):
+        """Intake's identity store (users, credentials, the audit log)."""
+        from gridflow_intake.access import Access
+
+        return Access.for_runtime(self.runtimes[c.INTAKE]).store
+
+    def provision_admin(self, reuse: str | None = None) -> tuple[dict, str]:
+        """The administrator (made when there is none) and a long-lived admin token: ``reuse``
+        when that token is still good here, else a new one (a year)."""
+        from gridflow_intake.identity import ADMIN_TOKEN_TTL, BEARER
+
+        store = self.identities()
+        admin = store.ensure_admin()
+        if reuse:
+            resolved = store.resolve(reuse)
+            if resolved and resolved[0].id == admin["user_id"]:
+                return admin, reuse
+        _, token = store.issue(
+            BEARER, label="admin token", user_id=admin["user_id"], ttl=ADMIN_TOKEN_TTL
+        )
+        return admin, token
+
+    @functools.cached_property
+    def admin_token(self) -> str:
+        """An admin token for tools and tests in this process (not written anywhere)."""
+        return self.provision_admin()[1]
+
+    def signin_link(self, base_url: str, user_id: str) -> str:
+        """A one-time sign-in link for ``user_id``, as the embedded default prints at start."""
+        from gridflow_intake.access import signin_url
+        from gridflow_intake.identity import SIGNIN, SIGNIN_TTL
+
+        _, token = self.identities().issue(
+            SIGNIN, label="sign-in link at start", user_id=user_id, ttl=SIGNIN_TTL
+        )
+        return signin_url(base_url, token)
+
     def wsgi_app(self):
         from werkzeug.wrappers import Request
 
@@ -216,6 +255,9 @@ def serve(
         version = gridflow.load_jurisdiction()
         gridflow.start()
         server = make_server(host, port, gridflow.wsgi_app(), threaded=True)
+        base_url = f"http://{host}:{server.server_port}"
+        admin, token = gridflow.provision_admin(reuse=read_admin_token())
+        token_file = write_admin_token(token)
         log.info(
             "embedded_gridflow_listening",
             url=f"http://{host}:{port}",
@@ -224,8 +266,11 @@ def serve(
             data=gridflow.data_folder,
         )
         print(
-            f"Gridflow (embedded) on http://{host}:{port}  clock="
-            f"{'simulated' if gridflow.clock.simulated else 'real'}  jurisdiction: Lucheng",
+            f"Gridflow (embedded) on {base_url}  clock="
+            f"{'simulated' if gridflow.clock.simulated else 'real'}  jurisdiction: Lucheng\n"
+            f"Sign in as {admin['username']} (this link works once, for 24 hours):\n"
+            f"    {gridflow.signin_link(base_url, admin['user_id'])}\n"
+            f"Admin token for scripts (gridflow replay, keys, users): {token_file}",
             flush=True,
         )
         server.serve_forever()

@@ -11,9 +11,7 @@ Every answer, refusals included (404, 405, 413, 415), is JSON.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +29,7 @@ from gridflow_common import contracts as c
 from gridflow_common import metrics
 from gridflow_common import reset as r
 from gridflow_common.clock import ClockRefused
+from gridflow_common.domain import access as a
 from gridflow_common.domain.jurisdiction import DEFAULT_TIME_ZONE
 from gridflow_common.domain.jurisdiction_files import JurisdictionError
 from gridflow_common.jurisdictions import NoJurisdiction
@@ -39,10 +38,19 @@ from gridflow_common.runtime import ServiceRuntime
 from gridflow_intake import bodies
 from gridflow_intake import handlers as h
 from gridflow_intake import schemas as s
+from gridflow_intake.access import (
+    SAFE_METHODS,
+    Access,
+    Caller,
+    Forbidden,
+    Unauthenticated,
+    signin_url,
+)
+from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.peers import Peers, PeerUnavailable
+from gridflow_intake.ratelimit import parse_limit
 
 log = get_logger(__name__)
-ADMIN_TOKEN_ENV = "GRIDFLOW_ADMIN_TOKEN"
 # Built once: a marshmallow schema is reusable, and building one per request costs more than
 # loading the body with it.
 _CLOCK_SCHEMA = s.ClockSchema()
@@ -52,43 +60,60 @@ _REPORT_SCHEMA = s.ReportSchema()
 _RESET_SCHEMA = s.ResetSchema()
 _STATUS_UPDATE_SCHEMA = s.StatusUpdateSchema()
 _VERIFICATION_SCHEMA = s.VerificationSchema()
+_USER_CREATE_SCHEMA = s.UserCreateSchema()
+_KEY_CREATE_SCHEMA = s.KeyCreateSchema()
+_EMPTY_SCHEMA = s.EmptySchema()
+_AUDIT_QUERY_SCHEMA = s.AuditQuerySchema()
+
+
+# Who may call a route at all (the endpoint then decides on the case, the channel, the unit):
+OPEN = "open"  # no credential is asked: health, metrics, signing in, a reporter's own link
+ANYONE = "anyone"  # a credential is optional and decides what is allowed (reports)
+SIGNED_IN = "signed_in"  # a user or a department's or unit's credential, not a channel key
+STAFF = "staff"  # a signed-in user
+COMMAND = "command"  # the command center or an admin
+ADMIN = "admin"  # an admin
+POLICIES = (OPEN, ANYONE, SIGNED_IN, STAFF, COMMAND, ADMIN)
 
 
 @dataclass(frozen=True)
 class Route:
     """One endpoint: what the OpenAPI document will be built from. ``body_limit`` is None for a
-    route that reads no body."""
+    route that reads no body; ``access`` is who may call it at all."""
 
     method: str
     path: str
     endpoint: str
-    admin: bool = False
+    access: str
     body_limit: int | None = None
 
+    @property
+    def admin(self) -> bool:
+        return self.access == ADMIN
 
+
+B = s.MAX_BODY_BYTES
 ROUTES: tuple[Route, ...] = (
-    Route("POST", "/api/v1/reports", "post_report", body_limit=s.MAX_BODY_BYTES),
-    Route("GET", "/api/v1/cases/<case_id>", "get_case"),
-    Route("POST", "/api/v1/cases/<case_id>/updates", "post_update", body_limit=s.MAX_BODY_BYTES),
-    Route(
-        "POST", "/api/v1/cases/<case_id>/verification", "post_verify", body_limit=s.MAX_BODY_BYTES
-    ),
-    Route(
-        "POST", "/api/v1/cases/<case_id>/evaluation", "post_evaluate", body_limit=s.MAX_BODY_BYTES
-    ),
-    Route("GET", "/api/v1/admin/clock", "get_clock"),
-    Route("PUT", "/api/v1/admin/clock", "put_clock", admin=True, body_limit=s.MAX_BODY_BYTES),
-    Route("POST", "/api/v1/admin/reset", "post_reset", admin=True, body_limit=s.MAX_BODY_BYTES),
-    Route(
-        "PUT",
-        "/api/v1/admin/jurisdiction",
-        "put_jurisdiction",
-        admin=True,
-        body_limit=s.MAX_JURISDICTION_BYTES,
-    ),
-    Route("GET", "/api/v1/admin/jurisdiction", "get_jurisdiction"),
-    Route("GET", "/healthz", "healthz"),
-    Route("GET", "/metrics", "get_metrics"),
+    Route("POST", "/api/v1/reports", "post_report", ANYONE, B),
+    Route("GET", "/api/v1/cases/<case_id>", "get_case", SIGNED_IN),
+    Route("POST", "/api/v1/cases/<case_id>/updates", "post_update", SIGNED_IN, B),
+    Route("POST", "/api/v1/cases/<case_id>/verification", "post_verify", STAFF, B),
+    Route("POST", "/api/v1/cases/<case_id>/evaluation", "post_evaluate", COMMAND, B),
+    Route("GET", "/api/v1/admin/clock", "get_clock", COMMAND),
+    Route("PUT", "/api/v1/admin/clock", "put_clock", ADMIN, B),
+    Route("POST", "/api/v1/admin/reset", "post_reset", ADMIN, B),
+    Route("PUT", "/api/v1/admin/jurisdiction", "put_jurisdiction", ADMIN, s.MAX_JURISDICTION_BYTES),
+    Route("GET", "/api/v1/admin/jurisdiction", "get_jurisdiction", COMMAND),
+    Route("GET", "/api/v1/admin/users", "get_users", ADMIN),
+    Route("POST", "/api/v1/admin/users", "post_user", ADMIN, B),
+    Route("POST", "/api/v1/admin/users/<username>/disable", "post_user_disable", ADMIN, B),
+    Route("POST", "/api/v1/admin/users/<username>/signin-link", "post_signin_link", ADMIN, B),
+    Route("GET", "/api/v1/admin/keys", "get_keys", ADMIN),
+    Route("POST", "/api/v1/admin/keys", "post_key", ADMIN, B),
+    Route("DELETE", "/api/v1/admin/keys/<credential_id>", "delete_key", ADMIN),
+    Route("GET", "/api/v1/admin/audit", "get_audit", ADMIN),
+    Route("GET", "/healthz", "healthz", OPEN),
+    Route("GET", "/metrics", "get_metrics", OPEN),
 )
 
 # strict_slashes and merge_slashes off: a redirect is not an answer this API gives; a path
@@ -127,13 +152,50 @@ def _as_utc(instant: dt.datetime) -> dt.datetime:
     return instant if instant.tzinfo else instant.replace(tzinfo=dt.timezone.utc)
 
 
+@dataclass
+class Call:
+    """One request as an endpoint sees it: its body (read within the route's limit), who made
+    it, and the request itself (headers, query, cookies)."""
+
+    body: bytes
+    caller: Caller
+    request: Request
+
+    @property
+    def principal(self) -> a.Principal | None:
+        return self.caller.principal
+
+
+def _unauthenticated(message: str) -> Answer:
+    return _errors(401, {"authorization": [message]}, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _forbidden(message: str, field_name: str = "authorization") -> Answer:
+    return _errors(403, {field_name: [message]})
+
+
+def _audited(route: Route, caller: Caller, status: int) -> bool:
+    """What the audit log keeps: every admin call, every refusal of a credential or role, every
+    use of a key, and every write by someone known (updates, verifications, orders)."""
+    principal = caller.principal
+    return (
+        route.access == ADMIN
+        or status in (401, 403)
+        or (principal is not None and (not principal.is_user or route.method not in SAFE_METHODS))
+    )
+
+
+def _no_case(case_id: str) -> h.Rejected:
+    """The answer for a case that does not exist and for one the caller may not see alike, so
+    that nobody learns which case ids exist by asking."""
+    return h.Rejected(404, {"case_id": [f"no case {case_id!r}"]})
+
+
 class IntakeApi:
-    def __init__(self, runtime: ServiceRuntime, peers: Peers, admin_token: str | None = None):
+    def __init__(self, runtime: ServiceRuntime, peers: Peers):
         self.runtime = runtime
         self.peers = peers
-        self.admin_token = (
-            admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
-        )
+        self.access = Access.for_runtime(runtime)
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -155,9 +217,11 @@ class IntakeApi:
 
     def answer(self, request: Request) -> Answer:
         route: Route | None = None
+        caller = Caller(None, "unknown")
         try:
             route, values = _URLS.match(request.path, method=request.method)
-            answer = self._dispatch(route, values, request)
+            caller = self._caller(route, request)
+            answer = self._dispatch(route, values, Call(b"", caller, request))
         except MethodNotAllowed as exc:
             allowed = sorted(exc.valid_methods or [])
             answer = _errors(
@@ -172,8 +236,14 @@ class IntakeApi:
             )
         except NotFound:
             answer = _errors(404, {"path": [f"no such endpoint: {request.path}"]})
+        except Unauthenticated as exc:
+            answer = _unauthenticated(str(exc))
+        except Forbidden as exc:
+            answer = _forbidden(str(exc), exc.field)
         except h.Rejected as exc:
             answer = _errors(exc.status, exc.errors)
+        except IdentityError as exc:
+            answer = _errors(exc.status, {exc.field: [str(exc)]})
         except NoJurisdiction as exc:
             answer = _errors(503, {"jurisdiction": [str(exc)]})
         except PeerUnavailable as exc:
@@ -181,37 +251,54 @@ class IntakeApi:
         except Exception:
             log.exception("request_failed", method=request.method, path=request.path)
             answer = _errors(500, {"_server": ["internal error; nothing was changed"]})
+        if route is not None and _audited(route, caller, answer.status):
+            self.access.audit(
+                caller,
+                route.endpoint,
+                "ok" if answer.status < 400 else "refused",
+                target=request.path,
+                method=request.method,
+                status=answer.status,
+            )
         metrics.HTTP_REQUESTS.labels(
             route.endpoint if route else "unmatched", str(answer.status)
         ).inc()
         return answer
 
-    def _dispatch(self, route: Route, values: Mapping[str, Any], request: Request) -> Answer:
-        if route.admin and not self._authorised(request):
-            return _errors(
-                401,
-                {
-                    "authorization": [
-                        f"admin calls need 'Authorization: Bearer <{ADMIN_TOKEN_ENV}>'"
-                    ]
-                },
+    def _caller(self, route: Route, request: Request) -> Caller:
+        """Who is calling, and whether they may call this route at all."""
+        if route.access == OPEN:
+            return Caller(None, self.access.address(request))
+        caller = self.access.authenticate(request)
+        principal = caller.principal
+        if route.access == ANYONE:
+            return caller
+        if principal is None:
+            raise Unauthenticated(
+                "sign in, or give 'Authorization: Bearer TOKEN' (a user's token or your "
+                "department's credential)"
             )
+        if route.access == SIGNED_IN and principal.kind == a.CHANNEL_KEY:
+            raise Forbidden("a channel's key may only send reports")
+        if route.access == STAFF and not principal.is_user:
+            raise Forbidden("this needs a signed-in user")
+        if route.access == COMMAND and not principal.has_role(a.ADMIN, a.COMMAND_CENTER):
+            raise Forbidden("this needs the command center's or an admin's role")
+        if route.access == ADMIN and not principal.has_role(a.ADMIN):
+            raise Forbidden("this needs the admin role")
+        return caller
+
+    def _dispatch(self, route: Route, values: Mapping[str, Any], call: Call) -> Answer:
         for name, value in values.items():
             problems = bodies.untakeable_values({name: value})
             if problems:
                 raise h.Rejected(400, problems)
-        body = b""
+        request = call.request
         if route.body_limit is not None and bodies.has_body(request):
             # Neither check reads a byte of the body: a refused one is never taken in.
             bodies.check_content_type(request)
-            body = bodies.read_body(request, route.body_limit)
-        return getattr(self, route.endpoint)(body, **values)
-
-    def _authorised(self, request: Request) -> bool:
-        if not self.admin_token:
-            return True
-        given = request.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {self.admin_token}".encode())
+            call.body = bodies.read_body(request, route.body_limit)
+        return getattr(self, route.endpoint)(call, **values)
 
     @staticmethod
     def _load(schema: Schema, body: bytes) -> dict:
@@ -228,10 +315,20 @@ class IntakeApi:
         except NoJurisdiction:
             return _as_utc(instant).astimezone(ZoneInfo(DEFAULT_TIME_ZONE)).isoformat()
 
+    def _jurisdiction(self, version: int | None = None) -> Any:
+        if version is None:
+            return self.runtime.jurisdictions.active()[1]
+        return self.runtime.jurisdictions.get(version)
+
     # -- cases -------------------------------------------------------------------------------
 
-    def post_report(self, body: bytes) -> Answer:
-        report = self._load(_REPORT_SCHEMA, body)
+    def post_report(self, call: Call) -> Answer:
+        report = self._load(_REPORT_SCHEMA, call.body)
+        allowed, status, why = a.may_report(call.principal, report["channel"])
+        if not allowed:
+            if status == 401:
+                raise Unauthenticated(why)
+            raise Forbidden(why, field="channel")
         for attempt in (1, 2):
             try:
                 with self.runtime.work() as work:
@@ -245,32 +342,74 @@ class IntakeApi:
             metrics.CASES_REGISTERED.labels(report["channel"]).inc()
         return Answer(status, answer)
 
-    def get_case(self, body: bytes, case_id: str) -> Answer:
+    def _readable_case(self, work: Any, call: Call, case_id: str) -> tuple[a.CaseFacts, Any]:
+        """The case's access facts and its jurisdiction, when the caller may see the case; else
+        the same 404 as for a case that does not exist."""
+        principal = call.principal
+        assert principal is not None
+        row = h.case_access(work, case_id)
+        if row is None:
+            raise _no_case(case_id)
+        facts = a.CaseFacts(row.area_code, row.holder, row.lead, tuple(row.assisting or ()))
+        j = work.jurisdiction(row.jurisdiction_version)
+        if not a.may_read_case(principal, facts, j):
+            raise _no_case(case_id)
+        return facts, j
+
+    def get_case(self, call: Call, case_id: str) -> Answer:
         with self.runtime.work() as work:
+            self._readable_case(work, call, case_id)
             return Answer(200, h.case_view(work, case_id))
 
-    def post_update(self, body: bytes, case_id: str) -> Answer:
-        update = self._load(_STATUS_UPDATE_SCHEMA, body)
+    def post_update(self, call: Call, case_id: str) -> Answer:
+        update = self._load(_STATUS_UPDATE_SCHEMA, call.body)
+        principal = call.principal
+        assert principal is not None
+        j = self._jurisdiction()
+        sender = update.get("sender") or a.default_sender(principal, j)
+        if sender is None:
+            raise h.Rejected(400, {"from": ["name the department or unit you answer for"]})
+        if not a.speaks_for(principal, sender, j):
+            raise Forbidden(f"your credential does not answer for {sender!r}", field="from")
+        update["sender"] = sender
         with self.runtime.work() as work:
             # Routing is asked only when intake's view disagrees with the sender (defect 9):
             # the department may hear of a case before intake's view does.
-            return Answer(
-                *h.report_status(work, case_id, update, holder_of=self.peers.current_assignment)
-            )
+            try:
+                return Answer(
+                    *h.report_status(work, case_id, update, holder_of=self.peers.current_assignment)
+                )
+            except h.Rejected as exc:
+                # Not naming who holds a case to a caller who may not see it.
+                if exc.status == 409 and "from" in exc.errors:
+                    self._readable_case(work, call, case_id)
+                if exc.status == 404:
+                    raise _no_case(case_id) from None
+                raise
 
-    def post_verify(self, body: bytes, case_id: str) -> Answer:
-        verification = self._load(_VERIFICATION_SCHEMA, body)
+    def post_verify(self, call: Call, case_id: str) -> Answer:
+        verification = self._load(_VERIFICATION_SCHEMA, call.body)
+        principal = call.principal
+        assert principal is not None
+        if not principal.has_role(a.ADMIN, a.COMMAND_CENTER, a.COMMUNITY, a.GRID_WORKER):
+            raise Forbidden(
+                "verification is the command center's, the community's or the grid worker's"
+            )
         with self.runtime.work() as work:
+            facts, j = self._readable_case(work, call, case_id)
+            if not a.may_verify(principal, facts, j):
+                raise _no_case(case_id)
             return Answer(*h.verify(work, case_id, verification))
 
-    def post_evaluate(self, body: bytes, case_id: str) -> Answer:
-        evaluation = self._load(_EVALUATION_SCHEMA, body)
+    def post_evaluate(self, call: Call, case_id: str) -> Answer:
+        evaluation = self._load(_EVALUATION_SCHEMA, call.body)
         with self.runtime.work() as work:
+            self._readable_case(work, call, case_id)
             return Answer(*h.evaluate(work, case_id, evaluation))
 
     # -- administration ------------------------------------------------------------------------
 
-    def get_clock(self, body: bytes) -> Answer:
+    def get_clock(self, call: Call) -> Answer:
         return Answer(
             200,
             {
@@ -279,8 +418,8 @@ class IntakeApi:
             },
         )
 
-    def put_clock(self, body: bytes) -> Answer:
-        now = self._load(_CLOCK_SCHEMA, body)["now"]
+    def put_clock(self, call: Call) -> Answer:
+        now = self._load(_CLOCK_SCHEMA, call.body)["now"]
         try:
             self.runtime.clock.set(now)
         except ClockRefused as exc:
@@ -290,10 +429,10 @@ class IntakeApi:
             work.emit(c.CLOCK_ADVANCED, {"now": now.isoformat()})
         return Answer(200, {"now": self._local(now)})
 
-    def post_reset(self, body: bytes) -> Answer:
+    def post_reset(self, call: Call) -> Answer:
         """All or nothing (see ``gridflow_common.reset``): every service, intake included, first
         says it can take part, else nothing is emptied; the jurisdiction stays in force."""
-        now = self._load(_RESET_SCHEMA, body or b"{}")["now"]
+        now = self._load(_RESET_SCHEMA, call.body or b"{}")["now"]
         if not self.runtime.clock.simulated:
             return _errors(
                 409,
@@ -332,15 +471,15 @@ class IntakeApi:
             },
         )
 
-    def put_jurisdiction(self, body: bytes) -> Answer:
-        files = self._load(_JURISDICTION_UPLOAD_SCHEMA, body)["files"]
+    def put_jurisdiction(self, call: Call) -> Answer:
+        files = self._load(_JURISDICTION_UPLOAD_SCHEMA, call.body)["files"]
         try:
             version = self.runtime.jurisdictions.install(files)
         except JurisdictionError as exc:
             return _errors(400, exc.as_dicts())
         return Answer(200, self._jurisdiction_summary(version))
 
-    def get_jurisdiction(self, body: bytes) -> Answer:
+    def get_jurisdiction(self, call: Call) -> Answer:
         version = self.runtime.jurisdictions.active_version()
         return Answer(200, self._jurisdiction_summary(version))
 
@@ -355,9 +494,116 @@ class IntakeApi:
             "categories": [x.code for x in j.categories],
         }
 
-    def healthz(self, body: bytes) -> Answer:
+    # -- users, keys and the audit log ------------------------------------------------------------
+
+    def get_users(self, call: Call) -> Answer:
+        return Answer(200, {"users": self.access.store.users()})
+
+    def post_user(self, call: Call) -> Answer:
+        data = self._load(_USER_CREATE_SCHEMA, call.body)
+        user = self.access.store.create_user(
+            self._jurisdiction(),
+            data["username"],
+            data["role"],
+            scope=data["scope"],
+            display_name=data["display_name"],
+            password=data["password"],
+        )
+        answer = {"user": user}
+        if data["password"] is None:
+            answer["signin_link"] = self._signin_link(call, user["user_id"], user["username"])
+        return Answer(201, answer)
+
+    def post_user_disable(self, call: Call, username: str) -> Answer:
+        self._load(_EMPTY_SCHEMA, call.body or b"{}")
+        if not self.access.store.disable_user(username):
+            raise h.Rejected(404, {"username": [f"no user {username!r}"]})
+        return Answer(200, {"username": username, "disabled": True})
+
+    def post_signin_link(self, call: Call, username: str) -> Answer:
+        self._load(_EMPTY_SCHEMA, call.body or b"{}")
+        user = self.access.store.user(username)
+        if user is None or user["disabled_at"] is not None:
+            raise h.Rejected(404, {"username": [f"no user {username!r} who may sign in"]})
+        return Answer(201, {"signin_link": self._signin_link(call, user["user_id"], username)})
+
+    def _signin_link(self, call: Call, user_id: str, username: str) -> str:
+        """A one-time sign-in link (24 h): how a new user signs in first and sets a password."""
+        _, token = self.access.store.issue(
+            SIGNIN, label=f"sign-in link for {username}", user_id=user_id, ttl=SIGNIN_TTL
+        )
+        return signin_url(call.request.host_url, token)
+
+    def get_keys(self, call: Call) -> Answer:
+        keys = self.access.store.credentials(kinds=(a.CHANNEL_KEY, a.HOLDER_KEY))
+        return Answer(200, {"keys": keys})
+
+    def post_key(self, call: Call) -> Answer:
+        data = self._load(_KEY_CREATE_SCHEMA, call.body)
+        if data["holder"] is not None:
+            j = self._jurisdiction()
+            if j.department(data["holder"]) is None and j.unit(data["holder"]) is None:
+                raise h.Rejected(
+                    422,
+                    {"holder": [f"no department or unit {data['holder']!r} in the jurisdiction"]},
+                )
+        if data["rate_limit"] is not None:
+            try:
+                parse_limit(data["rate_limit"])
+            except ValueError as exc:
+                raise h.Rejected(400, {"rate_limit": [str(exc)]}) from None
+        kind = a.CHANNEL_KEY if data["channel"] else a.HOLDER_KEY
+        subject = data["channel"] or data["holder"]
+        days = data["expires_in_days"]
+        record, token = self.access.store.issue(
+            kind,
+            label=data["label"] or f"{subject}",
+            channel=data["channel"],
+            holder=data["holder"],
+            ttl=dt.timedelta(days=days) if days else None,
+            rate_limit=data["rate_limit"],
+        )
+        return Answer(201, {"key": record, "token": token})
+
+    def delete_key(self, call: Call, credential_id: str) -> Answer:
+        if not self.access.store.revoke(credential_id):
+            raise h.Rejected(404, {"credential_id": [f"no live key {credential_id!r}"]})
+        return Answer(200, {"credential_id": credential_id, "revoked": True})
+
+    def get_audit(self, call: Call) -> Answer:
+        query = self._load_query(_AUDIT_QUERY_SCHEMA, call.request)
+        entries = self.access.store.audit_entries(
+            actor=query["actor"],
+            action=query["action"],
+            since=query["since"],
+            before_id=query["before"],
+            limit=query["limit"],
+        )
+        return Answer(
+            200,
+            {
+                "entries": [{**e, "at": self._local(e["at"])} for e in entries],
+                "next_before": entries[-1]["id"] if len(entries) == query["limit"] else None,
+            },
+        )
+
+    def _load_query(self, schema: Schema, request: Request) -> dict:
+        args = {k: request.args.getlist(k) for k in request.args}
+        repeated = sorted(k for k, v in args.items() if len(v) > 1)
+        if repeated:
+            raise h.Rejected(400, {k: ["give this parameter once"] for k in repeated})
+        data = {k: v[0] for k, v in args.items()}
+        problems = bodies.untakeable_values(data)
+        if problems:
+            raise h.Rejected(400, problems)
+        try:
+            return schema.load(data)
+        except ValidationError as exc:
+            raise h.Rejected(400, s.flatten_errors(exc.messages)) from None
+
+    def healthz(self, call: Call) -> Answer:
         return Answer(200, {"ok": True, "service": c.INTAKE})
 
-    def get_metrics(self, body: bytes) -> Answer:
+    def get_metrics(self, call: Call) -> Answer:
         payload, content_type = metrics.exposition()
         return Answer(200, payload, content_type)

@@ -449,6 +449,20 @@ def evaluate(work: Work, case_id: str, evaluation: dict) -> tuple[int, dict]:
     return 200, {"case_id": case_id, "satisfaction": evaluation["satisfaction"]}
 
 
+def case_access(work: Work, case_id: str) -> Any:
+    """What an access decision needs of a case (where it is, who holds, leads and assists it),
+    or None when there is no such case."""
+    return work.db.execute(
+        sa.select(
+            cases.c.area_code,
+            cases.c.holder,
+            cases.c.lead,
+            cases.c.assisting,
+            cases.c.jurisdiction_version,
+        ).where(cases.c.case_id == case_id)
+    ).first()
+
+
 def case_view(work: Work, case_id: str) -> dict:
     case = _case(work, case_id)
     j = work.jurisdiction(case.jurisdiction_version)

@@ -80,4 +80,66 @@ timeline = sa.Table(
 )
 
 OWN_TABLES = [timeline, colours, reports, cases]
+
+
+# -- access -----------------------------------------------------------------------------------
+# Users, the credentials that stand for them (and for channels and department systems), and the
+# audit log. They are not case data: a reset (which empties the case register for a rehearsal)
+# leaves them, so a replay keeps the credentials it signs in with. Every instant here is
+# wall-clock time, never the city's simulated clock: a token's expiry is real.
+
+users = sa.Table(
+    "intake_users",
+    metadata,
+    sa.Column("user_id", sa.String(40), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("scope", sa.String(100), nullable=True),
+    # argon2id, with its parameters and salt in the string; null until a password is set (a
+    # user made by an admin signs in first with a one-time link).
+    sa.Column("password_hash", sa.String(200), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("disabled_at", UtcDateTime(), nullable=True),
+)
+
+credentials = sa.Table(
+    "intake_credentials",
+    metadata,
+    # The public id, shown in lists and the audit log and used to revoke; never the secret.
+    sa.Column("credential_id", sa.String(24), primary_key=True),
+    # SHA-256 of the token: the token is 256 random bits, so a fast hash is safe, and a stolen
+    # table gives no usable token.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    # session | bearer | signin | channel_key | holder_key
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("user_id", sa.String(40), nullable=True, index=True),
+    sa.Column("channel", sa.String(20), nullable=True),
+    sa.Column("holder", sa.String(100), nullable=True),
+    sa.Column("label", sa.String(100), nullable=False),
+    # Requests per window for this credential ("600/min"); null: the deployment's default.
+    sa.Column("rate_limit", sa.String(32), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=True),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    # A one-time sign-in link is spent once.
+    sa.Column("used_at", UtcDateTime(), nullable=True),
+)
+
+audit = sa.Table(
+    "intake_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime(), nullable=False, index=True),
+    # user:alice, key:k-3f2a (hotline), anonymous
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("target", sa.String(200), nullable=True),
+    # ok | refused | failed
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("address", sa.String(64), nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+
+ACCESS_TABLES = [audit, credentials, users]
 messaging = messaging_tables(metadata, "intake")

@@ -16,6 +16,7 @@ from marshmallow import (
 )
 
 from gridflow_common.contracts import CHANNELS, UPDATE_STATUSES
+from gridflow_common.domain import access
 
 # Every body but a jurisdiction upload: a report with a 2,000-character Chinese description is
 # about 7 KB, so 64 KiB leaves room without letting anyone park megabytes in the process.
@@ -122,8 +123,10 @@ class ReportSchema(_Strict):
 
 
 class StatusUpdateSchema(_Strict):
+    # Optional: a credential that answers for one department or unit sends as that one; when
+    # given, it is checked against the credential, never taken on its word.
     sender = fields.String(
-        required=True, data_key="from", validate=[validate.Length(1, 100), _not_blank]
+        data_key="from", validate=[validate.Length(1, 100), _not_blank], load_default=None
     )
     status = fields.String(required=True, validate=validate.OneOf(UPDATE_STATUSES))
     note = fields.String(validate=validate.Length(max=2000), allow_none=True, load_default=None)
@@ -176,3 +179,44 @@ def flatten_errors(messages: object, prefix: str = "") -> dict[str, list[str]]:
     else:
         out[prefix or "_body"] = [str(messages)]
     return out
+
+
+# -- access ------------------------------------------------------------------------------------
+
+
+class UserCreateSchema(_Strict):
+    username = fields.String(required=True, validate=validate.Length(2, 64))
+    role = fields.String(required=True, validate=validate.OneOf(access.ROLES))
+    scope = fields.String(validate=validate.Length(1, 100), allow_none=True, load_default=None)
+    display_name = fields.String(
+        validate=[validate.Length(1, 100), _not_blank], allow_none=True, load_default=None
+    )
+    password = fields.String(validate=validate.Length(10, 256), load_default=None)
+
+
+class KeyCreateSchema(_Strict):
+    """A channel client's key (``channel``) or a department's or unit's credential (``holder``)."""
+
+    channel = fields.String(validate=validate.OneOf(CHANNELS), load_default=None)
+    holder = fields.String(validate=validate.Length(1, 100), load_default=None)
+    label = fields.String(validate=[validate.Length(1, 100), _not_blank], load_default=None)
+    expires_in_days = StrictInteger(validate=validate.Range(1, 3650), load_default=None)
+    rate_limit = fields.String(validate=validate.Length(1, 32), load_default=None)
+
+    @validates_schema
+    def one_subject(self, data: dict, **_: object) -> None:
+        if (data.get("channel") is None) == (data.get("holder") is None):
+            raise ValidationError(["give exactly one of channel (a channel's key) or holder"])
+
+
+class EmptySchema(_Strict):
+    pass
+
+
+class AuditQuerySchema(_Strict):
+    actor = fields.String(validate=validate.Length(1, 200), load_default=None)
+    action = fields.String(validate=validate.Length(1, 60), load_default=None)
+    since = fields.AwareDateTime(validate=_sane_instant, load_default=None)
+    # A query string's values are text: these take "25" as 25.
+    before = fields.Integer(validate=validate.Range(1, 2**62), load_default=None)
+    limit = fields.Integer(validate=validate.Range(1, 500), load_default=100)

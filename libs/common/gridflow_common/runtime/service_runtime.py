@@ -59,6 +59,9 @@ class ServiceRuntime:
         self.readiness_checks: dict[str, Callable[[], None]] = {}
         self.tick_failures = Outage("tick_failed", service=service)
         self._next_prune = 0.0
+        # Objects a service keeps for the life of its process beside the runtime (intake's
+        # identity store and rate limiter): nameko makes a service instance per request.
+        self.extras: dict[str, Any] = {}
 
     # -- the unit of work --------------------------------------------------------------------
 
