@@ -204,10 +204,15 @@ def test_every_service_serves_prometheus_metrics(topology):
         text = response.text
         assert response.headers["Content-Type"].startswith("text/plain"), service
         assert "gridflow_messages_total" in text, service
-    # The intake process counts what it registers.
+    # The intake process counts what it registers, on its own port; the public proxy serves
+    # neither metrics nor health.
     assert topology.call("POST", "/api/v1/reports", _report("e2e-metrics-1"))[0] == 201
-    response = httpx.get(topology.base_url + "/metrics", timeout=10)
+    response = httpx.get(f"http://{topology.env['INTAKE_HTTP']}/metrics", timeout=10)
     assert 'gridflow_cases_registered_total{channel="hotline"}' in response.text
+    for door in ("/metrics", "/healthz"):
+        response = httpx.get(topology.base_url + door, timeout=10)
+        assert response.status_code == 404, door
+        assert "gridflow_" not in response.text and "ok" not in response.json(), door
 
 
 def test_a_broker_restart_loses_no_case(topology, amqp_uri):

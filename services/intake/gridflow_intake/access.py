@@ -115,7 +115,7 @@ class Access:
         header = request.headers.get("Authorization")
         api_key = request.headers.get(API_KEY_HEADER)
         if header is not None or api_key is not None:
-            token = _bearer(header) if header is not None else api_key.strip()
+            token = _bearer(header) if header is not None else (api_key or "").strip()
             if not token:
                 raise Unauthenticated("give 'Authorization: Bearer TOKEN'")
             resolved = self.store.resolve(token)

@@ -509,7 +509,7 @@ class IntakeApi:
             display_name=data["display_name"],
             password=data["password"],
         )
-        answer = {"user": user}
+        answer: dict[str, Any] = {"user": user}
         if data["password"] is None:
             answer["signin_link"] = self._signin_link(call, user["user_id"], user["username"])
         return Answer(201, answer)

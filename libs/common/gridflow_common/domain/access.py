@@ -113,7 +113,8 @@ def check_scope(role: str, scope: str | None, j: Jurisdiction) -> str | None:
             raise ScopeError("an admin has no scope")
         return None
     if role == COMMAND_CENTER:
-        if scope and (j.area(scope) is None or j.area(scope).level != "district"):
+        district = j.area(scope) if scope else None
+        if scope and (district is None or district.level != "district"):
             raise ScopeError(f"a command center's scope is a district; {scope!r} is not one")
         return scope
     if scope is None:
@@ -123,9 +124,8 @@ def check_scope(role: str, scope: str | None, j: Jurisdiction) -> str | None:
             raise ScopeError(f"a leader's scope is a unit; no unit {scope!r}")
         return scope
     if role == DEPARTMENT:
-        if j.department(scope) is None and (
-            j.unit(scope) is None or j.unit(scope).department_code is None
-        ):
+        unit = j.unit(scope)
+        if j.department(scope) is None and (unit is None or unit.department_code is None):
             raise ScopeError(
                 f"a department user's scope is a department or one of its units; {scope!r} is "
                 "neither"
