@@ -357,9 +357,12 @@ class IntakeApi:
         return facts, j
 
     def get_case(self, call: Call, case_id: str) -> Answer:
+        principal = call.principal
+        assert principal is not None
         with self.runtime.work() as work:
-            self._readable_case(work, call, case_id)
-            return Answer(200, h.case_view(work, case_id))
+            facts, j = self._readable_case(work, call, case_id)
+            reveal = a.sees_reporter(principal, facts, j)
+            return Answer(200, h.case_view(work, case_id, reveal_reporters=reveal))
 
     def post_update(self, call: Call, case_id: str) -> Answer:
         update = self._load(_STATUS_UPDATE_SCHEMA, call.body)
