@@ -20,6 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 # may be using it): the test session's servers write theirs here, each its own file.
 TOKEN_ROOT = Path(tempfile.mkdtemp(prefix="gridflow-test-tokens-"))
 os.environ.setdefault("GRIDFLOW_ADMIN_TOKEN_FILE", str(TOKEN_ROOT / "default-admin-token"))
+# The tests act as one admin user and send floods of hundreds of reports a minute (a broker
+# restart, a flood after a restart): that user's budget is far above them. The rate limits
+# themselves are tested with limits of their own.
+os.environ.setdefault("GRIDFLOW_RATE_USER", "1000000/min")
+# Every request a test makes without a credential comes from 127.0.0.1 too, whichever test
+# makes it: one address's budget would make a test's outcome depend on the ones before it.
+os.environ.setdefault("GRIDFLOW_RATE_ANONYMOUS", "1000000/min")
 # Base URL -> the admin token file of the server there, for replays and HTTP clients.
 TOKEN_FILES: dict[str, Path] = {}
 

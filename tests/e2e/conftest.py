@@ -111,6 +111,9 @@ def start_topology(amqp_uri, database_url, var_dir, clock: str = "real") -> Topo
         "GRIDFLOW_PORT": str(port),
         "BIN": str(REPO / ".venv/bin"),
         "GRIDFLOW_ADMIN_TOKEN_FILE": str(var_dir / "admin-token"),
+        # Rate limits shared by the intake replicas in Redis: a database of the tests' own,
+        # apart from a developer's `make up` on database 0.
+        "REDIS_URL": os.environ.get("GRIDFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
     }
     for service in SERVICES:
         env[f"{service.upper()}_HTTP"] = f"127.0.0.1:{free_port()}"

@@ -43,6 +43,7 @@ from gridflow_intake.access import (
     Access,
     Caller,
     Forbidden,
+    RateLimited,
     Unauthenticated,
     signin_url,
 )
@@ -74,6 +75,8 @@ STAFF = "staff"  # a signed-in user
 COMMAND = "command"  # the command center or an admin
 ADMIN = "admin"  # an admin
 POLICIES = (OPEN, ANYONE, SIGNED_IN, STAFF, COMMAND, ADMIN)
+# The operators' doors, asked by probes and scrapers every few seconds: never rate limited.
+UNLIMITED = ("healthz", "get_metrics")
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,13 @@ class IntakeApi:
         caller = Caller(None, "unknown")
         try:
             route, values = _URLS.match(request.path, method=request.method)
-            caller = self._caller(route, request)
+            try:
+                caller = self._caller(route, request)
+            except Unauthenticated:
+                self.access.limit_failed_credential(self.access.address(request))
+                raise
+            if route.endpoint not in UNLIMITED:
+                self.access.limit(caller)
             answer = self._dispatch(route, values, Call(b"", caller, request))
         except MethodNotAllowed as exc:
             allowed = sorted(exc.valid_methods or [])
@@ -238,6 +247,10 @@ class IntakeApi:
             answer = _errors(404, {"path": [f"no such endpoint: {request.path}"]})
         except Unauthenticated as exc:
             answer = _unauthenticated(str(exc))
+        except RateLimited as exc:
+            answer = _errors(
+                429, {"rate_limit": [str(exc)]}, headers={"Retry-After": str(exc.retry_after)}
+            )
         except Forbidden as exc:
             answer = _forbidden(str(exc), exc.field)
         except h.Rejected as exc:
@@ -329,6 +342,8 @@ class IntakeApi:
             if status == 401:
                 raise Unauthenticated(why)
             raise Forbidden(why, field="channel")
+        if call.principal is None:
+            self.access.limit_public_report(call.caller)
         for attempt in (1, 2):
             try:
                 with self.runtime.work() as work:
