@@ -276,3 +276,50 @@ def test_from_is_checked_against_the_credential_never_taken_on_its_word(gridflow
         assert api.handle("GET", f"/api/v1/cases/{case_id}").body["status"] == "accepted"
     finally:
         gridflow.stop()
+
+
+def test_a_rotated_key_works_beside_the_old_one_for_the_grace_and_alone_after(gridflow):
+    api = SignedApi(gridflow)
+    made = api.handle("POST", "/api/v1/admin/keys", json.dumps({"holder": "environment"}).encode())
+    old_id, old_token = made.body["key"]["credential_id"], made.body["token"]
+    rotated = api.handle(
+        "POST", f"/api/v1/admin/keys/{old_id}/rotate", json.dumps({"grace_hours": 1}).encode()
+    )
+    assert rotated.status == 201, rotated.body
+    new_token = rotated.body["token"]
+    assert rotated.body["key"]["holder"] == "environment" and new_token != old_token
+    store = gridflow.identities()
+    assert store.resolve(old_token) is not None and store.resolve(new_token) is not None
+    # Without grace the old key stops at once.
+    again = api.handle(
+        "POST",
+        f"/api/v1/admin/keys/{rotated.body['key']['credential_id']}/rotate",
+        json.dumps({"grace_hours": 0}).encode(),
+    )
+    assert store.resolve(new_token) is None and store.resolve(again.body["token"]) is not None
+    missing = api.handle("POST", "/api/v1/admin/keys/k-000000000000/rotate", b"{}")
+    assert missing.status == 404
+
+
+def test_whole_reporters_for_the_command_center_masked_for_a_department(gridflow):
+    api = SignedApi(gridflow)
+    body = {
+        "channel": "hotline",
+        "description": "一户民房内存放大量医疗废弃物",
+        "category": "event.medical_waste",
+        "location": {"lat": 28.05, "lon": 120.635},
+        "reporter": {"name": "庄思思", "phone": "13866000001"},
+    }
+    case_id = api.handle("POST", "/api/v1/reports", json.dumps(body).encode()).body["case_id"]
+    store = gridflow.identities()
+    j = gridflow.store.active()[1]
+    cc = store.create_user(j, "duty-officer", "command_center")
+    _, cc_token = store.issue(BEARER, label="t", user_id=cc["user_id"])
+    street = store.create_user(j, "tengqiao", "street", scope=TENGQIAO)
+    _, street_token = store.issue(BEARER, label="t", user_id=street["user_id"])
+    path = f"/api/v1/cases/{case_id}"
+    whole = api.handle("GET", path, headers=bearer(cc_token)).body
+    masked = api.handle("GET", path, headers=bearer(street_token)).body
+    assert whole["reports"][0]["reporter"] == body["reporter"]
+    assert "13866000001" not in json.dumps(masked, ensure_ascii=False)
+    assert "庄思思" not in json.dumps(masked, ensure_ascii=False)

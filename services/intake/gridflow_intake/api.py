@@ -64,6 +64,7 @@ _VERIFICATION_SCHEMA = s.VerificationSchema()
 _USER_CREATE_SCHEMA = s.UserCreateSchema()
 _KEY_CREATE_SCHEMA = s.KeyCreateSchema()
 _EMPTY_SCHEMA = s.EmptySchema()
+_ROTATE_SCHEMA = s.RotateSchema()
 _AUDIT_QUERY_SCHEMA = s.AuditQuerySchema()
 
 
@@ -114,6 +115,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/admin/keys", "get_keys", ADMIN),
     Route("POST", "/api/v1/admin/keys", "post_key", ADMIN, B),
     Route("DELETE", "/api/v1/admin/keys/<credential_id>", "delete_key", ADMIN),
+    Route("POST", "/api/v1/admin/keys/<credential_id>/rotate", "post_key_rotate", ADMIN, B),
     Route("GET", "/api/v1/admin/audit", "get_audit", ADMIN),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
@@ -587,6 +589,14 @@ class IntakeApi:
         if not self.access.store.revoke(credential_id):
             raise h.Rejected(404, {"credential_id": [f"no live key {credential_id!r}"]})
         return Answer(200, {"credential_id": credential_id, "revoked": True})
+
+    def post_key_rotate(self, call: Call, credential_id: str) -> Answer:
+        grace = self._load(_ROTATE_SCHEMA, call.body or b"{}")["grace_hours"]
+        rotated = self.access.store.rotate(credential_id, dt.timedelta(hours=grace))
+        if rotated is None:
+            raise h.Rejected(404, {"credential_id": [f"no live key {credential_id!r}"]})
+        record, token = rotated
+        return Answer(201, {"key": record, "token": token, "replaces": credential_id})
 
     def get_audit(self, call: Call) -> Answer:
         query = self._load_query(_AUDIT_QUERY_SCHEMA, call.request)
