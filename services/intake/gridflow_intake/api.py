@@ -50,6 +50,7 @@ from gridflow_intake.access import (
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.peers import Peers, PeerUnavailable
 from gridflow_intake.ratelimit import parse_limit
+from gridflow_intake.sessions import AUDITS_ITSELF, SessionEndpoints
 
 log = get_logger(__name__)
 # Built once: a marshmallow schema is reusable, and building one per request costs more than
@@ -75,7 +76,10 @@ SIGNED_IN = "signed_in"  # a user or a department's or unit's credential, not a 
 STAFF = "staff"  # a signed-in user
 COMMAND = "command"  # the command center or an admin
 ADMIN = "admin"  # an admin
-POLICIES = (OPEN, ANYONE, SIGNED_IN, STAFF, COMMAND, ADMIN)
+# Any credential at all, a channel key's too: asking who one is (GET /api/v1/me) is the one
+# thing every principal may do, and a client checking its key must not need another.
+ANY_CREDENTIAL = "any_credential"
+POLICIES = (OPEN, ANYONE, SIGNED_IN, STAFF, COMMAND, ADMIN, ANY_CREDENTIAL)
 # The operators' doors, asked by probes and scrapers every few seconds: never rate limited.
 UNLIMITED = ("healthz", "get_metrics")
 
@@ -117,6 +121,15 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/v1/admin/keys/<credential_id>", "delete_key", ADMIN),
     Route("POST", "/api/v1/admin/keys/<credential_id>/rotate", "post_key_rotate", ADMIN, B),
     Route("GET", "/api/v1/admin/audit", "get_audit", ADMIN),
+    # Signing in and out, and a user's own credentials (gridflow_intake/sessions.py).
+    Route("POST", "/api/v1/session", "post_session", OPEN, B),
+    Route("DELETE", "/api/v1/session", "delete_session", STAFF),
+    Route("GET", "/api/v1/session/link", "get_session_link", OPEN),
+    Route("GET", "/api/v1/me", "get_me", ANY_CREDENTIAL),
+    Route("PUT", "/api/v1/me/password", "put_my_password", STAFF, B),
+    Route("POST", "/api/v1/me/tokens", "post_my_token", STAFF, B),
+    Route("GET", "/api/v1/me/tokens", "get_my_tokens", STAFF),
+    Route("DELETE", "/api/v1/me/tokens/<credential_id>", "delete_my_token", STAFF),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
 )
@@ -137,6 +150,9 @@ class Answer:
     body: Any
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # Set-Cookie headers, one per cookie (a dict cannot hold two): each the keyword arguments of
+    # werkzeug's Response.set_cookie.
+    cookies: list[dict[str, Any]] = field(default_factory=list)
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -144,9 +160,12 @@ class Answer:
         return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
 
     def response(self) -> WsgiResponse:
-        return WsgiResponse(
+        response = WsgiResponse(
             self.encoded(), status=self.status, content_type=self.content_type, headers=self.headers
         )
+        for cookie in self.cookies:
+            response.set_cookie(**cookie)
+        return response
 
 
 def _errors(status: int, errors: Any, headers: dict[str, str] | None = None) -> Answer:
@@ -183,6 +202,8 @@ def _audited(route: Route, caller: Caller, status: int) -> bool:
     """What the audit log keeps: every admin call, every refusal of a credential or role, every
     use of a key, and every write by someone known (updates, verifications, orders)."""
     principal = caller.principal
+    if route.endpoint in AUDITS_ITSELF:
+        return False
     return (
         route.access == ADMIN
         or status in (401, 403)
@@ -196,7 +217,7 @@ def _no_case(case_id: str) -> h.Rejected:
     return h.Rejected(404, {"case_id": [f"no case {case_id!r}"]})
 
 
-class IntakeApi:
+class IntakeApi(SessionEndpoints):
     def __init__(self, runtime: ServiceRuntime, peers: Peers):
         self.runtime = runtime
         self.peers = peers

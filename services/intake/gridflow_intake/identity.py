@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,6 +57,10 @@ TOKEN_RE = re.compile(r"^gf[stlkd]_[A-Za-z0-9_-]{43}$")
 ADMIN_USERNAME = "admin"
 
 _hasher = PasswordHasher()
+# argon2id's default costs 64 MiB and ~50 ms a check: twenty sign-ins at once would take 1.3 GB.
+# At most this many checks run at a time in a process; the others wait their turn.
+PASSWORD_CHECKS_AT_ONCE = 4
+_password_checks = threading.BoundedSemaphore(PASSWORD_CHECKS_AT_ONCE)
 # Checked when the user does not exist, so the answer takes as long as for a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -182,7 +187,8 @@ class IdentityStore:
         row = self.user(username) if USERNAME_RE.match(username or "") else None
         stored = row["password_hash"] if row else None
         try:
-            _hasher.verify(stored or _DUMMY_HASH, password)
+            with _password_checks:
+                _hasher.verify(stored or _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             return None
         if row is None or stored is None or row["disabled_at"] is not None:
@@ -429,7 +435,8 @@ def _hash_password(password: str) -> str:
         )
     if "\x00" in password:
         raise IdentityError("password", "must not contain NUL")
-    return _hasher.hash(password)
+    with _password_checks:
+        return _hasher.hash(password)
 
 
 def _live(record: dict) -> bool:
