@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -12,7 +13,17 @@ from typing import Any
 import structlog
 
 # The rules live with the rest of the privacy rules; every log line applies them.
-from gridflow_common.domain.privacy import mask_personal_numbers
+from gridflow_common.domain.privacy import mask_personal_numbers as _mask_numbers
+
+# Gridflow's tokens (gfs_ session, gft_ bearer, gfl_ sign-in link, gfk_ channel key, gfd_
+# department credential, gfr_ reporter's link) wherever a line would carry one: a sign-in link
+# in werkzeug's request log, a header in an exception. The prefix stays, to say what it was.
+_TOKEN = re.compile(r"\b(gf[a-z]_)[A-Za-z0-9_-]{8,}")
+
+
+def mask_personal_numbers(text: str) -> str:
+    """Phone and ID-card numbers masked, and any Gridflow token cut to its prefix."""
+    return _TOKEN.sub(r"\1***", _mask_numbers(text))
 
 
 def _mask(value: Any) -> Any:

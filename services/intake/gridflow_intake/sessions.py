@@ -136,9 +136,7 @@ class SessionEndpoints:
         decision = self.access.signin_guard.check(username, caller.address)
         if decision.allowed:
             return None
-        self.access.audit(
-            caller, "signin_slowed", "refused", target=username[:AUDIT_NAME_CHARS]
-        )
+        self.access.audit(caller, "signin_slowed", "refused", target=username[:AUDIT_NAME_CHARS])
         return _errors(
             429,
             "credentials",
