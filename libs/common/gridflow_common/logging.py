@@ -1,4 +1,5 @@
-"""structlog JSON logs, with phone and ID-card numbers masked wherever they appear."""
+"""structlog JSON logs, with phone and ID-card numbers, and Gridflow's own tokens, masked
+wherever they appear."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ _ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
 _PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)?[ -]?1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)")
 
 
+# Gridflow's tokens (gfs_ session, gft_ bearer, gfl_ sign-in link, gfk_ channel key, gfd_ holder
+# key, gfr_ a reporter's progress link): a request line carries some in its path or query (a
+# progress link, a sign-in link), and every server's access log writes request lines. The prefix
+# stays, so a line still says what kind of token was used; a cut-off token is masked too.
+_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])(gf[a-z]_)[A-Za-z0-9_-]{16,}")
+
+
 def mask_personal_numbers(text: str) -> str:
+    # Tokens first: a token's digits could read as a phone number, and masking those first
+    # would cut the token in two and leave its second half in clear.
+    text = _TOKEN.sub(r"\1***", text)
     text = _ID_NUMBER.sub(r"\1********\2", text)
     return _PHONE.sub(r"\1****\2", text)
 
