@@ -37,6 +37,7 @@ from gridflow_common.logging import get_logger
 from gridflow_common.runtime import ServiceRuntime
 from gridflow_intake import bodies
 from gridflow_intake import handlers as h
+from gridflow_intake import progress as pg
 from gridflow_intake import schemas as s
 from gridflow_intake.access import (
     SAFE_METHODS,
@@ -130,6 +131,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/me/tokens", "post_my_token", STAFF, B),
     Route("GET", "/api/v1/me/tokens", "get_my_tokens", STAFF),
     Route("DELETE", "/api/v1/me/tokens/<credential_id>", "delete_my_token", STAFF),
+    # The reporter's link: the token in the path is the credential (gridflow_intake/progress.py).
+    Route("GET", "/api/v1/progress/<progress_token:token>", "get_progress", OPEN),
+    Route(
+        "POST",
+        "/api/v1/progress/<progress_token:token>/evaluation",
+        "post_progress_evaluation",
+        OPEN,
+        B,
+    ),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
 )
@@ -140,6 +150,7 @@ URL_MAP = Map(
     [Rule(route.path, methods=[route.method], endpoint=route) for route in ROUTES],
     strict_slashes=False,
     merge_slashes=False,
+    converters={"progress_token": pg.TokenConverter},
 )
 _URLS = URL_MAP.bind("gridflow")
 
@@ -368,9 +379,10 @@ class IntakeApi(SessionEndpoints):
         if call.principal is None:
             self.access.limit_public_report(call.caller)
         for attempt in (1, 2):
+            token, token_hash = pg.new_progress_token()
             try:
                 with self.runtime.work() as work:
-                    status, answer = h.register_report(work, report)
+                    status, answer = h.register_report(work, report, token_hash)
                 break
             except IntegrityError:
                 # Two copies of one (channel, external_id) raced; the loser answers as a resend.
@@ -378,7 +390,7 @@ class IntakeApi(SessionEndpoints):
                     raise
         if status == 201:
             metrics.CASES_REGISTERED.labels(report["channel"]).inc()
-        return Answer(status, answer)
+        return Answer(status, pg.link_in_answer(answer, call.request.host_url, token))
 
     def _readable_case(self, work: Any, call: Call, case_id: str) -> tuple[a.CaseFacts, Any]:
         """The case's access facts and its jurisdiction, when the caller may see the case; else
@@ -447,6 +459,18 @@ class IntakeApi(SessionEndpoints):
         with self.runtime.work() as work:
             self._readable_case(work, call, case_id)
             return Answer(*h.evaluate(work, case_id, evaluation))
+
+    # -- the reporter's progress link -----------------------------------------------------------
+
+    def get_progress(self, call: Call, token: str) -> Answer:
+        with self.runtime.work() as work:
+            return Answer(200, pg.progress_view(work, token), headers=dict(pg.PRIVATE_HEADERS))
+
+    def post_progress_evaluation(self, call: Call, token: str) -> Answer:
+        evaluation = self._load(_EVALUATION_SCHEMA, call.body)
+        with self.runtime.work() as work:
+            status, answer = pg.evaluate(work, token, evaluation)
+        return Answer(status, answer, headers=dict(pg.PRIVATE_HEADERS))
 
     # -- administration ------------------------------------------------------------------------
 

@@ -34,6 +34,10 @@ log = get_logger(__name__)
 SESSION = "session"
 BEARER = "bearer"
 SIGNIN = "signin"
+# A reporter's progress link (gridflow_intake/progress.py): not a credential of this store (it
+# is kept on the report it belongs to, and TOKEN_RE below never takes it), but a token all the
+# same, prefixed like the others.
+REPORTER = "reporter"
 CREDENTIAL_KINDS = (SESSION, BEARER, SIGNIN, a.CHANNEL_KEY, a.HOLDER_KEY)
 # The token's first letters say what it is, so a leaked one is recognised (and secret scanners
 # can be taught the pattern); the rest is secret.
@@ -43,6 +47,7 @@ PREFIXES = {
     SIGNIN: "gfl_",
     a.CHANNEL_KEY: "gfk_",
     a.HOLDER_KEY: "gfd_",
+    REPORTER: "gfr_",
 }
 SESSION_TTL = dt.timedelta(hours=12)
 SIGNIN_TTL = dt.timedelta(hours=24)
