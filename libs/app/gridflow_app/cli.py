@@ -273,6 +273,17 @@ def cmd_keys(args) -> int:
             elif args.action == "list":
                 for key in api.call("GET", "/api/v1/admin/keys")["keys"]:
                     print(json.dumps(key, ensure_ascii=False))
+            elif args.action == "rotate":
+                answer = api.call(
+                    "POST",
+                    f"/api/v1/admin/keys/{quote(args.credential_id, safe='')}/rotate",
+                    {"grace_hours": args.grace_hours},
+                )
+                print(
+                    f"new key {answer['key']['credential_id']} replaces {args.credential_id}, "
+                    f"which keeps working for {args.grace_hours} h; the new key, shown this once:"
+                )
+                print(answer["token"])
             else:
                 api.call("DELETE", f"/api/v1/admin/keys/{quote(args.credential_id, safe='')}")
                 print(f"revoked {args.credential_id}")
@@ -317,6 +328,13 @@ def _access_parsers(sub) -> None:
     action(key_actions, "list", "every key, one JSON object a line")
     revoke = action(key_actions, "revoke", "a key, by its credential id")
     revoke.add_argument("credential_id")
+    rotate = action(
+        key_actions, "rotate", "a new key for the same client; prints it alone on the last line"
+    )
+    rotate.add_argument("credential_id")
+    rotate.add_argument(
+        "--grace-hours", type=int, default=24, help="how long the old key keeps working (24)"
+    )
 
 
 def cmd_migrate(args) -> int:

@@ -33,7 +33,7 @@ from gridflow_common.domain import access as a
 from gridflow_common.domain.jurisdiction import DEFAULT_TIME_ZONE
 from gridflow_common.domain.jurisdiction_files import JurisdictionError
 from gridflow_common.jurisdictions import NoJurisdiction
-from gridflow_common.logging import get_logger
+from gridflow_common.logging import get_logger, mask_personal_numbers
 from gridflow_common.runtime import ServiceRuntime
 from gridflow_intake import bodies
 from gridflow_intake import handlers as h
@@ -303,7 +303,8 @@ class IntakeApi(SessionEndpoints):
                 caller,
                 route.endpoint,
                 "ok" if answer.status < 400 else "refused",
-                target=request.path,
+                # A path may hold a token (a progress or sign-in link): cut to its prefix.
+                target=mask_personal_numbers(request.path),
                 method=request.method,
                 status=answer.status,
             )
