@@ -333,3 +333,27 @@ def test_no_log_line_carries_a_token(gridflow):
     masked = mask_personal_numbers(line)
     assert token not in masked and token[4:12] not in masked
     assert masked.count("gft_***") == 2
+
+
+def test_ended_sessions_go_a_month_later_and_a_token_never_outlives_its_parent(gridflow, store):
+    created = store.create_user(J, "sun", "command_center")
+    old, _ = store.issue("session", label="s", user_id=created["user_id"])
+    with gridflow.engine.begin() as conn:
+        conn.execute(
+            sa.update(models.credentials)
+            .where(models.credentials.c.credential_id == old["credential_id"])
+            .values(expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=31))
+        )
+    store.issue("session", label="s", user_id=created["user_id"])
+    ids = [c["credential_id"] for c in store.credentials(user_id=created["user_id"])]
+    assert old["credential_id"] not in ids and len(ids) == 1
+
+    _, short = store.issue(
+        BEARER, label="short", user_id=created["user_id"], ttl=dt.timedelta(hours=1)
+    )
+    answer = gridflow.api().handle(
+        "POST", "/api/v1/me/tokens", json.dumps({"expires_in_days": 365}).encode(), bearer(short)
+    )
+    assert answer.status == 201, answer.body
+    expires = dt.datetime.fromisoformat(answer.body["credential"]["expires_at"])
+    assert expires <= dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)

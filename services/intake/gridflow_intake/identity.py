@@ -55,6 +55,8 @@ DEFAULT_BEARER_TTL = dt.timedelta(days=90)
 # The token the embedded default writes to .gridflow/admin-token, and `gridflow admin-token`.
 ADMIN_TOKEN_TTL = dt.timedelta(days=365)
 MAX_TTL = dt.timedelta(days=3650)
+# How long an ended session or sign-in link stays listed (GET /api/v1/me/tokens) before it goes.
+PRUNE_AFTER = dt.timedelta(days=30)
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
@@ -265,6 +267,21 @@ class IdentityStore:
         )
         with self._tx() as conn:
             conn.execute(sa.insert(credentials), record)
+            if kind in (SESSION, SIGNIN) and user_id is not None:
+                # Sessions and sign-in links pile up one per sign-in: a user's that ended (expired,
+                # revoked or spent) a month ago go when the next one is made.
+                ended = now - PRUNE_AFTER
+                conn.execute(
+                    sa.delete(credentials).where(
+                        credentials.c.user_id == user_id,
+                        credentials.c.kind.in_((SESSION, SIGNIN)),
+                        sa.or_(
+                            credentials.c.expires_at < ended,
+                            credentials.c.revoked_at < ended,
+                            credentials.c.used_at < ended,
+                        ),
+                    )
+                )
         return _public_credential(record), token
 
     def resolve(self, token: str) -> tuple[a.Principal, dict] | None:

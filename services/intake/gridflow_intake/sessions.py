@@ -320,11 +320,17 @@ class SessionEndpoints:
         data = self._load(_OWN_TOKEN_CREATE_SCHEMA, call.body)
         principal = call.principal
         assert principal is not None
+        ttl = dt.timedelta(days=data["expires_in_days"])
+        # A token made with a token never outlives the one it was made with: a stolen
+        # short-lived token cannot be turned into a long-lived one.
+        parent_expiry = (call.caller.credential or {}).get("expires_at")
+        if parent_expiry is not None and (call.caller.credential or {}).get("kind") == BEARER:
+            ttl = min(ttl, max(parent_expiry - real_now(), dt.timedelta(0)))
         record, token = self.access.store.issue(
             BEARER,
             label=data["label"] or f"{principal.name}'s script token",
             user_id=principal.id,
-            ttl=dt.timedelta(days=data["expires_in_days"]),
+            ttl=ttl,
         )
         return _answer(201, {"token": token, "credential": record}, headers=dict(NO_STORE))
 
