@@ -65,8 +65,28 @@ def department_queues() -> list[tuple[str, str, str]]:
 class Topology:
     def __init__(self, workers: int | None = None) -> None:
         self.started: dict[str, int] = {}
-        self.admin_token = secrets.token_hex(16)
         self.workers = workers
+
+    @property
+    def admin_token(self) -> str:
+        """The admin token `topology.sh up` wrote (`gridflow admin-token`)."""
+        return (infra.VAR_DIR / "admin-token").read_text().strip()
+
+    def report_key(self) -> str:
+        """A grid-app channel key with a limit far above what the bench sends: the bench
+        measures the pipeline, not the rate limiter (one client, one key, as a grid app)."""
+        client = Client(self.admin_token)
+        try:
+            status, body, _ = client.request(
+                "POST",
+                "/api/v1/admin/keys",
+                {"channel": "grid_app", "label": "bench", "rate_limit": "10000000/min"},
+            )
+        finally:
+            client.close()
+        if status != 201 or not body:
+            raise RuntimeError(f"no channel key: {status} {body}")
+        return body["token"]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -75,7 +95,7 @@ class Topology:
                 "AMQP_URI": infra.AMQP_URI,
                 "DATABASE_URL": infra.DATABASE_URL,
                 "GRIDFLOW_CLOCK": "real",
-                "GRIDFLOW_ADMIN_TOKEN": self.admin_token,
+                "GRIDFLOW_ADMIN_TOKEN_FILE": str(infra.VAR_DIR / "admin-token"),
                 "VAR_DIR": str(infra.VAR_DIR),
                 "GRIDFLOW_PORT": str(PROXY_PORT),
                 "BIN": str(infra.ROOT / ".venv" / "bin"),
@@ -226,10 +246,14 @@ class ConnectionWatch:
 class Client:
     """One keep-alive connection to intake (httpx, as every Gridflow client), per sender thread."""
 
-    def __init__(self, admin_token: str | None = None) -> None:
+    # The grid app's key the senders report with (Topology.report_key), set once per run.
+    report_token: str | None = None
+
+    def __init__(self, token: str | None = None) -> None:
         headers = {"Content-Type": "application/json"}
-        if admin_token:
-            headers["Authorization"] = f"Bearer {admin_token}"
+        token = token or Client.report_token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         # One connection: a sender thread sends one report at a time.
         self.http = httpx.Client(
             base_url=f"http://{INTAKE[0]}:{INTAKE[1]}",
@@ -454,6 +478,7 @@ def run(
         for line in topology.start().splitlines():
             infra.log(f"gridflow: {line}")
         version = topology.jurisdiction_version()
+        Client.report_token = topology.report_key()
         infra.log(f"gridflow: jurisdiction version {version} in force; warm-up (40 reports)")
         _phase(ctx, f"{run_tag}W", 0, 40, 4, None, 60, 60)
         wait_settled()

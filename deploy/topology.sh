@@ -17,6 +17,8 @@ export SLA_HTTP=${SLA_HTTP:-127.0.0.1:8004}
 export NOTIFY_HTTP=${NOTIFY_HTTP:-127.0.0.1:8005}
 # Intake reads a client's address from X-Forwarded-For only when the peer is the proxy.
 export GRIDFLOW_TRUSTED_PROXIES=${GRIDFLOW_TRUSTED_PROXIES:-127.0.0.1}
+# Rate limits shared by every intake replica.
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 mkdir -p "$VAR_DIR"
 
 ensure_database() {

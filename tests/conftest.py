@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +16,24 @@ import pytest
 from gridflow_app.folders import LUCHENG, jurisdiction_files
 
 REPO = Path(__file__).resolve().parents[1]
+# Nothing a test starts writes the checkout's .gridflow/admin-token (a developer's `make run`
+# may be using it): the test session's servers write theirs here, each its own file.
+TOKEN_ROOT = Path(tempfile.mkdtemp(prefix="gridflow-test-tokens-"))
+os.environ.setdefault("GRIDFLOW_ADMIN_TOKEN_FILE", str(TOKEN_ROOT / "default-admin-token"))
+# The tests act as one admin user and send floods of hundreds of reports a minute (a broker
+# restart, a flood after a restart): that user's budget is far above them. The rate limits
+# themselves are tested with limits of their own.
+os.environ.setdefault("GRIDFLOW_RATE_USER", "1000000/min")
+# Every request a test makes without a credential comes from 127.0.0.1 too, whichever test
+# makes it: one address's budget would make a test's outcome depend on the ones before it.
+os.environ.setdefault("GRIDFLOW_RATE_ANONYMOUS", "1000000/min")
+# Base URL -> the admin token file of the server there, for replays and HTTP clients.
+TOKEN_FILES: dict[str, Path] = {}
+
+
+def admin_token(url: str) -> str:
+    """The admin token the server at ``url`` wrote when it started."""
+    return TOKEN_FILES[url].read_text().strip()
 
 
 def _eventlet_patched() -> bool:
@@ -75,8 +94,12 @@ def replay(
 ) -> subprocess.CompletedProcess:
     """`gridflow replay FILE --url URL`, as a person runs it."""
     extra = ["--timeout", str(poll_timeout)] if poll_timeout is not None else []
+    env = dict(os.environ)
+    if url in TOKEN_FILES:
+        env["GRIDFLOW_ADMIN_TOKEN_FILE"] = str(TOKEN_FILES[url])
     return subprocess.run(
         [str(GRIDFLOW), "replay", str(scenario), "--url", url, *extra],
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -118,16 +141,24 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
 def embedded_url(tmp_path_factory):
     """`gridflow run` (the embedded default) on the simulated clock, as `make run` starts it."""
     port = free_port()
-    log = tmp_path_factory.mktemp("embedded") / "gridflow.log"
+    folder = tmp_path_factory.mktemp("embedded")
+    log = folder / "gridflow.log"
+    token_file = folder / "admin-token"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [str(GRIDFLOW), "run", "--port", str(port), "--clock", "simulated"],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "GRIDFLOW_ADMIN_TOKEN_FILE": str(token_file)},
         )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/healthz", proc=proc)
+        # The token file is written just before the server is announced as listening.
+        deadline = time.monotonic() + 10
+        while not token_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # bounded wait for the token file
+        TOKEN_FILES[url] = token_file
         yield url
     finally:
         proc.terminate()

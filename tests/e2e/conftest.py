@@ -13,7 +13,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import REPO, free_port, lucheng_files
+from tests.conftest import REPO, TOKEN_FILES, free_port, lucheng_files
+from tests.credentials import bearer, names_a_credential, update_sender
 
 SERVICES = ("intake", "routing", "departments", "sla", "notify")
 
@@ -26,6 +27,7 @@ class Topology:
         # One keep-alive client for the test's calls, as a department system would hold one.
         self.first_up = ""
         self.http = httpx.Client(base_url=base_url, timeout=30, trust_env=False)
+        self.holder_tokens: dict[str, str] = {}
 
     def script(self, action: str) -> str:
         """Run deploy/topology.sh ACTION; what it printed."""
@@ -68,8 +70,33 @@ class Topology:
                 out.append(f"--- {service} ---\n" + path.read_text()[-3000:])
         return "\n".join(out)
 
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        response = self.http.request(method, path, json=body)
+    @property
+    def admin_token(self) -> str:
+        """The admin token `topology.sh up` wrote (`gridflow admin-token`)."""
+        return (self.var_dir / "admin-token").read_text().strip()
+
+    def holder_token(self, code: str) -> str:
+        """A department's or unit's credential, made once through the admin API."""
+        if code not in self.holder_tokens:
+            response = self.http.post(
+                "/api/v1/admin/keys",
+                json={"holder": code, "label": f"e2e {code}"},
+                headers=bearer(self.admin_token),
+            )
+            assert response.status_code == 201, response.text
+            self.holder_tokens[code] = response.json()["token"]
+        return self.holder_tokens[code]
+
+    def call(
+        self, method: str, path: str, body: dict | None = None, headers: dict | None = None
+    ) -> tuple[int, dict]:
+        """One request as the admin, or as the sender of a status update; ``headers`` naming
+        a credential go as they are."""
+        headers = dict(headers or {})
+        if not names_a_credential(headers):
+            sender = update_sender(path, body)
+            headers.update(bearer(self.holder_token(sender) if sender else self.admin_token))
+        response = self.http.request(method, path, json=body, headers=headers)
         return response.status_code, response.json() if response.content else {}
 
 
@@ -83,10 +110,15 @@ def start_topology(amqp_uri, database_url, var_dir, clock: str = "real") -> Topo
         "VAR_DIR": str(var_dir),
         "GRIDFLOW_PORT": str(port),
         "BIN": str(REPO / ".venv/bin"),
+        "GRIDFLOW_ADMIN_TOKEN_FILE": str(var_dir / "admin-token"),
+        # Rate limits shared by the intake replicas in Redis: a database of the tests' own,
+        # apart from a developer's `make up` on database 0.
+        "REDIS_URL": os.environ.get("GRIDFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
     }
     for service in SERVICES:
         env[f"{service.upper()}_HTTP"] = f"127.0.0.1:{free_port()}"
     topo = Topology(env, var_dir, f"http://127.0.0.1:{port}")
+    TOKEN_FILES[topo.base_url] = var_dir / "admin-token"
     topo.first_up = topo.script("up")
     return topo
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from gridflow_app.embedded import load_definitions
 from gridflow_common.reset import ResetOrder
+from tests.credentials import bearer, names_a_credential
 from tests.http_samples import (
     JSON,
     REPORTS,
@@ -38,7 +39,11 @@ def _address(topo, service: str | None) -> tuple[str, int]:
 
 
 def _raw(topo, method, path, body=None, headers=None, service=None):
-    """One request, straight to ``service``'s own port (or through nginx when None)."""
+    """One request as the admin, straight to ``service``'s own port (or through nginx when
+    None)."""
+    headers = dict(headers or {})
+    if not names_a_credential(headers):
+        headers.update(bearer(topo.admin_token))
     return raw_call(*_address(topo, service), method, path, body, headers)
 
 

@@ -17,6 +17,7 @@ import requests
 
 from gridflow_common import contracts as c
 from gridflow_common.domain import vocabulary as v
+from tests.credentials import bearer, update_sender
 from tests.e2e.test_real_topology import _poll
 
 pytestmark = pytest.mark.e2e
@@ -27,15 +28,21 @@ CASES = 200
 class _Http:
     """One keep-alive session per thread: a department system's connection to Gridflow."""
 
-    def __init__(self, base_url: str):
-        self.base_url = base_url
+    def __init__(self, topology):
+        self.topology = topology
+        self.base_url = topology.base_url
         self._local = threading.local()
 
     def __call__(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """As the admin, or, for a status update, as the department with its own credential."""
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
-        response = session.request(method, self.base_url + path, json=body, timeout=30)
+        sender = update_sender(path, body)
+        token = self.topology.holder_token(sender) if sender else self.topology.admin_token
+        response = session.request(
+            method, self.base_url + path, json=body, timeout=30, headers=bearer(token)
+        )
         return response.status_code, response.json() if response.content else {}
 
 
@@ -117,7 +124,7 @@ def _report(tag: str, n: int, category: str = "component.streetlight", **locatio
 def test_a_department_answering_each_case_the_instant_it_arrives_is_never_refused(
     topology, amqp_uri
 ):
-    http = _Http(topology.base_url)
+    http = _Http(topology)
     tag = f"instant-{uuid.uuid4().hex[:8]}"
     registered: list[str] = []
     with InstantDepartment(amqp_uri, http, tag) as department:
@@ -158,7 +165,7 @@ def _accepted_by_the_station(http: _Http, case_id: str) -> bool:
 
 
 def test_eight_parallel_reports_of_one_place_through_nginx_make_one_case(topology):
-    http = _Http(topology.base_url)
+    http = _Http(topology)
     # A place and category no other end-to-end test reports, so no open case is there already.
     point = {"lat": 28.05, "lon": 120.635}
     for round_ in range(3):

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import fresh_database
+from tests.credentials import bearer
 from tests.e2e.conftest import start_topology
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +58,7 @@ def test_a_keep_alive_connection_survives_a_second_up(fresh_topology):
         timeout=30,
         trust_env=False,
         limits=httpx.Limits(max_connections=1),
+        headers=bearer(fresh_topology.admin_token),
     )
     path = "/api/v1/admin/jurisdiction"
     with client:

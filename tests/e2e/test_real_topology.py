@@ -77,8 +77,13 @@ class DepartmentQueue:
 
 def test_a_case_travels_the_whole_loop_through_five_processes(topology, amqp_uri, database_url):
     inbox = DepartmentQueue(amqp_uri, "urban_management")
+    report = {
+        **_report("e2e-loop-1"),
+        "description": "我是庄思思，青园社区门口的路灯不亮已经三天了，电话13866000001",
+        "reporter": {"name": "庄思思", "phone": "+86 138-6600-0001"},
+    }
     try:
-        status, body = topology.call("POST", "/api/v1/reports", _report("e2e-loop-1"))
+        status, body = topology.call("POST", "/api/v1/reports", report)
         assert status == 201, body
         case_id = body["case_id"]
 
@@ -99,6 +104,12 @@ def test_a_case_travels_the_whole_loop_through_five_processes(topology, amqp_uri
         assert len(messages) == 1
         assert messages[0]["handler"] == "urban_management-330302001"
         assert "路灯" in messages[0]["description"]
+        # The department system is outside Gridflow: the resident reaches it masked.
+        assert messages[0]["reporter"] == {"name": "庄**", "phone": "138****0001"}
+        assert messages[0]["description"] == (
+            "我是庄**，青园社区门口的路灯不亮已经三天了，电话138****0001"
+        )
+        assert "思思" not in json.dumps(messages[0], ensure_ascii=False)
 
         for update in (
             {"from": "urban_management", "status": "accepted"},
@@ -204,10 +215,15 @@ def test_every_service_serves_prometheus_metrics(topology):
         text = response.text
         assert response.headers["Content-Type"].startswith("text/plain"), service
         assert "gridflow_messages_total" in text, service
-    # The intake process counts what it registers.
+    # The intake process counts what it registers, on its own port; the public proxy serves
+    # neither metrics nor health.
     assert topology.call("POST", "/api/v1/reports", _report("e2e-metrics-1"))[0] == 201
-    response = httpx.get(topology.base_url + "/metrics", timeout=10)
+    response = httpx.get(f"http://{topology.env['INTAKE_HTTP']}/metrics", timeout=10)
     assert 'gridflow_cases_registered_total{channel="hotline"}' in response.text
+    for door in ("/metrics", "/healthz"):
+        response = httpx.get(topology.base_url + door, timeout=10)
+        assert response.status_code == 404, door
+        assert "gridflow_" not in response.text and "ok" not in response.json(), door
 
 
 def test_a_broker_restart_loses_no_case(topology, amqp_uri):

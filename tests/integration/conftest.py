@@ -38,3 +38,14 @@ def broker(amqp_uri):
     connection = kombu.Connection(amqp_uri)
     yield connection
     connection.release()
+
+
+@pytest.fixture(scope="session")
+def admin_headers(engine) -> dict[str, str]:
+    """The admin's bearer token on the session's database, as `gridflow admin-token` makes it."""
+    from gridflow_intake.identity import BEARER, IdentityStore
+
+    store = IdentityStore(engine)
+    admin = store.ensure_admin()
+    _, token = store.issue(BEARER, label="integration tests", user_id=admin["user_id"])
+    return {"Authorization": f"Bearer {token}"}

@@ -132,7 +132,9 @@ def _discard_what_the_flood_caused(broker, engine, service: str) -> None:
 
 
 @pytest.mark.parametrize("clock", ["real", "simulated"])
-def test_forty_parallel_case_reads_through_intake_all_answer(container_factory, config, clock):
+def test_forty_parallel_case_reads_through_intake_all_answer(
+    container_factory, config, clock, admin_headers
+):
     from gridflow_intake.service import IntakeService
 
     config = _config(config, clock)
@@ -148,6 +150,7 @@ def test_forty_parallel_case_reads_through_intake_all_answer(container_factory, 
             "description": "小区门口的井盖不见了，晚上很危险",
             "location": {"lat": 27.995, "lon": 120.556},
         },
+        headers=admin_headers,
         timeout=30,
     )
     assert answer.status_code in (200, 201), answer.text  # new, or joined to an open case
@@ -158,7 +161,7 @@ def test_forty_parallel_case_reads_through_intake_all_answer(container_factory, 
     container.start()
 
     def read(_):
-        return httpx.get(f"{base}/cases/{case_id}", timeout=20).status_code
+        return httpx.get(f"{base}/cases/{case_id}", headers=admin_headers, timeout=20).status_code
 
     pool = eventlet.GreenPool(40)
     statuses = list(pool.imap(read, range(40)))

@@ -112,7 +112,7 @@ def test_a_handler_that_raises_keeps_its_message_and_a_retry_succeeds(
 
 
 def test_intake_registers_a_report_and_its_event_waits_for_routing_that_is_not_running(
-    container_factory, config, broker, engine
+    container_factory, config, broker, engine, admin_headers
 ):
     from gridflow_intake.service import IntakeService
 
@@ -127,6 +127,7 @@ def test_intake_registers_a_report_and_its_event_waits_for_routing_that_is_not_r
             "description": "青园社区门口的路灯不亮已经三天了",
             "location": {"lat": 27.995, "lon": 120.556},
         },
+        headers=admin_headers,
         timeout=10,
     )
     assert answer.status_code == 201, answer.text

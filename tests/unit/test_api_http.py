@@ -28,6 +28,8 @@ from gridflow_common.reset import ResetOrder, execute
 from gridflow_intake import models
 from gridflow_intake.api import ROUTES, URL_MAP
 from gridflow_intake.schemas import MAX_BODY_BYTES, MAX_JURISDICTION_BYTES
+from tests.conftest import admin_token
+from tests.credentials import SignedApi, bearer
 from tests.http_samples import (
     JSON,
     REPORTS,
@@ -48,7 +50,7 @@ def _no_admin_token(monkeypatch):
 
 @pytest.fixture
 def api(gridflow):
-    return gridflow.api()
+    return SignedApi(gridflow)
 
 
 class CountingStream(io.RawIOBase):
@@ -406,7 +408,9 @@ def test_instants_the_api_answers_are_in_the_jurisdictions_zone(api):
 
 
 def _raw(url: str, method: str, path: str, body: bytes | None, headers: dict):
+    """One raw call to the server at ``url``, as its admin."""
     parts = urlsplit(url)
+    headers = {**headers, **bearer(admin_token(url))}
     return raw_call(parts.hostname, parts.port, method, path, body, headers)
 
 

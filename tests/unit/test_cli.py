@@ -111,7 +111,13 @@ def test_one_port_name_for_every_command(monkeypatch):
 def test_run_removes_its_temporary_folder_when_stopped(tmp_path, sig):
     """`make run` is stopped with Ctrl-C (SIGINT) or a SIGTERM: its SQLite folder goes too."""
     port = free_port()
-    env = {**os.environ, "TMPDIR": str(tmp_path), "GRIDFLOW_PORT": str(port)}
+    token_file = tmp_path / "admin-token"
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmp_path),
+        "GRIDFLOW_PORT": str(port),
+        "GRIDFLOW_ADMIN_TOKEN_FILE": str(token_file),
+    }
     env.pop("GRIDFLOW_CLOCK", None)
     proc = subprocess.Popen(
         [str(GRIDFLOW), "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -120,7 +126,12 @@ def test_run_removes_its_temporary_folder_when_stopped(tmp_path, sig):
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
         folders = list(tmp_path.glob("gridflow-*"))
         assert len(folders) == 1 and (folders[0] / "gridflow.sqlite").exists()
-        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/admin/jurisdiction").is_success
+        admin = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        assert httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/admin/jurisdiction", headers=admin
+        ).is_success
+        # The admin token file is the owner's alone.
+        assert token_file.stat().st_mode & 0o777 == 0o600
         proc.send_signal(sig)
         assert proc.wait(timeout=20) == 0
     finally:

@@ -20,6 +20,7 @@ from gridflow_common import contracts as c
 from gridflow_common.domain import vocabulary as v
 from gridflow_intake import handlers as h
 from gridflow_intake import models
+from tests.credentials import SignedApi
 from tests.intake_messages import colour_changed
 from tests.unit.test_report_validation import _valid_report as _report
 
@@ -367,7 +368,7 @@ def test_a_second_evaluation_is_refused_with_409_and_the_first_stands(g, intake)
 
 
 def test_a_second_evaluation_through_the_api_answers_409(g):
-    api = g.api()
+    api = SignedApi(g)
     case_id = _closed_case(g, g.runtimes[c.INTAKE])
     path = f"/api/v1/cases/{case_id}/evaluation"
     first = api.handle("POST", path, json.dumps({"satisfaction": 4}).encode(), {})

@@ -560,3 +560,52 @@ def test_a_triage_limit_needs_both_its_amount_and_its_unit():
 def test_settings_csv_needs_its_header():
     files = {**small_city(), "settings.csv": "time_zone,UTC\n"}
     assert where(problems_of(files)) == {("settings.csv", 1, "key"), ("settings.csv", 1, "value")}
+
+
+# --------------------------------------------------------------------------- departments.csv: sees_reporter
+
+
+def test_sees_reporter_is_read_per_department_and_defaults_to_no():
+    files = {
+        **small_city(),
+        "departments.csv": (
+            "code,name_zh,name_en,sees_reporter\n"
+            "roads,道路局,Roads, YES \n"
+            "parks,公园局,Parks,\n"
+            "water,水务,Water,0\n"
+            "gas,燃气,Gas,true\n"
+        ),
+    }
+    j = parse_jurisdiction(files)
+    assert {d.code: d.sees_reporter for d in j.departments} == {
+        "roads": True,
+        "parks": False,
+        "water": False,
+        "gas": True,
+    }
+    # A folder without the column (Lucheng's, every city's before it existed): nobody sees.
+    assert {d.sees_reporter for d in parse_jurisdiction(small_city()).departments} == {False}
+
+
+@pytest.mark.parametrize("value", ["maybe", "是", "2", "y", "yes please", "\u0000"])
+def test_a_sees_reporter_that_is_not_yes_or_no_is_refused_with_line_and_column(value):
+    files = {
+        **small_city(),
+        "departments.csv": (
+            f"code,name_zh,name_en,sees_reporter\nroads,道路局,Roads,yes\nparks,公园局,Parks,{value}\n"
+        ),
+    }
+    problems = problems_of(files)
+    # Only that cell: parks is still a known department for the files that name it.
+    assert where(problems) == {("departments.csv", 3, "sees_reporter")}
+    assert "yes or no" in problems[0].message
+
+
+def test_sees_reporter_given_twice_is_refused_at_the_header():
+    files = {
+        **small_city(),
+        "departments.csv": (
+            "code,name_zh,name_en,sees_reporter,sees_reporter\nroads,道路局,Roads,yes,no\n"
+        ),
+    }
+    assert ("departments.csv", 1, "sees_reporter") in where(problems_of(files))

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from gridflow_app.embedded import LUCHENG, EmbeddedGridflow
 from gridflow_intake import models
 from gridflow_intake.schemas import MAX_BODY_BYTES
+from tests.credentials import SignedApi
 
 REPORTS = "/api/v1/reports"
 TENGQIAO_POINT = {"lat": 28.05, "lon": 120.635}  # inside grid 330302104001001
@@ -53,7 +54,7 @@ def gridflow():
 
 @pytest.fixture
 def api(gridflow):
-    return gridflow.api()
+    return SignedApi(gridflow)
 
 
 def _call(api, method: str, path: str, body=None):
@@ -320,11 +321,22 @@ def test_status_update_from_a_unit_not_holding_the_case_is_refused_naming_from(
     gridflow, api, dispatched_case
 ):
     timeline_before = _row_counts(gridflow)["intake_timeline"]
-    response = _update(api, dispatched_case, "police-330302104", "accepted")
+    # The assisting department sees the case, so it is told who holds it.
+    view = _call(api, "GET", f"/api/v1/cases/{dispatched_case}").body
+    assert view["assisting"] == ["health"]
+    response = _update(api, dispatched_case, "health", "accepted")
     assert response.status == 409
     errors = _errors(response)
     assert "from" in errors
     assert "environment-330302104" in " ".join(errors["from"])
+    # A unit with nothing to do with the case learns nothing: the answer is that for a case
+    # that does not exist, the id aside.
+    response = _update(api, dispatched_case, "police-330302104", "accepted")
+    unknown = _update(api, "GF-20260105-NOSUCHCASE", "police-330302104", "accepted")
+    assert (response.status, unknown.status) == (404, 404)
+    assert json.dumps(response.body).replace(dispatched_case, "X") == json.dumps(
+        unknown.body
+    ).replace("GF-20260105-NOSUCHCASE", "X")
     after = _call(api, "GET", f"/api/v1/cases/{dispatched_case}").body
     assert after["status"] == "dispatched"
     counts = _row_counts(gridflow)
@@ -398,7 +410,7 @@ def real_clock_gridflow():
 
 
 def test_moving_a_real_clock_is_refused_with_409(real_clock_gridflow):
-    api = real_clock_gridflow.api()
+    api = SignedApi(real_clock_gridflow)
     response = _call(api, "PUT", "/api/v1/admin/clock", {"now": "2030-01-01T09:00:00+08:00"})
     assert response.status == 409
     assert "now" in _errors(response)
@@ -410,7 +422,7 @@ def test_moving_a_real_clock_is_refused_with_409(real_clock_gridflow):
 
 def test_resetting_a_gridflow_on_the_real_clock_is_refused_and_keeps_its_cases(real_clock_gridflow):
     g = real_clock_gridflow
-    api = g.api()
+    api = SignedApi(g)
     case_id = _post_report(api, _valid_report()).body["case_id"]
     response = _call(api, "POST", "/api/v1/admin/reset", {})
     assert response.status == 409

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import queue
 import signal
 import tempfile
@@ -97,6 +98,21 @@ class EmbeddedGridflow:
             self.runtimes[name] = runtime
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._access()
+
+    def _access(self) -> None:
+        """Intake's access machinery with its rate limits in memory: one process, no Redis."""
+        from gridflow_intake.access import TRUSTED_PROXIES_ENV, Access, Limits, parse_proxies
+        from gridflow_intake.identity import IdentityStore
+        from gridflow_intake.ratelimit import MemoryRateLimiter
+
+        intake = self.runtimes[c.INTAKE]
+        intake.extras["access"] = Access(
+            IdentityStore(self.engine, self.lock),
+            limiter=MemoryRateLimiter(),
+            limits=Limits.from_environment(),
+            trusted_proxies=parse_proxies(os.environ.get(TRUSTED_PROXIES_ENV, "")),
+        )
 
     def _publish_after_commit(self, runtime: ServiceRuntime) -> Callable[[list], None]:
         def publish(rows: list) -> None:

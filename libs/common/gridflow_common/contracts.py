@@ -19,8 +19,17 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import (
+    EXCLUDE,
+    INCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
 
+from gridflow_common.domain import privacy
 from gridflow_common.domain import vocabulary as v
 
 # Services: each one a process in the real topology, each owning its own tables.
@@ -116,13 +125,35 @@ class _Payload(Schema):
         unknown = EXCLUDE
 
 
+class MaskedReporterSchema(Schema):
+    """A reporter as it travels between services: masked (``domain.privacy.mask_reporter``).
+    The contract refuses a clear name or number, so a producer that forgot to mask fails its
+    unit of work instead of publishing the resident's details to every consumer."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(allow_none=True, load_default=None)
+    phone = fields.String(allow_none=True, load_default=None)
+
+    @validates_schema
+    def masked(self, data: dict, **_: object) -> None:
+        problems = privacy.unmasked_reporter_fields(data)
+        if problems:
+            raise ValidationError({field: ["must be masked"] for field in problems})
+
+
 class CaseRegisteredV1(_Payload):
     case_id = fields.String(required=True)
     category = fields.String(allow_none=True, load_default=None)
     area_code = fields.String(required=True)
+    # Masked (domain.privacy.mask_free_text: phone and ID numbers, the reporter's name); intake
+    # keeps the original.
     description = fields.String(required=True)
     location = fields.Dict(allow_none=True, load_default=None)
     jurisdiction_version = fields.Integer(required=True)
+    # The first report's reporter, masked; null when the report named none (additive).
+    reporter = fields.Nested(MaskedReporterSchema, allow_none=True, load_default=None)
 
 
 class CaseStatusReportedV1(_Payload):
@@ -130,6 +161,7 @@ class CaseStatusReportedV1(_Payload):
     assignment_id = fields.String(allow_none=True, load_default=None)
     sender = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(UPDATE_STATUSES))
+    # Masked like a description (intake's timeline keeps the original).
     note = fields.String(allow_none=True, load_default=None)
     category = fields.String(allow_none=True, load_default=None)
     jurisdiction_version = fields.Integer(required=True)
@@ -138,6 +170,7 @@ class CaseStatusReportedV1(_Payload):
 class CaseVerifiedV1(_Payload):
     case_id = fields.String(required=True)
     passed = fields.Boolean(required=True)
+    # Masked like a description (intake's timeline keeps the original).
     note = fields.String(allow_none=True, load_default=None)
     jurisdiction_version = fields.Integer(required=True)
 
@@ -162,9 +195,10 @@ class CaseRoutedV1(_Payload):
     area_code = fields.String(required=True)
     jurisdiction_version = fields.Integer(required=True)
     explanation = fields.String(load_default="")
-    # What a department system needs to act without calling back.
+    # What a department system needs to act without calling back (masked, as registered).
     description = fields.String(load_default="")
     location = fields.Dict(allow_none=True, load_default=None)
+    reporter = fields.Nested(MaskedReporterSchema, allow_none=True, load_default=None)
 
 
 class CaseDispatchedV1(CaseRoutedV1):
@@ -206,6 +240,15 @@ class TimelineEntrySchema(Schema):
     kind = fields.String(required=True)
 
 
+class CaseReportSchema(Schema):
+    """One report a case holds, in the order received: the first registered the case, the
+    others joined it (合并). ``reporter`` is whole or masked, as the caller may see it."""
+
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    received_at = fields.String(required=True)
+    reporter = fields.Dict(allow_none=True, required=True)
+
+
 class CaseSchema(Schema):
     """The canonical case: what ``GET /api/v1/cases/{case_id}`` answers, and what any later
     consumer of a case (the command center's board, exports) reads."""
@@ -223,6 +266,7 @@ class CaseSchema(Schema):
     colour = fields.String(allow_none=True, validate=validate.OneOf(COLOURS))
     escalations = fields.Integer(required=True)
     reporters = fields.Integer(required=True)
+    reports = fields.List(fields.Nested(CaseReportSchema), required=True)
     satisfaction = fields.Integer(allow_none=True)
     registered_at = fields.String(required=True)
     closed_at = fields.String(allow_none=True)

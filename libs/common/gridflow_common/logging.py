@@ -5,23 +5,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-# Mainland mobile numbers (11 digits from 1[3-9]) and resident ID numbers (17 digits + check).
-_ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
-# Also the spellings the report schema accepts: +86 / 0086 prefixes, groups split by spaces or
-# hyphens ("139 0000 0001", "139-0000-0001").
-_PHONE = re.compile(r"(?<!\d)((?:\+?86|0086)?[ -]?1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)")
-
-
-def mask_personal_numbers(text: str) -> str:
-    text = _ID_NUMBER.sub(r"\1********\2", text)
-    return _PHONE.sub(r"\1****\2", text)
+# The rules live with the rest of the privacy rules; every log line applies them.
+from gridflow_common.domain.privacy import mask_personal_numbers
 
 
 def _mask(value: Any) -> Any:

@@ -23,6 +23,15 @@ HTTP_REQUESTS = Counter(
 )
 CASES_REGISTERED = Counter("gridflow_cases_registered_total", "Cases registered", ["channel"])
 OPEN_CLOCKS = Gauge("gridflow_sla_open_clocks", "Running SLA clocks by colour", ["colour"])
+RATE_LIMITED = Counter(
+    "gridflow_rate_limited_total",
+    "Rate-limit checks refused, by the kind of bucket (addr, key, user, signin)",
+    ["bucket_kind"],
+)
+RATE_LIMIT_BACKEND_ERRORS = Counter(
+    "gridflow_rate_limit_backend_errors_total",
+    "Calls to the shared rate-limit store (Redis) that failed; limits came from memory meanwhile",
+)
 
 
 def now_seconds() -> float:

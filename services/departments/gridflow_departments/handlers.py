@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from gridflow_common import contracts as c
+from gridflow_common.domain import privacy
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_departments.models import OWN_TABLES, dispatches, metadata
@@ -23,7 +24,12 @@ def queue_key(payload: dict) -> str:
 
 
 def on_case_routed(work: Work, event: c.Event) -> None:
-    p = event.payload
+    # Masked since intake (domain.privacy); masked again here, the last hop before systems
+    # outside Gridflow, for announcements made before intake masked (idempotent).
+    p = {
+        **event.payload,
+        "description": privacy.mask_personal_numbers(event.payload["description"]),
+    }
     key = queue_key(p)
     queue = c.department_queue(key)
     j = work.jurisdiction(p["jurisdiction_version"])
@@ -52,6 +58,7 @@ def on_case_routed(work: Work, event: c.Event) -> None:
             "area_code": p["area_code"],
             "description": p["description"],
             "location": p["location"],
+            "reporter": p["reporter"],
             "dispatched_at": j.local(event.occurred_at).isoformat(),
             "reply_to": "/api/v1/cases/{case_id}/updates".format(case_id=p["case_id"]),
         },

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,14 @@ from werkzeug.wrappers import Request
 from gridflow_common.domain import access as a
 from gridflow_common.logging import get_logger
 from gridflow_intake.identity import BEARER, PREFIXES, SESSION, IdentityStore
+from gridflow_intake.ratelimit import (
+    Limit,
+    MemoryRateLimiter,
+    RateLimiter,
+    SignInGuard,
+    make_rate_limiter,
+    parse_limit,
+)
 
 log = get_logger(__name__)
 
@@ -43,6 +52,14 @@ HEADER_KINDS = (BEARER, a.CHANNEL_KEY, a.HOLDER_KEY)
 
 class Unauthenticated(Exception):
     """A credential was given and is not good (401). The message names no secret."""
+
+
+class RateLimited(Exception):
+    """Too many requests from one key, user or address (429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Forbidden(Exception):
@@ -74,25 +91,104 @@ class Caller:
         return self.principal.label if self.principal else "anonymous"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How many requests a caller may make: per address for callers without a credential
+    (``anonymous``; anonymous reports through the public form also under ``public_reports``),
+    per key (unless the key has a limit of its own) and per user. GCRA: a burst of ``count``,
+    then one more every ``seconds / count``."""
+
+    anonymous: Limit = Limit(120, 60)
+    public_reports: Limit = Limit(10, 60)
+    key: Limit = Limit(600, 60)
+    user: Limit = Limit(600, 60)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Limits:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name, variable in LIMIT_VARIABLES.items():
+            text = environ.get(variable)
+            if text:
+                try:
+                    values[name] = parse_limit(text)
+                except ValueError as exc:
+                    raise ValueError(f"{variable}: {exc}") from None
+        return cls(**values)
+
+
+# The knobs of ``Limits`` (README, "The knobs").
+LIMIT_VARIABLES = {
+    "anonymous": "GRIDFLOW_RATE_ANONYMOUS",
+    "public_reports": "GRIDFLOW_RATE_PUBLIC_REPORTS",
+    "key": "GRIDFLOW_RATE_KEY",
+    "user": "GRIDFLOW_RATE_USER",
+}
+REDIS_URL_ENV = "REDIS_URL"
+
+
 @dataclass
 class Access:
-    """Intake's access machinery for one process: the identity store, the trusted proxies, and
-    the rate limiter."""
+    """Intake's access machinery for one process: the identity store, the trusted proxies, the
+    rate limiter (Redis, shared by every intake replica, in the real topology; memory in the
+    embedded default) and the sign-in guard."""
 
     store: IdentityStore
+    limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
+    limits: Limits = field(default_factory=Limits)
     trusted_proxies: tuple[Any, ...] = field(default_factory=tuple)
+    signin_guard: SignInGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.signin_guard = SignInGuard(self.limiter)
 
     @classmethod
     def for_runtime(cls, runtime: Any) -> Access:
-        """One per process, kept on the runtime (nameko makes a service instance per request)."""
+        """One per process, kept on the runtime (nameko makes a service instance per request);
+        its settings are read from the environment once."""
         access = runtime.extras.get("access")
         if access is None:
             access = cls(
                 IdentityStore(runtime.engine, runtime.units.lock),
+                limiter=make_rate_limiter(os.environ.get(REDIS_URL_ENV) or None),
+                limits=Limits.from_environment(),
                 trusted_proxies=parse_proxies(os.environ.get(TRUSTED_PROXIES_ENV, "")),
             )
             runtime.extras["access"] = access
         return access
+
+    # -- rate limits -----------------------------------------------------------------------------
+
+    def limit(self, caller: Caller) -> None:
+        """Spend one request of the caller's budget, or RateLimited."""
+        principal = caller.principal
+        if principal is None:
+            bucket, limit, who = f"addr:{caller.address}", self.limits.anonymous, "this address"
+        elif principal.is_user:
+            bucket, limit, who = f"user:{principal.id}", self.limits.user, "this user"
+        else:
+            own = (caller.credential or {}).get("rate_limit")
+            limit = parse_limit(own) if own else self.limits.key
+            bucket, who = f"key:{principal.credential_id}", "this key"
+        self._spend(bucket, limit, who)
+
+    def limit_public_report(self, caller: Caller) -> None:
+        """The public form's own budget, per address, besides the anonymous one."""
+        self._spend(f"web:{caller.address}", self.limits.public_reports, "this address")
+
+    def limit_failed_credential(self, address: str) -> None:
+        """A credential that was not good costs its address as an anonymous request does, so
+        guessing tokens is as slow as anything else without one."""
+        self._spend(f"addr:{address}", self.limits.anonymous, "this address")
+
+    def _spend(self, bucket: str, limit: Limit, who: str) -> None:
+        decision = self.limiter.hit(bucket, limit)
+        if not decision.allowed:
+            raise RateLimited(
+                f"too many requests from {who} (at most {limit}); try again in "
+                f"{decision.retry_after} s",
+                decision.retry_after,
+            )
 
     # -- the client's address ---------------------------------------------------------------
 
@@ -115,7 +211,7 @@ class Access:
         header = request.headers.get("Authorization")
         api_key = request.headers.get(API_KEY_HEADER)
         if header is not None or api_key is not None:
-            token = _bearer(header) if header is not None else api_key.strip()
+            token = _bearer(header) if header is not None else (api_key or "").strip()
             if not token:
                 raise Unauthenticated("give 'Authorization: Bearer TOKEN'")
             resolved = self.store.resolve(token)

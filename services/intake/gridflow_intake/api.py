@@ -43,6 +43,7 @@ from gridflow_intake.access import (
     Access,
     Caller,
     Forbidden,
+    RateLimited,
     Unauthenticated,
     signin_url,
 )
@@ -63,6 +64,7 @@ _VERIFICATION_SCHEMA = s.VerificationSchema()
 _USER_CREATE_SCHEMA = s.UserCreateSchema()
 _KEY_CREATE_SCHEMA = s.KeyCreateSchema()
 _EMPTY_SCHEMA = s.EmptySchema()
+_ROTATE_SCHEMA = s.RotateSchema()
 _AUDIT_QUERY_SCHEMA = s.AuditQuerySchema()
 
 
@@ -74,6 +76,8 @@ STAFF = "staff"  # a signed-in user
 COMMAND = "command"  # the command center or an admin
 ADMIN = "admin"  # an admin
 POLICIES = (OPEN, ANYONE, SIGNED_IN, STAFF, COMMAND, ADMIN)
+# The operators' doors, asked by probes and scrapers every few seconds: never rate limited.
+UNLIMITED = ("healthz", "get_metrics")
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/admin/keys", "get_keys", ADMIN),
     Route("POST", "/api/v1/admin/keys", "post_key", ADMIN, B),
     Route("DELETE", "/api/v1/admin/keys/<credential_id>", "delete_key", ADMIN),
+    Route("POST", "/api/v1/admin/keys/<credential_id>/rotate", "post_key_rotate", ADMIN, B),
     Route("GET", "/api/v1/admin/audit", "get_audit", ADMIN),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
@@ -220,7 +225,13 @@ class IntakeApi:
         caller = Caller(None, "unknown")
         try:
             route, values = _URLS.match(request.path, method=request.method)
-            caller = self._caller(route, request)
+            try:
+                caller = self._caller(route, request)
+            except Unauthenticated:
+                self.access.limit_failed_credential(self.access.address(request))
+                raise
+            if route.endpoint not in UNLIMITED:
+                self.access.limit(caller)
             answer = self._dispatch(route, values, Call(b"", caller, request))
         except MethodNotAllowed as exc:
             allowed = sorted(exc.valid_methods or [])
@@ -238,6 +249,10 @@ class IntakeApi:
             answer = _errors(404, {"path": [f"no such endpoint: {request.path}"]})
         except Unauthenticated as exc:
             answer = _unauthenticated(str(exc))
+        except RateLimited as exc:
+            answer = _errors(
+                429, {"rate_limit": [str(exc)]}, headers={"Retry-After": str(exc.retry_after)}
+            )
         except Forbidden as exc:
             answer = _forbidden(str(exc), exc.field)
         except h.Rejected as exc:
@@ -329,6 +344,8 @@ class IntakeApi:
             if status == 401:
                 raise Unauthenticated(why)
             raise Forbidden(why, field="channel")
+        if call.principal is None:
+            self.access.limit_public_report(call.caller)
         for attempt in (1, 2):
             try:
                 with self.runtime.work() as work:
@@ -357,9 +374,12 @@ class IntakeApi:
         return facts, j
 
     def get_case(self, call: Call, case_id: str) -> Answer:
+        principal = call.principal
+        assert principal is not None
         with self.runtime.work() as work:
-            self._readable_case(work, call, case_id)
-            return Answer(200, h.case_view(work, case_id))
+            facts, j = self._readable_case(work, call, case_id)
+            reveal = a.sees_reporter(principal, facts, j)
+            return Answer(200, h.case_view(work, case_id, reveal_reporters=reveal))
 
     def post_update(self, call: Call, case_id: str) -> Answer:
         update = self._load(_STATUS_UPDATE_SCHEMA, call.body)
@@ -509,7 +529,7 @@ class IntakeApi:
             display_name=data["display_name"],
             password=data["password"],
         )
-        answer = {"user": user}
+        answer: dict[str, Any] = {"user": user}
         if data["password"] is None:
             answer["signin_link"] = self._signin_link(call, user["user_id"], user["username"])
         return Answer(201, answer)
@@ -569,6 +589,14 @@ class IntakeApi:
         if not self.access.store.revoke(credential_id):
             raise h.Rejected(404, {"credential_id": [f"no live key {credential_id!r}"]})
         return Answer(200, {"credential_id": credential_id, "revoked": True})
+
+    def post_key_rotate(self, call: Call, credential_id: str) -> Answer:
+        grace = self._load(_ROTATE_SCHEMA, call.body or b"{}")["grace_hours"]
+        rotated = self.access.store.rotate(credential_id, dt.timedelta(hours=grace))
+        if rotated is None:
+            raise h.Rejected(404, {"credential_id": [f"no live key {credential_id!r}"]})
+        record, token = rotated
+        return Answer(201, {"key": record, "token": token, "replaces": credential_id})
 
     def get_audit(self, call: Call) -> Answer:
         query = self._load_query(_AUDIT_QUERY_SCHEMA, call.request)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gridflow_common import contracts as c
-from gridflow_common.domain import lifecycle, merging
+from gridflow_common.domain import lifecycle, merging, privacy
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.classify import classify
 from gridflow_common.domain.jurisdiction import LEVELS
@@ -188,15 +188,20 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
             classified=classified,
             area_code=area_code,
         )
+        # What leaves intake is masked (routing, departments and every department system read
+        # it); the case row and the report keep the original for those who may see it.
         work.emit(
             c.CASE_REGISTERED,
             {
                 "case_id": case_id,
                 "category": category,
                 "area_code": area_code,
-                "description": report["description"],
+                "description": privacy.mask_free_text(
+                    report["description"], [(report.get("reporter") or {}).get("name")]
+                ),
                 "jurisdiction_version": version,
                 "location": {"lat": lat, "lon": lon} if lat is not None else None,
+                "reporter": privacy.mask_reporter(report.get("reporter")),
             },
         )
     work.db.execute(
@@ -385,12 +390,27 @@ def report_status(
             "assignment_id": assignment_id,
             "sender": sender,
             "status": status,
-            "note": update.get("note"),
+            # A note is free text: it may hold the resident's number (the timeline keeps it).
+            "note": _masked_note(work, case_id, update.get("note")),
             "category": category,
             "jurisdiction_version": version,
         },
     )
     return 202, {"case_id": case_id, "status": status}
+
+
+def _reporter_names(reporters: Any) -> list[str | None]:
+    return [(r or {}).get("name") for r in reporters]
+
+
+def _masked_note(work: Work, case_id: str, note: str | None) -> str | None:
+    """A note as it leaves intake: free text, it may name a reporter or hold a number."""
+    if not note:
+        return note
+    reporters = work.db.execute(
+        sa.select(reports.c.reporter).where(reports.c.case_id == case_id)
+    ).scalars()
+    return privacy.mask_free_text(note, _reporter_names(reporters))
 
 
 def verify(work: Work, case_id: str, verification: dict) -> tuple[int, dict]:
@@ -416,7 +436,7 @@ def verify(work: Work, case_id: str, verification: dict) -> tuple[int, dict]:
         {
             "case_id": case_id,
             "passed": verification["passed"],
-            "note": verification.get("note"),
+            "note": _masked_note(work, case_id, verification.get("note")),
             "jurisdiction_version": case.jurisdiction_version,
         },
     )
@@ -463,7 +483,10 @@ def case_access(work: Work, case_id: str) -> Any:
     ).first()
 
 
-def case_view(work: Work, case_id: str) -> dict:
+def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> dict:
+    """The case as ``GET /cases/{id}`` shows it. Its reporters' names and phone numbers, and the
+    personal numbers in its description and in the notes of its timeline, are masked unless
+    ``reveal_reporters`` (the caller may see them: ``access.sees_reporter``)."""
     case = _case(work, case_id)
     j = work.jurisdiction(case.jurisdiction_version)
     announced = None
@@ -478,11 +501,21 @@ def case_view(work: Work, case_id: str) -> dict:
         .where(timeline.c.case_id == case_id)
         .order_by(timeline.c.at, timeline.c.id)
     ).all()
+    received = work.db.execute(
+        sa.select(reports.c.channel, reports.c.received_at, reports.c.reporter)
+        .where(reports.c.case_id == case_id)
+        .order_by(reports.c.id)
+    ).all()
+    names = _reporter_names(r.reporter for r in received)
+
+    def shown(text: str) -> str:
+        return text if reveal_reporters else privacy.mask_free_text(text, names)
+
     return {
         "case_id": case.case_id,
         "status": case.status,
         "category": case.category,
-        "description": case.description,
+        "description": shown(case.description),
         "area_code": case.area_code,
         "location": {"lat": case.lat, "lon": case.lon} if case.lat is not None else None,
         "tier": case.tier,
@@ -492,14 +525,31 @@ def case_view(work: Work, case_id: str) -> dict:
         "colour": lifecycle.colour_shown(case.status, case.assignment_id is not None, announced),
         "escalations": case.escalations,
         "reporters": case.reporters,
+        "reports": [
+            {
+                "channel": r.channel,
+                "received_at": j.local(r.received_at).isoformat(),
+                "reporter": r.reporter if reveal_reporters else privacy.mask_reporter(r.reporter),
+            }
+            for r in received
+        ],
         "satisfaction": case.satisfaction,
         # Every instant leaves Gridflow in the city's zone.
         "registered_at": j.local(case.registered_at).isoformat(),
         "closed_at": j.local(case.closed_at).isoformat() if case.closed_at else None,
         "timeline": [
-            {"at": j.local(e.at).isoformat(), "kind": e.kind, **(e.detail or {})} for e in events
+            {"at": j.local(e.at).isoformat(), "kind": e.kind, **_detail(e.detail, shown)}
+            for e in events
         ],
     }
+
+
+def _detail(detail: dict | None, shown: Callable[[str], str]) -> dict:
+    # A note is free text a holder, a verifier or the resident typed: it may hold a number.
+    detail = dict(detail or {})
+    if isinstance(detail.get("note"), str):
+        detail["note"] = shown(detail["note"])
+    return detail
 
 
 # -- projections of the other services' events ---------------------------------------------------

@@ -322,6 +322,37 @@ class IdentityStore:
                 ).rowcount
             )
 
+    def rotate(self, credential_id: str, grace: dt.timedelta) -> tuple[dict, str] | None:
+        """A new key for the same channel or holder (label and limit kept), the old one good for
+        ``grace`` more (at most its own expiry), so a department can switch its system over
+        without a moment refused. None when there is no such live key."""
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(credentials).where(
+                    credentials.c.credential_id == credential_id,
+                    credentials.c.kind.in_((a.CHANNEL_KEY, a.HOLDER_KEY)),
+                )
+            ).first()
+            if row is None or not _live(_row(row)):
+                return None
+            old = _row(row)
+            until = real_now() + grace
+            if old["expires_at"] is None or old["expires_at"] > until:
+                conn.execute(
+                    sa.update(credentials)
+                    .where(credentials.c.credential_id == credential_id)
+                    .values(expires_at=until)
+                )
+        ttl = old["expires_at"] - old["created_at"] if old["expires_at"] else None
+        return self.issue(
+            old["kind"],
+            label=old["label"],
+            channel=old["channel"],
+            holder=old["holder"],
+            ttl=ttl,
+            rate_limit=old["rate_limit"],
+        )
+
     def credentials(
         self, *, kinds: tuple[str, ...] | None = None, user_id: str | None = None
     ) -> list[dict]:

@@ -213,6 +213,11 @@ class EmptySchema(_Strict):
     pass
 
 
+class RotateSchema(_Strict):
+    # How long the old key keeps working beside the new one (0: not at all).
+    grace_hours = StrictInteger(validate=validate.Range(0, 24 * 30), load_default=24)
+
+
 class AuditQuerySchema(_Strict):
     actor = fields.String(validate=validate.Length(1, 200), load_default=None)
     action = fields.String(validate=validate.Length(1, 60), load_default=None)

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gridflow_common import contracts as c
+from gridflow_common.domain import privacy
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
@@ -39,8 +40,10 @@ def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
             "area_code": row["area_code"],
             "jurisdiction_version": row["jurisdiction_version"],
             "explanation": row.get("explanation", ""),
-            "description": row["description"],
+            # Masked by intake; again here for assignments of cases registered before it did.
+            "description": privacy.mask_personal_numbers(row["description"]),
             "location": row["location"],
+            "reporter": row.get("reporter"),
         },
         occurred_at=event.occurred_at,
     )
@@ -67,6 +70,7 @@ def on_case_registered(work: Work, event: c.Event) -> None:
         area_code=p["area_code"],
         description=p["description"],
         location=p["location"],
+        reporter=p["reporter"],
         escalations=0,
         returns=0,
         seq=1,

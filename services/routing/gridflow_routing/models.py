@@ -15,6 +15,9 @@ assignments = sa.Table(
     sa.Column("area_code", sa.String(32), nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("location", sa.JSON, nullable=True),
+    # The case's reporter as case_registered carried it: masked (domain.privacy). Null when the
+    # report named none, and for cases registered before routing kept it.
+    sa.Column("reporter", sa.JSON, nullable=True),
     sa.Column("tier", sa.String(16), nullable=False),
     sa.Column("holder", sa.String(100), nullable=False),
     sa.Column("lead", sa.String(100), nullable=True),

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.jurisdiction import Jurisdiction
+from gridflow_common.domain.privacy import may_see_reporter
 
 ADMIN = "admin"
 COMMAND_CENTER = "command_center"
@@ -113,7 +114,8 @@ def check_scope(role: str, scope: str | None, j: Jurisdiction) -> str | None:
             raise ScopeError("an admin has no scope")
         return None
     if role == COMMAND_CENTER:
-        if scope and (j.area(scope) is None or j.area(scope).level != "district"):
+        district = j.area(scope) if scope else None
+        if scope and (district is None or district.level != "district"):
             raise ScopeError(f"a command center's scope is a district; {scope!r} is not one")
         return scope
     if scope is None:
@@ -123,9 +125,8 @@ def check_scope(role: str, scope: str | None, j: Jurisdiction) -> str | None:
             raise ScopeError(f"a leader's scope is a unit; no unit {scope!r}")
         return scope
     if role == DEPARTMENT:
-        if j.department(scope) is None and (
-            j.unit(scope) is None or j.unit(scope).department_code is None
-        ):
+        unit = j.unit(scope)
+        if j.department(scope) is None and (unit is None or unit.department_code is None):
             raise ScopeError(
                 f"a department user's scope is a department or one of its units; {scope!r} is "
                 "neither"
@@ -256,17 +257,17 @@ def may_evaluate(principal: Principal) -> bool:
 
 def sees_reporter(principal: Principal, case: CaseFacts, j: Jurisdiction) -> bool:
     """A reporter's name and phone: for the command center always; for the holder's department
-    only where the city's data (departments.csv ``sees_reporter``) says it may have them."""
-    if principal.has_role(ADMIN, COMMAND_CENTER):
-        return True
-    if principal.kind == HOLDER_KEY or principal.has_role(DEPARTMENT):
-        department = _department_of(j, principal.scope)
-        holding = _department_of(j, case.holder)
-        if department is None or department != holding:
-            return False
-        record = j.department(department)
-        return bool(getattr(record, "sees_reporter", False))
-    return False
+    only where the city's data (departments.csv ``sees_reporter``) says it may have them
+    (``privacy.may_see_reporter``). A department's system counts as its department."""
+    if principal.kind == HOLDER_KEY:
+        role = DEPARTMENT
+    elif principal.kind == USER and principal.role:
+        role = principal.role
+    else:
+        return False
+    caller_department = _department_of(j, principal.scope) if role == DEPARTMENT else None
+    holder_department = _department_of(j, case.holder) or case.lead
+    return may_see_reporter(role, holder_department, caller_department, j)
 
 
 # -- reporting ------------------------------------------------------------------------------------

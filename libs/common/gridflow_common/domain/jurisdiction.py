@@ -65,6 +65,9 @@ class Department:
     code: str
     name_zh: str
     name_en: str
+    # Whether the department sees a case's reporters whole while it holds the case (the city
+    # decides: departments.csv, optional column sees_reporter); masked otherwise.
+    sees_reporter: bool = False
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,14 @@ FILES: dict[str, tuple[str, ...]] = {
     "office_hours.csv": ("start", "end"),
     "warning_levels.csv": ("colour", "from_fraction", "action"),
 }
+# Columns a file may leave out (an older city's folder predates them): each takes its default.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    # Whether the department may see a case's reporters whole while it holds the case
+    # (domain.privacy.may_see_reporter); empty or absent = no.
+    "departments.csv": ("sees_reporter",),
+}
+_YES = ("yes", "true", "1")
+_NO = ("no", "false", "0", "")
 # Files a folder may leave out: each setting then takes its documented default.
 OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "settings.csv": ("key", "value"),
@@ -229,13 +237,14 @@ class _Loader:
         missing = [c for c in columns if c not in header]
         for column in missing:
             self.add(name, 1, column, f"required column '{column}' is missing")
-        for column in columns:
+        optional = tuple(c for c in OPTIONAL_COLUMNS.get(name, ()) if c in header)
+        for column in (*columns, *optional):
             if header.count(column) > 1:
                 self.add(name, 1, column, f"column '{column}' appears more than once")
                 missing.append(column)
         if missing:
             return None
-        index = {c: header.index(c) for c in columns}
+        index = {c: header.index(c) for c in (*columns, *optional)}
         rows = []
         for number, record in records[1:]:
             # Spreadsheets export trailing rows of bare commas; they are not data.
@@ -265,6 +274,21 @@ class _Loader:
             )
             return None
         return value
+
+    def yes_or_no(self, file: str, row: _Row, column: str) -> bool | None:
+        """An optional yes/no cell: empty is no; None (and a problem) for anything else."""
+        value = row[column].lower()
+        if value in _YES:
+            return True
+        if value in _NO:
+            return False
+        self.add(
+            file,
+            row.line,
+            column,
+            f"'{row[column]}' is neither yes nor no; write yes or no (or leave it empty for no)",
+        )
+        return None
 
     def unique(self, file: str, row: _Row, column: str, value: str, seen: dict[str, int]) -> bool:
         if value in seen:
@@ -440,8 +464,9 @@ class _Loader:
             name_zh = self.required(file, row, "name_zh")
             if code is None or not self.unique(file, row, "code", code, seen):
                 continue
-            if name_zh is not None:
-                departments.append(Department(code, name_zh, row["name_en"]))
+            sees_reporter = self.yes_or_no(file, row, "sees_reporter")
+            if name_zh is not None and sees_reporter is not None:
+                departments.append(Department(code, name_zh, row["name_en"], sees_reporter))
         self.department_codes = set(seen)
         return departments
 
