@@ -323,3 +323,13 @@ def test_whole_reporters_for_the_command_center_masked_for_a_department(gridflow
     assert whole["reports"][0]["reporter"] == body["reporter"]
     assert "13866000001" not in json.dumps(masked, ensure_ascii=False)
     assert "庄思思" not in json.dumps(masked, ensure_ascii=False)
+
+
+def test_no_log_line_carries_a_token(gridflow):
+    from gridflow_common.logging import mask_personal_numbers
+
+    _, token = gridflow.identities().issue(BEARER, label="t", user_id="u-x")
+    line = f"GET /api/v1/session/link?token={token} Authorization: Bearer {token}"
+    masked = mask_personal_numbers(line)
+    assert token not in masked and token[4:12] not in masked
+    assert masked.count("gft_***") == 2

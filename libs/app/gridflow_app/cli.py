@@ -1,12 +1,14 @@
-"""``gridflow``: the command-line tool (run, replay, import, migrate, dead letters)."""
+"""``gridflow``: the command-line tool (run, replay, import, migrate, dead letters, users, keys)."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 DEFAULT_PORT = 8000
 # A dead letter's states (the `state` column of each service's failed-messages table).
@@ -78,6 +80,261 @@ def cmd_import(args) -> int:
         return 0
     print(f"refused ({response.status_code}): {response.text}", file=sys.stderr)
     return 2
+
+
+# -- users and keys, through the admin API ---------------------------------------------------------
+
+
+class Refused(Exception):
+    """A command that cannot be done: the message says why (printed, exit 2). ``status`` is the
+    API's answer, None when there was none (no token, no server)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class AdminApi:
+    """The admin HTTP API as the CLI uses it: the admin's token, one keep-alive connection, and
+    every refusal turned into a ``Refused`` naming the API's field errors."""
+
+    def __init__(self, url: str | None):
+        import httpx
+
+        from gridflow_app.folders import ADMIN_TOKEN_ENV, admin_token_path
+
+        self.url = (url or default_url()).rstrip("/")
+        headers = admin_headers()
+        if not headers:
+            raise Refused(
+                f"no admin token: {ADMIN_TOKEN_ENV} is not set and {admin_token_path()} does "
+                "not exist (`gridflow run` writes it when it starts; `gridflow admin-token` on a "
+                "deployment)"
+            )
+        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def __enter__(self) -> AdminApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        import httpx
+
+        try:
+            response = self.client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise Refused(f"cannot reach Gridflow at {self.url}: {exc}") from None
+        if response.is_success:
+            return response.json()
+        raise Refused(refusal(response.status_code, response.text), response.status_code)
+
+
+def refusal(status: int, text: str) -> str:
+    """An API refusal as a person reads it: the status and each field's errors, one a line."""
+    try:
+        errors = json.loads(text)["errors"]
+        lines = [
+            f"  {name}: {message}"
+            for name, messages in errors.items()
+            for message in (messages if isinstance(messages, list) else [messages])
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        lines = [f"  {text[:500]}"]
+    what = {401: "the admin token was not taken", 403: "the admin token may not do this"}
+    return "\n".join(
+        [f"refused ({status}{': ' + what[status] if status in what else ''}):", *lines]
+    )
+
+
+def _printable_user(user: dict) -> str:
+    scope = f", scope {user['scope']}" if user["scope"] else ""
+    return (
+        f"user {user['username']} ({user['display_name']}): role {user['role']}{scope}, "
+        f"id {user['user_id']}"
+    )
+
+
+def _create_user(api: AdminApi, row: dict) -> dict:
+    body = {
+        "username": row["username"],
+        "role": row["role"],
+        "scope": row.get("scope") or None,
+        "display_name": row.get("display_name") or None,
+    }
+    return api.call("POST", "/api/v1/admin/users", body)
+
+
+USER_COLUMNS = ("username", "role", "scope", "display_name")
+
+
+def _import_users(api: AdminApi, path: Path) -> int:
+    """Each row of a users CSV through the API: a refused row is reported with its line number
+    and the others are still created; exit 2 when any row was refused."""
+    try:
+        # utf-8-sig: a spreadsheet's CSV export often starts with a byte-order mark.
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Refused(f"cannot read {path}: {exc}") from None
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    unknown = [c for c in header if c not in USER_COLUMNS]
+    missing = [c for c in ("username", "role") if c not in header]
+    if unknown or missing:
+        raise Refused(
+            f"{path}:1: the header must name the columns {', '.join(USER_COLUMNS)} "
+            f"(username and role required)"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            + (f"; missing: {', '.join(missing)}" if missing else "")
+        )
+    created = refused = 0
+    for row in reader:
+        line = reader.line_num
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue
+        if None in row:  # more cells than the header has columns
+            print(f"{path}:{line}: refused: more cells than columns", file=sys.stderr)
+            refused += 1
+            continue
+        cells = {k: (v or "").strip() for k, v in row.items()}
+        try:
+            answer = _create_user(api, cells)
+        except Refused as exc:
+            if exc.status in (None, 401, 403):
+                # No later row can do better: stop, saying how far the import got.
+                raise Refused(f"{exc}\n{path}:{line}: stopped; {created} users created") from None
+            print(f"{path}:{line}: {exc}", file=sys.stderr)
+            refused += 1
+            continue
+        created += 1
+        print(f"{path}:{line}: created {_printable_user(answer['user'])}")
+        if answer.get("signin_link"):
+            print(f"    sign-in link (works once, within 24 hours): {answer['signin_link']}")
+    print(f"{created} users created, {refused} rows refused ({path})")
+    return 2 if refused else 0
+
+
+def cmd_users(args) -> int:
+    try:
+        with AdminApi(args.url) as api:
+            if args.action == "create":
+                answer = _create_user(
+                    api,
+                    {
+                        "username": args.username,
+                        "role": args.role,
+                        "scope": args.scope,
+                        "display_name": args.name,
+                    },
+                )
+                print(f"created {_printable_user(answer['user'])}")
+                print(f"sign-in link for {args.username} (works once, within 24 hours):")
+                # Alone on the last line, so a script takes it with `tail -n 1`.
+                print(answer["signin_link"])
+            elif args.action == "list":
+                for user in api.call("GET", "/api/v1/admin/users")["users"]:
+                    print(json.dumps(user, ensure_ascii=False))
+            elif args.action == "disable":
+                api.call("POST", f"/api/v1/admin/users/{quote(args.username, safe='')}/disable")
+                print(f"disabled {args.username}; every credential of theirs is revoked")
+            else:
+                return _import_users(api, Path(args.file))
+    except Refused as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_keys(args) -> int:
+    try:
+        with AdminApi(args.url) as api:
+            if args.action == "create":
+                body = {
+                    "channel": args.channel,
+                    "holder": args.holder,
+                    "label": args.label,
+                    "expires_in_days": args.expires_in_days,
+                    "rate_limit": args.rate_limit,
+                }
+                answer = api.call(
+                    "POST", "/api/v1/admin/keys", {k: v for k, v in body.items() if v is not None}
+                )
+                key = answer["key"]
+                subject = f"channel {key['channel']}" if key["channel"] else key["holder"]
+                print(
+                    f"created key {key['credential_id']} for {subject} (label {key['label']!r}, "
+                    f"expires {key['expires_at'] or 'never'}, "
+                    f"rate limit {key['rate_limit'] or 'default'})"
+                )
+                print("the key is shown this once; give it to its client now:")
+                # Alone on the last line (the issue asks it), so a script takes it with tail -n 1.
+                print(answer["token"])
+            elif args.action == "list":
+                for key in api.call("GET", "/api/v1/admin/keys")["keys"]:
+                    print(json.dumps(key, ensure_ascii=False))
+            elif args.action == "rotate":
+                answer = api.call(
+                    "POST",
+                    f"/api/v1/admin/keys/{quote(args.credential_id, safe='')}/rotate",
+                    {"grace_hours": args.grace_hours},
+                )
+                print(
+                    f"new key {answer['key']['credential_id']} replaces {args.credential_id}, "
+                    f"which keeps working for {args.grace_hours} h; the new key, shown this once:"
+                )
+                print(answer["token"])
+            else:
+                api.call("DELETE", f"/api/v1/admin/keys/{quote(args.credential_id, safe='')}")
+                print(f"revoked {args.credential_id}")
+    except Refused as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+def _access_parsers(sub) -> None:
+    def action(actions, name: str, help: str) -> argparse.ArgumentParser:
+        leaf = actions.add_parser(name, help=help)
+        leaf.add_argument(
+            "--url", default=None, help="default: GRIDFLOW_URL, else http://127.0.0.1:GRIDFLOW_PORT"
+        )
+        return leaf
+
+    users = sub.add_parser("users", help="create, list, disable or import users (admin API)")
+    user_actions = users.add_subparsers(dest="action", required=True)
+    create = action(user_actions, "create", "a user; prints their one-time sign-in link last")
+    create.add_argument("username")
+    create.add_argument("--role", required=True)
+    create.add_argument("--scope", default=None, help="a unit, department or area code")
+    create.add_argument("--name", default=None, help="the display name")
+    action(user_actions, "list", "every user, one JSON object a line")
+    disable = action(user_actions, "disable", "a user, revoking every credential of theirs")
+    disable.add_argument("username")
+    imp = action(
+        user_actions, "import", f"users from a CSV file with the columns {','.join(USER_COLUMNS)}"
+    )
+    imp.add_argument("file")
+
+    keys = sub.add_parser("keys", help="create, list or revoke channel and holder keys (admin API)")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    kc = action(key_actions, "create", "a key; prints the key alone on the last line")
+    subject = kc.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--channel", help="a channel client's key (hotline, wechat, ...)")
+    subject.add_argument("--holder", help="a department's or unit's credential (its code)")
+    kc.add_argument("--label", default=None)
+    kc.add_argument("--expires-in-days", type=int, default=None)
+    kc.add_argument("--rate-limit", default=None, help="e.g. 600/min")
+    action(key_actions, "list", "every key, one JSON object a line")
+    revoke = action(key_actions, "revoke", "a key, by its credential id")
+    revoke.add_argument("credential_id")
+    rotate = action(
+        key_actions, "rotate", "a new key for the same client; prints it alone on the last line"
+    )
+    rotate.add_argument("credential_id")
+    rotate.add_argument(
+        "--grace-hours", type=int, default=24, help="how long the old key keeps working (24)"
+    )
 
 
 def cmd_migrate(args) -> int:
@@ -231,6 +488,7 @@ def parser() -> argparse.ArgumentParser:
     )
     dl.add_argument("--id", type=int, default=None)
     dl.add_argument("--database-url", default=None)
+    _access_parsers(sub)
     return top
 
 
@@ -255,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         "ensure-jurisdiction": cmd_ensure_jurisdiction,
         "dead-letters": cmd_dead_letters,
         "admin-token": cmd_admin_token,
+        "users": cmd_users,
+        "keys": cmd_keys,
     }[args.command](args)
 
 

@@ -1,10 +1,12 @@
-"""structlog JSON logs, with phone and ID-card numbers masked wherever they appear."""
+"""structlog JSON logs, with phone and ID-card numbers, and Gridflow's own tokens, masked
+wherever they appear."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -12,7 +14,20 @@ from typing import Any
 import structlog
 
 # The rules live with the rest of the privacy rules; every log line applies them.
-from gridflow_common.domain.privacy import mask_personal_numbers
+from gridflow_common.domain.privacy import mask_personal_numbers as _mask_numbers
+
+# Gridflow's tokens (gfs_ session, gft_ bearer, gfl_ sign-in link, gfk_ channel key, gfd_ holder
+# key, gfr_ a reporter's progress link): a request line carries some in its path or query (a
+# progress link, a sign-in link), and every server's access log writes request lines. The prefix
+# stays, so a line still says what kind of token was used; a cut-off token is masked too.
+_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])(gf[a-z]_)[A-Za-z0-9_-]{16,}")
+
+
+def mask_personal_numbers(text: str) -> str:
+    """Any Gridflow token cut to its prefix, phone and ID-card numbers masked."""
+    # Tokens first: a token's digits could read as a phone number, and masking those first
+    # would cut the token in two and leave its second half in clear.
+    return _mask_numbers(_TOKEN.sub(r"\1***", text))
 
 
 def _mask(value: Any) -> Any:

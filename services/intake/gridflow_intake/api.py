@@ -33,10 +33,11 @@ from gridflow_common.domain import access as a
 from gridflow_common.domain.jurisdiction import DEFAULT_TIME_ZONE
 from gridflow_common.domain.jurisdiction_files import JurisdictionError
 from gridflow_common.jurisdictions import NoJurisdiction
-from gridflow_common.logging import get_logger
+from gridflow_common.logging import get_logger, mask_personal_numbers
 from gridflow_common.runtime import ServiceRuntime
 from gridflow_intake import bodies
 from gridflow_intake import handlers as h
+from gridflow_intake import progress as pg
 from gridflow_intake import schemas as s
 from gridflow_intake.access import (
     SAFE_METHODS,
@@ -50,6 +51,7 @@ from gridflow_intake.access import (
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.peers import Peers, PeerUnavailable
 from gridflow_intake.ratelimit import parse_limit
+from gridflow_intake.sessions import AUDITS_ITSELF, SessionEndpoints
 
 log = get_logger(__name__)
 # Built once: a marshmallow schema is reusable, and building one per request costs more than
@@ -75,7 +77,10 @@ SIGNED_IN = "signed_in"  # a user or a department's or unit's credential, not a 
 STAFF = "staff"  # a signed-in user
 COMMAND = "command"  # the command center or an admin
 ADMIN = "admin"  # an admin
-POLICIES = (OPEN, ANYONE, SIGNED_IN, STAFF, COMMAND, ADMIN)
+# Any credential at all, a channel key's too: asking who one is (GET /api/v1/me) is the one
+# thing every principal may do, and a client checking its key must not need another.
+ANY_CREDENTIAL = "any_credential"
+POLICIES = (OPEN, ANYONE, SIGNED_IN, STAFF, COMMAND, ADMIN, ANY_CREDENTIAL)
 # The operators' doors, asked by probes and scrapers every few seconds: never rate limited.
 UNLIMITED = ("healthz", "get_metrics")
 
@@ -117,6 +122,24 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/v1/admin/keys/<credential_id>", "delete_key", ADMIN),
     Route("POST", "/api/v1/admin/keys/<credential_id>/rotate", "post_key_rotate", ADMIN, B),
     Route("GET", "/api/v1/admin/audit", "get_audit", ADMIN),
+    # Signing in and out, and a user's own credentials (gridflow_intake/sessions.py).
+    Route("POST", "/api/v1/session", "post_session", OPEN, B),
+    Route("DELETE", "/api/v1/session", "delete_session", STAFF),
+    Route("GET", "/api/v1/session/link", "get_session_link", OPEN),
+    Route("GET", "/api/v1/me", "get_me", ANY_CREDENTIAL),
+    Route("PUT", "/api/v1/me/password", "put_my_password", STAFF, B),
+    Route("POST", "/api/v1/me/tokens", "post_my_token", STAFF, B),
+    Route("GET", "/api/v1/me/tokens", "get_my_tokens", STAFF),
+    Route("DELETE", "/api/v1/me/tokens/<credential_id>", "delete_my_token", STAFF),
+    # The reporter's link: the token in the path is the credential (gridflow_intake/progress.py).
+    Route("GET", "/api/v1/progress/<progress_token:token>", "get_progress", OPEN),
+    Route(
+        "POST",
+        "/api/v1/progress/<progress_token:token>/evaluation",
+        "post_progress_evaluation",
+        OPEN,
+        B,
+    ),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
 )
@@ -127,6 +150,7 @@ URL_MAP = Map(
     [Rule(route.path, methods=[route.method], endpoint=route) for route in ROUTES],
     strict_slashes=False,
     merge_slashes=False,
+    converters={"progress_token": pg.TokenConverter},
 )
 _URLS = URL_MAP.bind("gridflow")
 
@@ -137,6 +161,9 @@ class Answer:
     body: Any
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # Set-Cookie headers, one per cookie (a dict cannot hold two): each the keyword arguments of
+    # werkzeug's Response.set_cookie.
+    cookies: list[dict[str, Any]] = field(default_factory=list)
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -144,9 +171,12 @@ class Answer:
         return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
 
     def response(self) -> WsgiResponse:
-        return WsgiResponse(
+        response = WsgiResponse(
             self.encoded(), status=self.status, content_type=self.content_type, headers=self.headers
         )
+        for cookie in self.cookies:
+            response.set_cookie(**cookie)
+        return response
 
 
 def _errors(status: int, errors: Any, headers: dict[str, str] | None = None) -> Answer:
@@ -183,6 +213,8 @@ def _audited(route: Route, caller: Caller, status: int) -> bool:
     """What the audit log keeps: every admin call, every refusal of a credential or role, every
     use of a key, and every write by someone known (updates, verifications, orders)."""
     principal = caller.principal
+    if route.endpoint in AUDITS_ITSELF:
+        return False
     return (
         route.access == ADMIN
         or status in (401, 403)
@@ -196,7 +228,7 @@ def _no_case(case_id: str) -> h.Rejected:
     return h.Rejected(404, {"case_id": [f"no case {case_id!r}"]})
 
 
-class IntakeApi:
+class IntakeApi(SessionEndpoints):
     def __init__(self, runtime: ServiceRuntime, peers: Peers):
         self.runtime = runtime
         self.peers = peers
@@ -271,7 +303,8 @@ class IntakeApi:
                 caller,
                 route.endpoint,
                 "ok" if answer.status < 400 else "refused",
-                target=request.path,
+                # A path may hold a token (a progress or sign-in link): cut to its prefix.
+                target=mask_personal_numbers(request.path),
                 method=request.method,
                 status=answer.status,
             )
@@ -347,9 +380,10 @@ class IntakeApi:
         if call.principal is None:
             self.access.limit_public_report(call.caller)
         for attempt in (1, 2):
+            token, token_hash = pg.new_progress_token()
             try:
                 with self.runtime.work() as work:
-                    status, answer = h.register_report(work, report)
+                    status, answer = h.register_report(work, report, token_hash)
                 break
             except IntegrityError:
                 # Two copies of one (channel, external_id) raced; the loser answers as a resend.
@@ -357,7 +391,7 @@ class IntakeApi:
                     raise
         if status == 201:
             metrics.CASES_REGISTERED.labels(report["channel"]).inc()
-        return Answer(status, answer)
+        return Answer(status, pg.link_in_answer(answer, call.request.host_url, token))
 
     def _readable_case(self, work: Any, call: Call, case_id: str) -> tuple[a.CaseFacts, Any]:
         """The case's access facts and its jurisdiction, when the caller may see the case; else
@@ -426,6 +460,18 @@ class IntakeApi:
         with self.runtime.work() as work:
             self._readable_case(work, call, case_id)
             return Answer(*h.evaluate(work, case_id, evaluation))
+
+    # -- the reporter's progress link -----------------------------------------------------------
+
+    def get_progress(self, call: Call, token: str) -> Answer:
+        with self.runtime.work() as work:
+            return Answer(200, pg.progress_view(work, token), headers=dict(pg.PRIVATE_HEADERS))
+
+    def post_progress_evaluation(self, call: Call, token: str) -> Answer:
+        evaluation = self._load(_EVALUATION_SCHEMA, call.body)
+        with self.runtime.work() as work:
+            status, answer = pg.evaluate(work, token, evaluation)
+        return Answer(status, answer, headers=dict(pg.PRIVATE_HEADERS))
 
     # -- administration ------------------------------------------------------------------------
 

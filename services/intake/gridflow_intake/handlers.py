@@ -123,8 +123,14 @@ def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float |
     return best.code, None, None
 
 
-def register_report(work: Work, report: dict) -> tuple[int, dict]:
-    """201 and a new case, or 200 and the case the report repeats or joins."""
+def register_report(
+    work: Work, report: dict, progress_token_hash: str | None = None
+) -> tuple[int, dict]:
+    """201 and a new case, or 200 and the case the report repeats or joins.
+
+    ``progress_token_hash`` (the reporter's progress link, gridflow_intake/progress.py) is kept
+    on the report's row, in this transaction: a report taken has its link and a link has its
+    report. A resubmission stores nothing, so its hash is dropped (outcome ``resubmission``)."""
     version, j = work.active_jurisdiction()
     if report.get("external_id"):
         existing = work.db.execute(
@@ -213,6 +219,7 @@ def register_report(work: Work, report: dict) -> tuple[int, dict]:
             description=report["description"],
             reporter=report.get("reporter"),
             received_at=work.now,
+            progress_token_hash=progress_token_hash,
         ),
     )
     if joined:
@@ -443,7 +450,11 @@ def verify(work: Work, case_id: str, verification: dict) -> tuple[int, dict]:
     return 200, {"case_id": case_id, "status": outcome.status}
 
 
-def evaluate(work: Work, case_id: str, evaluation: dict) -> tuple[int, dict]:
+def evaluate(
+    work: Work, case_id: str, evaluation: dict, *, by: str | None = None
+) -> tuple[int, dict]:
+    """The case's one evaluation. ``by`` says in the timeline who gave it when that is not the
+    staff calling back (``reporter``: through the reporter's progress link); never who they are."""
     case = _case(work, case_id, lock=True)
     try:
         lifecycle.check_evaluation(case.status, case.satisfaction)
@@ -465,6 +476,7 @@ def evaluate(work: Work, case_id: str, evaluation: dict) -> tuple[int, dict]:
         work.now,
         satisfaction=evaluation["satisfaction"],
         note=evaluation.get("note"),
+        **({"by": by} if by else {}),
     )
     return 200, {"case_id": case_id, "satisfaction": evaluation["satisfaction"]}
 

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,10 @@ log = get_logger(__name__)
 SESSION = "session"
 BEARER = "bearer"
 SIGNIN = "signin"
+# A reporter's progress link (gridflow_intake/progress.py): not a credential of this store (it
+# is kept on the report it belongs to, and TOKEN_RE below never takes it), but a token all the
+# same, prefixed like the others.
+REPORTER = "reporter"
 CREDENTIAL_KINDS = (SESSION, BEARER, SIGNIN, a.CHANNEL_KEY, a.HOLDER_KEY)
 # The token's first letters say what it is, so a leaked one is recognised (and secret scanners
 # can be taught the pattern); the rest is secret.
@@ -42,6 +47,7 @@ PREFIXES = {
     SIGNIN: "gfl_",
     a.CHANNEL_KEY: "gfk_",
     a.HOLDER_KEY: "gfd_",
+    REPORTER: "gfr_",
 }
 SESSION_TTL = dt.timedelta(hours=12)
 SIGNIN_TTL = dt.timedelta(hours=24)
@@ -56,6 +62,10 @@ TOKEN_RE = re.compile(r"^gf[stlkd]_[A-Za-z0-9_-]{43}$")
 ADMIN_USERNAME = "admin"
 
 _hasher = PasswordHasher()
+# argon2id's default costs 64 MiB and ~50 ms a check: twenty sign-ins at once would take 1.3 GB.
+# At most this many checks run at a time in a process; the others wait their turn.
+PASSWORD_CHECKS_AT_ONCE = 4
+_password_checks = threading.BoundedSemaphore(PASSWORD_CHECKS_AT_ONCE)
 # Checked when the user does not exist, so the answer takes as long as for a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -182,7 +192,8 @@ class IdentityStore:
         row = self.user(username) if USERNAME_RE.match(username or "") else None
         stored = row["password_hash"] if row else None
         try:
-            _hasher.verify(stored or _DUMMY_HASH, password)
+            with _password_checks:
+                _hasher.verify(stored or _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             return None
         if row is None or stored is None or row["disabled_at"] is not None:
@@ -429,7 +440,8 @@ def _hash_password(password: str) -> str:
         )
     if "\x00" in password:
         raise IdentityError("password", "must not contain NUL")
-    return _hasher.hash(password)
+    with _password_checks:
+        return _hasher.hash(password)
 
 
 def _live(record: dict) -> bool:

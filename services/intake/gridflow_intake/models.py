@@ -49,6 +49,10 @@ reports = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("reporter", sa.JSON, nullable=True),
     sa.Column("received_at", UtcDateTime(), nullable=False),
+    # SHA-256 of the reporter's progress token (gridflow_intake/progress.py): the token is shown
+    # once, in the answer to the report, and never stored. Null for reports taken before links.
+    sa.Column("progress_token_hash", sa.String(64), nullable=True),
+    sa.Index("uq_intake_reports_progress_token_hash", "progress_token_hash", unique=True),
     # A resubmission of (channel, external_id) is the same report, however often a phone that was
     # offline sends it.
     sa.UniqueConstraint("channel", "external_id", name="uq_intake_reports_channel_external_id"),

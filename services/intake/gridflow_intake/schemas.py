@@ -225,3 +225,29 @@ class AuditQuerySchema(_Strict):
     # A query string's values are text: these take "25" as 25.
     before = fields.Integer(validate=validate.Range(1, 2**62), load_default=None)
     limit = fields.Integer(validate=validate.Range(1, 500), load_default=100)
+
+
+# -- signing in, and a user's own credentials (gridflow_intake/sessions.py) ------------------------
+
+
+class SignInSchema(_Strict):
+    # The lengths bound the work before the password hash: a username no user can have and a
+    # password no user can have set are refused by name, before argon2 is asked.
+    username = fields.String(required=True, validate=validate.Length(1, 64))
+    password = fields.String(required=True, validate=validate.Length(1, 256))
+
+
+class SignInLinkQuerySchema(_Strict):
+    token = fields.String(required=True, validate=validate.Length(1, 100))
+
+
+class PasswordChangeSchema(_Strict):
+    current_password = fields.String(validate=validate.Length(1, 256), load_default=None)
+    password = fields.String(required=True, validate=validate.Length(10, 256))
+
+
+class OwnTokenCreateSchema(_Strict):
+    """A user's bearer token for their scripts: at most a year, so a forgotten one ends."""
+
+    label = fields.String(validate=[validate.Length(1, 100), _not_blank], load_default=None)
+    expires_in_days = StrictInteger(validate=validate.Range(1, 365), load_default=90)
