@@ -81,6 +81,7 @@ NOTHING = {
     "case_id": "GF-20260105-NOSUCHCASE",
     "username": "nobody-by-this-name",
     "credential_id": "k-000000000000",
+    "token": "gfr_" + "A" * 43,
 }
 # A path value the walk has no real value for (a route added later): still walked, with this.
 UNKNOWN_VALUE = "walk-unknown"
@@ -92,7 +93,8 @@ class City:
     api: IntakeApi
     case_id: str
     tokens: dict[str, str]
-    # Path values naming things that exist: a case, a user and a key nobody calls with.
+    # Path values naming things that exist: a case, a user, a key nobody calls with, the case's
+    # progress link.
     real: dict[str, str]
     # Every secret issued in this city, and every string sent as one: no answer may carry any.
     secrets: set[str] = field(default_factory=set)
@@ -138,6 +140,9 @@ def build_city(gridflow: EmbeddedGridflow, outsiders: bool = False) -> City:
     answer = city.call("POST", "/api/v1/reports", STREETLIGHT)
     assert answer.status == 201, answer.body
     city.case_id = answer.body["case_id"]
+    # The reporter's progress link: the last part of its path is the token.
+    progress_token = answer.body["progress_url"].rstrip("/").rpartition("/")[2]
+    city.secrets.add(progress_token)
     _pump(gridflow)
     view = city.admin("GET", f"/api/v1/cases/{city.case_id}")
     assert (view.body["handler"], view.body["lead"]) == (HOLDER_UNIT, HOLDER_DEPARTMENT)
@@ -151,7 +156,12 @@ def build_city(gridflow: EmbeddedGridflow, outsiders: bool = False) -> City:
         _, city.tokens["other_holder_key"] = _key(city, holder="police")
     _user(city, "walk-target", a.STREET, "330302001")
     spare_key, _ = _key(city, holder="police-330302104")
-    city.real = {"case_id": city.case_id, "username": "walk-target", "credential_id": spare_key}
+    city.real = {
+        "case_id": city.case_id,
+        "username": "walk-target",
+        "credential_id": spare_key,
+        "token": progress_token,
+    }
     return city
 
 
@@ -178,6 +188,7 @@ GATES: dict[str, Gate] = {
     intake_api.STAFF: Gate(True, True, frozenset(USERS), "command_center"),
     intake_api.COMMAND: Gate(True, True, frozenset({"admin", "command_center"}), "command_center"),
     intake_api.ADMIN: Gate(True, True, frozenset({"admin"}), "admin"),
+    intake_api.ANY_CREDENTIAL: Gate(True, True, frozenset(CALLERS), CHANNEL_KEY),
 }
 
 
@@ -274,7 +285,7 @@ def broken_credentials(city: City) -> dict[str, dict[str, str]]:
 
 
 _PREFIXES = {BEARER: "gft_", a.CHANNEL_KEY: "gfk_", a.HOLDER_KEY: "gfd_", SESSION: "gfs_"}
-TOKEN_SHAPE = re.compile(r"gf[stlkd]_[A-Za-z0-9_-]{8,}")
+TOKEN_SHAPE = re.compile(r"gf[a-z]_[A-Za-z0-9_-]{8,}")
 
 
 def _text(answer: Answer) -> str:
