@@ -14,7 +14,7 @@ MYPY_PACKAGES := -p gridflow_common -p gridflow_app -p gridflow_intake -p gridfl
 	-p gridflow_departments -p gridflow_sla -p gridflow_notify -p bench
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios bench lint migrate clean
+.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios bench bench-identity lint migrate clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ test-scenarios: $(STAMP) ## the shared scenarios against the embedded default
 
 bench: $(STAMP) ## throughput and latency of the real topology beside a bare kombu + psycopg2 pipeline
 	$(BIN)/python -m bench.run
+
+bench-identity: $(STAMP) ## what the identity check costs per request: GET of a case checked and unchecked, in process and over HTTP
+	$(BIN)/python -m bench.identity_cost
 
 lint: $(STAMP) ## ruff (rules and formatting) on everything, mypy on every package
 	$(BIN)/ruff check libs services tests bench
