@@ -70,6 +70,7 @@ class Outbox:
         older_than: float = 0.0,
         confirmed: list[int] | None = None,
         skip: Collection[int] = (),
+        swept: list[int] | None = None,
     ) -> int:
         """Publish rows left in the table (a crash between commit and publish, a broker
         outage), oldest first; ``older_than`` seconds (operational time) leaves the fast path
@@ -78,7 +79,8 @@ class Outbox:
 
         The confirmed rows are deleted in the sweep's transaction; when that delete cannot
         commit and ``confirmed`` is given, their ids are appended there for the caller to
-        delete later, instead of being published again by the next sweep."""
+        delete later, instead of being published again by the next sweep. ``swept`` collects
+        the ids this sweep published (the relay's fast path then leaves them alone)."""
         outbox = self.table
         published: list[int] = []
         cutoff = self.runtime.operational_now() - dt.timedelta(seconds=older_than)
@@ -110,6 +112,9 @@ class Outbox:
             if confirmed is not None:
                 confirmed.extend(published)
             raise
+        finally:
+            if swept is not None:
+                swept.extend(published)
         if failure is not None:
             raise failure
         if published:
@@ -155,6 +160,10 @@ class RelayLoop:
         # the duplicate.
         self._confirmed: list[int] = []
         self._confirmed_since = 0.0
+        # Rows the sweep published (id -> when): a commit's callback that reaches the fast path
+        # only after the sweep took its rows (a thread stalled past the grace) must not publish
+        # them a second time.
+        self._swept: dict[int, float] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -197,6 +206,16 @@ class RelayLoop:
             # Only now, with the delete committed, are they forgotten.
             del self._confirmed[: len(ids)]
 
+    SWEPT_MEMORY_SECONDS = 120.0
+
+    def _remember_swept(self, ids: list[int]) -> None:
+        now = time.monotonic()
+        if self._swept:
+            horizon = now - self.SWEPT_MEMORY_SECONDS
+            self._swept = {i: t for i, t in self._swept.items() if t >= horizon}
+        for row_id in ids:
+            self._swept[row_id] = now
+
     def _run(self) -> None:
         try:
             self._loop()
@@ -214,23 +233,31 @@ class RelayLoop:
                     publisher = self.publisher_factory()
                 while self._ready:
                     rows = [self._ready.popleft() for _ in range(min(self.batch, len(self._ready)))]
+                    if self._swept:
+                        rows = [row for row in rows if row.id not in self._swept]
                     if not self._confirmed:
                         self._confirmed_since = time.monotonic()
                     self.runtime.outbox.publish_rows(rows, publisher, self._confirmed)
                 self._flush_deletes(force=not woken)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.interval
-                    while (
-                        self.runtime.outbox.sweep(
-                            publisher,
-                            self.batch,
-                            older_than=self.SWEEP_GRACE_SECONDS,
-                            confirmed=self._confirmed,
-                            skip=self._confirmed,
-                        )
-                        > 0
-                    ):
-                        pass
+                    swept: list[int] = []
+                    try:
+                        while (
+                            self.runtime.outbox.sweep(
+                                publisher,
+                                self.batch,
+                                older_than=self.SWEEP_GRACE_SECONDS,
+                                confirmed=self._confirmed,
+                                skip=self._confirmed,
+                                swept=swept,
+                            )
+                            > 0
+                        ):
+                            pass
+                    finally:
+                        # Published is published, whether or not its delete then committed.
+                        self._remember_swept(swept)
                 self.outage.recovered()
             except Exception as exc:
                 # Rows not confirmed stay in the table; the sweep publishes them. Confirmed rows
