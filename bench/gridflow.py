@@ -80,7 +80,7 @@ class Topology:
             status, body, _ = client.request(
                 "POST",
                 "/api/v1/admin/keys",
-                {"channel": "grid_app", "label": "bench", "rate_limit": "10000000/min"},
+                {"channel": "grid_app", "label": "bench", "rate_limit": "1000000/min"},
             )
         finally:
             client.close()
