@@ -357,3 +357,43 @@ def test_ended_sessions_go_a_month_later_and_a_token_never_outlives_its_parent(g
     assert answer.status == 201, answer.body
     expires = dt.datetime.fromisoformat(answer.body["credential"]["expires_at"])
     assert expires <= dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+
+
+def test_a_write_and_its_audit_line_commit_together_and_a_refusal_is_still_audited(gridflow):
+    api = SignedApi(gridflow)
+    made = api.handle("POST", "/api/v1/admin/keys", json.dumps({"channel": "hotline"}).encode())
+    key = bearer(made.body["token"])
+    body = {
+        "channel": "hotline",
+        "description": "路灯不亮",
+        "category": "component.streetlight",
+        "location": {"grid_code": "330302001001001"},
+    }
+    ok = api.api.handle("POST", "/api/v1/reports", json.dumps(body).encode(), key)
+    bad = api.api.handle(
+        "POST", "/api/v1/reports", json.dumps({**body, "category": "no.such"}).encode(), key
+    )
+    assert (ok.status, bad.status) == (201, 422)
+    lines = [
+        e
+        for e in gridflow.identities().audit_entries(action="post_report")
+        if e["actor"].startswith("key:" + made.body["key"]["credential_id"])
+    ]
+    # One line each: the accepted report's (written with it), and the refusal's.
+    assert sorted((e["outcome"], e["detail"]["status"]) for e in lines) == [
+        ("ok", 201),
+        ("refused", 422),
+    ]
+
+
+def test_a_revoked_token_is_refused_at_once_though_good_answers_are_remembered(gridflow, store):
+    created = store.create_user(J, "qian", "command_center")
+    record, token = store.issue(BEARER, label="t", user_id=created["user_id"])
+    api = gridflow.api()
+    assert api.handle("GET", "/api/v1/admin/clock", headers=bearer(token)).status == 200
+    assert store.revoke(record["credential_id"])
+    assert api.handle("GET", "/api/v1/admin/clock", headers=bearer(token)).status == 401
+    _, token = store.issue(BEARER, label="t", user_id=created["user_id"])
+    assert api.handle("GET", "/api/v1/admin/clock", headers=bearer(token)).status == 200
+    assert store.disable_user("qian")
+    assert api.handle("GET", "/api/v1/admin/clock", headers=bearer(token)).status == 401

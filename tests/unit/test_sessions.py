@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from werkzeug.test import Client
 from gridflow_common import contracts as c
 from gridflow_intake.access import CSRF_COOKIE, SESSION_COOKIE, Access, csrf_token, parse_proxies
 from gridflow_intake.api import Answer, IntakeApi
+from gridflow_intake.identity import RESOLVE_CACHE_SECONDS
 from gridflow_intake.models import audit, credentials
 from gridflow_intake.sessions import AFTER_SIGNIN
 from tests.conftest import fresh_database
@@ -423,6 +425,9 @@ def test_http_an_expired_session_is_401(server):
                 )
         finally:
             engine.dispose()
+        # The server remembers a good answer for RESOLVE_CACHE_SECONDS; an expiry it knows is
+        # checked on every use, one written behind its back (as here) is seen after that.
+        time.sleep(RESOLVE_CACHE_SECONDS + 0.1)  # bounded: the server's memory of the token
         answer = browser.get("/api/v1/me")
     assert answer.status_code == 401 and "authorization" in answer.json()["errors"]
 

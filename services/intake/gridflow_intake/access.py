@@ -242,9 +242,22 @@ class Access:
         action: str,
         outcome: str,
         target: str | None = None,
+        conn: Any = None,
         **detail: Any,
     ) -> None:
-        """One line of the audit log; a failure to write it is logged, never the caller's."""
+        """One line of the audit log; a failure to write it is logged, never the caller's. On
+        ``conn`` (a unit of work's connection) it commits, or not, with that work."""
+        if conn is not None:
+            self.store.record(
+                caller.actor,
+                action,
+                outcome,
+                target=target,
+                address=caller.address,
+                detail=detail,
+                conn=conn,
+            )
+            return
         try:
             self.store.record(
                 caller.actor, action, outcome, target=target, address=caller.address, detail=detail

@@ -195,6 +195,9 @@ class Call:
     body: bytes
     caller: Caller
     request: Request
+    route: Route | None = None
+    # Set when the endpoint wrote the request's audit line inside its own unit of work.
+    audited: bool = False
 
     @property
     def principal(self) -> a.Principal | None:
@@ -255,6 +258,7 @@ class IntakeApi(SessionEndpoints):
     def answer(self, request: Request) -> Answer:
         route: Route | None = None
         caller = Caller(None, "unknown")
+        call: Call | None = None
         try:
             route, values = _URLS.match(request.path, method=request.method)
             try:
@@ -264,7 +268,8 @@ class IntakeApi(SessionEndpoints):
                 raise
             if route.endpoint not in UNLIMITED:
                 self.access.limit(caller)
-            answer = self._dispatch(route, values, Call(b"", caller, request))
+            call = Call(b"", caller, request, route)
+            answer = self._dispatch(route, values, call)
         except MethodNotAllowed as exc:
             allowed = sorted(exc.valid_methods or [])
             answer = _errors(
@@ -298,7 +303,8 @@ class IntakeApi(SessionEndpoints):
         except Exception:
             log.exception("request_failed", method=request.method, path=request.path)
             answer = _errors(500, {"_server": ["internal error; nothing was changed"]})
-        if route is not None and _audited(route, caller, answer.status):
+        already = call is not None and call.audited and answer.status < 400
+        if route is not None and not already and _audited(route, caller, answer.status):
             self.access.audit(
                 caller,
                 route.endpoint,
@@ -348,6 +354,24 @@ class IntakeApi(SessionEndpoints):
             call.body = bodies.read_body(request, route.body_limit)
         return getattr(self, route.endpoint)(call, **values)
 
+    def _audit_within(self, work: Any, call: Call, status: int) -> None:
+        """The request's audit line, written in its own unit of work when it succeeds: the line
+        and the write it records commit together, and the hot path pays no commit of its own.
+        (A refusal raised later rolls both back; answer() then records the refusal.)"""
+        route = call.route
+        if route is None or not _audited(route, call.caller, status):
+            return
+        self.access.audit(
+            call.caller,
+            route.endpoint,
+            "ok",
+            target=mask_personal_numbers(call.request.path),
+            conn=work.db,
+            method=route.method,
+            status=status,
+        )
+        call.audited = True
+
     @staticmethod
     def _load(schema: Schema, body: bytes) -> dict:
         data = bodies.load_json_object(body)
@@ -384,6 +408,7 @@ class IntakeApi(SessionEndpoints):
             try:
                 with self.runtime.work() as work:
                     status, answer = h.register_report(work, report, token_hash)
+                    self._audit_within(work, call, status)
                 break
             except IntegrityError:
                 # Two copies of one (channel, external_id) raced; the loser answers as a resend.
@@ -430,9 +455,11 @@ class IntakeApi(SessionEndpoints):
             # Routing is asked only when intake's view disagrees with the sender (defect 9):
             # the department may hear of a case before intake's view does.
             try:
-                return Answer(
-                    *h.report_status(work, case_id, update, holder_of=self.peers.current_assignment)
+                status, answer = h.report_status(
+                    work, case_id, update, holder_of=self.peers.current_assignment
                 )
+                self._audit_within(work, call, status)
+                return Answer(status, answer)
             except h.Rejected as exc:
                 # Not naming who holds a case to a caller who may not see it.
                 if exc.status == 409 and "from" in exc.errors:
@@ -453,13 +480,17 @@ class IntakeApi(SessionEndpoints):
             facts, j = self._readable_case(work, call, case_id)
             if not a.may_verify(principal, facts, j):
                 raise _no_case(case_id)
-            return Answer(*h.verify(work, case_id, verification))
+            status, answer = h.verify(work, case_id, verification)
+            self._audit_within(work, call, status)
+            return Answer(status, answer)
 
     def post_evaluate(self, call: Call, case_id: str) -> Answer:
         evaluation = self._load(_EVALUATION_SCHEMA, call.body)
         with self.runtime.work() as work:
             self._readable_case(work, call, case_id)
-            return Answer(*h.evaluate(work, case_id, evaluation))
+            status, answer = h.evaluate(work, case_id, evaluation)
+            self._audit_within(work, call, status)
+            return Answer(status, answer)
 
     # -- the reporter's progress link -----------------------------------------------------------
 

@@ -16,6 +16,7 @@ import hashlib
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +56,9 @@ DEFAULT_BEARER_TTL = dt.timedelta(days=90)
 # The token the embedded default writes to .gridflow/admin-token, and `gridflow admin-token`.
 ADMIN_TOKEN_TTL = dt.timedelta(days=365)
 MAX_TTL = dt.timedelta(days=3650)
+# How long a resolved token is remembered by one process (see IdentityStore.resolve).
+RESOLVE_CACHE_SECONDS = 2.0
+RESOLVE_CACHE_SIZE = 10_000
 # How long an ended session or sign-in link stays listed (GET /api/v1/me/tokens) before it goes.
 PRUNE_AFTER = dt.timedelta(days=30)
 MIN_PASSWORD_LENGTH = 10
@@ -104,6 +108,8 @@ class IdentityStore:
     def __init__(self, engine: sa.Engine, lock: Any = None):
         self.engine = engine
         self.lock = lock or contextlib.nullcontext()
+        # token hash -> (good until, monotonic; principal; credential record)
+        self._cache: dict[str, tuple[float, a.Principal, dict]] = {}
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
@@ -186,6 +192,7 @@ class IdentityStore:
                 .where(credentials.c.user_id == row.user_id, credentials.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+        self.forget()
         return True
 
     def check_password(self, username: str, password: str) -> dict | None:
@@ -287,27 +294,55 @@ class IdentityStore:
     def resolve(self, token: str) -> tuple[a.Principal, dict] | None:
         """The principal a token stands for, and its credential's record; None for a token that
         is malformed, unknown, expired, revoked, a spent or unspent sign-in link (only
-        ``redeem_signin`` takes those), or of a disabled user."""
+        ``redeem_signin`` takes those), or of a disabled user.
+
+        A good answer is remembered for ``RESOLVE_CACHE_SECONDS``: a channel client sending a
+        report a second costs one lookup every two seconds, not one per report. A revocation,
+        a rotation or a disabled user here forgets it at once; another intake replica stops
+        taking the token within those two seconds. An expiry is checked on every use."""
         if not TOKEN_RE.match(token) or token.startswith(PREFIXES[SIGNIN]):
             return None
+        digest = token_hash(token)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now and _live(cached[2]):
+            return cached[1], cached[2]
         with self._tx() as conn:
             row = conn.execute(
-                sa.select(credentials, users.c.username, users.c.role, users.c.scope)
+                sa.select(
+                    credentials,
+                    users.c.username,
+                    users.c.role,
+                    users.c.scope,
+                    users.c.disabled_at.label("user_disabled_at"),
+                )
                 .select_from(credentials.outerjoin(users, users.c.user_id == credentials.c.user_id))
-                .where(credentials.c.token_hash == token_hash(token))
+                .where(credentials.c.token_hash == digest)
             ).first()
-            if row is None:
-                return None
-            record = _row(row)
-            if not _live(record):
-                return None
-            if record["user_id"] is not None:
-                disabled = conn.execute(
-                    sa.select(users.c.disabled_at).where(users.c.user_id == record["user_id"])
-                ).scalar()
-                if disabled is not None or record["username"] is None:
-                    return None
-        return _principal(record), record
+        if row is None:
+            return None
+        record = _row(row)
+        if not _live(record):
+            return None
+        if record["user_id"] is not None and (
+            record.pop("user_disabled_at") is not None or record["username"] is None
+        ):
+            return None
+        record.pop("user_disabled_at", None)
+        principal = _principal(record)
+        if len(self._cache) >= RESOLVE_CACHE_SIZE:
+            self._cache.clear()
+        self._cache[digest] = (now + RESOLVE_CACHE_SECONDS, principal, record)
+        return principal, record
+
+    def forget(self, credential_id: str | None = None) -> None:
+        """Forget remembered tokens: one credential's, or (None) every one."""
+        if credential_id is None:
+            self._cache.clear()
+            return
+        for digest, (_, _, record) in list(self._cache.items()):
+            if record["credential_id"] == credential_id:
+                self._cache.pop(digest, None)
 
     def redeem_signin(self, token: str) -> dict | None:
         """Spend a one-time sign-in link: its user, once; None for any other token."""
@@ -344,11 +379,13 @@ class IdentityStore:
         if user_id is not None:
             where.append(credentials.c.user_id == user_id)
         with self._tx() as conn:
-            return bool(
+            revoked = bool(
                 conn.execute(
                     sa.update(credentials).where(*where).values(revoked_at=real_now())
                 ).rowcount
             )
+        self.forget(credential_id)
+        return revoked
 
     def rotate(self, credential_id: str, grace: dt.timedelta) -> tuple[dict, str] | None:
         """A new key for the same channel or holder (label and limit kept), the old one good for
@@ -371,6 +408,7 @@ class IdentityStore:
                     .where(credentials.c.credential_id == credential_id)
                     .values(expires_at=until)
                 )
+        self.forget(credential_id)
         ttl = old["expires_at"] - old["created_at"] if old["expires_at"] else None
         return self.issue(
             old["kind"],
@@ -409,20 +447,24 @@ class IdentityStore:
         target: str | None = None,
         address: str | None = None,
         detail: dict | None = None,
+        conn: sa.Connection | None = None,
     ) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                sa.insert(audit),
-                dict(
-                    at=real_now(),
-                    actor=actor[:200],
-                    action=action[:60],
-                    target=target[:200] if target else None,
-                    outcome=outcome,
-                    address=address[:64] if address else None,
-                    detail=detail or {},
-                ),
-            )
+        """One audit line; on ``conn`` it is part of that transaction (the request's own unit of
+        work: the line and what it records commit together, at no extra commit)."""
+        row = dict(
+            at=real_now(),
+            actor=actor[:200],
+            action=action[:60],
+            target=target[:200] if target else None,
+            outcome=outcome,
+            address=address[:64] if address else None,
+            detail=detail or {},
+        )
+        if conn is not None:
+            conn.execute(sa.insert(audit), row)
+            return
+        with self._tx() as own:
+            own.execute(sa.insert(audit), row)
 
     def audit_entries(
         self,
