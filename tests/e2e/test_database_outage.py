@@ -117,6 +117,19 @@ def test_a_database_outage_backs_off_logs_little_and_loses_nothing(
         status, health = _get(intake_health)
         assert status == 503
         assert "database" in health["problems"]
+        # A caller meanwhile is told to come back (503, Retry-After), never a 500: the identity
+        # check and the report both need the database.
+        response = topo.http.post(
+            "/api/v1/reports",
+            json={
+                "channel": "hotline",
+                "description": "路灯不亮",
+                "location": {"lat": 27.995, "lon": 120.556},
+            },
+            headers={"Authorization": f"Bearer {topo.admin_token}"},
+        )
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] and "database" in response.text
         assert _get(f"http://{topo.env['INTAKE_HTTP']}/livez")[0] == 200
 
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - started)))  # the window

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from marshmallow import Schema, ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.test import EnvironBuilder
@@ -153,6 +154,26 @@ URL_MAP = Map(
     converters={"progress_token": pg.TokenConverter},
 )
 _URLS = URL_MAP.bind("gridflow")
+
+
+class _OnceInAWhile:
+    """A warning logged at most once every ``seconds``: a flood of requests during an outage
+    must not become a flood of log lines."""
+
+    def __init__(self, event: str, seconds: float = 10.0):
+        self.event, self.seconds, self.last = event, seconds, -seconds
+        self.missed = 0
+
+    def warn(self) -> None:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            self.missed += 1
+            return
+        log.warning(self.event, refused_since_last=self.missed)
+        self.last, self.missed = now, 0
+
+
+_DB_OUTAGE_LOG = _OnceInAWhile("api_database_unavailable")
 
 
 @dataclass
@@ -300,6 +321,15 @@ class IntakeApi(SessionEndpoints):
             answer = _errors(503, {"jurisdiction": [str(exc)]})
         except PeerUnavailable as exc:
             answer = _errors(503, {exc.service: [exc.why]})
+        except OperationalError:
+            # The database is out of reach (down, restarting, refusing connections): nothing
+            # was written, and trying again later is the answer, not an internal error.
+            _DB_OUTAGE_LOG.warn()
+            answer = _errors(
+                503,
+                {"_server": ["the database cannot be reached; nothing was changed; try again"]},
+                headers={"Retry-After": "5"},
+            )
         except Exception:
             log.exception("request_failed", method=request.method, path=request.path)
             answer = _errors(500, {"_server": ["internal error; nothing was changed"]})
