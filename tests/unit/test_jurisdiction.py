@@ -574,6 +574,8 @@ def test_sees_reporter_is_read_per_department_and_defaults_to_no():
             "parks,公园局,Parks,\n"
             "water,水务,Water,0\n"
             "gas,燃气,Gas,true\n"
+            "power,电力,Power,是\n"
+            "post,邮政,Post,否\n"
         ),
     }
     j = parse_jurisdiction(files)
@@ -582,12 +584,14 @@ def test_sees_reporter_is_read_per_department_and_defaults_to_no():
         "parks": False,
         "water": False,
         "gas": True,
+        "power": True,
+        "post": False,
     }
     # A folder without the column (Lucheng's, every city's before it existed): nobody sees.
     assert {d.sees_reporter for d in parse_jurisdiction(small_city()).departments} == {False}
 
 
-@pytest.mark.parametrize("value", ["maybe", "是", "2", "y", "yes please", "\u0000"])
+@pytest.mark.parametrize("value", ["maybe", "是的", "2", "y", "yes please", "\u0000"])
 def test_a_sees_reporter_that_is_not_yes_or_no_is_refused_with_line_and_column(value):
     files = {
         **small_city(),

@@ -81,8 +81,9 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     # (domain.privacy.may_see_reporter); empty or absent = no.
     "departments.csv": ("sees_reporter",),
 }
-_YES = ("yes", "true", "1")
-_NO = ("no", "false", "0", "")
+# The clerks who keep these spreadsheets write 是/否 as often as yes/no.
+_YES = ("yes", "true", "1", "是")
+_NO = ("no", "false", "0", "否", "")
 # Files a folder may leave out: each setting then takes its documented default.
 OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "settings.csv": ("key", "value"),
@@ -277,7 +278,7 @@ class _Loader:
 
     def yes_or_no(self, file: str, row: _Row, column: str) -> bool | None:
         """An optional yes/no cell: empty is no; None (and a problem) for anything else."""
-        value = row[column].lower()
+        value = row[column].strip().lower()
         if value in _YES:
             return True
         if value in _NO:
@@ -286,7 +287,8 @@ class _Loader:
             file,
             row.line,
             column,
-            f"'{row[column]}' is neither yes nor no; write yes or no (or leave it empty for no)",
+            f"'{row[column]}' is neither yes nor no; write yes or no, 是 or 否 (or leave it "
+            "empty for no)",
         )
         return None
 
