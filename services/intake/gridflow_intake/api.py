@@ -468,7 +468,10 @@ class IntakeApi(SessionEndpoints):
         with self.runtime.work() as work:
             facts, j = self._readable_case(work, call, case_id)
             reveal = a.sees_reporter(principal, facts, j)
-            return Answer(200, h.case_view(work, case_id, reveal_reporters=reveal))
+            view = h.case_view(work, case_id, reveal_reporters=reveal)
+            # A key's read is audited; in this unit of work, not a transaction of its own.
+            self._audit_within(work, call, 200)
+            return Answer(200, view)
 
     def post_update(self, call: Call, case_id: str) -> Answer:
         update = self._load(_STATUS_UPDATE_SCHEMA, call.body)
