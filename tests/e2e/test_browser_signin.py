@@ -29,7 +29,6 @@ from gridflow_intake.access import CSRF_COOKIE, SESSION_COOKIE
 from gridflow_intake.identity import BEARER, PREFIXES, SESSION
 from gridflow_intake.models import audit, credentials, users
 from gridflow_intake.sessions import AFTER_SIGNIN, BAD_LINK
-from tests.conftest import free_port
 from tests.unit.running_server import RunningGridflow, running_gridflow
 
 pytestmark = pytest.mark.e2e
@@ -72,10 +71,17 @@ def browser() -> Iterator[Browser]:
         f"no Chromium at {CHROMIUM}: `apt-get install chromium` (.ci/run installs it)"
     )
     with sync_playwright() as p:
-        # As root (CI, this machine) Chromium's sandbox cannot start: it is turned off, which is
-        # safe here because the browser only ever loads the test's own pages on loopback.
         chromium = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, chromium_sandbox=False, args=["--no-sandbox"]
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                # As root (CI, this machine) Chromium's sandbox cannot start: it is turned off,
+                # which is safe here because the browser only loads the test's own pages on
+                # loopback.
+                "--no-sandbox",
+                # A container's /dev/shm may be 64 MB, too small for Chromium: /tmp instead.
+                "--disable-dev-shm-usage",
+            ],
         )
         try:
             yield chromium
@@ -114,8 +120,8 @@ class OtherSite:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.port = free_port()
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def url(self, host: str, path: str) -> str:
@@ -324,12 +330,14 @@ def test_a_write_from_gridflows_page_needs_the_csrf_header_from_the_cookie(serve
 
 def _attack_pages(server: RunningGridflow, csrf_guess: str) -> dict[str, str]:
     """What a hostile page tries against POST /api/v1/me/tokens: a form (the classic CSRF: a
-    text/plain body that is JSON), and fetch with the browser's credentials, blind (no-cors) and
-    with the JSON type and a CSRF header (which needs the server's CORS consent first)."""
+    text/plain body that is a good request's JSON, ``{"label":"planted by a form="}``), and fetch
+    with the browser's credentials: blind (no-cors), with the JSON type and a CSRF header (which
+    needs the server's CORS consent first), and a read of GET /api/v1/me, whose answer carries
+    the CSRF value."""
     target = server.url + "/api/v1/me/tokens"
     form = (
         f'<form id="f" method="POST" action="{target}" enctype="text/plain">'
-        '<input type="hidden" name=\'{"label":"planted by a form","x":"\' value=\'"}\'>'
+        '<input type="hidden" name=\'{"label":"planted by a form\' value=\'"}\'>'
         "</form><script>document.getElementById('f').submit()</script>"
     )
     scripted = f"""<script>
@@ -349,6 +357,10 @@ def _attack_pages(server: RunningGridflow, csrf_guess: str) -> dict[str, str]:
                 headers: {{'Content-Type': 'application/json', 'X-CSRF-Token': csrf}}, body}});
             out.with_header = r.status;
         }} catch (e) {{ out.with_header = 'failed: ' + e.name; }}
+        try {{
+            const r = await fetch('{server.url}/api/v1/me', {{credentials: 'include'}});
+            out.read_me = await r.text();
+        }} catch (e) {{ out.read_me = 'failed: ' + e.name; }}
         return out;
     }})();
     </script>"""
@@ -386,8 +398,10 @@ def test_another_sites_page_cannot_write_with_the_users_session(
     attempts = hostile.evaluate("window.attempts")
     assert attempts["blind"] == "opaque"
     assert attempts["csrf_cookie_seen"] is csrf_readable
-    # The preflight is refused (no Access-Control-Allow-Origin): the POST itself is never sent.
+    # The preflight is refused (no Access-Control-Allow-Origin): the POST itself is never sent;
+    # and the answer of GET /api/v1/me, with the CSRF value in it, is not the page's to read.
     assert attempts["with_header"] == "failed: TypeError", attempts
+    assert attempts["read_me"] == "failed: TypeError", attempts
 
     # On the server: nothing was made, and what reached it was refused as expected, the form's
     # and the blind fetch's POST (never the one with the header).
