@@ -12,12 +12,12 @@ not look at ports, so this one is the harder neighbour).
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
 import shutil
-import threading
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +38,8 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = os.environ.get("GRIDFLOW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # What a page's script does to write, as Gridflow's own pages will: POST a JSON body with the
 # CSRF header copied from document.cookie (or without it, or with one given).
+# Every fetch in a page is bounded (10 s, AbortSignal.timeout): page.evaluate waits for its promise
+# without a limit of its own.
 WRITE_FROM_PAGE = """async ([url, header]) => {
     const headers = {'Content-Type': 'application/json'};
     if (header === 'from-cookie') {
@@ -48,7 +50,8 @@ WRITE_FROM_PAGE = """async ([url, header]) => {
     }
     try {
         const r = await fetch(url, {method: 'POST', credentials: 'include', headers,
-                                    body: JSON.stringify({label: 'from the page'})});
+                                    body: JSON.stringify({label: 'from the page'}),
+                                    signal: AbortSignal.timeout(10000)});
         return {status: r.status, body: await r.text()};
     } catch (e) {
         return {status: null, error: String(e)};
@@ -102,41 +105,42 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 class OtherSite:
-    """A web server that is not Gridflow, serving the pages a test gives it."""
+    """A web server that is not Gridflow: Python's own, in a process of its own, serving the
+    pages a test writes into its folder. Not a thread of this process: once nameko's web server
+    has been imported here (other tests do), ``http.server`` on the ``http`` package is
+    eventlet's green copy, whose "threads" serve one connection at a time, and a browser's idle
+    preconnection then stalls every page."""
 
-    def __init__(self) -> None:
-        self.pages: dict[str, str] = {}
-        site = self
+    def __init__(self, folder: Path, port: int):
+        self.folder = folder
+        self.port = port
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = site.pages.get(self.path.split("?")[0], "no such page").encode()
-                self.send_response(200 if self.path.split("?")[0] in site.pages else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def put(self, name: str, html: str) -> None:
+        (self.folder / name).write_text(html, encoding="utf-8")
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def url(self, host: str, path: str) -> str:
-        return f"http://{host}:{self.port}{path}"
+    def url(self, host: str, name: str) -> str:
+        return f"http://{host}:{self.port}/{name}"
 
 
 @pytest.fixture(scope="module")
-def other_site() -> Iterator[OtherSite]:
-    site = OtherSite()
-    site.thread.start()
+def other_site(tmp_path_factory) -> Iterator[OtherSite]:
+    folder = tmp_path_factory.mktemp("other-site")
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
-        yield site
+        # "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ...": the port it
+        # chose (it exits, and the line is empty, if it cannot start).
+        started = re.search(r" port (\d+) ", proc.stdout.readline() if proc.stdout else "")
+        assert started, f"the other site's server did not start (exit code {proc.poll()})"
+        yield OtherSite(folder, int(started.group(1)))
     finally:
-        site.httpd.shutdown()
-        site.httpd.server_close()
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -286,9 +290,9 @@ def test_a_signin_link_clicked_on_another_site_lands_signed_in_and_the_page_can_
     reason the session cookie is Lax and not Strict. The CSRF cookie (Strict) is set by that
     same answer, and Gridflow's page can read it and write."""
     username, link = _new_user(server, "mail")
-    other_site.pages["/mail"] = f'<a id="link" href="{link}">sign in to Gridflow</a>'
+    other_site.put("mail.html", f'<a id="link" href="{link}">sign in to Gridflow</a>')
     page = context.new_page()
-    page.goto(other_site.url("localhost", "/mail"))
+    page.goto(other_site.url("localhost", "mail.html"))
     with page.expect_navigation(url=server.url + AFTER_SIGNIN):
         page.click("#link")
     assert _shown_json(page)["name"] == username
@@ -320,7 +324,9 @@ def test_a_write_from_gridflows_page_needs_the_csrf_header_from_the_cookie(serve
     )
     assert _bearer_tokens(server, username) == ["from the page"]
     # Reads need no header: the page lists the new token and the session it is using.
-    listed = page.evaluate("fetch('/api/v1/me/tokens').then(r => r.json())")
+    listed = page.evaluate(
+        "fetch('/api/v1/me/tokens', {signal: AbortSignal.timeout(10000)}).then(r => r.json())"
+    )
     kinds = sorted((c["kind"], c["current"]) for c in listed["credentials"])
     assert kinds == [("bearer", False), ("session", True)]
 
@@ -346,7 +352,8 @@ def _attack_pages(server: RunningGridflow, csrf_guess: str) -> dict[str, str]:
         const body = JSON.stringify({{label: 'planted by fetch'}});
         try {{
             const r = await fetch('{target}', {{method: 'POST', mode: 'no-cors',
-                credentials: 'include', headers: {{'Content-Type': 'text/plain'}}, body}});
+                credentials: 'include', headers: {{'Content-Type': 'text/plain'}}, body,
+                signal: AbortSignal.timeout(10000)}});
             out.blind = r.type;
         }} catch (e) {{ out.blind = 'failed: ' + e.name; }}
         const m = document.cookie.match(/(?:^|; )gridflow_csrf=([^;]*)/);
@@ -354,17 +361,19 @@ def _attack_pages(server: RunningGridflow, csrf_guess: str) -> dict[str, str]:
         const csrf = m ? m[1] : '{csrf_guess}';
         try {{
             const r = await fetch('{target}', {{method: 'POST', credentials: 'include',
-                headers: {{'Content-Type': 'application/json', 'X-CSRF-Token': csrf}}, body}});
+                headers: {{'Content-Type': 'application/json', 'X-CSRF-Token': csrf}}, body,
+                signal: AbortSignal.timeout(10000)}});
             out.with_header = r.status;
         }} catch (e) {{ out.with_header = 'failed: ' + e.name; }}
         try {{
-            const r = await fetch('{server.url}/api/v1/me', {{credentials: 'include'}});
+            const r = await fetch('{server.url}/api/v1/me', {{credentials: 'include',
+                signal: AbortSignal.timeout(10000)}});
             out.read_me = await r.text();
         }} catch (e) {{ out.read_me = 'failed: ' + e.name; }}
         return out;
     }})();
     </script>"""
-    return {"/form": form, "/fetch": scripted}
+    return {"form.html": form, "fetch.html": scripted}
 
 
 @pytest.mark.parametrize(
@@ -385,16 +394,17 @@ def test_another_sites_page_cannot_write_with_the_users_session(
 ):
     page, username = _sign_in(context, server, "victim")
     session = _cookies(context, server)[SESSION_COOKIE]["value"]
-    other_site.pages.update(_attack_pages(server, csrf_guess="0" * 64))
+    for name, html in _attack_pages(server, csrf_guess="0" * 64).items():
+        other_site.put(name, html)
     before = _last_audit_id(server)
 
     hostile = context.new_page()
-    hostile.goto(other_site.url(host, "/form"))
+    hostile.goto(other_site.url(host, "form.html"))
     hostile.wait_for_url(server.url + "/api/v1/me/tokens")
     # The form's navigation shows Gridflow's refusal.
     refusal = _shown_json(hostile)
     assert refusal["errors"], refusal
-    hostile.goto(other_site.url(host, "/fetch"))
+    hostile.goto(other_site.url(host, "fetch.html"))
     attempts = hostile.evaluate("window.attempts")
     assert attempts["blind"] == "opaque"
     assert attempts["csrf_cookie_seen"] is csrf_readable
@@ -425,7 +435,8 @@ def test_signing_out_needs_the_csrf_header_and_ends_the_session(server, context)
     sign_out = """async (header) => {
         const m = document.cookie.match(/(?:^|; )gridflow_csrf=([^;]*)/);
         const headers = header ? {'X-CSRF-Token': m[1]} : {};
-        const r = await fetch('/api/v1/session', {method: 'DELETE', headers});
+        const r = await fetch('/api/v1/session', {method: 'DELETE', headers,
+                                                  signal: AbortSignal.timeout(10000)});
         return {status: r.status, body: await r.json()};
     }"""
     # Without the header another site could sign the user out: refused, still signed in.
