@@ -63,11 +63,13 @@ class RateLimited(Exception):
 
 
 class Forbidden(Exception):
-    """A known caller that may not do this (403)."""
+    """A known caller that may not do this (403). ``caller``: who was refused, when the refusal
+    comes before the request has a caller of its own (at the door), for the audit line."""
 
-    def __init__(self, message: str, field: str = "authorization"):
+    def __init__(self, message: str, field: str = "authorization", caller: Caller | None = None):
         super().__init__(message)
         self.field = field
+        self.caller = caller
 
 
 def csrf_token(session_token: str) -> str:
@@ -224,16 +226,20 @@ class Access:
             resolved = self.store.resolve(cookie) if cookie.startswith(PREFIXES[SESSION]) else None
             if resolved is None or resolved[1]["kind"] != SESSION:
                 raise Unauthenticated("the session is not valid (expired or signed out); sign in")
+            principal, record = resolved
+            caller = Caller(principal, address, record, via_cookie=True)
             if request.method not in SAFE_METHODS:
                 given = request.headers.get(CSRF_HEADER, "")
                 if not hmac.compare_digest(given.encode(), csrf_token(cookie).encode()):
+                    # Audited as the session's user: whose session another site's page tried
+                    # to write with is what an operator needs to know.
                     raise Forbidden(
                         f"a write from a browser session needs the {CSRF_HEADER} header "
                         f"(the value of the {CSRF_COOKIE} cookie)",
                         field="csrf",
+                        caller=caller,
                     )
-            principal, record = resolved
-            return Caller(principal, address, record, via_cookie=True)
+            return caller
         return Caller(None, address)
 
     def audit(

@@ -278,7 +278,9 @@ class IntakeApi(SessionEndpoints):
 
     def answer(self, request: Request) -> Answer:
         route: Route | None = None
-        caller = Caller(None, "unknown")
+        # Until the credential is read: anonymous, from the request's address (a refusal at the
+        # door is audited with it).
+        caller = Caller(None, self.access.address(request))
         call: Call | None = None
         try:
             route, values = _URLS.match(request.path, method=request.method)
@@ -312,6 +314,7 @@ class IntakeApi(SessionEndpoints):
                 429, {"rate_limit": [str(exc)]}, headers={"Retry-After": str(exc.retry_after)}
             )
         except Forbidden as exc:
+            caller = exc.caller or caller
             answer = _forbidden(str(exc), exc.field)
         except h.Rejected as exc:
             answer = _errors(exc.status, exc.errors)
@@ -363,13 +366,13 @@ class IntakeApi(SessionEndpoints):
                 "department's credential)"
             )
         if route.access == SIGNED_IN and principal.kind == a.CHANNEL_KEY:
-            raise Forbidden("a channel's key may only send reports")
+            raise Forbidden("a channel's key may only send reports", caller=caller)
         if route.access == STAFF and not principal.is_user:
-            raise Forbidden("this needs a signed-in user")
+            raise Forbidden("this needs a signed-in user", caller=caller)
         if route.access == COMMAND and not principal.has_role(a.ADMIN, a.COMMAND_CENTER):
-            raise Forbidden("this needs the command center's or an admin's role")
+            raise Forbidden("this needs the command center's or an admin's role", caller=caller)
         if route.access == ADMIN and not principal.has_role(a.ADMIN):
-            raise Forbidden("this needs the admin role")
+            raise Forbidden("this needs the admin role", caller=caller)
         return caller
 
     def _dispatch(self, route: Route, values: Mapping[str, Any], call: Call) -> Answer:
