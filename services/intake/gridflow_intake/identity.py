@@ -52,7 +52,6 @@ PREFIXES = {
 }
 SESSION_TTL = dt.timedelta(hours=12)
 SIGNIN_TTL = dt.timedelta(hours=24)
-DEFAULT_BEARER_TTL = dt.timedelta(days=90)
 # The token the embedded default writes to .gridflow/admin-token, and `gridflow admin-token`.
 ADMIN_TOKEN_TTL = dt.timedelta(days=365)
 MAX_TTL = dt.timedelta(days=3650)
@@ -432,9 +431,6 @@ class IdentityStore:
         with self._tx() as conn:
             rows = conn.execute(query).all()
         return [_public_credential(_row(r)) for r in rows]
-
-    def token_is_live(self, token: str) -> bool:
-        return self.resolve(token) is not None
 
     # -- audit ----------------------------------------------------------------------------------
 
