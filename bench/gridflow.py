@@ -11,7 +11,6 @@ import json
 import multiprocessing
 import os
 import secrets
-import subprocess
 import threading
 import time
 
@@ -24,7 +23,6 @@ PORTS = {svc: 18001 + i for i, svc in enumerate(SERVICES)}
 # nginx in front, as `make up` has it; the bench itself talks to intake directly.
 PROXY_PORT = 18000
 INTAKE = ("127.0.0.1", PORTS["intake"])
-TOPOLOGY_SH = infra.ROOT / "deploy" / "topology.sh"
 FIXTURES = infra.ROOT / "libs" / "common" / "gridflow_common" / "fixtures" / "lucheng"
 # Open loop: a report is due at its scheduled instant whatever earlier answers do, so the paced
 # sender needs room for many answers in flight when intake answers slowly (0.6 s x 100/s = 60).
@@ -111,20 +109,10 @@ class Topology:
         return env
 
     def script(self, action: str) -> str:
-        result = subprocess.run(
-            [str(TOPOLOGY_SH), action],
-            cwd=infra.ROOT,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"topology.sh {action} failed: {result.stdout}{result.stderr}"
-                f"; see the logs in {infra.VAR_DIR}"
-            )
-        return result.stdout
+        try:
+            return infra.topology_script(action, self.env())
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; see the logs in {infra.VAR_DIR}") from None
 
     def start(self) -> str:
         """`topology.sh up`: migrations, the default jurisdiction, five services, nginx."""

@@ -37,7 +37,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import queue
 import socket
 import subprocess
 import sys
@@ -222,16 +221,6 @@ def _checked(store: IdentityStore, username: str, password: str, good: bool) -> 
 # -- (a) the embedded default ----------------------------------------------------------------------
 
 
-def _pump(g: EmbeddedGridflow) -> None:
-    """Deliver everything on the in-memory bus, and what it causes, here and now."""
-    while True:
-        try:
-            consumer, method, message = g.bus.deliveries.get_nowait()
-        except queue.Empty:
-            return
-        g.runtimes[consumer].consume(method, message, g.definitions[consumer].handlers[method])
-
-
 def _credentials(store: IdentityStore, user_id: str) -> dict[str, str]:
     _, bearer = store.issue(BEARER, label="bench identity", user_id=user_id)
     _, holder = store.issue(
@@ -247,7 +236,7 @@ def embedded(n: int, argon2_n: int) -> dict:
         api = g.api()
         answer = api.handle("POST", "/api/v1/reports", json.dumps(REPORT).encode())
         case_id = answer.body["case_id"]
-        _pump(g)
+        g.drain(10_000)
         store = g.identities()
         user = store.create_user(
             g.store.get(g.store.active_version()), "bench-cc", a.COMMAND_CENTER, password=PASSWORD
@@ -302,17 +291,7 @@ class Topology:
         return env
 
     def script(self, action: str) -> str:
-        result = subprocess.run(
-            [str(infra.ROOT / "deploy" / "topology.sh"), action],
-            cwd=infra.ROOT,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"topology.sh {action}: {result.stdout}{result.stderr}")
-        return result.stdout
+        return infra.topology_script(action, self.env())
 
     def admin_token(self) -> str:
         return (VAR_DIR / "admin-token").read_text().strip()

@@ -58,6 +58,22 @@ def fresh_database() -> None:
         admin.dispose()
 
 
+def topology_script(action: str, env: dict[str, str]) -> str:
+    """deploy/topology.sh ACTION (up, down) with ``env``, from the checkout; what it printed, or
+    RuntimeError with all it said."""
+    result = subprocess.run(
+        [str(ROOT / "deploy" / "topology.sh"), action],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"topology.sh {action} failed: {result.stdout}{result.stderr}")
+    return result.stdout
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -8,7 +8,6 @@ flow is deterministic and nothing waits on background threads.
 from __future__ import annotations
 
 import json
-import queue
 from pathlib import Path
 
 import pytest
@@ -85,14 +84,7 @@ def _row_counts(g: EmbeddedGridflow) -> dict[str, int]:
 
 def _pump(g: EmbeddedGridflow, limit: int = 200) -> None:
     """Deliver everything on the in-memory bus, and what that causes, to its consumers."""
-    for _ in range(limit):
-        try:
-            consumer, method, message = g.bus.deliveries.get_nowait()
-        except queue.Empty:
-            return
-        handler = g.definitions[consumer].handlers[method]
-        assert g.runtimes[consumer].consume(method, message, handler) == "done"
-    raise AssertionError(f"the bus did not drain within {limit} deliveries")
+    g.drain(limit)
 
 
 def _errors(response) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import queue
 
 import pytest
 import sqlalchemy as sa
@@ -42,17 +41,6 @@ KEPT_WHOLE = {
     intake_models.timeline.name,
     "gridflow_jurisdictions",
 }
-
-
-def _pump(g: EmbeddedGridflow, limit: int = 200) -> None:
-    for _ in range(limit):
-        try:
-            consumer, method, message = g.bus.deliveries.get_nowait()
-        except queue.Empty:
-            return
-        handler = g.definitions[consumer].handlers[method]
-        assert g.runtimes[consumer].consume(method, message, handler) == "done"
-    raise AssertionError(f"the bus did not drain within {limit} deliveries")
 
 
 def _record_publications(g: EmbeddedGridflow) -> list[tuple[str, str, str]]:
@@ -102,18 +90,18 @@ def reported(gridflow):
     status, answer = _register(g, description=DESCRIPTION, reporter={"name": NAME, "phone": PHONE})
     assert status == 201, answer
     case_id = answer["case_id"]
-    _pump(g)
+    g.drain()
     status, joined = _register(
         g, description="又见医疗垃圾", reporter={"name": OTHER_NAME, "phone": OTHER_PHONE}
     )
     assert (status, joined["case_id"], joined["outcome"]) == (200, case_id, v.OUTCOME_JOINED)
-    _pump(g)
+    g.drain()
     with g.runtimes[c.INTAKE].work() as work:
         update = {"sender": ENVIRONMENT_STATION, "status": v.BEYOND_AUTHORITY}
         assert (
             h.report_status(work, case_id, {**update, "note": f"居民{NAME}电话{PHONE}"})[0] == 202
         )
-    _pump(g)
+    g.drain()
     return g, case_id, published
 
 

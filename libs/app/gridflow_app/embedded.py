@@ -158,6 +158,23 @@ class EmbeddedGridflow:
                 self._stop.wait(0.5)
                 self.bus.deliveries.put(item)
 
+    def drain(self, limit: int = 200) -> int:
+        """Deliver what is on the in-memory bus, and what that causes, here and now, in this
+        thread (tests and benchmarks that drive a Gridflow not started); how many deliveries.
+        More than ``limit`` is an error: something keeps publishing."""
+        for done in range(limit + 1):
+            try:
+                consumer, method, message = self.bus.deliveries.get_nowait()
+            except queue.Empty:
+                return done
+            if done == limit:
+                break
+            handler = self.definitions[consumer].handlers[method]
+            outcome = self.runtimes[consumer].consume(method, message, handler)
+            if outcome != "done":
+                raise RuntimeError(f"{consumer}.{method} did not take a delivery: {outcome}")
+        raise RuntimeError(f"the bus did not drain within {limit} deliveries")
+
     def _tick(self) -> None:
         while not self._stop.wait(1.0):
             for name, runtime in self.runtimes.items():

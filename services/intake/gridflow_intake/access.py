@@ -194,12 +194,17 @@ class Access:
 
     # -- the client's address ---------------------------------------------------------------
 
+    def from_trusted_proxy(self, request: Request) -> bool:
+        """Did ``request`` come through a trusted proxy, whose forwarded headers are believed?"""
+        peer = request.remote_addr or ""
+        return bool(self.trusted_proxies) and _in(peer, self.trusted_proxies)
+
     def address(self, request: Request) -> str:
         """The client's address: the peer's, or, when the peer is a trusted proxy (the real
         topology's nginx), the last address it put in X-Forwarded-For. A client cannot choose
         its address by sending the header itself: only a trusted peer's header is read."""
         peer = request.remote_addr or "unknown"
-        if self.trusted_proxies and _in(peer, self.trusted_proxies):
+        if self.from_trusted_proxy(request):
             forwarded = request.headers.get("X-Forwarded-For", "")
             last = forwarded.split(",")[-1].strip()
             if last and _is_ip(last):

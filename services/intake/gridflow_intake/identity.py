@@ -152,7 +152,7 @@ class IdentityStore:
             if exists:
                 raise IdentityError("username", f"{username!r} is taken", status=409)
             conn.execute(sa.insert(users), row)
-        return _public_user(row)
+        return public_user(row)
 
     def user(self, username: str) -> dict | None:
         with self._tx() as conn:
@@ -162,7 +162,7 @@ class IdentityStore:
     def users(self) -> list[dict]:
         with self._tx() as conn:
             rows = conn.execute(sa.select(users).order_by(users.c.username)).all()
-        return [_public_user(_row(r)) for r in rows]
+        return [public_user(_row(r)) for r in rows]
 
     def set_password(self, user_id: str, password: str) -> None:
         password_hash = _hash_password(password)
@@ -506,17 +506,23 @@ def _live(record: dict) -> bool:
     return expires is None or expires > real_now()
 
 
+def user_principal(user: dict, credential_id: str) -> a.Principal:
+    """A user (a row of intake_users, or a credential record joined with its user) as the
+    principal of a request made with ``credential_id``."""
+    return a.Principal(
+        kind=a.USER,
+        id=user["user_id"],
+        name=user["username"],
+        credential_id=credential_id,
+        role=user["role"],
+        scope=user["scope"],
+    )
+
+
 def _principal(record: dict) -> a.Principal:
     kind = record["kind"]
     if kind in (SESSION, BEARER):
-        return a.Principal(
-            kind=a.USER,
-            id=record["user_id"],
-            name=record["username"],
-            credential_id=record["credential_id"],
-            role=record["role"],
-            scope=record["scope"],
-        )
+        return user_principal(record, record["credential_id"])
     return a.Principal(
         kind=kind,
         id=record["credential_id"],
@@ -527,7 +533,7 @@ def _principal(record: dict) -> a.Principal:
     )
 
 
-def _public_user(row: dict) -> dict:
+def public_user(row: dict) -> dict:
     return {
         "user_id": row["user_id"],
         "username": row["username"],

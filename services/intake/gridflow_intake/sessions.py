@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request
 
-from gridflow_common.domain import access as a
 from gridflow_common.runtime.unit_of_work import real_now
 from gridflow_intake import handlers as h
 from gridflow_intake import schemas as s
@@ -36,11 +35,10 @@ from gridflow_intake.access import (
     Access,
     Caller,
     Forbidden,
-    _in,
     csrf_token,
     public_url,
 )
-from gridflow_intake.identity import BEARER, SESSION, SESSION_TTL, _public_user
+from gridflow_intake.identity import BEARER, SESSION, SESSION_TTL, public_user, user_principal
 
 if TYPE_CHECKING:
     from marshmallow import Schema
@@ -198,14 +196,7 @@ class SessionEndpoints:
             user_id=user["user_id"],
             ttl=SESSION_TTL,
         )
-        principal = a.Principal(
-            kind=a.USER,
-            id=user["user_id"],
-            name=user["username"],
-            credential_id=record["credential_id"],
-            role=user["role"],
-            scope=user["scope"],
-        )
+        principal = user_principal(user, record["credential_id"])
         self._signin_succeeded(
             user["username"], Caller(principal, call.caller.address, record), via=via
         )
@@ -215,7 +206,7 @@ class SessionEndpoints:
         return _answer(
             status,
             {
-                "user": _public_user(user),
+                "user": public_user(user),
                 "csrf_token": csrf_token(token),
                 "expires_at": record["expires_at"],
             },
@@ -247,8 +238,7 @@ class SessionEndpoints:
         sets (a TLS-terminating proxy in front); a client's own header is not believed."""
         if public_url(request.host_url).startswith("https://"):
             return True
-        proxies = self.access.trusted_proxies
-        if proxies and _in(request.remote_addr or "", proxies):
+        if self.access.from_trusted_proxy(request):
             forwarded = request.headers.get("X-Forwarded-Proto", "")
             return forwarded.split(",")[-1].strip().lower() == "https"
         return False
