@@ -49,6 +49,11 @@ CASE_DISPATCHED = "case_dispatched"
 CASE_COLOUR_CHANGED = "case_colour_changed"
 CASE_AWAITING_ORDER = "case_awaiting_order"
 CLOCK_ADVANCED = "clock_advanced"
+# A unit could not be reached after the last try: the command center must act.
+CASE_UNDELIVERABLE = "case_undeliverable"
+# A department's system said something of a case that Gridflow had to ask for (polling
+# adapters: Open311); intake takes it like any status update.
+CASE_STATUS_RECEIVED = "case_status_received"
 
 # The vocabulary lives in one place (domain/vocabulary.py); the schemas below validate against it.
 CHANNELS = v.CHANNELS
@@ -57,13 +62,46 @@ CASE_STATUSES = v.CASE_STATUSES
 TIERS = v.TIERS
 COLOURS = v.COLOURS
 
-# Exchange a department system binds to: one durable queue per department (or per unit that has
-# no department, such as a community office), routing key = that code.
+# -- Department systems over AMQP (docs/integrators.md, docs/asyncapi.yaml) ----------------------
+# Gridflow -> departments: the topic exchange of cases, routing key "<owner>.<unit>", where the
+# owner is the unit's department (or the unit's own code for a unit with none: a community
+# office, a street center, the command center). A station binds "police.police-330302001" and
+# sees only its own cases; a bureau binds "police.*" and sees all of its department's.
+CASE_EXCHANGE = "gridflow.cases"
+# The direct exchange of the first version (routing key = the department or unit code), kept
+# declared for systems built on it; nothing new is published there.
 DEPARTMENT_EXCHANGE = "gridflow.departments"
+# Departments -> Gridflow: status back (routing key = the sender's unit or department code),
+# answered on the sender's reply queue through the direct exchange of replies.
+STATUS_EXCHANGE = "gridflow.status"
+STATUS_QUEUE = "gridflow.status.intake"
+REPLY_EXCHANGE = "gridflow.replies"
+# The RabbitMQ user a department or unit connects as (gridflow amqp-users): its identity on the
+# status exchange, checked by the broker (the message's user_id property).
+AMQP_USER_PREFIX = "gridflow-"
+
+
+def unit_routing_key(department: str | None, unit: str) -> str:
+    return f"{department or unit}.{unit}"
+
+
+def unit_queue(unit: str) -> str:
+    """A unit's own durable queue, bound with its routing key."""
+    return f"gridflow.unit.{unit}"
 
 
 def department_queue(code: str) -> str:
+    """A department's durable queue, bound with "<department>.*": all of its units' cases."""
     return f"gridflow.department.{code}"
+
+
+def reply_queue(code: str) -> str:
+    """Where the answers to a department's or unit's status messages wait for it."""
+    return f"gridflow.reply.{code}"
+
+
+def amqp_user(code: str) -> str:
+    return f"{AMQP_USER_PREFIX}{code}"
 
 
 def event_exchange(source: str) -> str:
@@ -201,8 +239,52 @@ class CaseRoutedV1(_Payload):
     reporter = fields.Nested(MaskedReporterSchema, allow_none=True, load_default=None)
 
 
+class DeliverySchema(Schema):
+    """One unit a case was given to, and through what."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    unit = fields.String(required=True)
+    department = fields.String(allow_none=True, load_default=None)
+    role = fields.String(required=True, validate=validate.OneOf(("lead", "assisting")))
+    adapter = fields.String(required=True)
+    delivery_id = fields.String(required=True)
+
+
 class CaseDispatchedV1(CaseRoutedV1):
     queue = fields.String(required=True)
+    # Every unit the case was given to: the holder (lead) and each assisting department's unit
+    # (additive; an announcement without it gave the case to the holder alone).
+    deliveries = fields.List(fields.Nested(DeliverySchema), load_default=list)
+    # The holder's due instant, ISO 8601 in the city's zone (additive).
+    due_at = fields.String(allow_none=True, load_default=None)
+
+
+class CaseUndeliverableV1(_Payload):
+    case_id = fields.String(required=True)
+    assignment_id = fields.String(required=True)
+    delivery_id = fields.String(required=True)
+    unit = fields.String(required=True)
+    department = fields.String(allow_none=True, load_default=None)
+    role = fields.String(required=True, validate=validate.OneOf(("lead", "assisting")))
+    adapter = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    # Why the last try failed, as the adapter said it (no secret: adapters promise that).
+    reason = fields.String(required=True)
+    jurisdiction_version = fields.Integer(required=True)
+
+
+class CaseStatusReceivedV1(_Payload):
+    case_id = fields.String(required=True)
+    assignment_id = fields.String(allow_none=True, load_default=None)
+    delivery_id = fields.String(allow_none=True, load_default=None)
+    unit = fields.String(required=True)
+    adapter = fields.String(required=True)
+    # The department's own word, unmapped: intake maps it with the city's table.
+    word = fields.String(required=True)
+    note = fields.String(allow_none=True, load_default=None)
+    jurisdiction_version = fields.Integer(required=True)
 
 
 class CaseColourChangedV1(_Payload):
@@ -230,6 +312,115 @@ class CaseAwaitingOrderV1(_Payload):
 
 class ClockAdvancedV1(_Payload):
     now = fields.AwareDateTime(required=True)
+
+
+# -- What department systems read and write (not events: no envelope) -------------------------
+DEPARTMENT_MESSAGE_VERSION = 2
+
+
+class PointSchema(Schema):
+    lat = fields.Float(required=True)
+    lon = fields.Float(required=True)
+
+
+class PlaceSchema(Schema):
+    """Where the case is: the point when one was given, the grid it lies in, the community and
+    street above it, and a readable address (the reporter's, or the areas' names)."""
+
+    point = fields.Nested(PointSchema, allow_none=True, required=True)
+    grid = fields.String(allow_none=True, required=True)
+    community = fields.String(allow_none=True, required=True)
+    street = fields.String(allow_none=True, required=True)
+    address = fields.String(allow_none=True, required=True)
+
+
+class StatusBackSchema(Schema):
+    """How the unit answers: over AMQP (publish to ``exchange`` with ``routing_key``, reply
+    waits on ``reply_queue``) or over HTTP (``http``, signed)."""
+
+    exchange = fields.String(required=True)
+    routing_key = fields.String(required=True)
+    reply_queue = fields.String(required=True)
+    http = fields.String(required=True)
+
+
+class DepartmentMessageV2(Schema):
+    """A case given to a unit (``kind`` "case"), or a later change of it (``kind`` "change",
+    ``change`` naming what). Published on ``CASE_EXCHANGE`` with the unit's routing key, posted
+    by the webhook adapter, rendered by the e-mail adapter. ``delivery_id`` is the idempotency
+    key: the same delivery may arrive twice."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    message_version = fields.Integer(required=True, validate=validate.Equal(2))
+    kind = fields.String(required=True, validate=validate.OneOf(("case", "change")))
+    change = fields.String(
+        allow_none=True,
+        load_default=None,
+        validate=validate.OneOf(("withdrawn", "colour", "closed", "rework")),
+    )
+    delivery_id = fields.String(required=True)
+    case_id = fields.String(required=True)
+    assignment_id = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(("lead", "assisting")))
+    unit = fields.String(required=True)
+    department = fields.String(allow_none=True, required=True)
+    # Who holds the case (the lead unit) and its department; the assisting departments.
+    handler = fields.String(required=True)
+    lead = fields.String(allow_none=True, required=True)
+    assisting = fields.List(fields.String(), required=True)
+    tier = fields.String(required=True, validate=validate.OneOf(TIERS))
+    reason = fields.String(required=True, validate=validate.OneOf(v.ROUTING_REASONS))
+    category = fields.String(allow_none=True, required=True)
+    category_name = fields.String(allow_none=True, required=True)
+    # Masked (phone and ID numbers), as everywhere outside intake.
+    description = fields.String(required=True)
+    location = fields.Nested(PlaceSchema, required=True)
+    area_code = fields.String(required=True)
+    # The holder's due instant and colour, in the city's zone; null before a clock runs.
+    due_at = fields.String(allow_none=True, required=True)
+    colour = fields.String(allow_none=True, required=True, validate=validate.OneOf(COLOURS))
+    # Masked, or whole where the city's data lets this department see it (sees_reporter).
+    reporter = fields.Dict(allow_none=True, required=True)
+    dispatched_at = fields.String(required=True)
+    status_back = fields.Nested(StatusBackSchema, required=True)
+
+
+class StatusMessageV1(Schema):
+    """A department's system says something of a case (on ``STATUS_EXCHANGE``, or posted to
+    ``POST /api/v1/departments/{code}/updates``). ``status`` is in the department's own words
+    or Gridflow's (``vocabulary.UPDATE_STATUSES``); ``unit`` defaults to the sender. AMQP
+    properties: ``reply_to`` (default the sender's reply queue), ``correlation_id`` (echoed),
+    ``user_id`` (the sender's RabbitMQ user, checked by the broker)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    case_id = fields.String(required=True, validate=validate.Length(1, 40))
+    status = fields.String(required=True, validate=validate.Length(1, 60))
+    note = fields.String(allow_none=True, load_default=None, validate=validate.Length(0, 2000))
+    unit = fields.String(allow_none=True, load_default=None, validate=validate.Length(1, 100))
+    category = fields.String(allow_none=True, load_default=None, validate=validate.Length(1, 60))
+    # For an extension request: how many more hours the unit asks for.
+    hours = fields.Integer(
+        allow_none=True, load_default=None, validate=validate.Range(min=1, max=24 * 90)
+    )
+    # The sender's id for this message: a repeat with the same id gets the first answer.
+    message_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(1, 200))
+
+
+class StatusReplyV1(Schema):
+    """Gridflow's answer to a status message, on the sender's reply queue."""
+
+    correlation_id = fields.String(allow_none=True, required=True)
+    message_id = fields.String(allow_none=True, required=True)
+    case_id = fields.String(allow_none=True, required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(("accepted", "refused")))
+    # Gridflow's status the word was taken as (null when refused or not recognised).
+    status = fields.String(allow_none=True, required=True)
+    # Field -> what is wrong (empty when accepted).
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True)
 
 
 class TimelineEntrySchema(Schema):
@@ -282,6 +473,8 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Schema]] = {
     (CASE_COLOUR_CHANGED, 1): CaseColourChangedV1,
     (CASE_AWAITING_ORDER, 1): CaseAwaitingOrderV1,
     (CLOCK_ADVANCED, 1): ClockAdvancedV1,
+    (CASE_UNDELIVERABLE, 1): CaseUndeliverableV1,
+    (CASE_STATUS_RECEIVED, 1): CaseStatusReceivedV1,
 }
 CURRENT_VERSION = 1
 

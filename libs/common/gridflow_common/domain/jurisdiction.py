@@ -5,9 +5,10 @@ notify make in it. Reading and validating the city's CSV folder is ``jurisdictio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from gridflow_common.domain.calendar import (
@@ -77,6 +78,25 @@ class Unit:
     kind: str
     department_code: str | None
     area_code: str
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """One row of the city's optional ``adapters.csv``: which department adapter serves ``code``
+    (a department, so all of its units, or one unit; a unit's own row wins) and how. Kept here,
+    standard library only, so the jurisdiction carries it; ``gridflow_common.adapters`` gives
+    it to the adapter."""
+
+    code: str
+    adapter: str
+    endpoint: str | None = None
+    # Where the secret is kept: ``env:NAME`` (an environment variable) or ``file:/path``;
+    # never the secret itself.
+    credential_ref: str | None = None
+    # The department's own words -> Gridflow's update statuses (vocabulary.UPDATE_STATUSES).
+    status_map: Mapping[str, str] = field(default_factory=dict)
+    # Adapter-specific settings (JSON object in the CSV), checked by the adapter's config schema.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""Department adapters: the contract (``contract``) and finding installed ones (``registry``).
+An adapter package depends on ``gridflow_common`` only (docs/integrators.md)."""
+
+from gridflow_common.adapters.contract import (
+    ASSISTING,
+    CHANGE_CLOSED,
+    CHANGE_COLOUR,
+    CHANGE_REWORK,
+    CHANGE_WITHDRAWN,
+    CHANGES,
+    KIND_CASE,
+    KIND_CHANGE,
+    LEAD,
+    AdapterConfig,
+    AdapterContext,
+    Delivery,
+    DepartmentAdapter,
+    EmptyConfig,
+    Health,
+    OpenDelivery,
+    PushFailed,
+    PushRefused,
+    PushResult,
+    SecretUnavailable,
+    StatusReport,
+)
+from gridflow_common.adapters.registry import (
+    DEFAULT_ADAPTER,
+    ENTRY_POINT_GROUP,
+    AdapterContractError,
+)
+
+__all__ = [
+    "ASSISTING",
+    "CHANGES",
+    "CHANGE_CLOSED",
+    "CHANGE_COLOUR",
+    "CHANGE_REWORK",
+    "CHANGE_WITHDRAWN",
+    "DEFAULT_ADAPTER",
+    "ENTRY_POINT_GROUP",
+    "KIND_CASE",
+    "KIND_CHANGE",
+    "LEAD",
+    "AdapterConfig",
+    "AdapterContext",
+    "AdapterContractError",
+    "Delivery",
+    "DepartmentAdapter",
+    "EmptyConfig",
+    "Health",
+    "OpenDelivery",
+    "PushFailed",
+    "PushRefused",
+    "PushResult",
+    "SecretUnavailable",
+    "StatusReport",
+]

@@ -1,0 +1,104 @@
+"""Finding department adapters: the entry-point group ``gridflow.department_adapters``.
+
+An adapter is loaded by its name in the city's data. One that is not installed, cannot be
+imported, or does not keep the contract (a subclass of ``DepartmentAdapter`` with every abstract
+method implemented and a ``config_schema``) is refused loudly, naming what is wrong, at import
+of the city's data and again when the departments service starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import entry_points
+
+from marshmallow import Schema, ValidationError
+
+from gridflow_common.adapters.contract import DepartmentAdapter
+from gridflow_common.domain.jurisdiction import AdapterConfig
+
+ENTRY_POINT_GROUP = "gridflow.department_adapters"
+# What serves a department or unit the city's data names no adapter for.
+DEFAULT_ADAPTER = "amqp"
+
+
+class AdapterContractError(TypeError):
+    """An adapter that cannot be used: not installed, not importable, or not keeping the
+    contract."""
+
+
+def installed() -> dict[str, str]:
+    """Adapter name -> the ``module:Class`` it points at, for every installed adapter."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def check_class(name: str, cls: object) -> type[DepartmentAdapter]:
+    """``cls`` if it keeps the contract, else ``AdapterContractError`` saying how it does not."""
+    if not (inspect.isclass(cls) and issubclass(cls, DepartmentAdapter)):
+        raise AdapterContractError(
+            f"adapter {name!r} ({cls!r}) does not subclass "
+            "gridflow_common.adapters.DepartmentAdapter"
+        )
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        raise AdapterContractError(
+            f"adapter {name!r} ({cls.__module__}.{cls.__qualname__}) does not implement "
+            + ", ".join(missing)
+        )
+    schema = getattr(cls, "config_schema", None)
+    if not (inspect.isclass(schema) and issubclass(schema, Schema)):
+        raise AdapterContractError(
+            f"adapter {name!r}: config_schema must be a marshmallow Schema class"
+        )
+    return cls
+
+
+def load(name: str) -> type[DepartmentAdapter]:
+    """The adapter class installed under ``name``."""
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        known = ", ".join(sorted(installed())) or "none"
+        raise AdapterContractError(
+            f"no adapter {name!r} is installed (entry-point group {ENTRY_POINT_GROUP}; "
+            f"installed: {known})"
+        )
+    if len(found) > 1:
+        raise AdapterContractError(
+            f"adapter {name!r} is installed twice: " + ", ".join(ep.value for ep in found)
+        )
+    try:
+        cls = found[0].load()
+    except Exception as exc:
+        raise AdapterContractError(
+            f"adapter {name!r} ({found[0].value}) cannot be imported: {exc!r}"
+        ) from None
+    return check_class(name, cls)
+
+
+def config_problems(config: AdapterConfig) -> list[tuple[str | None, str]]:
+    """What is wrong with one adapters.csv row, as (column, message): the adapter is not
+    installed or breaks the contract, it needs an endpoint it was not given, or its options
+    fail its config schema. Empty when the row can be used."""
+    try:
+        cls = load(config.adapter)
+    except AdapterContractError as exc:
+        return [("adapter", str(exc))]
+    problems: list[tuple[str | None, str]] = []
+    if cls.needs_endpoint and not config.endpoint:
+        problems.append(("endpoint", f"adapter {config.adapter!r} needs an endpoint"))
+    try:
+        cls.config_schema().load(dict(config.options))
+    except ValidationError as exc:
+        for key, messages in _flatten(exc.messages):
+            problems.append(("options", f"{key}: {'; '.join(messages)}"))
+    return problems
+
+
+def _flatten(messages: object, prefix: str = "") -> list[tuple[str, list[str]]]:
+    if isinstance(messages, dict):
+        out: list[tuple[str, list[str]]] = []
+        for key, value in messages.items():
+            out.extend(_flatten(value, f"{prefix}{key}." if key != "_schema" else prefix))
+        return out
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [(prefix.rstrip(".") or "options", list(messages))]
+    return [(prefix.rstrip(".") or "options", [str(messages)])]
