@@ -1,0 +1,52 @@
+"""Secrets by reference: the city's data names where a department's secret is kept, never the
+secret itself (adapters.csv, column credential_ref).
+
+A reference is ``env:NAME`` (an environment variable of every service process) or
+``file:/absolute/path`` (a file readable by them, such as a mounted Kubernetes or Docker
+secret; surrounding whitespace is dropped). Nothing here logs or repeats a secret's value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from gridflow_common.adapters.contract import SecretUnavailable
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def reference_problem(ref: str) -> str | None:
+    """Why ``ref`` is not a well-formed reference (None when it is); checked at import."""
+    kind, _, rest = ref.partition(":")
+    if kind == "env":
+        if not _ENV_NAME.match(rest):
+            return f"env:{rest} is not an environment variable name"
+        return None
+    if kind == "file":
+        if not rest.startswith("/"):
+            return "file: needs an absolute path (file:/run/secrets/fire-webhook)"
+        return None
+    return "a credential reference is env:NAME or file:/path, never the secret itself"
+
+
+def resolve(ref: str) -> str:
+    """The secret ``ref`` names; ``SecretUnavailable`` (naming the reference, not a value)
+    when it names nothing here."""
+    problem = reference_problem(ref)
+    if problem:
+        raise SecretUnavailable(problem)
+    kind, _, rest = ref.partition(":")
+    if kind == "env":
+        value = os.environ.get(rest)
+        if not value:
+            raise SecretUnavailable(f"environment variable {rest} is not set")
+        return value
+    try:
+        value = Path(rest).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretUnavailable(f"{rest} cannot be read ({exc.strerror})") from None
+    if not value:
+        raise SecretUnavailable(f"{rest} is empty")
+    return value
