@@ -189,6 +189,11 @@ GATES: dict[str, Gate] = {
     intake_api.COMMAND: Gate(True, True, frozenset({"admin", "command_center"}), "command_center"),
     intake_api.ADMIN: Gate(True, True, frozenset({"admin"}), "admin"),
     intake_api.ANY_CREDENTIAL: Gate(True, True, frozenset(CALLERS), CHANNEL_KEY),
+    # A department's signature or its credential; without either, 401 (the signed requests are
+    # walked in test_department_updates.py).
+    intake_api.DEPARTMENT_SYSTEM: Gate(
+        True, True, frozenset({HOLDER_KEY, "department"}), HOLDER_KEY
+    ),
 }
 
 

@@ -146,6 +146,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(SLA, CASE_COLOUR_CHANGED, NOTIFY, "on_case_colour_changed"),
     Subscription(ROUTING, CASE_AWAITING_ORDER, INTAKE, "on_case_awaiting_order"),
     Subscription(ROUTING, CASE_AWAITING_ORDER, NOTIFY, "on_case_awaiting_order"),
+    Subscription(DEPARTMENTS, CASE_STATUS_RECEIVED, INTAKE, "on_case_status_received"),
 )
 
 
@@ -419,6 +420,9 @@ class StatusReplyV1(Schema):
     outcome = fields.String(required=True, validate=validate.OneOf(("accepted", "refused")))
     # Gridflow's status the word was taken as (null when refused or not recognised).
     status = fields.String(allow_none=True, required=True)
+    # False for a word neither Gridflow's nor in the city's status map: accepted (kept on the
+    # case's timeline, shown), and the case's status did not change. Additive: absent means true.
+    recognised = fields.Boolean(load_default=True)
     # Field -> what is wrong (empty when accepted).
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), required=True)
 

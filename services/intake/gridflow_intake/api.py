@@ -49,6 +49,7 @@ from gridflow_intake.access import (
     Unauthenticated,
     signin_url,
 )
+from gridflow_intake.department_api import DepartmentEndpoints
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.peers import Peers, PeerUnavailable
 from gridflow_intake.ratelimit import parse_limit
@@ -81,7 +82,10 @@ ADMIN = "admin"  # an admin
 # Any credential at all, a channel key's too: asking who one is (GET /api/v1/me) is the one
 # thing every principal may do, and a client checking its key must not need another.
 ANY_CREDENTIAL = "any_credential"
-POLICIES = (OPEN, ANYONE, SIGNED_IN, STAFF, COMMAND, ADMIN, ANY_CREDENTIAL)
+# A department's system: its signature (checked by the endpoint, which knows the department from
+# the path) or a credential of a department or unit (or a department user); nobody else.
+DEPARTMENT_SYSTEM = "department_system"
+POLICIES = (OPEN, ANYONE, SIGNED_IN, STAFF, COMMAND, ADMIN, ANY_CREDENTIAL, DEPARTMENT_SYSTEM)
 # The operators' doors, asked by probes and scrapers every few seconds: never rate limited.
 UNLIMITED = ("healthz", "get_metrics")
 
@@ -109,6 +113,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/cases/<case_id>/updates", "post_update", SIGNED_IN, B),
     Route("POST", "/api/v1/cases/<case_id>/verification", "post_verify", STAFF, B),
     Route("POST", "/api/v1/cases/<case_id>/evaluation", "post_evaluate", COMMAND, B),
+    # Status back from a department's system (gridflow_intake/department_api.py).
+    Route(
+        "POST", "/api/v1/departments/<code>/updates", "post_department_update", DEPARTMENT_SYSTEM, B
+    ),
     Route("GET", "/api/v1/admin/clock", "get_clock", COMMAND),
     Route("PUT", "/api/v1/admin/clock", "put_clock", ADMIN, B),
     Route("POST", "/api/v1/admin/reset", "post_reset", ADMIN, B),
@@ -252,7 +260,7 @@ def _no_case(case_id: str) -> h.Rejected:
     return h.Rejected(404, {"case_id": [f"no case {case_id!r}"]})
 
 
-class IntakeApi(SessionEndpoints):
+class IntakeApi(SessionEndpoints, DepartmentEndpoints):
     def __init__(self, runtime: ServiceRuntime, peers: Peers):
         self.runtime = runtime
         self.peers = peers
@@ -289,7 +297,9 @@ class IntakeApi(SessionEndpoints):
             except Unauthenticated:
                 self.access.limit_failed_credential(self.access.address(request))
                 raise
-            if route.endpoint not in UNLIMITED:
+            # A signed request is limited once its signature says whose it is (the endpoint).
+            signed = route.access == DEPARTMENT_SYSTEM and caller.principal is None
+            if route.endpoint not in UNLIMITED and not signed:
                 self.access.limit(caller)
             call = Call(b"", caller, request, route)
             answer = self._dispatch(route, values, call)
@@ -336,6 +346,9 @@ class IntakeApi(SessionEndpoints):
         except Exception:
             log.exception("request_failed", method=request.method, path=request.path)
             answer = _errors(500, {"_server": ["internal error; nothing was changed"]})
+        if call is not None:
+            # The endpoint may have learnt who is calling (a department's signature).
+            caller = call.caller
         already = call is not None and call.audited and answer.status < 400
         if route is not None and not already and _audited(route, caller, answer.status):
             self.access.audit(
@@ -360,6 +373,17 @@ class IntakeApi(SessionEndpoints):
         principal = caller.principal
         if route.access == ANYONE:
             return caller
+        if route.access == DEPARTMENT_SYSTEM:
+            if (
+                principal is None
+                or principal.kind == a.HOLDER_KEY
+                or principal.has_role(a.DEPARTMENT)
+            ):
+                return caller
+            raise Forbidden(
+                "only a department's or unit's system posts here (its credential or its signature)",
+                caller=caller,
+            )
         if principal is None:
             raise Unauthenticated(
                 "sign in, or give 'Authorization: Bearer TOKEN' (a user's token or your "

@@ -666,10 +666,20 @@ def on_case_awaiting_order(work: Work, event: c.Event) -> None:
     )
 
 
+def on_case_status_received(work: Work, event: c.Event) -> None:
+    """A polling adapter read a department's word for a case: taken as that unit's status
+    message (a refusal is recorded, never raised; see ``department_status``)."""
+    # Imported here: department_status builds on this module.
+    from gridflow_intake.department_status import take_received_status
+
+    take_received_status(work, event.payload)
+
+
 HANDLERS: dict[str, Handler] = {
     "on_case_dispatched": on_case_dispatched,
     "on_case_colour_changed": on_case_colour_changed,
     "on_case_awaiting_order": on_case_awaiting_order,
+    "on_case_status_received": on_case_status_received,
 }
 
 

@@ -83,7 +83,24 @@ timeline = sa.Table(
     sa.Index("uq_intake_timeline_fact_key", "fact_key", unique=True),
 )
 
-OWN_TABLES = [timeline, colours, reports, cases]
+# What department systems said: the first answer to each department message that carried an id
+# (Idempotency-Key, or the body's message_id), kept 24 hours, so a repeat (a retry after a lost
+# answer, a redelivery) gets that answer and changes nothing. Keyed by the code the message came
+# from, so two departments' ids never meet. Case data: a reset empties it with the cases.
+department_messages = sa.Table(
+    "intake_department_messages",
+    metadata,
+    sa.Column("sender", sa.String(100), primary_key=True),
+    sa.Column("message_key", sa.String(200), primary_key=True),
+    sa.Column("case_id", sa.String(40), nullable=True),
+    # The HTTP status of the first answer and its body (an AMQP reply is made from both).
+    sa.Column("answer_status", sa.Integer, nullable=False),
+    sa.Column("answer", sa.JSON, nullable=False),
+    # Wall-clock time, never the city's: how long an answer is kept is operational.
+    sa.Column("received_at", UtcDateTime(), nullable=False, index=True),
+)
+
+OWN_TABLES = [department_messages, timeline, colours, reports, cases]
 
 
 # -- access -----------------------------------------------------------------------------------
