@@ -1,4 +1,5 @@
-"""``gridflow``: the command-line tool (run, replay, import, migrate, dead letters, users, keys)."""
+"""``gridflow``: the command-line tool (run, replay, import, migrate, dead letters, users, keys,
+amqp-users)."""
 
 from __future__ import annotations
 
@@ -440,6 +441,57 @@ def cmd_dead_letters(args) -> int:
     return 2
 
 
+def cmd_amqp_users(args) -> int:
+    """One RabbitMQ user per department and unit served through AMQP (gridflow_app/amqp_users)."""
+    from gridflow_app import amqp_users as au
+    from gridflow_common.db import make_engine
+    from gridflow_common.jurisdictions import JurisdictionStore, NoJurisdiction
+    from gridflow_common.nameko_support import AMQP_URI, DEFAULT_AMQP_URI
+
+    amqp_uri = args.amqp_uri or os.environ.get(AMQP_URI) or DEFAULT_AMQP_URI
+    vhost = args.vhost or au.vhost_of(amqp_uri)
+    engine = make_engine(args.database_url)
+    try:
+        j = JurisdictionStore(engine).active()[1]
+    except NoJurisdiction as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    try:
+        wanted = au.accounts(j, args.code or ())
+    except ValueError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    if args.declare_queues:
+        declared = au.declare_queues(amqp_uri, j, wanted)
+        print(f"declared {declared} queue(s) that did not exist yet")
+    try:
+        broker = au.broker_for(args.management_url)
+        synced = au.sync(
+            broker,
+            vhost,
+            wanted,
+            password_ref=args.password_ref,
+            new_passwords=args.new_passwords,
+        )
+    except Exception as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 2
+    for item in synced:
+        what = "created" if item.created else "updated"
+        print(f"{what} {item.account.user} (vhost {vhost}): reads {', '.join(item.account.queues)}")
+    generated = [item for item in synced if item.password]
+    if generated and args.passwords_file:
+        au.write_passwords(Path(args.passwords_file), generated)
+        print(f"{len(generated)} new password(s) in {args.passwords_file} (mode 0600)")
+    elif generated:
+        print("new passwords, shown this once (user, password):")
+        for item in generated:
+            print(f"{item.account.user}\t{item.password}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from gridflow_common import contracts as c
 
@@ -489,6 +541,40 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--id", type=int, default=None)
     dl.add_argument("--database-url", default=None)
     _access_parsers(sub)
+    amqp = sub.add_parser(
+        "amqp-users", help="RabbitMQ users for the departments and units served through AMQP"
+    )
+    amqp_actions = amqp.add_subparsers(dest="action", required=True)
+    amqp_sync = amqp_actions.add_parser(
+        "sync", help="create or update them, with permissions on their own queues only"
+    )
+    amqp_sync.add_argument("--database-url", default=None)
+    amqp_sync.add_argument("--amqp-uri", default=None, help="default: AMQP_URI (its vhost)")
+    amqp_sync.add_argument("--vhost", default=None, help="default: the AMQP URI's")
+    amqp_sync.add_argument(
+        "--management-url",
+        default=None,
+        help="default: RABBITMQ_MANAGEMENT_URL, else http://127.0.0.1:15672 (guest)",
+    )
+    amqp_sync.add_argument(
+        "--code", action="append", default=None, help="only this department or unit (repeatable)"
+    )
+    amqp_sync.add_argument(
+        "--password-ref",
+        default=None,
+        help="where each password is kept: env:NAME_{CODE} or file:/path/{code}",
+    )
+    amqp_sync.add_argument(
+        "--passwords-file", default=None, help="write generated passwords here (mode 0600)"
+    )
+    amqp_sync.add_argument(
+        "--new-passwords", action="store_true", help="generate new passwords for existing users"
+    )
+    amqp_sync.add_argument(
+        "--declare-queues",
+        action="store_true",
+        help="also declare the queues they read (those that do not exist yet)",
+    )
     return top
 
 
@@ -515,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         "admin-token": cmd_admin_token,
         "users": cmd_users,
         "keys": cmd_keys,
+        "amqp-users": cmd_amqp_users,
     }[args.command](args)
 
 

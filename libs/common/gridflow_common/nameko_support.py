@@ -100,6 +100,7 @@ class KombuPublisher:
         self.departments = kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True)
         self.departments.declare(channel=self.channel)
         self._department_queues: set[str] = set()
+        self._reply_queues: set[str] = set()
 
     def _on_return(self, exception, exchange, routing_key, message) -> None:
         self._returned.append((exchange, routing_key))
@@ -115,9 +116,21 @@ class KombuPublisher:
             ).declare(channel=self.channel)
             self._department_queues.add(code)
 
+    def declare_reply_queue(self, code: str) -> None:
+        """The direct exchange of answers to status messages and ``code``'s reply queue, bound
+        with its code: a reply is never confirmed and then discarded for want of a queue."""
+        if code not in self._reply_queues:
+            replies = kombu.Exchange(c.REPLY_EXCHANGE, type="direct", durable=True)
+            kombu.Queue(
+                c.reply_queue(code), exchange=replies, routing_key=code, durable=True
+            ).declare(channel=self.channel)
+            self._reply_queues.add(code)
+
     def publish(self, exchange: str, routing_key: str, body: str) -> None:
         if exchange == c.DEPARTMENT_EXCHANGE:
             self.declare_department(routing_key)
+        elif exchange == c.REPLY_EXCHANGE:
+            self.declare_reply_queue(routing_key)
         self._returned.clear()
         self.producer.publish(
             body.encode("utf-8"),

@@ -6,15 +6,36 @@ import time
 from typing import Any
 
 import eventlet
+import kombu
+from nameko.messaging import Consumer
 from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
 
 from gridflow_common import contracts as c
 from gridflow_common import reset
-from gridflow_common.nameko_support import GridflowService, Runtime, subscribe
+from gridflow_common.nameko_support import (
+    GridflowService,
+    RequeueLater,
+    Runtime,
+    _DeadLetteringQueueConsumer,
+    subscribe,
+)
+from gridflow_intake.access import Access
 from gridflow_intake.api import IntakeApi
 from gridflow_intake.handlers import DEFINITION
 from gridflow_intake.peers import ASSIGNMENT_TIMEOUT_SECONDS, PeerUnavailable
+from gridflow_intake.status_consumer import StatusConsumer, StatusDelivery, Transient
+
+# Department systems publish status messages here (docs/integrators.md): a durable queue bound
+# to the status exchange with "#", declared by intake when it starts (department users may not
+# declare anything).
+STATUS_QUEUE = kombu.Queue(
+    c.STATUS_QUEUE,
+    exchange=kombu.Exchange(c.STATUS_EXCHANGE, type="topic", durable=True),
+    routing_key="#",
+    durable=True,
+    auto_delete=False,
+)
 
 # Every method on every path, so nameko's own URL map never answers (with HTML): IntakeApi's
 # routing table gives the JSON 404s and 405s. The GridflowService's own GET /healthz and GET
@@ -78,6 +99,22 @@ class NamekoPeers:
         return self._ask_all("reset", order, order.remaining())
 
 
+class StatusMessages(Consumer):
+    """nameko's queue consumer for department status messages, handing the entrypoint the whole
+    delivery (the raw body, ``user_id``, ``correlation_id``, the headers) rather than a body
+    decoded by content type: identity lives in the properties, and a body that does not decode
+    is still answered, naming the problem. The message is acknowledged once the entrypoint
+    returns (its unit of work committed), handed back when it raises (``requeue_on_error``)."""
+
+    queue_consumer = _DeadLetteringQueueConsumer()
+
+    def handle_message(self, body, message):
+        super().handle_message(StatusDelivery.from_kombu(message), message)
+
+
+status_messages = StatusMessages.decorator
+
+
 @subscribe
 class IntakeService(GridflowService):
     name = DEFINITION.name
@@ -90,10 +127,8 @@ class IntakeService(GridflowService):
     # The API the entrypoint answers with (the identity benchmark's twin swaps it).
     api_class: type[IntakeApi] = IntakeApi
 
-    @http(ALL_METHODS, "/")
-    @http(ALL_METHODS, "/<path:rest>")
-    def api(self, request, rest=None):
-        peers = NamekoPeers(
+    def _peers(self) -> NamekoPeers:
+        return NamekoPeers(
             {
                 c.ROUTING: self.routing,
                 c.DEPARTMENTS: self.departments,
@@ -101,4 +136,22 @@ class IntakeService(GridflowService):
                 c.NOTIFY: self.notify,
             }
         )
-        return self.api_class(self.runtime, peers).respond(request)
+
+    @http(ALL_METHODS, "/")
+    @http(ALL_METHODS, "/<path:rest>")
+    def api(self, request, rest=None):
+        return self.api_class(self.runtime, self._peers()).respond(request)
+
+    @status_messages(STATUS_QUEUE, requeue_on_error=True, expected_exceptions=(RequeueLater,))
+    def on_status_message(self, delivery: StatusDelivery) -> str:
+        consumer = StatusConsumer(
+            self.runtime, Access.for_runtime(self.runtime), self._peers().current_assignment
+        )
+        try:
+            return consumer.take(delivery)
+        except Transient as exc:
+            self.runtime.outage.failed(exc, handler="on_status_message")
+            # Held unacknowledged for the outage's backoff (green: other workers run), then
+            # handed back: not a tight loop of redeliveries while the database is down.
+            time.sleep(self.runtime.outage.delay())
+            raise RequeueLater(str(exc)) from None

@@ -92,6 +92,11 @@ class Work:
         """Queue a message for a department system's queue, in this transaction."""
         self._outbox(contracts.DEPARTMENT_EXCHANGE, code, json.dumps(message, ensure_ascii=False))
 
+    def reply_to_department(self, code: str, reply: dict) -> None:
+        """Queue an answer to a department's status message for its reply queue, in this
+        transaction (the relay declares the queue before publishing)."""
+        self._outbox(contracts.REPLY_EXCHANGE, code, json.dumps(reply, ensure_ascii=False))
+
     def _outbox(self, exchange: str, routing_key: str, body: str) -> None:
         row_id = self.db.execute(
             self.runtime.statements.outbox_insert,
