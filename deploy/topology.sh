@@ -108,6 +108,11 @@ wait_for_proxy() {
 case ${1:-up} in
   up)
     ensure_database
+    # `gridflow amqp-users sync` makes the department systems' RabbitMQ users through the
+    # management API (rabbitmqctl otherwise): enabled when this machine's broker can be told to.
+    if command -v rabbitmq-plugins >/dev/null; then
+      rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null 2>&1 || true
+    fi
     for svc in "${SERVICES[@]}"; do start_service "$svc"; done
     for svc in "${SERVICES[@]}"; do
       address=${svc^^}_HTTP

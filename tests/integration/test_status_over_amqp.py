@@ -249,16 +249,15 @@ def test_a_credential_in_the_header_stands_for_its_unit(intake, case_id, amqp_ur
     who it is with its Gridflow credential."""
     _, token = IdentityStore(engine).issue(HOLDER_KEY, label="wuma squad", holder=HOLDER)
     status = kombu.Exchange(c.STATUS_EXCHANGE, type="topic", durable=True)
-    with entrypoint_waiter(intake, "on_status_message"):
-        with kombu.Producer(broker) as producer:
-            producer.publish(
-                json.dumps({"case_id": case_id, "status": "in_progress"}),
-                exchange=status,
-                routing_key=HOLDER,
-                headers={"gridflow-credential": token},
-                content_type="application/json",
-                declare=[status],
-            )
+    with entrypoint_waiter(intake, "on_status_message"), kombu.Producer(broker) as producer:
+        producer.publish(
+            json.dumps({"case_id": case_id, "status": "in_progress"}),
+            exchange=status,
+            routing_key=HOLDER,
+            headers={"gridflow-credential": token},
+            content_type="application/json",
+            declare=[status],
+        )
     assert _status(engine, case_id) == v.IN_PROGRESS
 
 

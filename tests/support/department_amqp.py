@@ -16,9 +16,9 @@ it consumes ``gridflow.unit.<CODE>``, answers ``accepted`` the instant a case ar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import socket
 import sys
 import time
 import uuid
@@ -94,10 +94,9 @@ class DepartmentSystem:
                 **properties,
             )
         finally:
-            try:
+            # Already closed, when the broker refused the publish.
+            with contextlib.suppress(Exception):
                 channel.close()
-            except Exception:  # already closed by the broker's refusal
-                pass
         return correlation_id
 
     def replies(self, want: int = 1, timeout: float = 15.0) -> list[dict]:
@@ -128,10 +127,8 @@ class DepartmentSystem:
                     continue
                 got.append(json.loads(message.body))
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 channel.close()
-            except Exception:
-                pass
         return got
 
 
@@ -143,10 +140,36 @@ def _log(out, kind: str, **fields: Any) -> None:
     out.flush()
 
 
+# Gridflow (the departments service) declares the unit's queue; a system started before it
+# waits this long for it. A department user may not declare it itself.
+QUEUE_WAIT_SECONDS = 60.0
+
+
+def _wait_for_queue(system: DepartmentSystem, name: str, seconds: float) -> bool:
+    from amqp.exceptions import NotFound
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        channel = system.connection.channel()
+        try:
+            channel.queue_declare(name, passive=True)
+            return True
+        except NotFound:
+            time.sleep(0.5)  # bounded by the deadline above
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+    return False
+
+
 def run(amqp_uri: str, unit: str, password: str, log_path: str, resolve_after: float) -> None:
     system = DepartmentSystem(amqp_uri, unit, password)
     due: list[tuple[float, str]] = []  # (when, case id) to report resolved
     with open(log_path, "a", encoding="utf-8") as out:
+        if not _wait_for_queue(system, c.unit_queue(unit), QUEUE_WAIT_SECONDS):
+            _log(out, "no_queue", queue=c.unit_queue(unit), waited=QUEUE_WAIT_SECONDS)
+            raise SystemExit(f"{c.unit_queue(unit)} was not declared by Gridflow")
+        _log(out, "consuming", queue=c.unit_queue(unit))
         channel = system.connection.channel()
         queue = kombu.Queue(c.unit_queue(unit), no_declare=True)(channel)
 
@@ -173,10 +196,8 @@ def run(amqp_uri: str, unit: str, password: str, log_path: str, resolve_after: f
         consumer.qos(prefetch_count=10)
         consumer.consume()
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 system.connection.drain_events(timeout=0.2)
-            except socket.timeout:
-                pass
             now = time.monotonic()
             for when, case_id in [d for d in due if d[0] <= now]:
                 due.remove((when, case_id))
