@@ -18,6 +18,7 @@ from gridflow_common import contracts as c
 from gridflow_common.domain import vocabulary as v
 from tests.conftest import GRIDFLOW, REPO
 from tests.e2e.test_real_topology import _poll
+from tests.support.department_amqp import DepartmentSystem
 
 pytestmark = pytest.mark.e2e
 
@@ -32,11 +33,11 @@ STREETLIGHT = {
 }
 
 
-@pytest.fixture
-def department_system(topology, amqp_uri, database_url, tmp_path):
-    """The squad's RabbitMQ user (made by the real command) and its system, running."""
+@pytest.fixture(scope="module")
+def squad_password(topology, amqp_uri, database_url):
+    """The squad's RabbitMQ user, made by the real command in the topology's vhost; deleted
+    afterwards."""
     password = f"pw-{uuid.uuid4().hex}"
-    env = {**os.environ, PASSWORD_ENV: password}
     sync = subprocess.run(
         [
             str(GRIDFLOW),
@@ -51,12 +52,21 @@ def department_system(topology, amqp_uri, database_url, tmp_path):
             "--password-ref",
             f"env:{PASSWORD_ENV}",
         ],
-        env=env,
+        env={**os.environ, PASSWORD_ENV: password},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert sync.returncode == 0, sync.stderr
+    yield password
+    subprocess.run(
+        ["rabbitmqctl", "-q", "delete_user", c.amqp_user(UNIT)], capture_output=True, timeout=60
+    )
+
+
+@pytest.fixture
+def department_system(squad_password, amqp_uri, tmp_path):
+    """The squad's own system, a process of its own, running."""
     log = tmp_path / "department.jsonl"
     log.touch()
     process = subprocess.Popen(
@@ -76,7 +86,7 @@ def department_system(topology, amqp_uri, database_url, tmp_path):
             "1",
         ],
         cwd=REPO,
-        env=env,
+        env={**os.environ, PASSWORD_ENV: squad_password},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -86,11 +96,35 @@ def department_system(topology, amqp_uri, database_url, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
-        subprocess.run(
-            ["rabbitmqctl", "-q", "delete_user", c.amqp_user(UNIT)],
-            capture_output=True,
-            timeout=60,
+
+
+def test_a_status_message_reaches_intakes_own_process_and_is_answered_on_the_reply_queue(
+    topology, squad_password, amqp_uri
+):
+    """The status exchange, intake's consumer, its outbox and relay, the reply queue: each
+    service its own process, the unit's system on its own RabbitMQ user."""
+    status, body = topology.call("POST", "/api/v1/reports", STREETLIGHT)
+    assert status == 201, body
+    case_id = body["case_id"]
+    held = _poll(lambda: topology.call("GET", f"/api/v1/cases/{case_id}")[1].get("handler"), 30)
+    assert held == UNIT, topology.logs()
+    system = DepartmentSystem(amqp_uri, UNIT, squad_password)
+    try:
+        reply = system.reply_to(
+            system.send({"case_id": case_id, "status": "accepted", "message_id": "e2e-1"}), 30
         )
+        refused = system.reply_to(
+            system.send({"case_id": "GF-20260105-NOSUCHCASE", "status": "accepted"}), 30
+        )
+    finally:
+        system.close()
+    assert (reply["outcome"], reply["status"], reply["message_id"]) == (
+        "accepted",
+        v.ACCEPTED,
+        "e2e-1",
+    )
+    assert refused["outcome"] == "refused" and "case_id" in refused["errors"]
+    assert topology.call("GET", f"/api/v1/cases/{case_id}")[1]["status"] == v.ACCEPTED
 
 
 def _entries(log) -> list[dict]:
@@ -105,7 +139,9 @@ def test_a_units_own_system_accepts_at_once_and_resolves_over_amqp(topology, dep
     assert consuming and consuming[0]["kind"] == "consuming", (
         f"the department system cannot consume {c.unit_queue(UNIT)}: {_entries(log)}"
     )
-    status, body = topology.call("POST", "/api/v1/reports", STREETLIGHT)
+    status, body = topology.call(
+        "POST", "/api/v1/reports", {**STREETLIGHT, "location": {"lat": 28.052, "lon": 120.642}}
+    )
     assert status == 201, body
     case_id = body["case_id"]
 

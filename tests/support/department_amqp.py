@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import kombu
+from amqp.exceptions import NotFound
 
 from gridflow_common import contracts as c
 
@@ -121,7 +122,14 @@ class DepartmentSystem:
             bound = kombu.Queue(queue_name, no_declare=True)(channel)
             deadline = time.monotonic() + timeout
             while len(got) < want and time.monotonic() < deadline:
-                message = bound.get(no_ack=True, accept=["json"])
+                try:
+                    message = bound.get(no_ack=True, accept=["json"])
+                except NotFound:
+                    # Not declared yet (Gridflow declares it): nothing to read so far. The
+                    # refusal closed the channel; read on a new one.
+                    channel = self.connection.channel()
+                    bound = kombu.Queue(queue_name, no_declare=True)(channel)
+                    message = None
                 if message is None:
                     time.sleep(0.05)  # bounded by the deadline above
                     continue
@@ -146,8 +154,6 @@ QUEUE_WAIT_SECONDS = 60.0
 
 
 def _wait_for_queue(system: DepartmentSystem, name: str, seconds: float) -> bool:
-    from amqp.exceptions import NotFound
-
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         channel = system.connection.channel()

@@ -8,7 +8,8 @@ access rules (in the vhost Gridflow uses):
 
 - configure: nothing (``^$``): a department declares no exchange or queue; Gridflow declares
   them (the departments service the case queues, intake the status exchange and the reply
-  queues; ``--declare-queues`` here too);
+  queues; a sync declares the status exchange and the reply queues too, and the case queues
+  with ``--declare-queues``);
 - write: the status exchange only (``contracts.STATUS_EXCHANGE``);
 - read: its own queues only: a unit its ``unit_queue``; a department its ``department_queue``
   and its units' unit queues; each its ``reply_queue``.
@@ -256,12 +257,13 @@ def bindings(j: Any, wanted: list[AmqpAccount]) -> dict[str, tuple[str, str]]:
     return {q: b for q, b in out.items() if q in read}
 
 
-def declare_queues(amqp_uri: str, j: Any, wanted: list[AmqpAccount]) -> int:
-    """The exchanges and every queue the accounts read, as Gridflow declares them (the
-    departments service and intake do the same when they start): durable, bound to their
-    exchange. A queue that exists already is left as it is (passive check first), so the
-    arguments the departments service gives its queues are never contradicted here. Returns
-    how many queues were declared."""
+def declare_queues(amqp_uri: str, j: Any, wanted: list[AmqpAccount], *, cases: bool) -> int:
+    """The exchanges, the status queue and the accounts' reply queues, and (``cases``) the
+    case queues they read, as Gridflow declares them (intake and the departments service do the
+    same when they start or first publish): durable, bound to their exchange. A department user
+    may declare nothing, so its queues must exist before its system reads them. A queue that
+    exists already is left as it is (passive check first), so the arguments the departments
+    service gives its queues are never contradicted here. Returns how many were declared."""
     import kombu
 
     exchanges = {
@@ -270,6 +272,8 @@ def declare_queues(amqp_uri: str, j: Any, wanted: list[AmqpAccount]) -> int:
         c.REPLY_EXCHANGE: kombu.Exchange(c.REPLY_EXCHANGE, type="direct", durable=True),
     }
     queues = [(c.STATUS_QUEUE, (c.STATUS_EXCHANGE, "#")), *bindings(j, wanted).items()]
+    if not cases:
+        queues = [q for q in queues if q[1][0] != c.CASE_EXCHANGE]
     declared = 0
     with kombu.Connection(amqp_uri, connect_timeout=10) as conn:
         for exchange in exchanges.values():

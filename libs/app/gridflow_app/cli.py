@@ -463,9 +463,8 @@ def cmd_amqp_users(args) -> int:
     except ValueError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
-    if args.declare_queues:
-        declared = au.declare_queues(amqp_uri, j, wanted)
-        print(f"declared {declared} queue(s) that did not exist yet")
+    declared = au.declare_queues(amqp_uri, j, wanted, cases=args.declare_queues)
+    print(f"declared {declared} queue(s) that did not exist yet")
     try:
         broker = au.broker_for(args.management_url)
         synced = au.sync(
@@ -573,7 +572,8 @@ def parser() -> argparse.ArgumentParser:
     amqp_sync.add_argument(
         "--declare-queues",
         action="store_true",
-        help="also declare the queues they read (those that do not exist yet)",
+        help="also declare the case queues they read (those that do not exist yet; the "
+        "departments service declares them when it starts)",
     )
     return top
 

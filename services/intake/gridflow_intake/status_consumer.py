@@ -20,6 +20,10 @@ case that does not exist or is none of the sender's, a case the sender does not 
 carries the message's ``correlation_id`` and ``message_id``. ``reply_to`` is not followed:
 answers go to the sender's own reply queue, so no sender can write into another's.
 
+**The embedded default** (``gridflow run``) has no broker, so no status exchange and no reply
+queues: a department system talks to it over HTTP (``POST /api/v1/departments/{code}/updates``,
+signed or with its credential), which takes the very same path.
+
 **Nothing lost.** The message is acknowledged only after the unit of work that took it (and its
 reply) committed; while the database (or routing, when it has to be asked who holds a case) is
 out of reach, ``Transient`` is raised and the transport hands the message back.
@@ -173,9 +177,9 @@ class StatusConsumer:
                 return self._drop(delivery, f"amqp:{user}", "the user is no department's or unit's")
             principal = ds.department_principal(code, ds.AMQP)
             return Sender(code, ds.DepartmentCaller(principal, ADDRESS, department=code))
-        token = delivery.headers.get(CREDENTIAL_HEADER)
+        token = _text(delivery.headers.get(CREDENTIAL_HEADER))
         if token:
-            resolved = self.access.store.resolve(str(token)) if isinstance(token, str) else None
+            resolved = self.access.store.resolve(token.strip())
             if resolved is None or resolved[1]["kind"] not in HEADER_KINDS:
                 return self._drop(delivery, "anonymous", "the credential is not valid")
             principal, record = resolved
