@@ -276,12 +276,14 @@ def declare_queues(amqp_uri: str, j: Any, wanted: list[AmqpAccount], *, cases: b
         queues = [q for q in queues if q[1][0] != c.CASE_EXCHANGE]
     declared = 0
     with kombu.Connection(amqp_uri, connect_timeout=10) as conn:
-        for exchange in exchanges.values():
-            exchange(conn.default_channel).declare()
-        for name, (exchange, key) in queues:
+        for declared_exchange in exchanges.values():
+            declared_exchange(conn.default_channel).declare()
+        for name, (exchange_name, key) in queues:
             if _exists(conn, name):
                 continue
-            queue = kombu.Queue(name, exchange=exchanges[exchange], routing_key=key, durable=True)
+            queue = kombu.Queue(
+                name, exchange=exchanges[exchange_name], routing_key=key, durable=True
+            )
             queue(conn.default_channel).declare()
             declared += 1
     return declared

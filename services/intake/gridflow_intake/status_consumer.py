@@ -174,24 +174,26 @@ class StatusConsumer:
             user = str(delivery.user_id)
             code = user.removeprefix(c.AMQP_USER_PREFIX)
             if not user.startswith(c.AMQP_USER_PREFIX) or not ds.known_code(j, code):
-                return self._drop(delivery, f"amqp:{user}", "the user is no department's or unit's")
+                self._drop(delivery, f"amqp:{user}", "the user is no department's or unit's")
+                return None
             principal = ds.department_principal(code, ds.AMQP)
             return Sender(code, ds.DepartmentCaller(principal, ADDRESS, department=code))
         token = _text(delivery.headers.get(CREDENTIAL_HEADER))
         if token:
             resolved = self.access.store.resolve(token.strip())
             if resolved is None or resolved[1]["kind"] not in HEADER_KINDS:
-                return self._drop(delivery, "anonymous", "the credential is not valid")
+                self._drop(delivery, "anonymous", "the credential is not valid")
+                return None
             principal, record = resolved
-            code = a.default_sender(principal, j)
-            if code is None or not a.speaks_for(principal, code, j):
-                return self._drop(
+            speaks_as = a.default_sender(principal, j)
+            if speaks_as is None or not a.speaks_for(principal, speaks_as, j):
+                self._drop(
                     delivery, principal.label, "the credential answers for no department or unit"
                 )
-            return Sender(code, Caller(principal, ADDRESS, record))
-        return self._drop(
-            delivery, "anonymous", f"neither user_id nor a {CREDENTIAL_HEADER} header"
-        )
+                return None
+            return Sender(speaks_as, Caller(principal, ADDRESS, record))
+        self._drop(delivery, "anonymous", f"neither user_id nor a {CREDENTIAL_HEADER} header")
+        return None
 
     def _drop(self, delivery: StatusDelivery, actor: str, why: str) -> None:
         """Nobody to answer: logged and audited with what is known, and acknowledged (a message
@@ -215,7 +217,6 @@ class StatusConsumer:
             )
         except Exception:
             log.exception("audit_write_failed", action=AUDIT_ACTION, actor=actor)
-        return None
 
     # -- what it says ----------------------------------------------------------------------------
 
