@@ -292,3 +292,46 @@ def test_an_unknown_word_is_accepted_as_not_recognised_and_kept(intake, case_id,
     assert (reply["outcome"], reply["status"], reply["recognised"]) == ("accepted", None, False)
     assert _status(engine, case_id) == v.DISPATCHED
     assert _timeline(engine, case_id)[-1] == "status_unrecognised"
+
+
+def test_without_the_management_api_rabbitmqctl_makes_the_same_users(
+    amqp_uri, database_url, engine
+):
+    code = "fire-330302"
+    password = f"pw-{uuid.uuid4().hex}"
+    done = subprocess.run(
+        [
+            str(GRIDFLOW),
+            "amqp-users",
+            "sync",
+            "--database-url",
+            database_url,
+            "--amqp-uri",
+            amqp_uri,
+            "--code",
+            code,
+            "--password-ref",
+            "env:GF_TEST_FIRE_PASSWORD",
+            # Nothing listens there: the management API is "not enabled".
+            "--management-url",
+            f"http://127.0.0.1:{free_port()}",
+        ],
+        env={**os.environ, "GF_TEST_FIRE_PASSWORD": password},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        system = DepartmentSystem(amqp_uri, code, password)
+        try:
+            # Its reply queue was declared by the sync and is its to read; another's is not.
+            assert system.take(c.reply_queue(code), timeout=0.2) == []
+            with pytest.raises(AccessRefused):
+                system.take(c.unit_queue(HOLDER), timeout=1)
+        finally:
+            system.close()
+    finally:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "delete_user", c.amqp_user(code)], capture_output=True, timeout=60
+        )

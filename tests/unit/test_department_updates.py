@@ -502,3 +502,23 @@ def test_a_polled_unknown_word_is_kept(city):
     view = _view(gridflow, api, case_id)
     assert view["status"] == v.DISPATCHED
     assert view["timeline"][-1]["kind"] == sw.ENTRY_STATUS_UNRECOGNISED
+
+
+def test_answers_older_than_a_day_are_forgotten_by_intakes_periodic_work(city):
+    gridflow, api, case_id = city
+    for key, status in (("old", "accepted"), ("new", "in_progress")):
+        assert _post(api, {"case_id": case_id, "status": status}, key=key).status == 202
+    with gridflow.engine.begin() as conn:
+        conn.execute(
+            sa.update(models.department_messages)
+            .where(models.department_messages.c.message_key == "old")
+            .values(received_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=25))
+        )
+    intake = gridflow.runtimes[c.INTAKE]
+    assert h.DEFINITION.periodic is not None
+    assert h.DEFINITION.periodic(intake) == 1
+    # At most once a minute: a second call a moment later does nothing.
+    assert h.DEFINITION.periodic(intake) == 0
+    with gridflow.engine.connect() as conn:
+        keys = set(conn.execute(sa.select(models.department_messages.c.message_key)).scalars())
+    assert keys == {"new"}

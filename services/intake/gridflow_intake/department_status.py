@@ -33,6 +33,7 @@ same message sent again is looked at afresh (a case that could not take it then 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -155,6 +156,21 @@ def forget_old_answers(work: Work) -> int:
     cutoff = work.runtime.operational_now() - ANSWER_KEPT
     table = department_messages
     return work.db.execute(sa.delete(table).where(table.c.received_at < cutoff)).rowcount
+
+
+FORGET_EVERY_SECONDS = 60.0
+_NEXT_FORGET = "department_answers_next_forget"
+
+
+def forget_old_answers_now_and_then(runtime: Any) -> int:
+    """Intake's periodic work (once a second): at most once a minute, the answers past
+    ``ANSWER_KEPT`` go (one indexed delete), so the table holds about a day of messages."""
+    now = time.monotonic()
+    if now < runtime.extras.get(_NEXT_FORGET, 0.0):
+        return 0
+    runtime.extras[_NEXT_FORGET] = now + FORGET_EVERY_SECONDS
+    with runtime.work() as work:
+        return forget_old_answers(work)
 
 
 def _readable_by(work: Work, principal: a.Principal, case_id: str, j: Any) -> bool:

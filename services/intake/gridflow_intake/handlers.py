@@ -683,6 +683,17 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+def periodic(runtime: Any) -> int:
+    """Intake's time-driven work: forgetting department messages' answers past their day."""
+    from gridflow_intake.department_status import forget_old_answers_now_and_then
+
+    return forget_old_answers_now_and_then(runtime)
+
+
 DEFINITION = ServiceDefinition(
-    name=c.INTAKE, metadata=metadata, handlers=HANDLERS, own_tables=OWN_TABLES
+    name=c.INTAKE,
+    metadata=metadata,
+    handlers=HANDLERS,
+    periodic=periodic,
+    own_tables=OWN_TABLES,
 )
