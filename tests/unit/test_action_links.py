@@ -426,3 +426,48 @@ def test_links_made_away_from_a_request_point_at_the_public_url():
         "https://gridflow.example.gov.cn"
     )
     assert links.public_url({"GRIDFLOW_PORT": "8123"}) == "http://127.0.0.1:8123"
+
+
+# -- over real HTTP, as a browser clicks --------------------------------------------------------
+
+
+def test_a_browser_opens_the_link_and_submits_the_form_over_http(tmp_path):
+    """`gridflow run` as a person starts it; the page fetched and its form submitted as a
+    browser does (an empty urlencoded body), the key read from the server's own database."""
+    from tests.unit.running_server import running_gridflow
+
+    with running_gridflow(tmp_path) as running, running.client() as client:
+        answer = client.post("/api/v1/reports", json=STREETLIGHT)
+        assert answer.status_code == 201, answer.text
+        case_id = answer.json()["case_id"]
+        engine = running.engine()
+        deadline = time.monotonic() + 30
+        while True:
+            with engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(models.cases).where(models.cases.c.case_id == case_id)
+                ).one()
+            if row.holder == HOLDER or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # bounded wait for the case to be dispatched
+        assert row.holder == HOLDER
+        message = department_message(case_id, HOLDER, assignment_id=row.assignment_id)
+        url = links.make_signer(engine, running.url)(delivery_of(message), v.ACCEPTED, 600)
+        engine.dispose()
+
+        shown = client.get(url, headers={"Accept": "text/html,application/xhtml+xml,*/*"})
+        assert shown.status_code == 200
+        assert shown.headers["content-type"] == "text/html; charset=utf-8"
+        assert shown.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert "确认签收" in shown.text
+
+        done = client.post(
+            url, content=b"", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        assert done.status_code == 200, done.text
+        assert "已签收" in done.text
+        again = client.post(url, headers={"Accept": "application/json"})
+        assert again.status_code == 409
+        assert again.json()["errors"] == {"link": ["this link was already used"]}
+        view = client.get(f"/api/v1/cases/{case_id}", headers=running.admin).json()
+        assert view["status"] == v.ACCEPTED

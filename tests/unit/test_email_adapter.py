@@ -81,6 +81,7 @@ def test_a_case_arrives_as_readable_chinese_with_its_three_links(smtp):
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
     assert {p.get_content_charset() for p in message.iter_parts()} == {"utf-8"}
     assert message["X-Gridflow-Delivery"] == "d-42"
+    assert message["From"].addresses[0].display_name == "网格化管理平台"
     assert message["Message-ID"] == "<gridflow.d-42@localhost>"
     assert message["Auto-Submitted"] == "auto-generated"
 

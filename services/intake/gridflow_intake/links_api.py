@@ -245,7 +245,8 @@ class LinkEndpoints:
             self._audit_refusal(actor, call.caller, claims, refusal.status)
             return refusal.answer(as_json)
         if as_json:
-            return _answer(status, {**done, "unit": claims.unit}, "application/json", PAGE_HEADERS)
+            body = {**done, "unit": claims.unit}
+            return _answer(status, body, "application/json", dict(PAGE_HEADERS))
         verb = links.ACTION_NAMES[claims.action]
         page = render_page(
             f"已{verb}",

@@ -34,6 +34,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Mapping, Sequence
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
@@ -74,6 +75,7 @@ DEFAULT_LINK_TTL_HOURS = 72.0
 DEFAULT_TIMEOUT = 10.0
 MAX_RECIPIENTS = 20
 SUBJECT_TAG = "【网格化案件】"
+SENDER_NAME = "网格化管理平台"
 # The actions a lead unit's message links to, in the order the work goes.
 LEAD_ACTIONS = (v.ACCEPTED, v.IN_PROGRESS, v.RESOLVED)
 ROLE_NAMES = {LEAD: "主办", ASSISTING: "协办"}
@@ -431,7 +433,7 @@ class EmailAdapter(DepartmentAdapter):
     def compose(self, delivery: Delivery, rendered: Rendered) -> EmailMessage:
         message = EmailMessage(policy=SMTP_POLICY)
         message["Subject"] = rendered.subject
-        message["From"] = self.from_address
+        message["From"] = Address(display_name=SENDER_NAME, addr_spec=self.from_address)
         message["To"] = ", ".join(self.recipients)
         message["Date"] = format_datetime(self.context.now())
         message["Message-ID"] = message_id(delivery.delivery_id, self.from_address)
