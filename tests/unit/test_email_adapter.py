@@ -153,7 +153,7 @@ def test_an_assisting_unit_is_told_what_it_assists_and_gets_no_links(smtp):
     text = mail.text()
     assert "贵单位角色：协办" in text
     assert "由 urban_management-330302104 主办" in text
-    assert "收件箱" in text
+    assert "登录网格化管理平台（http://gridflow.test）" in text and "收件箱" in text
     assert links_in(text) == {} and "/api/v1/links/" not in mail.raw.decode("ascii")
 
 

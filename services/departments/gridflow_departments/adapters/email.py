@@ -285,9 +285,13 @@ def _html_page(title: str, paragraphs: Sequence[str], facts: Sequence[tuple[str,
 
 
 def render_case(
-    m: Mapping[str, Any], action_links: Sequence[tuple[str, str]], expires_text: str | None
+    m: Mapping[str, Any],
+    action_links: Sequence[tuple[str, str]],
+    expires_text: str | None,
+    public_url: str = "",
 ) -> Rendered:
-    """The message giving a case to a unit; ``action_links`` (action, URL) for a lead."""
+    """The message giving a case to a unit; ``action_links`` (action, URL) for a lead;
+    ``public_url`` where an assisting unit adds its notes."""
     e = html.escape
     role = m.get("role")
     category = _line(m.get("category_name") or m.get("category") or "未分类")
@@ -324,8 +328,9 @@ def render_case(
         )
         paragraphs += [e(head), buttons, e(note)]
     elif role == ASSISTING:
+        where = f"（{_line(public_url)}）" if public_url else ""
         note = (
-            "协办单位不能通过邮件更改案件状态。协办意见请登录网格化管理平台，"
+            f"协办单位不能通过邮件更改案件状态。协办意见请登录网格化管理平台{where}，"
             "在本单位收件箱中补充，主办单位和案件流转记录都会显示；也可直接联系主办单位。"
         )
         text += ["", note]
@@ -415,7 +420,7 @@ class EmailAdapter(DepartmentAdapter):
                 (action, self.context.sign_link(delivery, action, ttl)) for action in LEAD_ACTIONS
             ]
             expires_text = self._expiry_text(m, ttl)
-        rendered = render_case(m, action_links, expires_text)
+        rendered = render_case(m, action_links, expires_text, self.context.public_url)
         return self._send(delivery, rendered)
 
     def push_change(self, delivery: Delivery) -> PushResult:
