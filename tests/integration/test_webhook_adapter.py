@@ -24,7 +24,7 @@ from gridflow_common.adapters.contract import (
     PushRefused,
 )
 from gridflow_departments.adapters.webhook import WebhookAdapter
-from tests.support.department_http import DepartmentDouble
+from tests.support.department_http import DepartmentDouble, post_status
 
 SECRET = "fire-webhook-7f3a9c2e"  # what the department and Gridflow share
 SECRET_ENV = "GRIDFLOW_TEST_FIRE_WEBHOOK"
@@ -423,3 +423,17 @@ def test_the_double_serves_others_while_one_push_hangs(department, adapter):
         other.close()
     pusher.join(timeout=5)
     assert len(failures) == 1  # the hanging push itself timed out
+
+
+def test_a_departments_status_post_is_signed_as_gridflow_checks_it(department):
+    """The helper a department's program (and the status tests) posts status back with: its
+    signature is the shared scheme, verified here by the double with the department's secret;
+    signed with another secret, it is not."""
+    message = {"case_id": "GF-20261126-0001", "status": "已出警", "note": "两车出动"}
+    assert post_status(department.url, "fire", message, SECRET).status_code < 300
+    post_status(department.url, "fire", message, "a guess")
+
+    good, forged = department.pushes()
+    assert good["path"] == "/api/v1/departments/fire/updates"
+    assert good["message"] == message
+    assert (good["signature_ok"], forged["signature_ok"]) == (True, False)

@@ -60,10 +60,13 @@ class HttpCaller:
                 connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
             ),
             follow_redirects=False,
-            # A request leaves as two writes (head, then body): without NODELAY the body can
-            # wait for the server's delayed ACK, tens of milliseconds a push.
             transport=httpx.HTTPTransport(
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+                # An idle connection is dropped before common servers drop theirs (Node's
+                # 5 s): a request sent on one the server is closing fails without an answer.
+                limits=httpx.Limits(keepalive_expiry=4.0),
+                # A request leaves as two writes (head, then body): without NODELAY the body
+                # can wait for the server's delayed ACK, tens of milliseconds a push.
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             ),
             # Identity: the answer is read raw and capped, so a compressed flood stays small.
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},

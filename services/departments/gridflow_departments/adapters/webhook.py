@@ -8,7 +8,8 @@ What the department's system receives (docs/integrators.md says the same to inte
   from anyone's and refuse a replay older than five minutes;
 - ``Idempotency-Key`` and ``X-Gridflow-Delivery``: the delivery id, the same on every retry of
   one delivery, so it can drop a copy (a push whose answer was lost is pushed again);
-- ``X-Gridflow-Attempt``: which try this is (1 for the first).
+- ``X-Gridflow-Attempt``: which try this is (1 for the first); ``X-Gridflow-Kind``: ``case``
+  or ``change``. Changes go to ``options.change_endpoint`` when the department gives one.
 
 How its answer is taken (``http_calls``): 2xx delivered (a JSON object's ``id`` or
 ``external_ref`` is kept as the department's id for the case); 408, 425, 429, 5xx and 3xx "try
