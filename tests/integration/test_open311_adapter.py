@@ -10,7 +10,6 @@ import json
 import httpx
 import pytest
 
-from gridflow_common.adapters import registry
 from gridflow_common.adapters.contract import (
     AdapterConfig,
     AdapterContext,
@@ -358,22 +357,3 @@ def test_the_double_answers_as_the_shared_georeport_schemas_require(server, adap
     for request in requests:
         assert set(request_schema["required"]) <= set(request)
         assert request["status"] in request_schema["properties"]["status"]["enum"]
-
-
-def test_the_citys_data_is_checked_for_an_open311_row():
-    def problems(**changes):
-        row = dict(
-            code="roads",
-            adapter="open311",
-            endpoint="https://311.example.org/v2",
-            credential_ref=None,
-            options={"service_code": "001"},
-        )
-        row.update(changes)
-        return registry.config_problems(AdapterConfig(**row))
-
-    assert problems() == []  # the api key is optional
-    assert [c for c, _ in problems(endpoint="mailto:roads@example.org")] == ["endpoint"]
-    assert [c for c, m in problems(options={})] == ["options"]
-    assert "service_code" in problems(options={})[0][1]
-    assert [c for c, _ in problems(options={"service_code": "1", "poll_batch": 0})] == ["options"]

@@ -15,7 +15,6 @@ import time
 import pytest
 
 from gridflow_common import secrets, signing
-from gridflow_common.adapters import registry
 from gridflow_common.adapters.contract import (
     AdapterConfig,
     AdapterContext,
@@ -345,31 +344,6 @@ def test_take_status_names_the_field_of_a_malformed_message(adapter, body, field
     with pytest.raises(ValueError) as bad:
         adapter.take_status(body)
     assert str(bad.value).startswith(field + ":")
-
-
-def test_the_citys_data_is_checked_for_a_webhook_row():
-    def problems(**changes):
-        row = dict(
-            code="fire",
-            adapter="webhook",
-            endpoint="https://fire.example.org/gridflow",
-            credential_ref="env:FIRE_WEBHOOK",
-            options={},
-        )
-        row.update(changes)
-        return registry.config_problems(AdapterConfig(**row))
-
-    assert problems() == []
-    assert [c for c, _ in problems(endpoint="ftp://fire.example.org/x")] == ["endpoint"]
-    assert [c for c, _ in problems(endpoint="https://u:pw@fire.example.org/")] == ["endpoint"]
-    assert [c for c, _ in problems(endpoint=None)] == ["endpoint"]
-    assert [c for c, _ in problems(credential_ref=None)] == ["credential_ref"]
-    bad = problems(options={"read_timeout": -1, "change_endpoint": "not a url", "extra": 1})
-    assert {m.split(":")[0] for c, m in bad if c == "options"} == {
-        "read_timeout",
-        "change_endpoint",
-        "extra",
-    }
 
 
 def test_the_signature_header_is_the_shared_signing_scheme(department, adapter):
