@@ -77,8 +77,9 @@ def load(name: str) -> type[DepartmentAdapter]:
 
 def config_problems(config: AdapterConfig) -> list[tuple[str | None, str]]:
     """What is wrong with one adapters.csv row, as (column, message): the adapter is not
-    installed or breaks the contract, it needs an endpoint it was not given, or its options
-    fail its config schema. Empty when the row can be used."""
+    installed or breaks the contract, it needs an endpoint it was not given or one that is not
+    a URL of its ``endpoint_schemes``, it needs a credential reference it was not given, or its
+    options fail its config schema. Empty when the row can be used."""
     try:
         cls = load(config.adapter)
     except AdapterContractError as exc:
