@@ -176,11 +176,22 @@ def test_a_retry_after_date_is_read_against_operational_time(department):
     assert failed.value.retry_after == 90.0
 
 
-def test_a_5xx_without_retry_after_leaves_the_schedule_to_gridflow(department, adapter):
-    department.fail(500, times=1)
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [
+        (None, None),
+        ("soon", None),
+        ("99999999999", 86400.0),
+        ("Mon, 01 Jan 1990 00:00:00 GMT", 0.0),
+    ],
+)
+def test_a_missing_or_unreasonable_retry_after_leaves_the_schedule_to_gridflow(
+    department, adapter, retry_after, expected
+):
+    department.fail(500, retry_after=retry_after, times=1)
     with pytest.raises(PushFailed) as failed:
         adapter.push(delivery())
-    assert failed.value.retry_after is None
+    assert failed.value.retry_after == expected
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])

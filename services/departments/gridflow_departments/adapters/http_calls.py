@@ -33,6 +33,9 @@ ANSWER_LIMIT = 64 * 1024
 REASON_LIMIT = 200
 # Answers that mean "not now": timeout, too early, too many requests.
 RETRY_STATUSES = frozenset({408, 425, 429})
+# The longest Retry-After taken as said: a system asking for more (a bug, or hostile) would hold
+# a unit's deliveries past any deadline; Gridflow's own schedule decides beyond a day.
+RETRY_AFTER_CAP = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -133,14 +136,14 @@ class HttpCaller:
             return None
         value = value.strip()
         if value.isdigit():
-            return float(value)
+            return min(float(value), RETRY_AFTER_CAP)
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
-        return max(0.0, (when - self._now()).total_seconds())
+        return min(max(0.0, (when - self._now()).total_seconds()), RETRY_AFTER_CAP)
 
     def close(self) -> None:
         self.client.close()
