@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import httpx
 import pytest
@@ -357,3 +358,23 @@ def test_the_double_answers_as_the_shared_georeport_schemas_require(server, adap
     for request in requests:
         assert set(request_schema["required"]) <= set(request)
         assert request["status"] in request_schema["properties"]["status"]["enum"]
+
+
+def test_a_lost_answer_can_leave_a_copy_that_names_the_same_delivery(server, adapter):
+    """GeoReport v2 has no idempotency key: the server made the request, its answer came too
+    late, and the retry makes a second one. What the adapter can do is mark both."""
+    server.script({"hang": 1.5})  # the server answers (and keeps the request) after 1.5 s
+    with pytest.raises(PushFailed):
+        adapter.push(delivery())
+    deadline = time.monotonic() + 5
+    while not server.stored():
+        assert time.monotonic() < deadline, "the slow server never kept the first post"
+        time.sleep(0.05)  # bounded poll: the server finishes the post the adapter gave up on
+
+    adapter.push(delivery(attempt=2))
+
+    posted = server.posted()
+    assert len(posted) == 2
+    for form in posted.values():
+        assert form["attribute[gridflow_delivery]"] == ["dlv-1"]
+        assert form["description"][0].endswith("投递 dlv-1】")
