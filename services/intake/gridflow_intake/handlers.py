@@ -698,7 +698,7 @@ def _project_inbox(work: Work, event: c.Event) -> None:
         return
     if work.db.dialect.name == "postgresql":
         work.db.execute(sa.select(sa.func.pg_advisory_xact_lock(*INBOX_LOCK)))
-    last = work.db.execute(sa.select(sa.func.coalesce(sa.func.max(inbox.c.cursor), 0))).scalar()
+    last = work.db.execute(sa.select(sa.func.coalesce(sa.func.max(inbox.c.cursor), 0))).scalar_one()
     work.db.execute(
         # Only a delivery already there is skipped (two announcements racing past the check
         # above); a clash of cursors would be a fault, and fails the unit of work.
