@@ -774,6 +774,8 @@ def inbox_page(
             names.setdefault(case_id, []).append((reporter or {}).get("name"))
     return {
         "items": [_inbox_item(work, r, names.get(r.case_id, [])) for r in rows],
+        # Never past a row ``open_only`` left out: a case on hold (挂账) is released with the
+        # same assignment, and its delivery must still be found then.
         "next": rows[-1].cursor if rows else after,
         "more": more,
     }

@@ -74,7 +74,7 @@ def read(
     *,
     whole_department: bool,
     waiters: Waiters,
-    pause: Callable[[float], None] = time.sleep,
+    pause: Callable[[float], None] | None = None,
 ) -> tuple[dict, bool]:
     """The page of ``code``'s inbox after ``query['after']``; when it is empty, looked at again
     until something arrives or ``query['wait']`` seconds have passed. Also whether the request
@@ -102,6 +102,8 @@ def read(
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            pause(min(POLL_INTERVAL_SECONDS, left))
+            # time.sleep looked up now, not at import: under nameko it is eventlet's green
+            # sleep only once the process is monkey-patched.
+            (pause or time.sleep)(min(POLL_INTERVAL_SECONDS, left))
             page = look()
     return page, False
