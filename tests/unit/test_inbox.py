@@ -231,19 +231,32 @@ def test_open_true_leaves_out_the_cases_no_longer_to_work_on(gridflow, api):
 # -- long-polling --------------------------------------------------------------------------------
 
 
-def test_a_long_poll_answers_as_soon_as_a_case_arrives(gridflow, api, monkeypatch):
-    token = api.holder_token(STATION)
-    looks: list[int] = []
-    looked = threading.Event()
+class Looks(list):
+    """How many items each look of a long-poll found, in order; ``first`` is set at the first
+    (the poll is then waiting, or done)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = threading.Event()
+
+
+@pytest.fixture
+def looks(monkeypatch) -> Looks:
+    found = Looks()
     page_of = h.inbox_page
 
     def inbox_page(*args, **kwargs):
         page = page_of(*args, **kwargs)
-        looks.append(len(page["items"]))
-        looked.set()
+        found.append(len(page["items"]))
+        found.first.set()
         return page
 
     monkeypatch.setattr(h, "inbox_page", inbox_page)
+    return found
+
+
+def test_a_long_poll_answers_as_soon_as_a_case_arrives(gridflow, api, looks):
+    token = api.holder_token(STATION)
     got: dict = {}
 
     def poll() -> None:
@@ -253,7 +266,7 @@ def test_a_long_poll_answers_as_soon_as_a_case_arrives(gridflow, api, monkeypatc
 
     waiter = threading.Thread(target=poll)
     waiter.start()
-    assert looked.wait(5), "the poll never looked"
+    assert looks.first.wait(5), "the poll never looked"
     # It found nothing and waits; a case is reported and carried to the inbox meanwhile.
     case_id = _post_report(api)
     gridflow.drain()
@@ -266,25 +279,29 @@ def test_a_long_poll_answers_as_soon_as_a_case_arrives(gridflow, api, monkeypatc
     assert got["seconds"] < 5  # it did not sit out its 20 s
 
 
-def test_a_long_poll_with_nothing_arriving_answers_empty_when_its_wait_ends(api):
+def test_a_long_poll_with_nothing_arriving_answers_empty_when_its_wait_ends(api, looks):
     started = time.monotonic()
     answer = _inbox(api, STATION, "?wait=1.2&after=0", api.holder_token(STATION))
     seconds = time.monotonic() - started
     assert answer.status == 200, answer.body
     assert (answer.body["items"], answer.body["next"]) == ([], 0)
     assert 1.1 <= seconds < 4
+    # It looked about every half second, not once and not in a busy loop.
+    assert 3 <= len(looks) <= 5
 
 
-def test_a_long_poll_holds_no_database_lock_while_it_waits(gridflow, api):
+def test_a_long_poll_holds_no_database_lock_while_it_waits(gridflow, api, looks):
     """The embedded default's units of work take turns on one lock: a waiting poll must not
     keep a report from being registered meanwhile."""
     token = api.holder_token(STATION)
     waiter = threading.Thread(target=lambda: _inbox(api, STATION, "?wait=3", token))
     waiter.start()
     try:
+        assert looks.first.wait(5), "the poll never looked"
         started = time.monotonic()
         _post_report(api)
         assert time.monotonic() - started < 1.5
+        assert waiter.is_alive()  # still waiting: the report has not reached the inbox
     finally:
         waiter.join(timeout=10)
 
