@@ -38,6 +38,7 @@ from gridflow_common.logging import get_logger, mask_personal_numbers
 from gridflow_common.runtime import ServiceRuntime
 from gridflow_intake import bodies
 from gridflow_intake import handlers as h
+from gridflow_intake import inbox as ib
 from gridflow_intake import progress as pg
 from gridflow_intake import schemas as s
 from gridflow_intake.access import (
@@ -70,6 +71,7 @@ _KEY_CREATE_SCHEMA = s.KeyCreateSchema()
 _EMPTY_SCHEMA = s.EmptySchema()
 _ROTATE_SCHEMA = s.RotateSchema()
 _AUDIT_QUERY_SCHEMA = s.AuditQuerySchema()
+_INBOX_QUERY_SCHEMA = s.InboxQuerySchema()
 
 
 # Who may call a route at all (the endpoint then decides on the case, the channel, the unit):
@@ -110,6 +112,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/cases/<case_id>/updates", "post_update", SIGNED_IN, B),
     Route("POST", "/api/v1/cases/<case_id>/verification", "post_verify", STAFF, B),
     Route("POST", "/api/v1/cases/<case_id>/evaluation", "post_evaluate", COMMAND, B),
+    # A unit's inbox (gridflow_intake/inbox.py): paged by cursor, long-polled with ?wait=.
+    Route("GET", "/api/v1/units/<code>/inbox", "get_inbox", SIGNED_IN),
     Route("GET", "/api/v1/admin/clock", "get_clock", COMMAND),
     Route("PUT", "/api/v1/admin/clock", "put_clock", ADMIN, B),
     Route("POST", "/api/v1/admin/reset", "post_reset", ADMIN, B),
@@ -258,10 +262,16 @@ def _no_case(case_id: str) -> h.Rejected:
 
 
 class IntakeApi(SessionEndpoints, LinkEndpoints):
-    def __init__(self, runtime: ServiceRuntime, peers: Peers):
+    def __init__(
+        self, runtime: ServiceRuntime, peers: Peers, inbox_waiters: ib.Waiters | None = None
+    ):
         self.runtime = runtime
         self.peers = peers
         self.access = Access.for_runtime(runtime)
+        # One per process, shared by every request (the embedded default's when none is given).
+        self.inbox_waiters = inbox_waiters or runtime.extras.setdefault(
+            "inbox_waiters", ib.Waiters(ib.EMBEDDED_WAITERS)
+        )
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -532,6 +542,21 @@ class IntakeApi(SessionEndpoints, LinkEndpoints):
             status, answer = h.evaluate(work, case_id, evaluation)
             self._audit_within(work, call, status)
             return Answer(status, answer)
+
+    def get_inbox(self, call: Call, code: str) -> Answer:
+        query = self._load_query(_INBOX_QUERY_SCHEMA, call.request)
+        principal = call.principal
+        assert principal is not None
+        whole_department = ib.owner_of(principal, code, self._jurisdiction())
+        page, turned_away = ib.read(
+            self.runtime,
+            code,
+            query,
+            whole_department=whole_department,
+            waiters=self.inbox_waiters,
+        )
+        headers = {"Retry-After": str(ib.RETRY_AFTER_SECONDS)} if turned_away else {}
+        return Answer(200, {"code": code, **page}, headers=headers)
 
     # -- the reporter's progress link -----------------------------------------------------------
 

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import eventlet
+from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
 
@@ -14,6 +15,7 @@ from gridflow_common import reset
 from gridflow_common.nameko_support import GridflowService, Runtime, subscribe
 from gridflow_intake.api import IntakeApi
 from gridflow_intake.handlers import DEFINITION
+from gridflow_intake.inbox import Waiters, waiters_for_workers
 from gridflow_intake.peers import ASSIGNMENT_TIMEOUT_SECONDS, PeerUnavailable
 
 # Every method on every path, so nameko's own URL map never answers (with HTML): IntakeApi's
@@ -78,6 +80,17 @@ class NamekoPeers:
         return self._ask_all("reset", order, order.remaining())
 
 
+class InboxWaiters(DependencyProvider):
+    """The process's places to wait on an inbox, sized by the container's worker pool
+    (gridflow_intake/inbox.py): built once in ``setup``, the same object for every worker."""
+
+    def setup(self) -> None:
+        self.waiters = waiters_for_workers(self.container.max_workers)
+
+    def get_dependency(self, worker_ctx: Any) -> Waiters:
+        return self.waiters
+
+
 @subscribe
 class IntakeService(GridflowService):
     name = DEFINITION.name
@@ -87,6 +100,7 @@ class IntakeService(GridflowService):
     departments = RpcProxy(c.DEPARTMENTS)
     sla = RpcProxy(c.SLA)
     notify = RpcProxy(c.NOTIFY)
+    inbox_waiters = InboxWaiters()
     # The API the entrypoint answers with (the identity benchmark's twin swaps it).
     api_class: type[IntakeApi] = IntakeApi
 
@@ -101,4 +115,4 @@ class IntakeService(GridflowService):
                 c.NOTIFY: self.notify,
             }
         )
-        return self.api_class(self.runtime, peers).respond(request)
+        return self.api_class(self.runtime, peers, self.inbox_waiters).respond(request)
