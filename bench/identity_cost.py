@@ -98,8 +98,8 @@ class UncheckedApi(IntakeApi):
     # One per credential, kept across requests (nameko makes an IntakeApi per request).
     _callers: ClassVar[dict[str, Caller]] = {}
 
-    def __init__(self, runtime: Any, peers: Any):
-        super().__init__(runtime, peers)
+    def __init__(self, runtime: Any, peers: Any, *more: Any):
+        super().__init__(runtime, peers, *more)
         self.access = _unaudited(self.access)
 
     def _caller(self, route: Route, request: Request) -> Caller:
@@ -113,8 +113,8 @@ class UncheckedApi(IntakeApi):
 class UnauditedApi(IntakeApi):
     """The product's check without its audit row: what of the check's cost is the audit's."""
 
-    def __init__(self, runtime: Any, peers: Any):
-        super().__init__(runtime, peers)
+    def __init__(self, runtime: Any, peers: Any, *more: Any):
+        super().__init__(runtime, peers, *more)
         self.access = _unaudited(self.access)
 
 

@@ -522,3 +522,19 @@ def test_answers_older_than_a_day_are_forgotten_by_intakes_periodic_work(city):
     with gridflow.engine.connect() as conn:
         keys = set(conn.execute(sa.select(models.department_messages.c.message_key)).scalars())
     assert keys == {"new"}
+
+
+def test_a_note_and_an_extension_request_go_the_way_of_every_holders_report(city):
+    gridflow, api, case_id = city
+    note = _post(api, {"case_id": case_id, "status": v.NOTE, "unit": STATION, "note": "需协调"})
+    assert note.status == 202, note.body
+    extension = _post(
+        api, {"case_id": case_id, "status": v.EXTENSION_REQUESTED, "unit": STATION, "hours": 24}
+    )
+    assert extension.status == 202, extension.body
+    timeline = _view(gridflow, api, case_id)["timeline"]
+    kinds = [e["kind"] for e in timeline]
+    assert v.NOTE in kinds and v.EXTENSION_REQUESTED in kinds
+    [asked] = [e for e in timeline if e["kind"] == v.EXTENSION_REQUESTED]
+    assert asked["hours"] == 24
+    assert _view(gridflow, api, case_id)["status"] == v.DISPATCHED

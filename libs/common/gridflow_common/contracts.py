@@ -141,6 +141,8 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(DEPARTMENTS, CASE_DISPATCHED, SLA, "on_case_dispatched"),
     Subscription(DEPARTMENTS, CASE_DISPATCHED, NOTIFY, "on_case_dispatched"),
     Subscription(DEPARTMENTS, CASE_DISPATCHED, INTAKE, "on_case_dispatched"),
+    Subscription(DEPARTMENTS, CASE_UNDELIVERABLE, INTAKE, "on_case_undeliverable"),
+    Subscription(DEPARTMENTS, CASE_UNDELIVERABLE, NOTIFY, "on_case_undeliverable"),
     Subscription(SLA, CASE_COLOUR_CHANGED, INTAKE, "on_case_colour_changed"),
     Subscription(SLA, CASE_COLOUR_CHANGED, ROUTING, "on_case_colour_changed"),
     Subscription(SLA, CASE_COLOUR_CHANGED, NOTIFY, "on_case_colour_changed"),
@@ -204,6 +206,10 @@ class CaseStatusReportedV1(_Payload):
     note = fields.String(allow_none=True, load_default=None)
     category = fields.String(allow_none=True, load_default=None)
     jurisdiction_version = fields.Integer(required=True)
+    # An extension request's (additive): how many more hours, or the due instant asked for
+    # (ISO 8601); null for every other status.
+    hours = fields.Integer(allow_none=True, load_default=None)
+    due = fields.String(allow_none=True, load_default=None)
 
 
 class CaseVerifiedV1(_Payload):

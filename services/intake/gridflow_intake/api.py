@@ -38,6 +38,7 @@ from gridflow_common.logging import get_logger, mask_personal_numbers
 from gridflow_common.runtime import ServiceRuntime
 from gridflow_intake import bodies
 from gridflow_intake import handlers as h
+from gridflow_intake import inbox as ib
 from gridflow_intake import progress as pg
 from gridflow_intake import schemas as s
 from gridflow_intake.access import (
@@ -51,6 +52,7 @@ from gridflow_intake.access import (
 )
 from gridflow_intake.department_api import DepartmentEndpoints
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
+from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
 from gridflow_intake.peers import Peers, PeerUnavailable
 from gridflow_intake.ratelimit import parse_limit
 from gridflow_intake.sessions import AUDITS_ITSELF, SessionEndpoints
@@ -70,6 +72,7 @@ _KEY_CREATE_SCHEMA = s.KeyCreateSchema()
 _EMPTY_SCHEMA = s.EmptySchema()
 _ROTATE_SCHEMA = s.RotateSchema()
 _AUDIT_QUERY_SCHEMA = s.AuditQuerySchema()
+_INBOX_QUERY_SCHEMA = s.InboxQuerySchema()
 
 
 # Who may call a route at all (the endpoint then decides on the case, the channel, the unit):
@@ -117,6 +120,8 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/api/v1/departments/<code>/updates", "post_department_update", DEPARTMENT_SYSTEM, B
     ),
+    # A unit's inbox (gridflow_intake/inbox.py): paged by cursor, long-polled with ?wait=.
+    Route("GET", "/api/v1/units/<code>/inbox", "get_inbox", SIGNED_IN),
     Route("GET", "/api/v1/admin/clock", "get_clock", COMMAND),
     Route("PUT", "/api/v1/admin/clock", "put_clock", ADMIN, B),
     Route("POST", "/api/v1/admin/reset", "post_reset", ADMIN, B),
@@ -149,6 +154,10 @@ ROUTES: tuple[Route, ...] = (
         OPEN,
         B,
     ),
+    # A signed action link from an e-mail: the token is the credential; GET shows, POST does
+    # (gridflow_intake/links_api.py). No body is read: the link says everything.
+    Route("GET", "/api/v1/links/<link_token:token>", "get_link", OPEN),
+    Route("POST", "/api/v1/links/<link_token:token>", "post_link", OPEN),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
 )
@@ -159,7 +168,7 @@ URL_MAP = Map(
     [Rule(route.path, methods=[route.method], endpoint=route) for route in ROUTES],
     strict_slashes=False,
     merge_slashes=False,
-    converters={"progress_token": pg.TokenConverter},
+    converters={"progress_token": pg.TokenConverter, "link_token": LinkTokenConverter},
 )
 _URLS = URL_MAP.bind("gridflow")
 
@@ -260,11 +269,17 @@ def _no_case(case_id: str) -> h.Rejected:
     return h.Rejected(404, {"case_id": [f"no case {case_id!r}"]})
 
 
-class IntakeApi(SessionEndpoints, DepartmentEndpoints):
-    def __init__(self, runtime: ServiceRuntime, peers: Peers):
+class IntakeApi(SessionEndpoints, LinkEndpoints, DepartmentEndpoints):
+    def __init__(
+        self, runtime: ServiceRuntime, peers: Peers, inbox_waiters: ib.Waiters | None = None
+    ):
         self.runtime = runtime
         self.peers = peers
         self.access = Access.for_runtime(runtime)
+        # One per process, shared by every request (the embedded default's when none is given).
+        self.inbox_waiters = inbox_waiters or runtime.extras.setdefault(
+            "inbox_waiters", ib.Waiters(ib.EMBEDDED_WAITERS)
+        )
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -551,6 +566,21 @@ class IntakeApi(SessionEndpoints, DepartmentEndpoints):
             status, answer = h.evaluate(work, case_id, evaluation)
             self._audit_within(work, call, status)
             return Answer(status, answer)
+
+    def get_inbox(self, call: Call, code: str) -> Answer:
+        query = self._load_query(_INBOX_QUERY_SCHEMA, call.request)
+        principal = call.principal
+        assert principal is not None
+        whole_department = ib.owner_of(principal, code, self._jurisdiction())
+        page, turned_away = ib.read(
+            self.runtime,
+            code,
+            query,
+            whole_department=whole_department,
+            waiters=self.inbox_waiters,
+        )
+        headers = {"Retry-After": str(ib.RETRY_AFTER_SECONDS)} if turned_away else {}
+        return Answer(200, {"code": code, **page}, headers=headers)
 
     # -- the reporter's progress link -----------------------------------------------------------
 

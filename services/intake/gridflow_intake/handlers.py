@@ -23,7 +23,15 @@ from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Handler, Work
 from gridflow_common.service import ServiceDefinition
-from gridflow_intake.models import OWN_TABLES, cases, colours, metadata, reports, timeline
+from gridflow_intake.models import (
+    OWN_TABLES,
+    cases,
+    colours,
+    inbox,
+    metadata,
+    reports,
+    timeline,
+)
 
 log = get_logger(__name__)
 
@@ -341,55 +349,94 @@ def _columns_of(assignment: dict) -> dict[str, Any]:
     )
 
 
+def _sender_department(j: Any, sender: str) -> str | None:
+    """The department ``sender`` is or belongs to, in the city's data."""
+    if j.department(sender) is not None:
+        return sender
+    unit = j.unit(sender)
+    return unit.department_code if unit else None
+
+
+def _role(sender: str, department: str | None, view: Any) -> str | None:
+    """The sender's part (lead, assisting or none) in ``view``: the case row, or routing's
+    assignment as a dict."""
+    get = view.get if isinstance(view, dict) else lambda name: getattr(view, name)
+    return lifecycle.role_in_case(
+        sender, get("holder"), get("lead"), tuple(get("assisting") or ()), department
+    )
+
+
 def report_status(
     work: Work, case_id: str, update: dict, holder_of: HolderOf | None = None
 ) -> tuple[int, dict]:
-    """A holder's report on its case (202), refused with 400 (what no case takes), 404, 409
-    (the sender does not hold the case, or the case cannot take this report now), 422, or 503
-    (routing had to be asked and could not answer).
+    """A report on a case (202) from its holder (or its lead department), or a note (备注) from
+    one of its assisting departments (协同); refused with 400 (what no case takes), 404, 409
+    (the sender does not hold the case, an assisting department sent what is the holder's, or
+    the case cannot take this report now), 422, or 503 (routing had to be asked and could not
+    answer).
 
-    ``holder_of`` (routing's ``current_assignment``) is asked only when intake's view does not
-    show the sender holding the case; when routing does, intake's view moves to routing's
-    assignment and the report is taken against it."""
+    ``holder_of`` (routing's ``current_assignment``) is asked only when intake's view would
+    refuse the sender; when routing's assignment is newer and gives the sender its part,
+    intake's view moves to it and the report is taken against it.
+
+    A note and an extension request (申请延期) leave the case's status as it is; the request
+    waits in the timeline for the command center, whose decision comes with its orders."""
     sender, status, category = update["sender"], update["status"], update.get("category")
+    hours, due = update.get("hours"), update.get("due")
     try:
         lifecycle.check_update(status, category)
+        lifecycle.check_extension(status, hours, due, work.now)
     except lifecycle.LifecycleError as exc:
         raise _refused(exc) from None
+    version, j = work.active_jurisdiction()
+    department = _sender_department(j, sender)
     # Routing is asked before the case's row is locked: the projections of this case need not
     # wait for a remote call.
     peek = _case(work, case_id)
     assignment = None
-    if not lifecycle.holds(sender, peek.holder, peek.lead):
+    if not lifecycle.may_send(status, _role(sender, department, peek)):
         assignment = _ask_routing(case_id, sender, holder_of)
     case = _case(work, case_id, lock=True)
     values: dict[str, Any] = {}
     current_status, assignment_id = case.status, case.assignment_id
-    if not lifecycle.holds(sender, case.holder, case.lead):
-        if assignment is None or not lifecycle.fast_forward(
-            case.status, _current_seq(case), sender, assignment
+    role = _role(sender, department, case)
+    if not lifecycle.may_send(status, role) and assignment is not None:
+        role_there = _role(sender, department, assignment)
+        if lifecycle.may_send(status, role_there) and lifecycle.takes_assignment(
+            case.status, _current_seq(case), assignment
         ):
-            shown = assignment or {"holder": case.holder, "lead": case.lead}
-            raise _not_holding(sender, shown.get("holder"), shown.get("lead"))
-        assignment_id = assignment["assignment_id"]
-        # As the dispatch's projection would have: its later arrival finds the same assignment
-        # and leaves the status this report sets (lifecycle.project_dispatch).
-        current_status = v.DISPATCHED
-        values.update(_columns_of(assignment), status=current_status)
+            role = role_there
+            assignment_id = assignment["assignment_id"]
+            # As the dispatch's projection would have: its later arrival finds the same
+            # assignment and leaves the status this report sets (lifecycle.project_dispatch).
+            current_status = v.DISPATCHED
+            values.update(_columns_of(assignment), status=current_status)
+    if role is None:
+        shown = assignment or {"holder": case.holder, "lead": case.lead}
+        raise _not_holding(sender, shown.get("holder"), shown.get("lead"))
     try:
+        lifecycle.check_sender(status, role)
         outcome = lifecycle.apply_update(current_status, status)
     except lifecycle.LifecycleError as exc:
         raise _refused(exc) from None
-    version, j = work.active_jurisdiction()
     if category and j.category(category) is None:
         raise Rejected(422, {"category": [f"unknown category {category!r}"]})
     if outcome.status != case.status:
         values["status"] = outcome.status
     if values:
         work.db.execute(sa.update(cases).where(cases.c.case_id == case_id).values(**values))
-    _note(
-        work, case_id, status, work.now, sender=sender, note=update.get("note"), category=category
-    )
+    detail: dict[str, Any] = dict(sender=sender, note=update.get("note"), category=category)
+    if status in lifecycle.KEEPING_STATUS:
+        detail["role"] = role
+    if status == v.EXTENSION_REQUESTED:
+        # The command center decides (its orders come with a later issue): until then the
+        # request is pending, and the case's clock runs on as it was.
+        detail.update(
+            hours=hours,
+            due=j.local(due).isoformat() if due else None,
+            decision=lifecycle.EXTENSION_PENDING,
+        )
+    _note(work, case_id, status, work.now, **detail)
     work.emit(
         c.CASE_STATUS_REPORTED,
         {
@@ -401,6 +448,8 @@ def report_status(
             "note": _masked_note(work, case_id, update.get("note")),
             "category": category,
             "jurisdiction_version": version,
+            "hours": hours,
+            "due": due.isoformat() if due else None,
         },
     )
     return 202, {"case_id": case_id, "status": status}
@@ -603,6 +652,167 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
         explanation=p["explanation"],
     )
     _note_fact(work, event, v.DISPATCHED, assignment_id, handler=p["holder"], queue=p["queue"])
+    _project_inbox(work, event)
+
+
+# The lock that gives out the inbox's cursors in commit order (PostgreSQL): held from the first
+# cursor a transaction takes until it commits, so the next one starts above every committed
+# row and a reader past cursor n never misses a row committed later. Two 32-bit keys: a key
+# space apart from the merge decision's 64-bit ones. SQLite needs none: it has one writer.
+INBOX_LOCK = (0x67666C77, 1)
+
+
+def _deliveries(work: Work, p: dict) -> list[dict]:
+    """The units the dispatch gave the case to; an announcement naming none gave it to the
+    holder alone, as lead."""
+    if p.get("deliveries"):
+        return list({d["delivery_id"]: d for d in p["deliveries"]}.values())
+    unit = work.jurisdiction(p["jurisdiction_version"]).unit(p["holder"])
+    return [
+        {
+            "unit": p["holder"],
+            "department": unit.department_code if unit else p.get("lead"),
+            "role": v.LEAD,
+            "adapter": None,
+            # The same announcement names the same delivery: a repeat finds its row.
+            "delivery_id": f"{p['assignment_id']}:{p['holder']}",
+        }
+    ]
+
+
+def _project_inbox(work: Work, event: c.Event) -> None:
+    """Each unit's inbox row for the case (GET /api/v1/units/{code}/inbox), once per delivery
+    however often the dispatch is announced. Written last in the unit of work: the cursor lock
+    is then held only until the commit that follows."""
+    p = event.payload
+    deliveries = _deliveries(work, p)
+    known = set(
+        work.db.execute(
+            sa.select(inbox.c.delivery_id).where(
+                inbox.c.delivery_id.in_([d["delivery_id"] for d in deliveries])
+            )
+        ).scalars()
+    )
+    new = [d for d in deliveries if d["delivery_id"] not in known]
+    if not new:
+        return
+    if work.db.dialect.name == "postgresql":
+        work.db.execute(sa.select(sa.func.pg_advisory_xact_lock(*INBOX_LOCK)))
+    last = work.db.execute(sa.select(sa.func.coalesce(sa.func.max(inbox.c.cursor), 0))).scalar_one()
+    work.db.execute(
+        # Only a delivery already there is skipped (two announcements racing past the check
+        # above); a clash of cursors would be a fault, and fails the unit of work.
+        _insert(work, inbox).on_conflict_do_nothing(index_elements=[inbox.c.delivery_id]),
+        [
+            dict(
+                delivery_id=d["delivery_id"],
+                cursor=last + i,
+                unit=d["unit"],
+                department=d.get("department"),
+                role=d["role"],
+                case_id=p["case_id"],
+                assignment_id=p["assignment_id"],
+                adapter=d.get("adapter"),
+                due_at=p.get("due_at"),
+                at=event.occurred_at,
+            )
+            for i, d in enumerate(new, start=1)
+        ],
+    )
+
+
+def inbox_page(
+    work: Work, code: str, *, whole_department: bool, after: int, limit: int, open_only: bool
+) -> dict:
+    """A unit's deliveries after ``after``, oldest first, at most ``limit``, each with its
+    case's summary; ``whole_department``: every delivery to a unit of department ``code``.
+    ``open_only``: only the cases still to work on (open, and this delivery's assignment still
+    the case's). ``next`` is the cursor to ask after next time (``after`` when there is
+    nothing new)."""
+    owner = inbox.c.department if whole_department else inbox.c.unit
+    query = (
+        sa.select(
+            inbox,
+            cases.c.status,
+            cases.c.category,
+            cases.c.description,
+            cases.c.area_code,
+            cases.c.lat,
+            cases.c.lon,
+            cases.c.tier,
+            cases.c.holder,
+            cases.c.lead,
+            cases.c.assisting,
+            cases.c.assignment_id.label("current_assignment_id"),
+            cases.c.jurisdiction_version,
+            colours.c.colour,
+        )
+        .select_from(
+            inbox.join(cases, cases.c.case_id == inbox.c.case_id).outerjoin(
+                colours, colours.c.assignment_id == cases.c.assignment_id
+            )
+        )
+        .where(owner == code, inbox.c.cursor > after)
+        .order_by(inbox.c.cursor)
+        .limit(limit + 1)
+    )
+    if open_only:
+        query = query.where(
+            cases.c.status.in_(lifecycle.OPEN_STATUSES),
+            inbox.c.assignment_id == cases.c.assignment_id,
+        )
+    rows = work.db.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    names: dict[str, list[str | None]] = {}
+    if rows:
+        for case_id, reporter in work.db.execute(
+            sa.select(reports.c.case_id, reports.c.reporter).where(
+                reports.c.case_id.in_({r.case_id for r in rows})
+            )
+        ):
+            names.setdefault(case_id, []).append((reporter or {}).get("name"))
+    return {
+        "items": [_inbox_item(work, r, names.get(r.case_id, [])) for r in rows],
+        # Never past a row ``open_only`` left out: a case on hold (挂账) is released with the
+        # same assignment, and its delivery must still be found then.
+        "next": rows[-1].cursor if rows else after,
+        "more": more,
+    }
+
+
+def _inbox_item(work: Work, row: Any, reporter_names: list[str | None]) -> dict:
+    j = work.jurisdiction(row.jurisdiction_version)
+    category = j.category(row.category) if row.category else None
+    area = j.area(row.area_code)
+    current = row.assignment_id == row.current_assignment_id
+    return {
+        "cursor": row.cursor,
+        "delivery_id": row.delivery_id,
+        "unit": row.unit,
+        "role": row.role,
+        "case_id": row.case_id,
+        "assignment_id": row.assignment_id,
+        # Whether this delivery's assignment is still the case's (the case may have moved on).
+        "current": current,
+        "delivered_at": j.local(row.at).isoformat(),
+        "due_at": row.due_at if current else None,
+        "status": row.status,
+        "category": row.category,
+        "category_name": category.name_zh if category else None,
+        # Never the reporter's name or numbers here: a unit reads them, where it may, in the case.
+        "description": privacy.mask_free_text(row.description, reporter_names),
+        "area_code": row.area_code,
+        "area_name": area.name if area else None,
+        "location": {"lat": row.lat, "lon": row.lon} if row.lat is not None else None,
+        "colour": lifecycle.colour_shown(
+            row.status, row.current_assignment_id is not None, row.colour
+        ),
+        "tier": row.tier,
+        "handler": row.holder,
+        "lead": row.lead,
+        "assisting": list(row.assisting or []),
+    }
 
 
 def _colour_rank_sql(column: Any) -> Any:
@@ -675,7 +885,27 @@ def on_case_status_received(work: Work, event: c.Event) -> None:
     take_received_status(work, event.payload)
 
 
+def on_case_undeliverable(work: Work, event: c.Event) -> None:
+    """A unit that could not be reached after the last try: the case's timeline says so, for
+    the command center (notify tells its duty people), once per delivery."""
+    p = event.payload
+    _note_fact(
+        work,
+        event,
+        v.ENTRY_UNDELIVERABLE,
+        p["delivery_id"],
+        unit=p["unit"],
+        department=p["department"],
+        role=p["role"],
+        adapter=p["adapter"],
+        attempts=p["attempts"],
+        reason=p["reason"],
+        assignment_id=p["assignment_id"],
+    )
+
+
 HANDLERS: dict[str, Handler] = {
+    "on_case_undeliverable": on_case_undeliverable,
     "on_case_dispatched": on_case_dispatched,
     "on_case_colour_changed": on_case_colour_changed,
     "on_case_awaiting_order": on_case_awaiting_order,

@@ -100,7 +100,50 @@ department_messages = sa.Table(
     sa.Column("received_at", UtcDateTime(), nullable=False, index=True),
 )
 
-OWN_TABLES = [department_messages, timeline, colours, reports, cases]
+# The signed action links (gridflow_common.links) a unit has used: each delivery's action is
+# done once, however many copies of its e-mail (a repeated push) carry a link for it.
+spent_links = sa.Table(
+    "intake_spent_links",
+    metadata,
+    sa.Column("delivery_id", sa.String(100), primary_key=True),
+    sa.Column("action", sa.String(20), primary_key=True),
+    sa.Column("case_id", sa.String(40), nullable=False, index=True),
+    sa.Column("unit", sa.String(100), nullable=False),
+    # The nonce of the link that was used (of the copies that exist), for the audit trail.
+    sa.Column("nonce", sa.String(40), nullable=False),
+    # Operational (real) time: when the person clicked.
+    sa.Column("spent_at", UtcDateTime(), nullable=False),
+)
+
+inbox = sa.Table(
+    "intake_inbox",
+    metadata,
+    # One row per unit a case was given to (case_dispatched's deliveries): a repeated
+    # announcement finds its row and adds none.
+    sa.Column("delivery_id", sa.String(200), primary_key=True),
+    # The order a unit reads its inbox in (GET /api/v1/units/{code}/inbox?after=cursor), one
+    # sequence for every unit. Given out in commit order (handlers.INBOX_LOCK), so a reader
+    # that has seen n never misses a row committed later with a smaller number.
+    sa.Column("cursor", sa.BigInteger, nullable=False),
+    sa.Column("unit", sa.String(100), nullable=False),
+    # The unit's department (null for a unit with none): a department's credential reads all
+    # of its units' deliveries at once.
+    sa.Column("department", sa.String(100), nullable=True),
+    # lead | assisting (主办 / 协办)
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("case_id", sa.String(40), nullable=False),
+    sa.Column("assignment_id", sa.String(60), nullable=False),
+    # The adapter that pushed it (null when the announcement named none).
+    sa.Column("adapter", sa.String(40), nullable=True),
+    # The holder's due instant as announced (ISO 8601, the city's zone); null before a clock.
+    sa.Column("due_at", sa.String(40), nullable=True),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Index("uq_intake_inbox_cursor", "cursor", unique=True),
+    sa.Index("ix_intake_inbox_unit_cursor", "unit", "cursor"),
+    sa.Index("ix_intake_inbox_department_cursor", "department", "cursor"),
+)
+
+OWN_TABLES = [department_messages, inbox, spent_links, timeline, colours, reports, cases]
 
 
 # -- access -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from marshmallow import (
 
 from gridflow_common.contracts import CHANNELS, UPDATE_STATUSES
 from gridflow_common.domain import access
+from gridflow_common.domain.lifecycle import MAX_EXTENSION_HOURS
 
 # Every body but a jurisdiction upload: a report with a 2,000-character Chinese description is
 # about 7 KB, so 64 KiB leaves room without letting anyone park megabytes in the process.
@@ -25,6 +26,11 @@ MAX_BODY_BYTES = 64 * 1024
 # people; a city of ten districts down to 30,000 grids with their polygons and 50,000 people is
 # about 8 MB. Twice that is the cap.
 MAX_JURISDICTION_BYTES = 16 * 1024 * 1024
+
+# A unit's inbox: at most this many deliveries a page, and a long-poll waits at most this long
+# (a proxy's idle timeout is commonly 60 s; a client asks again at once).
+MAX_INBOX_PAGE = 200
+MAX_INBOX_WAIT_SECONDS = 30
 
 # The instants a clock (and a reset) may be set to. Outside them the SLA arithmetic overflows
 # (year 9999 plus a time limit is past datetime.max) or the city's calendar has no meaning.
@@ -131,6 +137,13 @@ class StatusUpdateSchema(_Strict):
     status = fields.String(required=True, validate=validate.OneOf(UPDATE_STATUSES))
     note = fields.String(validate=validate.Length(max=2000), allow_none=True, load_default=None)
     category = fields.String(validate=validate.Length(1, 100), allow_none=True, load_default=None)
+    # An extension request (extension_requested) names one of these: how many more hours, or
+    # the due instant asked for (the shared scenarios' form). Checked against the status in
+    # lifecycle.check_extension.
+    hours = StrictInteger(
+        validate=validate.Range(1, MAX_EXTENSION_HOURS), allow_none=True, load_default=None
+    )
+    due = fields.AwareDateTime(validate=_sane_instant, allow_none=True, load_default=None)
 
 
 class VerificationSchema(_Strict):
@@ -225,6 +238,20 @@ class AuditQuerySchema(_Strict):
     # A query string's values are text: these take "25" as 25.
     before = fields.Integer(validate=validate.Range(1, 2**62), load_default=None)
     limit = fields.Integer(validate=validate.Range(1, 500), load_default=100)
+
+
+class InboxQuerySchema(_Strict):
+    """GET /api/v1/units/{code}/inbox: the deliveries after a cursor, how many, how long to
+    wait for one when there is none yet, and whether only the cases still to work on."""
+
+    after = fields.Integer(validate=validate.Range(0, 2**62), load_default=0)
+    limit = fields.Integer(validate=validate.Range(1, MAX_INBOX_PAGE), load_default=50)
+    wait = fields.Float(
+        validate=validate.Range(0, MAX_INBOX_WAIT_SECONDS), allow_nan=False, load_default=0.0
+    )
+    open_only = fields.Boolean(
+        data_key="open", truthy={"true"}, falsy={"false"}, load_default=False
+    )
 
 
 # -- signing in, and a user's own credentials (gridflow_intake/sessions.py) ------------------------

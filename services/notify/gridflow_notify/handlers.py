@@ -42,12 +42,23 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
     j = work.jurisdiction(p["jurisdiction_version"])
     category = j.category(p["category"]) if p["category"] else None
+    name = category.name_zh if category else None
+    assisting_units = [d["unit"] for d in p.get("deliveries") or () if d["role"] == v.ASSISTING]
     _record(
         work,
         event,
-        recipients.dispatched(
-            j, p["case_id"], p["holder"], p["reason"], category.name_zh if category else None
-        ),
+        recipients.dispatched(j, p["case_id"], p["holder"], p["reason"], name)
+        + recipients.assisting(j, p["case_id"], assisting_units, p["lead"], p["holder"], name),
+    )
+
+
+def on_case_undeliverable(work: Work, event: c.Event) -> None:
+    p = event.payload
+    j = work.jurisdiction(p["jurisdiction_version"])
+    _record(
+        work,
+        event,
+        recipients.undeliverable(j, p["case_id"], p["unit"], p["role"], p["attempts"]),
     )
 
 
@@ -87,6 +98,7 @@ DEFINITION = ServiceDefinition(
         "on_case_dispatched": on_case_dispatched,
         "on_case_colour_changed": on_case_colour_changed,
         "on_case_awaiting_order": on_case_awaiting_order,
+        "on_case_undeliverable": on_case_undeliverable,
     },
     own_tables=OWN_TABLES,
 )

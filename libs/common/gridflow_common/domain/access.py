@@ -240,6 +240,23 @@ def may_read_case(principal: Principal, case: CaseFacts, j: Jurisdiction) -> boo
     return False
 
 
+def may_read_inbox(principal: Principal, code: str, j: Jurisdiction) -> bool:
+    """A unit's inbox (or a department's: all of its units'): whoever speaks for it (its own
+    credential, its department's, a department, street or community user of it), the command
+    center (of the unit's district, when scoped to one; a whole department's only unscoped) and
+    an admin."""
+    if principal.kind == CHANNEL_KEY:
+        return False
+    if principal.has_role(ADMIN):
+        return True
+    if principal.has_role(COMMAND_CENTER):
+        if principal.scope is None:
+            return True
+        unit = j.unit(code)
+        return unit is not None and _within(j, unit.area_code, principal.scope)
+    return speaks_for(principal, code, j)
+
+
 def may_verify(principal: Principal, case: CaseFacts, j: Jurisdiction) -> bool:
     """核查: the command center, or the community or grid worker where the case is."""
     if principal.has_role(ADMIN, COMMAND_CENTER):

@@ -46,6 +46,17 @@ _UPDATE_ALLOWED_FROM: dict[str, tuple[str, ...]] = {
 # The reports that give the case up: routing finds the next holder, whose dispatch then sets the
 # status; until then the case keeps the status it had.
 HANDING_BACK = (v.RETURNED, v.BEYOND_AUTHORITY)
+# The reports that leave the case as it is (协同): a note, and a request for more time, which
+# waits for the command center's decision. A case takes them until it is finished.
+KEEPING_STATUS = (v.NOTE, v.EXTENSION_REQUESTED)
+FINISHED_STATUSES = (v.CLOSED, v.REJECTED)
+# What an assisting department (协办) may send: notes. Everything else is the holder's.
+ASSISTING_MAY_SEND = (v.NOTE,)
+# How many more hours a holder may ask for at once (90 days): more is a case to put on the
+# long-term list (挂账), which is the command center's order, not an extension.
+MAX_EXTENSION_HOURS = 24 * 90
+# An extension request's decision until the command center gives one (its orders: issue 10).
+EXTENSION_PENDING = "pending"
 # A holder names a category only when it gives the case back because it is misclassified (退回)
 # or beyond its reach in that category; see ``check_update``.
 UPDATES_NAMING_A_CATEGORY = HANDING_BACK
@@ -90,6 +101,42 @@ def holds(sender: str, holder: str | None, lead: str | None) -> bool:
     return sender in (holder, lead) and sender is not None
 
 
+def role_in_case(
+    sender: str,
+    holder: str | None,
+    lead: str | None,
+    assisting: tuple[str, ...] | list[str],
+    sender_department: str | None,
+) -> str | None:
+    """The sender's part in a case: ``lead`` when it holds it (``holds``), ``assisting`` when
+    it is one of the case's assisting departments or one of their units (``sender_department``:
+    the department the sender's code belongs to, from the city's data), else None."""
+    if holds(sender, holder, lead):
+        return v.LEAD
+    if sender in assisting or (sender_department is not None and sender_department in assisting):
+        return v.ASSISTING
+    return None
+
+
+def may_send(update_status: str, role: str | None) -> bool:
+    """Whether a sender with ``role`` in the case (``role_in_case``) may send ``update_status``."""
+    if role == v.LEAD:
+        return True
+    return role == v.ASSISTING and update_status in ASSISTING_MAY_SEND
+
+
+def check_sender(update_status: str, role: str | None) -> None:
+    """Refuse an assisting department's report that is the holder's to make (a sender with no
+    part in the case is refused by the caller, which knows who holds it)."""
+    if role != v.ASSISTING or may_send(update_status, role):
+        return
+    if update_status == v.RESOLVED:
+        why = "only the lead department resolves a case (主办单位办结)"
+    else:
+        why = f"{update_status} ({v.zh(update_status)}) is the holder's to report"
+    raise Conflict("status", f"{why}; an assisting department (协办) adds notes (status {v.NOTE})")
+
+
 def check_update(update_status: str, category: str | None) -> None:
     """Refuse what no case could take: ``category`` beside a report that keeps the case.
 
@@ -110,6 +157,36 @@ def check_update(update_status: str, category: str | None) -> None:
         )
 
 
+def check_extension(
+    update_status: str, hours: int | None, due: dt.datetime | None, now: dt.datetime
+) -> None:
+    """An extension request names how much more time: ``hours`` more, or the ``due`` instant
+    asked for (later than ``now``, at most ``MAX_EXTENSION_HOURS`` ahead), exactly one of them;
+    no other report names either."""
+    if update_status != v.EXTENSION_REQUESTED:
+        for name, value in (("hours", hours), ("due", due)):
+            if value is not None:
+                raise InvalidRequest(
+                    name, f"only an {v.EXTENSION_REQUESTED} update asks for time; drop {name}"
+                )
+        return
+    if (hours is None) == (due is None):
+        raise InvalidRequest(
+            "hours",
+            f"an {v.EXTENSION_REQUESTED} update names either hours (how many more, 1 to "
+            f"{MAX_EXTENSION_HOURS}) or due (the instant asked for), one of them",
+        )
+    if hours is not None and not 1 <= hours <= MAX_EXTENSION_HOURS:
+        raise InvalidRequest("hours", f"ask for 1 to {MAX_EXTENSION_HOURS} hours, not {hours}")
+    if due is not None:
+        if due <= now:
+            raise InvalidRequest("due", "the instant asked for has already passed")
+        if due - now > dt.timedelta(hours=MAX_EXTENSION_HOURS):
+            raise InvalidRequest(
+                "due", f"the instant asked for is more than {MAX_EXTENSION_HOURS} hours ahead"
+            )
+
+
 @dataclass(frozen=True)
 class UpdateOutcome:
     """What a holder's report does to intake's view of the case."""
@@ -120,6 +197,14 @@ class UpdateOutcome:
 
 def apply_update(current_status: str, update_status: str) -> UpdateOutcome:
     """The effect of a holder's report on a case that is ``current_status``."""
+    if update_status in KEEPING_STATUS:
+        if current_status in FINISHED_STATUSES:
+            raise Conflict(
+                "status",
+                f"a case that is {current_status} takes no {update_status} "
+                f"({v.zh(update_status)}): it is finished",
+            )
+        return UpdateOutcome(current_status, hands_back=False)
     allowed_from = _UPDATE_ALLOWED_FROM.get(update_status)
     if allowed_from is None:
         raise InvalidRequest("status", f"{update_status!r} is not something a holder reports")
@@ -210,9 +295,15 @@ def fast_forward(
     taken on routing's word: ``assignment`` is routing's current assignment of the case (keys
     holder, lead, seq, ...), which routing commits before any department can hear of it.
     Intake's view then moves to that assignment as if its dispatch had been projected."""
-    if not is_open(current_status):
-        return False
     if not holds(sender, assignment.get("holder"), assignment.get("lead")):
+        return False
+    return takes_assignment(current_status, current_seq, assignment)
+
+
+def takes_assignment(current_status: str, current_seq: int | None, assignment: dict) -> bool:
+    """Whether intake's view of an open case moves to routing's ``assignment`` (keys holder,
+    lead, assisting, seq, ...) ahead of its announcement: routing's is newer than the view's."""
+    if not is_open(current_status):
         return False
     seq = assignment.get("seq")
     return seq is not None and (current_seq is None or seq > current_seq)

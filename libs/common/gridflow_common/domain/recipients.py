@@ -5,6 +5,10 @@
 - A colour's action: ``remind_handler`` reminds the holder's duty person; ``supervise`` (督办)
   reaches the duty person and the unit's leader; ``escalate`` reaches the leader.
 - A case waiting at the command center for its order goes to the command center's duty person.
+- A dispatch with assisting departments (协办) also goes to the duty person of each unit the case
+  was given to as assisting.
+- A unit that could not be reached after the last try (undeliverable) goes to the duty person of
+  the command center of the unit's district.
 
 The duty role depends on the kind of unit that holds the case (people.csv names one per kind).
 A unit's leader is its own when people.csv names one, else the leader of the unit above it: a
@@ -40,6 +44,11 @@ WHO_FOR_ACTION: dict[str, tuple[str, ...]] = {
     v.ACTION_ESCALATE: (v.ROLE_LEADER,),
 }
 WHO_AWAITING_ORDER: tuple[str, ...] = (DUTY,)
+WHO_ASSISTS: tuple[str, ...] = (DUTY,)
+WHO_HEARS_OF_UNDELIVERABLE: tuple[str, ...] = (v.ROLE_COMMAND_DUTY,)
+# Why a notice was sent, beside the vocabulary's (dispatched, a colour's action, awaiting_order).
+REASON_ASSISTING = "assisting"
+REASON_UNDELIVERABLE = "undeliverable"
 
 UNCLASSIFIED_ZH = "待分类事项"
 _HEAD = "【网格化管理】"
@@ -127,3 +136,54 @@ def colour_changed(
 def awaiting_order(j: Any, case_id: str, holder: str, cause: str) -> list[Notice]:
     text = f"{_HEAD}案件 {case_id} 经{v.zh(cause)}仍由指挥中心持有，请研判并下达指令。"
     return _notices(people(j, holder, WHO_AWAITING_ORDER), v.AWAITING_ORDER, text)
+
+
+def assisting(
+    j: Any,
+    case_id: str,
+    units: Iterable[str],
+    lead: str | None,
+    holder: str,
+    category_name_zh: str | None,
+) -> list[Notice]:
+    """Each unit given the case to assist (协办): its duty person, the role per its kind of unit
+    as for a dispatch. The holder is told by ``dispatched`` and is not told twice."""
+    what = category_name_zh or UNCLASSIFIED_ZH
+    department = j.department(lead) if lead else None
+    holder_unit = j.unit(holder)
+    who_leads = department.name_zh if department else (holder_unit.name if holder_unit else holder)
+    text = (
+        f"{_HEAD}案件 {case_id}（{what}）由{who_leads}主办，请贵单位协办，处置情况可在案件中备注。"
+    )
+    found: list[Any] = []
+    for code in dict.fromkeys(units):
+        if code != holder:
+            found.extend(people(j, code, WHO_ASSISTS))
+    return _notices(found, REASON_ASSISTING, text)
+
+
+def command_center_of(j: Any, unit_code: str) -> Any | None:
+    """The command center of the district ``unit_code`` lies in (a command center is its own)."""
+    unit = j.unit(unit_code)
+    if unit is None:
+        return None
+    if unit.kind == v.COMMAND_CENTER:
+        return unit
+    district = j.ancestor(unit.area_code, v.DISTRICT)
+    return j.command_center(district.code) if district else None
+
+
+def undeliverable(j: Any, case_id: str, unit_code: str, role: str, attempts: int) -> list[Notice]:
+    """The command center's duty people: a unit the case was given to cannot be reached. The
+    adapter's own words for why (often English, a status code) stay in the case's timeline."""
+    unit = j.unit(unit_code)
+    name = unit.name if unit else unit_code
+    text = (
+        f"{_HEAD}案件 {case_id} 无法送达{name}（{v.zh(role)}），已尝试{attempts}次，"
+        "请查看案件流转记录，联系该单位或改派。"
+    )
+    center = command_center_of(j, unit_code)
+    if center is None:
+        return []
+    found = j.people_for(center.code, WHO_HEARS_OF_UNDELIVERABLE)
+    return _notices(list(found), REASON_UNDELIVERABLE, text)

@@ -25,7 +25,24 @@ CASE_STATUSES = (REGISTERED, DISPATCHED, ACCEPTED, IN_PROGRESS, RESOLVED, CLOSED
 # -- what a holder reports (处置反馈) --------------------------------------------------------------
 RETURNED = "returned"
 BEYOND_AUTHORITY = "beyond_authority"
-UPDATE_STATUSES = (ACCEPTED, IN_PROGRESS, RESOLVED, RETURNED, BEYOND_AUTHORITY)
+# Joint handling (协同): what leaves the case's status as it is. A note (备注) comes from the
+# holder, the lead department or an assisting department; an extension request (申请延期) from
+# the holder, awaiting the command center's decision.
+NOTE = "note"
+EXTENSION_REQUESTED = "extension_requested"
+UPDATE_STATUSES = (
+    ACCEPTED,
+    IN_PROGRESS,
+    RESOLVED,
+    RETURNED,
+    BEYOND_AUTHORITY,
+    NOTE,
+    EXTENSION_REQUESTED,
+)
+
+# -- a unit's part in a case (主办 / 协办) -----------------------------------------------------
+LEAD = "lead"
+ASSISTING = "assisting"
 
 # -- why a case was (re)assigned ----------------------------------------------------------------
 REASON_NEW = "new"
@@ -107,6 +124,10 @@ ZH: dict[str, str] = {
     ON_HOLD: "挂账",
     RETURNED: "退回",
     BEYOND_AUTHORITY: "超出权限",
+    NOTE: "备注",
+    EXTENSION_REQUESTED: "申请延期",
+    LEAD: "主办",
+    ASSISTING: "协办",
     REASON_NEW: "新派遣",
     REASON_ESCALATED: "升级",
     REASON_REWORK: "返工",
@@ -154,6 +175,9 @@ ENTRY_WARNING = "warning"
 ENTRY_VERIFIED = "verified"
 ENTRY_VERIFICATION_FAILED = "verification_failed"
 ENTRY_EVALUATED = "evaluated"
+# A unit the case was given to could not be reached after the last try (the departments
+# service's delivery schedule): the command center must act.
+ENTRY_UNDELIVERABLE = "undeliverable"
 
 # -- what intake answers a report with ------------------------------------------------------------
 OUTCOME_REGISTERED = "registered"
@@ -168,6 +192,7 @@ ZH.update(
         ENTRY_VERIFIED: "核查通过",
         ENTRY_VERIFICATION_FAILED: "核查未通过",
         ENTRY_EVALUATED: "评价",
+        ENTRY_UNDELIVERABLE: "无法送达",
         OUTCOME_JOINED: "合并",
         OUTCOME_RESUBMISSION: "重复提交",
     }

@@ -1,7 +1,7 @@
 """intake: the first answer to each department message with an id (idempotency, 24 hours)
 
 Revision ID: intake_0070
-Revises: intake_0060
+Revises: intake_0090 (after the spent links and the inbox, which reached main first)
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from gridflow_common.db import UtcDateTime
 
 revision = "intake_0070"
-down_revision = "intake_0060"
+down_revision = "intake_0090"
 branch_labels = None
 depends_on = None
 
