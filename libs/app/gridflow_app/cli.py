@@ -1,4 +1,5 @@
-"""``gridflow``: the command-line tool (run, replay, import, migrate, dead letters, users, keys)."""
+"""``gridflow``: the command-line tool (run, replay, import, migrate, dead letters, users, keys,
+asyncapi)."""
 
 from __future__ import annotations
 
@@ -440,6 +441,12 @@ def cmd_dead_letters(args) -> int:
     return 2
 
 
+def cmd_asyncapi(args) -> int:
+    from gridflow_app import asyncapi
+
+    return asyncapi.main(check=args.check, output=args.output)
+
+
 def parser() -> argparse.ArgumentParser:
     from gridflow_common import contracts as c
 
@@ -489,6 +496,13 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--id", type=int, default=None)
     dl.add_argument("--database-url", default=None)
     _access_parsers(sub)
+    aa = sub.add_parser("asyncapi", help="write docs/asyncapi.yaml from the contracts")
+    aa.add_argument(
+        "--check",
+        action="store_true",
+        help="only say (exit 1) when the file is not what the code says",
+    )
+    aa.add_argument("--output", type=Path, default=None, help="default: docs/asyncapi.yaml")
     return top
 
 
@@ -515,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         "admin-token": cmd_admin_token,
         "users": cmd_users,
         "keys": cmd_keys,
+        "asyncapi": cmd_asyncapi,
     }[args.command](args)
 
 
