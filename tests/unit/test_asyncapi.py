@@ -141,8 +141,9 @@ def test_status_back_is_received_with_its_amqp_properties_and_answered_on_the_re
     status = document["channels"]["status.back"]
     assert status["bindings"]["amqp"]["exchange"]["name"] == c.STATUS_EXCHANGE
     headers = document["components"]["messages"]["StatusMessageV1"]["headers"]
-    assert {"user_id", "reply_to", "correlation_id"} <= set(headers["properties"])
-    assert headers["required"] == ["user_id"]
+    assert {"user_id", "gridflow-credential", "correlation_id", "message_id"} <= set(
+        headers["properties"]
+    )
     take = document["operations"]["intake.take-status"]
     assert take["action"] == "receive"
     assert take["reply"]["channel"] == {"$ref": "#/channels/status.replies"}

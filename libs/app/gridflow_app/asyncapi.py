@@ -382,32 +382,41 @@ def _status_message(converter: SchemaConverter) -> Json:
         "headers": {
             "type": "object",
             "description": (
-                "AMQP basic properties (not application headers) Gridflow reads. The broker "
-                "refuses a user_id that is not the connection's own user, so user_id is the "
-                "sender's proven identity."
+                "What Gridflow reads beside the body: AMQP basic properties, and one "
+                "application header. The sender is proven by user_id (RabbitMQ refuses a "
+                "user_id that is not the connection's own user), else by gridflow-credential. "
+                "reply_to is not followed: the answer always goes to the sender's own reply "
+                "queue, so no sender can write into another's."
             ),
             "properties": {
                 "user_id": {
                     "type": "string",
                     "description": (
-                        f"The sender's RabbitMQ user, {c.amqp_user('<code>')} "
-                        "(gridflow amqp-users); a message without it is refused."
+                        f"Property: the sender's RabbitMQ user, {c.amqp_user('<code>')} "
+                        "(made by `gridflow amqp-users sync`)."
                     ),
                 },
-                "reply_to": {
+                "gridflow-credential": {
                     "type": "string",
                     "description": (
-                        f"Where the answer goes; default the sender's reply queue "
-                        f"{c.reply_queue('<code>')}."
+                        "Application header, for a system that cannot set user_id: its Gridflow "
+                        "credential (as a bearer token over HTTP). A message with neither is "
+                        "logged and dropped: there is nobody to answer."
                     ),
                 },
                 "correlation_id": {
                     "type": "string",
-                    "description": "Echoed on the answer, so the sender can match it.",
+                    "description": "Property: echoed on the answer, so the sender can match it.",
+                },
+                "message_id": {
+                    "type": "string",
+                    "description": (
+                        "Property (or the body's message_id): a repeat within 24 hours gets "
+                        "the first answer and changes nothing."
+                    ),
                 },
                 "content_type": {"type": "string", "const": CONTENT_TYPE},
             },
-            "required": ["user_id"],
         },
         "correlationId": {
             "description": "The sender's correlation_id, echoed on the answer.",
@@ -681,10 +690,6 @@ def build(warn: Callable[[str], None] | None = None) -> Json:
         "messages": [{"$ref": "#/channels/status.back/messages/StatusMessageV1"}],
         "bindings": _CONSUME_BINDING,
         "reply": {
-            "address": {
-                "description": "reply_to when the sender set it, else its reply queue.",
-                "location": "$message.header#/reply_to",
-            },
             "channel": {"$ref": "#/channels/status.replies"},
             "messages": [{"$ref": "#/channels/status.replies/messages/StatusReplyV1"}],
         },
