@@ -1,5 +1,4 @@
-"""``gridflow``: the command-line tool (run, replay, import, migrate, dead letters, users, keys,
-asyncapi)."""
+"""``gridflow``: the command-line tool (run, replay, import, migrate, dead letters, users, keys)."""
 
 from __future__ import annotations
 
@@ -42,6 +41,12 @@ def cmd_run(args) -> int:
     configure()
     serve(args.host, args.port, clock_mode=args.clock, database_url=args.database_url)
     return 0
+
+
+def cmd_asyncapi(args) -> int:
+    from gridflow_app import asyncapi
+
+    return asyncapi.main(check=args.check, output=args.output)
 
 
 def cmd_replay(rest: list[str]) -> int:
@@ -441,12 +446,6 @@ def cmd_dead_letters(args) -> int:
     return 2
 
 
-def cmd_asyncapi(args) -> int:
-    from gridflow_app import asyncapi
-
-    return asyncapi.main(check=args.check, output=args.output)
-
-
 def parser() -> argparse.ArgumentParser:
     from gridflow_common import contracts as c
 
@@ -465,6 +464,13 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     sub.add_parser("replay", help="replay scenario files (see scenarios/FORMAT.md)")
+    aa = sub.add_parser("asyncapi", help="write docs/asyncapi.yaml from the contracts")
+    aa.add_argument(
+        "--check",
+        action="store_true",
+        help="only say (exit 1) when the file is not what the code says",
+    )
+    aa.add_argument("--output", type=Path, default=None, help="default: docs/asyncapi.yaml")
     imp = sub.add_parser("import", help="install a jurisdiction folder (CSV) through the API")
     imp.add_argument("folder")
     imp.add_argument(
@@ -496,13 +502,6 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--id", type=int, default=None)
     dl.add_argument("--database-url", default=None)
     _access_parsers(sub)
-    aa = sub.add_parser("asyncapi", help="write docs/asyncapi.yaml from the contracts")
-    aa.add_argument(
-        "--check",
-        action="store_true",
-        help="only say (exit 1) when the file is not what the code says",
-    )
-    aa.add_argument("--output", type=Path, default=None, help="default: docs/asyncapi.yaml")
     return top
 
 
@@ -522,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         top.error("dead-letters replay needs --service and --id")
     return {
         "run": cmd_run,
+        "asyncapi": cmd_asyncapi,
         "import": cmd_import,
         "migrate": cmd_migrate,
         "ensure-jurisdiction": cmd_ensure_jurisdiction,
@@ -529,7 +529,6 @@ def main(argv: list[str] | None = None) -> int:
         "admin-token": cmd_admin_token,
         "users": cmd_users,
         "keys": cmd_keys,
-        "asyncapi": cmd_asyncapi,
     }[args.command](args)
 
 
