@@ -56,6 +56,15 @@ jurisdiction_table = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False, default=False),
 )
 
+# Secrets the platform makes for itself and every service shares (the key of signed action
+# links, gridflow_common.links): made by the first process that needs one, never configured.
+secrets_table = sa.Table(
+    "gridflow_secrets",
+    platform_metadata,
+    sa.Column("name", sa.String(60), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)
+
 
 def messaging_tables(metadata: sa.MetaData, service: str) -> dict[str, sa.Table]:
     """The outbox, processed-message and dead-letter tables of one service."""

@@ -50,6 +50,7 @@ from gridflow_intake.access import (
     signin_url,
 )
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
+from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
 from gridflow_intake.peers import Peers, PeerUnavailable
 from gridflow_intake.ratelimit import parse_limit
 from gridflow_intake.sessions import AUDITS_ITSELF, SessionEndpoints
@@ -141,6 +142,10 @@ ROUTES: tuple[Route, ...] = (
         OPEN,
         B,
     ),
+    # A signed action link from an e-mail: the token is the credential; GET shows, POST does
+    # (gridflow_intake/links_api.py). No body is read: the link says everything.
+    Route("GET", "/api/v1/links/<link_token:token>", "get_link", OPEN),
+    Route("POST", "/api/v1/links/<link_token:token>", "post_link", OPEN),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
 )
@@ -151,7 +156,7 @@ URL_MAP = Map(
     [Rule(route.path, methods=[route.method], endpoint=route) for route in ROUTES],
     strict_slashes=False,
     merge_slashes=False,
-    converters={"progress_token": pg.TokenConverter},
+    converters={"progress_token": pg.TokenConverter, "link_token": LinkTokenConverter},
 )
 _URLS = URL_MAP.bind("gridflow")
 
@@ -252,7 +257,7 @@ def _no_case(case_id: str) -> h.Rejected:
     return h.Rejected(404, {"case_id": [f"no case {case_id!r}"]})
 
 
-class IntakeApi(SessionEndpoints):
+class IntakeApi(SessionEndpoints, LinkEndpoints):
     def __init__(self, runtime: ServiceRuntime, peers: Peers):
         self.runtime = runtime
         self.peers = peers

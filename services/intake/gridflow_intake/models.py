@@ -83,7 +83,22 @@ timeline = sa.Table(
     sa.Index("uq_intake_timeline_fact_key", "fact_key", unique=True),
 )
 
-OWN_TABLES = [timeline, colours, reports, cases]
+# The signed action links (gridflow_common.links) a unit has used: each delivery's action is
+# done once, however many copies of its e-mail (a repeated push) carry a link for it.
+spent_links = sa.Table(
+    "intake_spent_links",
+    metadata,
+    sa.Column("delivery_id", sa.String(100), primary_key=True),
+    sa.Column("action", sa.String(20), primary_key=True),
+    sa.Column("case_id", sa.String(40), nullable=False, index=True),
+    sa.Column("unit", sa.String(100), nullable=False),
+    # The nonce of the link that was used (of the copies that exist), for the audit trail.
+    sa.Column("nonce", sa.String(40), nullable=False),
+    # Operational (real) time: when the person clicked.
+    sa.Column("spent_at", UtcDateTime(), nullable=False),
+)
+
+OWN_TABLES = [spent_links, timeline, colours, reports, cases]
 
 
 # -- access -----------------------------------------------------------------------------------

@@ -169,6 +169,11 @@ class DepartmentAdapter(abc.ABC):
     config_schema: ClassVar[type[Schema]] = EmptyConfig
     # Whether the adapter needs ``AdapterConfig.endpoint`` (checked at import).
     needs_endpoint: ClassVar[bool] = True
+    # When not empty, the endpoint must be a URL with one of these schemes and a host, and no
+    # user or password in it (those belong in the credential); checked at import.
+    endpoint_schemes: ClassVar[tuple[str, ...]] = ()
+    # Whether the adapter needs ``AdapterConfig.credential_ref`` (checked at import).
+    needs_credential: ClassVar[bool] = False
     # True for adapters whose systems are asked for status (``poll_status``) rather than telling.
     polls: ClassVar[bool] = False
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from importlib.metadata import entry_points
+from urllib.parse import urlsplit
 
 from marshmallow import Schema, ValidationError
 
@@ -76,8 +77,9 @@ def load(name: str) -> type[DepartmentAdapter]:
 
 def config_problems(config: AdapterConfig) -> list[tuple[str | None, str]]:
     """What is wrong with one adapters.csv row, as (column, message): the adapter is not
-    installed or breaks the contract, it needs an endpoint it was not given, or its options
-    fail its config schema. Empty when the row can be used."""
+    installed or breaks the contract, it needs an endpoint it was not given or one that is not
+    a URL of its ``endpoint_schemes``, it needs a credential reference it was not given, or its
+    options fail its config schema. Empty when the row can be used."""
     try:
         cls = load(config.adapter)
     except AdapterContractError as exc:
@@ -85,6 +87,14 @@ def config_problems(config: AdapterConfig) -> list[tuple[str | None, str]]:
     problems: list[tuple[str | None, str]] = []
     if cls.needs_endpoint and not config.endpoint:
         problems.append(("endpoint", f"adapter {config.adapter!r} needs an endpoint"))
+    elif config.endpoint and cls.endpoint_schemes:
+        problem = _url_problem(config.endpoint, cls.endpoint_schemes)
+        if problem:
+            problems.append(("endpoint", f"adapter {config.adapter!r}: {problem}"))
+    if cls.needs_credential and not config.credential_ref:
+        problems.append(
+            ("credential_ref", f"adapter {config.adapter!r} needs a credential reference")
+        )
     try:
         cls.config_schema().load(dict(config.options))
     except ValidationError as exc:
@@ -102,3 +112,19 @@ def _flatten(messages: object, prefix: str = "") -> list[tuple[str, list[str]]]:
     if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         return [(prefix.rstrip(".") or "options", list(messages))]
     return [(prefix.rstrip(".") or "options", [str(messages)])]
+
+
+def _url_problem(url: str, schemes: tuple[str, ...]) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"the endpoint is not a URL ({exc})"
+    if parts.scheme not in schemes:
+        return f"the endpoint must be a {' or '.join(schemes)} URL"
+    if not parts.hostname:
+        return "the endpoint names no host"
+    if parts.username is not None or parts.password is not None:
+        # The row is the city's data, read by many; a secret belongs behind credential_ref.
+        return "the endpoint must not carry a user or password: use credential_ref"
+    return None
