@@ -6,20 +6,14 @@ is not installed."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
-from pathlib import Path
-
 import pytest
 from gridflow_filedrop.adapter import FiledropAdapter
 
 from gridflow_common.adapters import registry
 from gridflow_common.adapters.contract_suite import find_harness, load_adapter
+from tests.support.contract_suite_runs import run_suite
 from tests.unit import contract_suite_subjects as subjects
 
-ROOT = Path(__file__).resolve().parents[2]
 SUBJECTS = "tests.unit.contract_suite_subjects"
 FILEDROP_HARNESS = "gridflow_filedrop.testing:contract_harness"
 # Every test of the suite; a new one must be added here (and so be seen to pass on filedrop).
@@ -38,37 +32,6 @@ SUITE_TESTS = {
     "test_health_follows_the_system",
     "test_context_now_is_aware_operational_time",
 }
-
-
-def run_suite(tmp_path: Path, *options: str) -> tuple[int, dict[str, str], str]:
-    """(exit code, test name -> passed/failed/error/skipped, output) of one suite run in a
-    fresh pytest process, from an empty folder (no conftest, no ini of this repository)."""
-    report = tmp_path / "report.xml"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "gridflow_common.adapters.contract_suite",
-            "-p",
-            "no:cacheprovider",
-            f"--junitxml={report}",
-            *options,
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    outcomes: dict[str, str] = {}
-    if report.exists():
-        for case in ET.parse(report).getroot().iter("testcase"):
-            kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-            outcomes[case.get("name", "")] = kinds[0] if kinds else "passed"
-    return done.returncode, outcomes, done.stdout + done.stderr
 
 
 def test_the_suite_passes_the_example_filedrop_adapter_by_its_installed_name(tmp_path):
