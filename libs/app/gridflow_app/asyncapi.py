@@ -310,9 +310,11 @@ def _amqp_queue(name: str) -> Json:
 
 # How every Gridflow publisher sends (nameko_support.KombuPublisher): persistent, mandatory
 # (a message no queue takes is an error, not a silent loss), JSON.
-_PUBLISH_BINDING = {"amqp": {"deliveryMode": 2, "mandatory": True, "bindingVersion": "0.3.0"}}
+_PUBLISH_BINDING = {
+    "amqp": {"deliveryMode": 2, "mandatory": True, "bindingVersion": AMQP_BINDING_VERSION}
+}
 # Consumers acknowledge after their unit of work committed.
-_CONSUME_BINDING = {"amqp": {"ack": True, "bindingVersion": "0.3.0"}}
+_CONSUME_BINDING = {"amqp": {"ack": True, "bindingVersion": AMQP_BINDING_VERSION}}
 _MESSAGE_BINDING = {
     "amqp": {"contentEncoding": "utf-8", "bindingVersion": AMQP_BINDING_VERSION},
 }
@@ -407,6 +409,13 @@ def _status_message(converter: SchemaConverter) -> Json:
                 "correlation_id": {
                     "type": "string",
                     "description": "Property: echoed on the answer, so the sender can match it.",
+                },
+                "reply_to": {
+                    "type": "string",
+                    "description": (
+                        "Property: not followed. The answer goes to "
+                        f"{c.reply_queue('<code>')} whatever it says."
+                    ),
                 },
                 "message_id": {
                     "type": "string",
