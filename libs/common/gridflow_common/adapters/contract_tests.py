@@ -326,7 +326,11 @@ def test_polling_reports_a_change_once(target: Target, adapter, harness) -> None
 def test_a_refusal_is_push_refused(adapter, harness, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     delivery = sample_delivery(harness)
-    harness.refuse_next()
+    try:
+        harness.refuse_next()
+    except NotImplementedError as exc:
+        # A system that never refuses a message for good (a broker) has nothing to check here.
+        pytest.skip(f"the harness says this system cannot refuse: {exc}")
     with pytest.raises(PushRefused) as caught:
         adapter.push(delivery)
     assert caught.value.reason, "a refusal says why"
