@@ -285,7 +285,6 @@ def _amqp_exchange(name: str, kind: str) -> Json:
                 "type": kind,
                 "durable": True,
                 "autoDelete": False,
-                "vhost": "/",
             },
             "bindingVersion": AMQP_BINDING_VERSION,
         }
@@ -301,7 +300,6 @@ def _amqp_queue(name: str) -> Json:
                 "durable": True,
                 "exclusive": False,
                 "autoDelete": False,
-                "vhost": "/",
             },
             "bindingVersion": AMQP_BINDING_VERSION,
         }
@@ -585,9 +583,10 @@ def build(warn: Callable[[str], None] | None = None) -> Json:
         "title": f"Cases for units, on {c.CASE_EXCHANGE}",
         "description": (
             f"The topic exchange {c.CASE_EXCHANGE}: routing key "
-            f"{c.unit_routing_key('{owner}', '{unit}')}, e.g. {example_key}. A station's "
-            "system binds its own key; a bureau binds '<department>.*' and sees every one of "
-            "its units' cases."
+            f"{c.unit_routing_key('{owner}', '{unit}')}, e.g. {example_key}. Gridflow declares "
+            "and binds the queues: a station's system reads its unit's queue (bound with its "
+            "own key), a bureau's its department's queue (bound '<department>.*': every one "
+            "of its units' cases)."
         ),
         "parameters": {"owner": owner, "unit": unit},
         "messages": department_ref,
@@ -725,7 +724,10 @@ def build(warn: Callable[[str], None] | None = None) -> Json:
                 "host": "{host}:{port}",
                 "protocol": "amqp",
                 "protocolVersion": "0.9.1",
-                "description": "The city's RabbitMQ.",
+                "description": (
+                    "The city's RabbitMQ, in the vhost Gridflow's AMQP_URI names (the "
+                    "bindings below live there)."
+                ),
                 "variables": {
                     "host": {"default": "localhost"},
                     "port": {"default": "5672"},
