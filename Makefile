@@ -11,18 +11,23 @@ export GRIDFLOW_PORT ?= 8000
 
 # Every package, each by name (their folders are not packages of one tree), for mypy.
 MYPY_PACKAGES := -p gridflow_common -p gridflow_app -p gridflow_intake -p gridflow_routing \
-	-p gridflow_departments -p gridflow_sla -p gridflow_notify -p bench
+	-p gridflow_departments -p gridflow_sla -p gridflow_notify -p bench -p gridflow_filedrop
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios bench bench-identity lint migrate clean
+# @asyncapi/cli validates docs/asyncapi.yaml (tests/unit/test_asyncapi.py); npm, pinned here.
+ASYNCAPI_CLI_VERSION := 6.2.0
+TOOLS := .tools
+ASYNCAPI_CLI := $(TOOLS)/asyncapi/node_modules/.bin/asyncapi
+
+.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity lint migrate clean tools asyncapi
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml adapters/example/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' -e adapters/example
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv (when missing) and install Gridflow and its tools into it
@@ -42,9 +47,13 @@ status: ## show the processes `make up` started
 migrate: $(STAMP) ## upgrade every service's tables in DATABASE_URL
 	$(BIN)/gridflow migrate --database-url $(DATABASE_URL)
 
-test: $(STAMP) ## everything: unit, integration (RabbitMQ + PostgreSQL), end to end, scenarios
+test: $(STAMP) ## everything: unit, integration (RabbitMQ + PostgreSQL), end to end, scenarios, the example adapter
 	$(BIN)/pytest tests/unit tests/scenarios tests/e2e
 	$(BIN)/nameko test tests/integration -p no:cacheprovider
+	$(MAKE) test-adapters
+
+test-adapters: $(STAMP) ## the example adapter package's own tests (adapters/example), the contract suite among them
+	cd adapters/example && ../../$(BIN)/pytest -p no:cacheprovider
 
 test-unit: $(STAMP) ## unit tests only (no servers)
 	$(BIN)/pytest tests/unit
@@ -64,9 +73,18 @@ bench: $(STAMP) ## throughput and latency of the real topology beside a bare kom
 bench-identity: $(STAMP) ## what the identity check costs per request: GET of a case checked and unchecked, in process and over HTTP
 	$(BIN)/python -m bench.identity_cost
 
+tools: $(ASYNCAPI_CLI) ## install @asyncapi/cli (npm) into .tools/, for the AsyncAPI validation test
+
+$(ASYNCAPI_CLI):
+	npm install --prefix $(TOOLS)/asyncapi --no-audit --no-fund --loglevel=error @asyncapi/cli@$(ASYNCAPI_CLI_VERSION)
+	CI=true $(ASYNCAPI_CLI) config analytics --disable
+
+asyncapi: $(STAMP) ## write docs/asyncapi.yaml from the contracts (gridflow asyncapi; --check in the tests)
+	$(BIN)/gridflow asyncapi
+
 lint: $(STAMP) ## ruff (rules and formatting) on everything, mypy on every package
-	$(BIN)/ruff check libs services tests bench
-	$(BIN)/ruff format --check libs services tests bench
+	$(BIN)/ruff check libs services tests bench adapters
+	$(BIN)/ruff format --check libs services tests bench adapters
 	$(BIN)/mypy $(MYPY_PACKAGES)
 
 clean: ## remove the virtual environment and caches

@@ -44,6 +44,12 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_asyncapi(args) -> int:
+    from gridflow_app import asyncapi
+
+    return asyncapi.main(check=args.check, output=args.output)
+
+
 def cmd_replay(rest: list[str]) -> int:
     from gridflow_app import replay
 
@@ -509,6 +515,13 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     sub.add_parser("replay", help="replay scenario files (see scenarios/FORMAT.md)")
+    aa = sub.add_parser("asyncapi", help="write docs/asyncapi.yaml from the contracts")
+    aa.add_argument(
+        "--check",
+        action="store_true",
+        help="only say (exit 1) when the file is not what the code says",
+    )
+    aa.add_argument("--output", type=Path, default=None, help="default: docs/asyncapi.yaml")
     imp = sub.add_parser("import", help="install a jurisdiction folder (CSV) through the API")
     imp.add_argument("folder")
     imp.add_argument(
@@ -594,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         top.error("dead-letters replay needs --service and --id")
     return {
         "run": cmd_run,
+        "asyncapi": cmd_asyncapi,
         "import": cmd_import,
         "migrate": cmd_migrate,
         "ensure-jurisdiction": cmd_ensure_jurisdiction,
