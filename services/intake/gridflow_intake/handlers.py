@@ -416,6 +416,14 @@ def report_status(
         raise _not_holding(sender, shown.get("holder"), shown.get("lead"))
     try:
         lifecycle.check_sender(status, role)
+    except lifecycle.LifecycleError as exc:
+        # An assisting department sees the case, so it is told who holds it, as any sender
+        # the case names (the holder's report is that unit's to make).
+        shown = assignment or {"holder": case.holder, "lead": case.lead}
+        refused = _refused(exc)
+        refused.errors.update(_not_holding(sender, shown.get("holder"), shown.get("lead")).errors)
+        raise refused from None
+    try:
         outcome = lifecycle.apply_update(current_status, status)
     except lifecycle.LifecycleError as exc:
         raise _refused(exc) from None
