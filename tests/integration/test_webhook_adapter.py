@@ -194,7 +194,19 @@ def test_a_missing_or_unreasonable_retry_after_leaves_the_schedule_to_gridflow(
     assert failed.value.retry_after == expected
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 422])
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_department_not_taking_the_key_is_tried_again_while_operators_rotate_it(
+    department, adapter, status
+):
+    department.refuse(status, reason="signature mismatch")
+
+    with pytest.raises(PushFailed) as failed:
+        adapter.push(delivery())
+
+    assert f"HTTP {status}" in failed.value.reason
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 422])
 def test_other_4xx_refuse_the_delivery_naming_status_and_reason(department, adapter, status):
     department.refuse(status, reason="case_id 格式不对")
 

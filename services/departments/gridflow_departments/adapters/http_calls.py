@@ -2,7 +2,7 @@
 timeouts, answers read up to a cap, and one reading of an HTTP outcome as the contract's
 ``PushFailed`` / ``PushRefused``.
 
-How an answer is taken: 2xx done; 408, 425, 429 and 5xx "try later" (``Retry-After`` in seconds
+How an answer is taken: 2xx done; 401, 403 (a key being rotated), 408, 425, 429 and 5xx "try later" (``Retry-After`` in seconds
 or as an HTTP date is honoured); 3xx "try later" too, since a signed or keyed body is not
 re-sent where the city's data did not say, and an operator must correct the endpoint; any other
 4xx a refusal. No answer within the timeouts, a refused or reset connection or a failed TLS
@@ -31,8 +31,12 @@ USER_AGENT = "Gridflow/1 (department adapter)"
 ANSWER_LIMIT = 64 * 1024
 # What of an answer goes into a reason (kept, logged and shown to operators).
 REASON_LIMIT = 200
-# Answers that mean "not now": timeout, too early, too many requests.
-RETRY_STATUSES = frozenset({408, 425, 429})
+# Answers that mean "not now": timeout, too early, too many requests; and the department not
+# taking Gridflow's signature or key (401, 403). Those follow a key rotation done on one side
+# before the other: refusing at once would make every case undeliverable there in the minutes
+# an operator needs to put the new key in place, while the schedule gives them hours, with the
+# circuit breaker keeping the load off meanwhile.
+RETRY_STATUSES = frozenset({401, 403, 408, 425, 429})
 # The longest Retry-After taken as said: a system asking for more (a bug, or hostile) would hold
 # a unit's deliveries past any deadline; Gridflow's own schedule decides beyond a day.
 RETRY_AFTER_CAP = 24 * 3600.0
