@@ -87,3 +87,10 @@ class DepartmentSystem:
             return cls if name == NAME else real(name)
 
         return load
+
+
+def installed(monkeypatch) -> DepartmentSystem:
+    """A scripted system whose adapter counts as installed (install checks the registry)."""
+    system = DepartmentSystem()
+    monkeypatch.setattr(registry, "load", system.loader())
+    return system

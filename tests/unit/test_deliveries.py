@@ -11,9 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from gridflow_common import contracts as c
-from gridflow_common.adapters import registry
 from gridflow_common.domain import vocabulary as v
-from tests.unit.scripted_department import NAME, DepartmentSystem
+from tests.unit.scripted_department import NAME, DepartmentSystem, installed
 from tests.unit.service_harness import CST, ServiceUnderTest, lucheng_files, new_case_id
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=CST)  # a Monday
@@ -25,11 +24,8 @@ def adapters_csv(rows: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def system(monkeypatch):
-    system = DepartmentSystem()
-    # The scripted adapter counts as installed (install checks the registry).
-    monkeypatch.setattr(registry, "load", system.loader())
-    return system
+def system(monkeypatch) -> DepartmentSystem:
+    return installed(monkeypatch)
 
 
 def departments(tmp_path, files=None) -> ServiceUnderTest:

@@ -19,9 +19,9 @@ from gridflow_common.runtime import ServiceRuntime
 from gridflow_departments.handlers import DEFINITION
 from gridflow_departments.models import deliveries
 from gridflow_departments.worker import DeliveryWorker, Settings
-from tests.unit.scripted_department import NAME
+from tests.unit.scripted_department import NAME, installed
 from tests.unit.service_harness import new_case_id
-from tests.unit.test_deliveries import adapters_csv, departments, route, system  # noqa: F401
+from tests.unit.test_deliveries import adapters_csv, departments, route
 
 FIRE = "fire-330302"
 HOUSING = "housing-330302"
@@ -95,9 +95,7 @@ class Flow:
     def row(self, delivery_id: str) -> dict:
         with self.service.engine.connect() as conn:
             return dict(
-                conn.execute(
-                    sa.select(deliveries).where(deliveries.c.delivery_id == delivery_id)
-                )
+                conn.execute(sa.select(deliveries).where(deliveries.c.delivery_id == delivery_id))
                 .mappings()
                 .one()
             )
@@ -111,7 +109,8 @@ class Flow:
 
 
 @pytest.fixture
-def flow_factory(tmp_path, system):  # noqa: F811 - the fixture imported above
+def flow_factory(tmp_path, monkeypatch):
+    system = installed(monkeypatch)
     made: list[Flow] = []
 
     def make(rows: str = f"fire,{NAME},\nhousing,{NAME},\n", **kwargs) -> Flow:
@@ -176,9 +175,7 @@ def test_a_system_that_says_when_to_come_back_is_not_tried_sooner(flow_factory):
     flow.system.retry_after = 600
     case_id = flow.route()
     flow.step()
-    assert flow.row(lead(case_id))["next_attempt_at"] == flow.ops.now() + dt.timedelta(
-        seconds=600
-    )
+    assert flow.row(lead(case_id))["next_attempt_at"] == flow.ops.now() + dt.timedelta(seconds=600)
 
 
 def test_a_unit_down_holds_up_only_itself_and_gets_its_backlog_in_order_when_back(flow_factory):
@@ -296,9 +293,9 @@ def test_a_polling_adapter_reports_a_changed_word_once_and_stops_after_closing(f
     )
     assert flow.row(lead(case_id))["last_word"] == "已受理"
     assert flow.worker.poll_once() == 0  # nothing changed there
-    assert flow.service.deliver(c.INTAKE, c.CASE_VERIFIED, {"case_id": case_id, "passed": True}) == (
-        "done"
-    )
+    assert flow.service.deliver(
+        c.INTAKE, c.CASE_VERIFIED, {"case_id": case_id, "passed": True}
+    ) == ("done")
     flow.step()  # the closing change reaches the unit
     flow.system.polled.clear()
     flow.worker.poll_once()
