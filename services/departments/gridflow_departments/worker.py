@@ -160,12 +160,13 @@ class DeliveryWorker:
         self,
         runtime: ServiceRuntime,
         settings: Settings | None = None,
-        loader: Callable[[str], type[DepartmentAdapter]] = registry.load,
+        loader: Callable[[str], type[DepartmentAdapter]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ):
         self.runtime = runtime
         self.settings = settings or Settings.from_environment()
-        self.loader = loader
+        # The registry (entry points) unless told otherwise: tests give an in-test class.
+        self.loader = loader if loader is not None else registry.load
         self.monotonic = monotonic
         self.breaker = CircuitBreaker(
             self.settings.breaker_failures, self.settings.breaker_cool_down
