@@ -180,7 +180,8 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 def sink_main(
     queues: list[tuple[str, str, str]], expected, stop, ready, result_path: str, max_seconds: float
 ) -> None:
-    """Consume ``queues`` ((exchange, routing key, queue), all direct and durable) and write
+    """Consume ``queues`` ((exchange, routing key, queue[, exchange type]), durable, direct
+    unless said) and write
     ``[[case_id, received_at, sent_at], ...]`` to ``result_path`` when ``expected.value`` messages
     have arrived, ``stop`` is set, or ``max_seconds`` have passed.
 
@@ -194,14 +195,17 @@ def sink_main(
     def on_message(message) -> None:
         received = time.time()
         body = json.loads(message.body)
+        # One record per case: the lead's copy (assisting copies and later changes also arrive).
+        if body.get("role", "lead") != "lead" or body.get("kind", "case") != "case":
+            return
         records.append([body.get("case_id"), received, body.get("sent_at")])
 
     deadline = time.monotonic() + max_seconds
     with kombu.Connection(AMQP_URI, connect_timeout=10) as conn:
         channel = conn.channel()
         declared = []
-        for exchange_name, key, queue_name in queues:
-            exchange = kombu.Exchange(exchange_name, type="direct", durable=True)
+        for exchange_name, key, queue_name, *kind in queues:
+            exchange = kombu.Exchange(exchange_name, type=(kind or ["direct"])[0], durable=True)
             queue = kombu.Queue(
                 queue_name, exchange=exchange, routing_key=key, durable=True, auto_delete=False
             )

@@ -151,3 +151,47 @@ def test_a_stored_version_is_read_back_without_the_installed_adapter_check(store
         fresh.install(with_adapters("roads,amqp,,,,\n"))
     with store._engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from gridflow_jurisdictions")).scalar() == 1
+
+
+def test_the_admin_api_refuses_an_adapter_not_installed_naming_the_cell(gridflow):
+    from tests.conftest import lucheng_files
+    from tests.unit.test_api_http import SignedApi, _answer, _json_request
+
+    api = SignedApi(gridflow)
+    before = _answer(api, _json_request("GET", "/api/v1/admin/jurisdiction", b""))[1]["version"]
+    files = {**lucheng_files(), "adapters.csv": "code,adapter\nwater,inbox\nfire,carrier_pigeon\n"}
+    status, answer = _answer(
+        api, _json_request("PUT", "/api/v1/admin/jurisdiction", {"files": files})
+    )
+    assert status == 400, answer
+    (problem,) = answer["errors"]
+    assert (problem["file"], problem["line"], problem["column"]) == ("adapters.csv", 3, "adapter")
+    assert "carrier_pigeon" in problem["message"]
+    after = _answer(api, _json_request("GET", "/api/v1/admin/jurisdiction", b""))[1]["version"]
+    assert after == before
+
+
+def test_gridflow_import_shows_the_servers_problems_with_adapters_csv(
+    tmp_path, tmp_path_factory, monkeypatch, capsys
+):
+    """The CLI checks the folder locally, but only the server knows which adapters it has."""
+    import shutil
+
+    from gridflow_app import cli
+    from gridflow_app.folders import ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE_ENV
+    from tests.unit.running_server import running_gridflow
+
+    folder = tmp_path / "city"
+    shutil.copytree(LUCHENG, folder)
+    (folder / "adapters.csv").write_text(
+        "code,adapter,endpoint\nfire,carrier_pigeon,loft://roof\n", encoding="utf-8"
+    )
+    with running_gridflow(tmp_path_factory.mktemp("import")) as server:
+        monkeypatch.delenv(ADMIN_TOKEN_ENV, raising=False)
+        monkeypatch.setenv(ADMIN_TOKEN_FILE_ENV, str(server.token_file))
+        code = cli.main(["import", str(folder), "--url", server.url])
+    said = capsys.readouterr()
+    assert code == 2
+    assert "adapters.csv line 2, column adapter: no adapter 'carrier_pigeon' is installed" in (
+        said.err
+    )
