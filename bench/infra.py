@@ -178,7 +178,7 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 
 
 def sink_main(
-    queues: list[tuple[str, str, str]], expected, stop, ready, result_path: str, max_seconds: float
+    queues: list[tuple[str, ...]], expected, stop, ready, result_path: str, max_seconds: float
 ) -> None:
     """Consume ``queues`` ((exchange, routing key, queue[, exchange type]), durable, direct
     unless said) and write
@@ -204,8 +204,9 @@ def sink_main(
     with kombu.Connection(AMQP_URI, connect_timeout=10) as conn:
         channel = conn.channel()
         declared = []
-        for exchange_name, key, queue_name, *kind in queues:
-            exchange = kombu.Exchange(exchange_name, type=(kind or ["direct"])[0], durable=True)
+        for exchange_name, key, queue_name, *rest in queues:
+            kind: str = rest[0] if rest else "direct"
+            exchange = kombu.Exchange(exchange_name, type=kind, durable=True)
             queue = kombu.Queue(
                 queue_name, exchange=exchange, routing_key=key, durable=True, auto_delete=False
             )
@@ -225,7 +226,7 @@ def sink_main(
 class Sink:
     """Runs ``sink_main`` in a spawned process; ``finish`` returns what arrived."""
 
-    def __init__(self, ctx, queues: list[tuple[str, str, str]], name: str, max_seconds: float):
+    def __init__(self, ctx, queues: list[tuple[str, ...]], name: str, max_seconds: float):
         self.expected = ctx.Value("q", -1)
         self.stop = ctx.Event()
         self.ready = ctx.Event()

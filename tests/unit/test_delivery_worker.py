@@ -300,3 +300,17 @@ def test_a_polling_adapter_reports_a_changed_word_once_and_stops_after_closing(f
     flow.system.polled.clear()
     flow.worker.poll_once()
     assert flow.system.polled == []  # a closed case is not asked about
+
+
+def test_a_signed_link_without_the_links_module_is_a_clear_error_only_when_asked_for(
+    flow_factory, monkeypatch
+):
+    import sys
+
+    from gridflow_common.adapters import Delivery
+
+    flow = flow_factory()
+    monkeypatch.setitem(sys.modules, "gridflow_common.links", None)  # not installed here
+    delivery = Delivery("d", "case", "GF-1", "GF-1-1", FIRE, "fire", "lead", {})
+    with pytest.raises(RuntimeError, match="gridflow_common.links"):
+        flow.worker.context.sign_link(delivery, v.ACCEPTED, 3600)

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import os
 import threading
@@ -144,7 +145,8 @@ def _links_signer(engine: sa.Engine, public_url: str) -> Callable[[Delivery, str
         nonlocal signer
         if signer is None:
             try:
-                from gridflow_common import links  # type: ignore[attr-defined]
+                # By name: the module is the e-mail adapter's, and may not be installed here.
+                links = importlib.import_module("gridflow_common.links")
             except ImportError as exc:
                 raise RuntimeError(
                     "signed links need gridflow_common.links, which is not installed here"

@@ -43,9 +43,10 @@ def status_report(body: Mapping[str, Any], sender: str) -> StatusReport:
     try:
         loaded = _STATUS_MESSAGE.load(dict(body))
     except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"body": exc.messages}
         problems = "; ".join(
-            f"{field}: {', '.join(map(str, msgs))}" for field, msgs in sorted(exc.messages.items())
-        )  # type: ignore[union-attr]
+            f"{field}: {', '.join(map(str, msgs))}" for field, msgs in sorted(messages.items())
+        )
         raise ValueError(problems) from None
     return StatusReport(
         case_id=loaded["case_id"],
