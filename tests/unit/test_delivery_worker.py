@@ -191,10 +191,30 @@ def test_a_unit_down_holds_up_only_itself_and_gets_its_backlog_in_order_when_bac
     assert [flow.row(lead(c_))["attempts"] for c_ in cases] == [1, 0, 0]
     flow.system.down.clear()
     flow.ops.advance(10)
-    for _ in range(5):
-        flow.step()
+    # The whole backlog in one pass: a unit that takes it is not held to one a tick.
+    assert flow.step() == 1
     assert flow.system.received(FIRE) == [lead(c_) for c_ in cases]
     assert {flow.row(lead(c_))["state"] for c_ in cases} == {"delivered"}
+
+
+def test_a_long_backlog_gives_its_thread_back_after_a_burst_and_goes_on_next_pass(
+    flow_factory,
+):
+    flow = flow_factory(f"fire,{NAME},\n", burst=3)
+    flow.system.down.add(FIRE)
+    cases = [flow.route() for _ in range(5)]
+    flow.step()
+    flow.system.down.clear()
+    flow.ops.advance(10)
+    flow.step()
+    assert flow.system.received(FIRE) == [lead(c_) for c_ in cases[:3]]
+    # The one claimed past the burst was let go, its attempt not spent.
+    assert (flow.row(lead(cases[3]))["attempts"], flow.row(lead(cases[3]))["leased_until"]) == (
+        0,
+        None,
+    )
+    flow.step()
+    assert flow.system.received(FIRE) == [lead(c_) for c_ in cases]
 
 
 def test_a_refusal_is_undeliverable_at_once_and_the_next_case_goes_on(flow_factory):

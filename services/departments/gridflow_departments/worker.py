@@ -84,6 +84,8 @@ class Settings:
     lease_seconds: float = 300.0
     # Units pushed at once by this process (each a thread, green under nameko).
     concurrency: int = 8
+    # Deliveries one thread pushes to one unit in a row before it is free for another unit.
+    burst: int = 200
     public_url: str = DEFAULT_PUBLIC_URL
 
     @classmethod
@@ -233,7 +235,9 @@ class DeliveryWorker:
 
     # -- claiming heads ------------------------------------------------------------------------
 
-    def _claim(self, free: int) -> list[Claim]:
+    def _claim(self, free: int, unit: str | None = None) -> list[Claim]:
+        """Up to ``free`` heads (of ``unit`` only, when given) that are due, not leased and not
+        behind an open circuit, leased to this process in one short transaction."""
         now = self.runtime.operational_now()
         earlier = deliveries.alias("earlier")
         head_seq = (
@@ -254,15 +258,18 @@ class DeliveryWorker:
             .limit(free * 4)
             .with_for_update(skip_locked=True, of=deliveries)
         )
+        if unit is not None:
+            query = query.where(deliveries.c.unit == unit)
         claims: list[Claim] = []
         lease_until = now + dt.timedelta(seconds=self.settings.lease_seconds)
         with self.runtime.work() as work:
-            pending = work.db.execute(
-                sa.select(sa.func.count())
-                .select_from(deliveries)
-                .where(deliveries.c.state == PENDING)
-            ).scalar_one()
-            metrics.DELIVERIES_PENDING.set(pending)
+            if unit is None:
+                pending = work.db.execute(
+                    sa.select(sa.func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.state == PENDING)
+                ).scalar_one()
+                metrics.DELIVERIES_PENDING.set(pending)
             for row in work.db.execute(query).all():
                 if len(claims) >= free:
                     break
@@ -322,6 +329,33 @@ class DeliveryWorker:
             return self._adapters.setdefault(key, built)
 
     def _push(self, claim: Claim) -> None:
+        """Push ``claim``, then the unit's next heads one after another while they go through
+        (a unit that comes back gets its backlog at the speed it takes it, not one a tick), up
+        to ``burst`` before the thread is given back for other units."""
+        current: Claim | None = claim
+        for _ in range(self.settings.burst):
+            if current is None or self._closed:
+                return
+            if self._push_one(current) == "failed":
+                return
+            nxt = self._claim(1, unit=current.unit)
+            current = nxt[0] if nxt else None
+        if current is not None:
+            # Claimed but over the burst: let its lease go, so the next pass takes it at once.
+            self._release(current)
+
+    def _release(self, claim: Claim) -> None:
+        self.breaker.released(claim.breaker_key)
+        with self.runtime.work() as work:
+            work.db.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.seq == claim.seq, deliveries.c.state == PENDING)
+                .values(leased_until=None, attempts=claim.attempts - 1)
+            )
+
+    def _push_one(self, claim: Claim) -> str:
+        """One push and its outcome recorded: delivered, failed (to be tried again, or not
+        recorded), refused or undeliverable."""
         started = time.perf_counter()
         outcome: str
         result: PushResult | None = None
@@ -362,7 +396,7 @@ class DeliveryWorker:
         except Exception:
             # The lease runs out and the head is pushed again, with the same delivery_id.
             log.exception("delivery_outcome_not_recorded", delivery_id=claim.delivery_id)
-            return
+            return "failed"
         metrics.DELIVERY_PUSHES.labels(claim.adapter, final).inc()
         if final != "delivered":
             log.warning(
@@ -374,6 +408,7 @@ class DeliveryWorker:
                 attempts=claim.attempts,
                 reason=reason[:300],
             )
+        return final
 
     def _record(
         self,
