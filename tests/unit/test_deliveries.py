@@ -233,3 +233,19 @@ def test_colour_changes_go_to_the_holder_and_closing_to_everyone_given_the_case(
     stored = json.loads(rows(service)[-1]["message"])
     assert stored["kind"] == "change"
     service.close()
+
+
+def test_amqp_to_a_departments_own_broker_is_pushed_by_the_worker_not_the_outbox(tmp_path):
+    service = departments(
+        tmp_path, adapters_csv("fire,amqp,amqp://guest:guest@fire.example:5672/\n")
+    )
+    case_id = new_case_id()
+    assert route(service, case_id) == "done"
+    by_unit = {r["unit"]: r for r in rows(service)}
+    assert (by_unit["fire-330302"]["adapter"], by_unit["fire-330302"]["state"]) == (
+        "amqp",
+        "pending",
+    )
+    keys = [k for k, _ in service.outbox()]
+    assert "fire.fire-330302" not in keys and "housing.housing-330302" in keys
+    service.close()

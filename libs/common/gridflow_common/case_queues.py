@@ -48,12 +48,14 @@ def declare_unit(channel: Any, department: str | None, unit: str) -> None:
 
 
 def amqp_units(jurisdiction: Jurisdiction) -> list[tuple[str | None, str]]:
-    """(department, unit) of every unit the city serves over AMQP."""
-    return [
-        (unit.department_code, unit.code)
-        for unit in jurisdiction.units
-        if jurisdiction.adapter_for(unit.code).adapter == DEFAULT_ADAPTER
-    ]
+    """(department, unit) of every unit the city serves over AMQP on Gridflow's broker (a row
+    with an endpoint names a broker of the department's own)."""
+    served = []
+    for unit in jurisdiction.units:
+        config = jurisdiction.adapter_for(unit.code)
+        if config.adapter == DEFAULT_ADAPTER and not config.endpoint:
+            served.append((unit.department_code, unit.code))
+    return served
 
 
 def declare_unit_queues(channel: Any, jurisdiction: Jurisdiction) -> int:

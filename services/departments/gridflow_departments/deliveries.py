@@ -21,7 +21,13 @@ import sqlalchemy as sa
 from marshmallow import ValidationError
 
 from gridflow_common import contracts as c
-from gridflow_common.adapters import CHANGE_WITHDRAWN, KIND_CASE, KIND_CHANGE, LEAD
+from gridflow_common.adapters import (
+    CHANGE_WITHDRAWN,
+    KIND_CASE,
+    KIND_CHANGE,
+    LEAD,
+    AdapterConfig,
+)
 from gridflow_common.domain.calendar import due_at as calendar_due_at
 from gridflow_common.domain.jurisdiction import Jurisdiction
 from gridflow_common.runtime import Work
@@ -29,8 +35,14 @@ from gridflow_departments.models import DELIVERED, PENDING, WITHDRAWN, deliverie
 
 AMQP = "amqp"
 INBOX = "inbox"
-# Adapters whose deliveries are complete when the transaction that records them commits.
-DELIVERED_AT_ONCE = (AMQP, INBOX)
+
+
+def delivered_at_once(config: AdapterConfig) -> bool:
+    """Whether a delivery through ``config`` is complete when the transaction recording it
+    commits: the inbox, and AMQP on Gridflow's own broker (the outbox carries it). AMQP to a
+    broker of the department's own (an endpoint given) is pushed by the worker like the rest."""
+    return config.adapter == INBOX or (config.adapter == AMQP and not config.endpoint)
+
 
 _MESSAGE = c.DepartmentMessageV2()
 
@@ -157,10 +169,11 @@ def record(
 ) -> dict:
     """Record one delivery and send it the unit's way, in this unit of work; what
     ``case_dispatched`` says of it."""
-    adapter = j.adapter_for(unit).adapter
+    config = j.adapter_for(unit)
+    adapter = config.adapter
     now = work.runtime.operational_now()
-    at_once = adapter in DELIVERED_AT_ONCE
-    if adapter == AMQP:
+    at_once = delivered_at_once(config)
+    if adapter == AMQP and at_once:
         work.send_to_unit(department, unit, message)
     work.db.execute(
         sa.insert(deliveries),

@@ -9,7 +9,7 @@ from gridflow_common.jurisdictions import NoJurisdiction
 from gridflow_common.logging import get_logger
 from gridflow_common.nameko_support import GridflowService, Runtime, subscribe
 from gridflow_departments.handlers import DEFINITION
-from gridflow_departments.worker import WORKER_KEY
+from gridflow_departments.worker import WORKER_KEY, Settings
 
 log = get_logger(__name__)
 
@@ -18,6 +18,12 @@ class DepartmentsRuntime(Runtime):
     """The runtime, plus the department side of the broker at start (every AMQP unit's queue
     declared, so a department system that connects before its first case finds its queue),
     and the delivery worker let go at stop."""
+
+    def setup(self) -> None:
+        # A wrong delivery setting (GRIDFLOW_DELIVERY_*) stops the service at start, naming it,
+        # rather than failing every tick.
+        Settings.from_environment()
+        super().setup()
 
     def start(self) -> None:
         super().start()
