@@ -334,3 +334,23 @@ def test_a_signed_link_without_the_links_module_is_a_clear_error_only_when_asked
     delivery = Delivery("d", "case", "GF-1", "GF-1-1", FIRE, "fire", "lead", {})
     with pytest.raises(RuntimeError, match="gridflow_common.links"):
         flow.worker.context.sign_link(delivery, v.ACCEPTED, 3600)
+
+
+def test_delivery_settings_come_from_the_environment_and_a_wrong_one_is_named():
+    settings = Settings.from_environment(
+        {
+            "GRIDFLOW_DELIVERY_RETRY_SCHEDULE": "5,15",
+            "GRIDFLOW_DELIVERY_BREAKER_FAILURES": "3",
+            "GRIDFLOW_DELIVERY_BREAKER_COOL_DOWN_SECONDS": "12.5",
+            "GRIDFLOW_DELIVERY_POLL_SECONDS": "30",
+            "GRIDFLOW_PUBLIC_URL": "https://gridflow.example/",
+        }
+    )
+    assert settings.schedule.delays == (5.0, 15.0)
+    assert (settings.breaker_failures, settings.breaker_cool_down) == (3, 12.5)
+    assert (settings.poll_seconds, settings.public_url) == (30.0, "https://gridflow.example")
+    assert Settings.from_environment({}).schedule.tries == 11
+    with pytest.raises(ValueError, match="GRIDFLOW_DELIVERY_POLL_SECONDS='often'"):
+        Settings.from_environment({"GRIDFLOW_DELIVERY_POLL_SECONDS": "often"})
+    with pytest.raises(ValueError, match="'ten'"):
+        Settings.from_environment({"GRIDFLOW_DELIVERY_RETRY_SCHEDULE": "ten"})

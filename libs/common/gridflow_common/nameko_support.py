@@ -140,13 +140,20 @@ class Runtime(DependencyProvider):
     def __init__(self, definition: ServiceDefinition):
         self.definition = definition
 
+    # Connections a service uses beside its workers and relay (departments: the delivery
+    # worker's threads, each recording its pushes in a unit of work of its own).
+    extra_connections = 0
+
+    def pool_size(self) -> int:
+        return pool_size_for(self.container.max_workers) + self.extra_connections
+
     def setup(self) -> None:
         configure()
         _quiet_nameko_requeues()
         config = self.container.config
         url = config.get(DATABASE_URL) or database_url()
         self.amqp_uri = config.get(AMQP_URI) or os.environ.get(AMQP_URI, DEFAULT_AMQP_URI)
-        self.engine = make_engine(url, pool_size=pool_size_for(self.container.max_workers))
+        self.engine = make_engine(url, pool_size=self.pool_size())
         self.probe_engine = make_probe_engine(url)
         migrate.upgrade(self.engine, "platform")
         migrate.upgrade(self.engine, self.definition.name)
@@ -174,7 +181,7 @@ class Runtime(DependencyProvider):
             service=self.definition.name,
             clock="simulated" if self.runtime.clock.simulated else "real",
             max_workers=self.container.max_workers,
-            pool_size=pool_size_for(self.container.max_workers),
+            pool_size=self.pool_size(),
         )
 
     def stop(self) -> None:

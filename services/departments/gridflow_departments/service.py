@@ -22,7 +22,9 @@ class DepartmentsRuntime(Runtime):
     def setup(self) -> None:
         # A wrong delivery setting (GRIDFLOW_DELIVERY_*) stops the service at start, naming it,
         # rather than failing every tick.
-        Settings.from_environment()
+        settings = Settings.from_environment()
+        # Each push thread records its outcome on a connection of its own.
+        self.extra_connections = settings.concurrency
         super().setup()
 
     def start(self) -> None:

@@ -83,7 +83,7 @@ class Settings:
     # Longer than any adapter's timeout: a push still running is never taken by another.
     lease_seconds: float = 300.0
     # Units pushed at once by this process (each a thread, green under nameko).
-    concurrency: int = 8
+    concurrency: int = 4
     # Deliveries one thread pushes to one unit in a row before it is free for another unit.
     burst: int = 200
     public_url: str = DEFAULT_PUBLIC_URL
@@ -110,7 +110,7 @@ class Settings:
             breaker_cool_down=number(BREAKER_COOL_DOWN_ENV, DEFAULT_BREAKER_COOL_DOWN),
             poll_seconds=number(POLL_SECONDS_ENV, 60.0),
             lease_seconds=number(LEASE_SECONDS_ENV, 300.0),
-            concurrency=max(1, int(number(CONCURRENCY_ENV, 8))),
+            concurrency=max(1, int(number(CONCURRENCY_ENV, 4))),
             public_url=(env.get(PUBLIC_URL_ENV) or DEFAULT_PUBLIC_URL).rstrip("/"),
         )
 
