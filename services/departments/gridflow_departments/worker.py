@@ -333,16 +333,21 @@ class DeliveryWorker:
         (a unit that comes back gets its backlog at the speed it takes it, not one a tick), up
         to ``burst`` before the thread is given back for other units."""
         current: Claim | None = claim
-        for _ in range(self.settings.burst):
-            if current is None or self._closed:
-                return
-            if self._push_one(current) == "failed":
-                return
-            nxt = self._claim(1, unit=current.unit)
-            current = nxt[0] if nxt else None
-        if current is not None:
-            # Claimed but over the burst: let its lease go, so the next pass takes it at once.
-            self._release(current)
+        try:
+            for _ in range(self.settings.burst):
+                if current is None or self._closed:
+                    return
+                if self._push_one(current) == "failed":
+                    return
+                nxt = self._claim(1, unit=current.unit)
+                current = nxt[0] if nxt else None
+            if current is not None:
+                # Claimed but over the burst: let its lease go, so the next pass takes it now.
+                self._release(current)
+        except Exception:
+            # The database went away between pushes: what is leased is taken again after its
+            # lease, nothing is lost.
+            log.exception("delivery_burst_interrupted", unit=claim.unit)
 
     def _release(self, claim: Claim) -> None:
         self.breaker.released(claim.breaker_key)
