@@ -197,24 +197,29 @@ def test_a_unit_down_holds_up_only_itself_and_gets_its_backlog_in_order_when_bac
     assert {flow.row(lead(c_))["state"] for c_ in cases} == {"delivered"}
 
 
-def test_a_long_backlog_gives_its_thread_back_after_a_burst_and_goes_on_next_pass(
-    flow_factory,
-):
-    flow = flow_factory(f"fire,{NAME},\n", burst=3)
-    flow.system.down.add(FIRE)
+def test_a_long_backlog_gives_way_after_a_burst_to_a_unit_that_waited(flow_factory):
+    flow = flow_factory(burst=3, concurrency=1)
+    flow.system.down.update({FIRE, HOUSING})
     cases = [flow.route() for _ in range(5)]
+    flow.step()
     flow.step()
     flow.system.down.clear()
     flow.ops.advance(10)
     flow.step()
-    assert flow.system.received(FIRE) == [lead(c_) for c_ in cases[:3]]
-    # The one claimed past the burst was let go, its attempt not spent.
-    assert (flow.row(lead(cases[3]))["attempts"], flow.row(lead(cases[3]))["leased_until"]) == (
-        0,
-        None,
-    )
+    first = FIRE if flow.system.received(FIRE) else HOUSING
+    other = HOUSING if first == FIRE else FIRE
+    assert len(flow.system.received(first)) == 3
+    assert flow.system.received(other) == []
+    # Turn and turn about, a burst each: the head that waited longer goes first.
     flow.step()
-    assert flow.system.received(FIRE) == [lead(c_) for c_ in cases]
+    assert (len(flow.system.received(first)), len(flow.system.received(other))) == (3, 3)
+    flow.step()
+    assert (len(flow.system.received(first)), len(flow.system.received(other))) == (5, 3)
+    flow.step()
+    assert (len(flow.system.received(first)), len(flow.system.received(other))) == (5, 5)
+    role = {FIRE: "lead", HOUSING: "assisting"}
+    for unit in (FIRE, HOUSING):
+        assert flow.system.received(unit) == [f"{c_}-1/{unit}/{role[unit]}" for c_ in cases]
 
 
 def test_a_refusal_is_undeliverable_at_once_and_the_next_case_goes_on(flow_factory):

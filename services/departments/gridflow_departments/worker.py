@@ -84,7 +84,8 @@ class Settings:
     lease_seconds: float = 300.0
     # Units pushed at once by this process (each a thread, green under nameko).
     concurrency: int = 4
-    # Deliveries one thread pushes to one unit in a row before it is free for another unit.
+    # Deliveries one thread pushes to one unit in a row before it gives way to another unit's
+    # head waiting (it goes on when none waits).
     burst: int = 200
     public_url: str = DEFAULT_PUBLIC_URL
 
@@ -239,20 +240,8 @@ class DeliveryWorker:
         """Up to ``free`` heads (of ``unit`` only, when given) that are due, not leased and not
         behind an open circuit, leased to this process in one short transaction."""
         now = self.runtime.operational_now()
-        earlier = deliveries.alias("earlier")
-        head_seq = (
-            sa.select(sa.func.min(earlier.c.seq))
-            .where(earlier.c.unit == deliveries.c.unit, earlier.c.state == PENDING)
-            .scalar_subquery()
-        )
         query = (
-            sa.select(deliveries)
-            .where(
-                deliveries.c.state == PENDING,
-                deliveries.c.seq == head_seq,
-                deliveries.c.next_attempt_at <= now,
-                sa.or_(deliveries.c.leased_until.is_(None), deliveries.c.leased_until < now),
-            )
+            self._heads_due(now)
             .order_by(deliveries.c.next_attempt_at, deliveries.c.seq)
             # More than the pool takes: heads behind an open circuit are passed over.
             .limit(free * 4)
@@ -333,17 +322,20 @@ class DeliveryWorker:
         (a unit that comes back gets its backlog at the speed it takes it, not one a tick), up
         to ``burst`` before the thread is given back for other units."""
         current: Claim | None = claim
+        pushed = 0
         try:
-            for _ in range(self.settings.burst):
-                if current is None or self._closed:
-                    return
+            while current is not None and not self._closed:
+                if pushed >= self.settings.burst:
+                    if self._others_waiting(current.unit):
+                        # Given back: the heads that waited longer go first next pass.
+                        self._release(current)
+                        return
+                    pushed = 0
                 if self._push_one(current) == "failed":
                     return
+                pushed += 1
                 nxt = self._claim(1, unit=current.unit)
                 current = nxt[0] if nxt else None
-            if current is not None:
-                # Claimed but over the burst: let its lease go, so the next pass takes it now.
-                self._release(current)
         except Exception:
             # The database went away between pushes: what is leased is taken again after its
             # lease, nothing is lost.
@@ -355,8 +347,39 @@ class DeliveryWorker:
             work.db.execute(
                 sa.update(deliveries)
                 .where(deliveries.c.seq == claim.seq, deliveries.c.state == PENDING)
-                .values(leased_until=None, attempts=claim.attempts - 1)
+                .values(
+                    leased_until=None,
+                    attempts=claim.attempts - 1,
+                    # Heads are taken oldest-due first: this one now waits its turn.
+                    next_attempt_at=self.runtime.operational_now(),
+                )
             )
+
+    def _others_waiting(self, unit: str) -> bool:
+        """Whether another unit's head is due and free (so a long backlog gives way)."""
+        with self.runtime.work() as work:
+            return bool(
+                work.db.execute(
+                    self._heads_due(self.runtime.operational_now())
+                    .where(deliveries.c.unit != unit)
+                    .limit(1)
+                ).first()
+            )
+
+    @staticmethod
+    def _heads_due(now: dt.datetime) -> sa.Select:
+        earlier = deliveries.alias("earlier")
+        head_seq = (
+            sa.select(sa.func.min(earlier.c.seq))
+            .where(earlier.c.unit == deliveries.c.unit, earlier.c.state == PENDING)
+            .scalar_subquery()
+        )
+        return sa.select(deliveries).where(
+            deliveries.c.state == PENDING,
+            deliveries.c.seq == head_seq,
+            deliveries.c.next_attempt_at <= now,
+            sa.or_(deliveries.c.leased_until.is_(None), deliveries.c.leased_until < now),
+        )
 
     def _push_one(self, claim: Claim) -> str:
         """One push and its outcome recorded: delivered, failed (to be tried again, or not
