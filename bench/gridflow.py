@@ -41,19 +41,22 @@ def point(k: int) -> dict:
     return {"lat": round(LAT0 + row * DLAT, 6), "lon": round(LON0 + column * DLON, 6)}
 
 
-def department_queues() -> list[tuple[str, str, str]]:
-    """Every queue a case could be pushed to: the department codes, and the unit codes (a unit with
-    no department, a community office or the command center, has a queue of its own code)."""
+def department_queues() -> list[tuple[str, ...]]:
+    """Every queue a case could be pushed to: each department's queue on the topic exchange of
+    cases (all of its units), and the queue of each unit with no department (a community office,
+    a street center, the command center), which is its own owner."""
     import csv
 
     from gridflow_common import contracts as c
 
-    codes: list[str] = []
-    for name, column in (("departments.csv", "code"), ("units.csv", "code")):
-        with open(FIXTURES / name, encoding="utf-8") as f:
-            codes += [row[column] for row in csv.DictReader(f)]
+    owners: list[str] = []
+    with open(FIXTURES / "departments.csv", encoding="utf-8") as f:
+        owners += [row["code"] for row in csv.DictReader(f)]
+    with open(FIXTURES / "units.csv", encoding="utf-8") as f:
+        owners += [row["code"] for row in csv.DictReader(f) if not row["department_code"]]
     return [
-        (c.DEPARTMENT_EXCHANGE, code, c.department_queue(code)) for code in dict.fromkeys(codes)
+        (c.CASE_EXCHANGE, f"{owner}.*", c.department_queue(owner), "topic")
+        for owner in dict.fromkeys(owners)
     ]
 
 

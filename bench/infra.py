@@ -178,9 +178,10 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 
 
 def sink_main(
-    queues: list[tuple[str, str, str]], expected, stop, ready, result_path: str, max_seconds: float
+    queues: list[tuple[str, ...]], expected, stop, ready, result_path: str, max_seconds: float
 ) -> None:
-    """Consume ``queues`` ((exchange, routing key, queue), all direct and durable) and write
+    """Consume ``queues`` ((exchange, routing key, queue[, exchange type]), durable, direct
+    unless said) and write
     ``[[case_id, received_at, sent_at], ...]`` to ``result_path`` when ``expected.value`` messages
     have arrived, ``stop`` is set, or ``max_seconds`` have passed.
 
@@ -194,14 +195,18 @@ def sink_main(
     def on_message(message) -> None:
         received = time.time()
         body = json.loads(message.body)
+        # One record per case: the lead's copy (assisting copies and later changes also arrive).
+        if body.get("role", "lead") != "lead" or body.get("kind", "case") != "case":
+            return
         records.append([body.get("case_id"), received, body.get("sent_at")])
 
     deadline = time.monotonic() + max_seconds
     with kombu.Connection(AMQP_URI, connect_timeout=10) as conn:
         channel = conn.channel()
         declared = []
-        for exchange_name, key, queue_name in queues:
-            exchange = kombu.Exchange(exchange_name, type="direct", durable=True)
+        for exchange_name, key, queue_name, *rest in queues:
+            kind: str = rest[0] if rest else "direct"
+            exchange = kombu.Exchange(exchange_name, type=kind, durable=True)
             queue = kombu.Queue(
                 queue_name, exchange=exchange, routing_key=key, durable=True, auto_delete=False
             )
@@ -221,7 +226,7 @@ def sink_main(
 class Sink:
     """Runs ``sink_main`` in a spawned process; ``finish`` returns what arrived."""
 
-    def __init__(self, ctx, queues: list[tuple[str, str, str]], name: str, max_seconds: float):
+    def __init__(self, ctx, queues: list[tuple[str, ...]], name: str, max_seconds: float):
         self.expected = ctx.Value("q", -1)
         self.stop = ctx.Event()
         self.ready = ctx.Event()

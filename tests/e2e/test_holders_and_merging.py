@@ -61,8 +61,8 @@ class InstantDepartment:
         self._connection = kombu.Connection(amqp_uri)
         self._queue = kombu.Queue(
             c.department_queue(DEPARTMENT),
-            exchange=kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True),
-            routing_key=DEPARTMENT,
+            exchange=kombu.Exchange(c.CASE_EXCHANGE, type="topic", durable=True),
+            routing_key=f"{DEPARTMENT}.*",
             durable=True,
             auto_delete=False,
         )
@@ -91,7 +91,11 @@ class InstantDepartment:
     def _on_message(self, body, message) -> None:
         delivered = time.perf_counter()
         case = json.loads(body) if isinstance(body, (str, bytes)) else body
-        if self.tag in case.get("description", ""):
+        # The case given to the unit that leads it; not a later change of it.
+        if self.tag in case.get("description", "") and (case["kind"], case["role"]) == (
+            "case",
+            "lead",
+        ):
             self._pool.submit(self._answer, case["case_id"], delivered)
         message.ack()
 

@@ -45,10 +45,11 @@ class DepartmentQueue:
 
     def __init__(self, amqp_uri: str, department: str):
         self.connection = kombu.Connection(amqp_uri)
+        # The department's queue on the topic exchange of cases: all of its units' cases.
         self.queue = kombu.Queue(
             c.department_queue(department),
-            exchange=kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True),
-            routing_key=department,
+            exchange=kombu.Exchange(c.CASE_EXCHANGE, type="topic", durable=True),
+            routing_key=f"{department}.*",
             durable=True,
             auto_delete=False,
         )
@@ -100,7 +101,7 @@ def test_a_case_travels_the_whole_loop_through_five_processes(topology, amqp_uri
         )
         assert view["colour"] == "green"
 
-        messages = [m for m in inbox.drain(15) if m["case_id"] == case_id]
+        messages = [m for m in inbox.drain(15) if m["case_id"] == case_id and m["kind"] == "case"]
         assert len(messages) == 1
         assert messages[0]["handler"] == "urban_management-330302001"
         assert "路灯" in messages[0]["description"]

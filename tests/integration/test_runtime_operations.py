@@ -125,7 +125,9 @@ def _discard_what_the_flood_caused(broker, engine, service: str) -> None:
     while time.monotonic() < deadline and _count(engine, f"SELECT count(*) FROM {service}_outbox"):
         time.sleep(0.1)  # bounded poll: the relay empties the outbox
     queues = [sub.queue for sub in c.subscriptions_from(service)]
-    queues.append(c.department_queue("urban_management"))
+    # What departments gave the units (the lead and the assisting departments' units).
+    queues += [c.department_queue(d) for d in ("urban_management", "water")]
+    queues += [c.unit_queue(u) for u in ("urban_management-330302001", "water-330302")]
     for name in queues:
         with contextlib.suppress(kombu.exceptions.ChannelError):
             kombu.Queue(name, no_declare=True)(broker.channel()).purge()

@@ -169,54 +169,87 @@ def test_intake_refuses_a_bad_report_naming_the_field_and_writes_nothing(
         assert conn.execute(sa.text("SELECT count(*) FROM intake_cases")).scalar() == before
 
 
-def test_departments_pushes_the_case_to_the_department_queue_and_announces_it(
+def _medical_waste(engine, case_id: str, station: str, street: str) -> dict:
+    return {
+        "case_id": case_id,
+        "assignment_id": f"{case_id}-1",
+        "reason": "new",
+        "category": "event.medical_waste",
+        "tier": "street",
+        "holder": station,
+        "lead": "environment",
+        "assisting": ["health"],
+        "escalations": 0,
+        "area_code": f"{street}001001",
+        "jurisdiction_version": jurisdiction_version(engine),
+        "description": "医疗废弃物",
+        "location": None,
+    }
+
+
+def test_a_station_reads_only_its_own_cases_and_its_bureau_reads_all_of_its_stations(
     container_factory, config, broker, engine
 ):
+    """The topic exchange of cases: a station's system binds its own queue and sees only its
+    cases; the bureau's department queue ("environment.*") sees every station's."""
     from gridflow_departments.service import DepartmentsService
 
-    department = kombu.Queue(
-        c.department_queue("environment"),
-        exchange=kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True),
-        routing_key="environment",
-        durable=True,
-    )
-    department(broker.default_channel).declare()
     container = container_factory(DepartmentsService, config)
     container.start()
-    case_id = f"IT-{uuid.uuid4().hex[:8]}"
-    with entrypoint_waiter(container, "on_case_routed"):
-        publish(
-            broker,
-            c.ROUTING,
-            c.CASE_ROUTED,
-            {
-                "case_id": case_id,
-                "assignment_id": f"{case_id}-1",
-                "reason": "new",
-                "category": "event.medical_waste",
-                "tier": "street",
-                "holder": "environment-330302104",
-                "lead": "environment",
-                "assisting": ["health"],
-                "escalations": 0,
-                "area_code": "330302104001001",
-                "jurisdiction_version": jurisdiction_version(engine),
-                "description": "医疗废弃物",
-                "location": None,
-            },
-        )
-    pushed = [
-        m for m in take(broker, department.name, want=20, timeout=10) if m["case_id"] == case_id
+    channel = broker.default_channel
+    # Declared at start for every unit served over AMQP, before any case: a station's system
+    # that connects first finds its queue (a passive declare fails on a missing queue).
+    for unit in ("environment-330302001", "police-330302005", "command-330302"):
+        kombu.Queue(c.unit_queue(unit), no_declare=True)(channel).queue_declare(passive=True)
+    kombu.Queue(c.department_queue("environment"), no_declare=True)(channel).queue_declare(
+        passive=True
+    )
+    wuma, songtai = f"IT-{uuid.uuid4().hex[:8]}", f"IT-{uuid.uuid4().hex[:8]}"
+    for case_id, station, street in (
+        (wuma, "environment-330302001", "330302001"),
+        (songtai, "environment-330302002", "330302002"),
+    ):
+        with entrypoint_waiter(container, "on_case_routed"):
+            publish(
+                broker, c.ROUTING, c.CASE_ROUTED, _medical_waste(engine, case_id, station, street)
+            )
+    ours = {wuma, songtai}
+
+    def cases_in(queue: str, want: int) -> list[tuple[str, str, str]]:
+        return [
+            (m["case_id"], m["unit"], m["role"])
+            for m in take(broker, queue, want=want, timeout=5)
+            if m["case_id"] in ours
+        ]
+
+    assert cases_in(c.unit_queue("environment-330302001"), 1) == [
+        (wuma, "environment-330302001", "lead")
     ]
-    assert len(pushed) == 1
-    assert (pushed[0]["handler"], pushed[0]["assisting"]) == ("environment-330302104", ["health"])
+    assert cases_in(c.unit_queue("environment-330302002"), 1) == [
+        (songtai, "environment-330302002", "lead")
+    ]
+    assert sorted(cases_in(c.department_queue("environment"), 2)) == sorted(
+        [(wuma, "environment-330302001", "lead"), (songtai, "environment-330302002", "lead")]
+    )
+    # The assisting department (no health station in these streets): its bureau, marked so.
+    assert sorted(cases_in(c.unit_queue("health-330302"), 2)) == sorted(
+        [(wuma, "health-330302", "assisting"), (songtai, "health-330302", "assisting")]
+    )
     sla_queue = c.event_queue(c.DEPARTMENTS, c.CASE_DISPATCHED, c.SLA, "on_case_dispatched")
     announced = [
-        m
-        for m in take(broker, sla_queue, want=20, timeout=10)
-        if m["payload"]["case_id"] == case_id
+        m["payload"]
+        for m in take(broker, sla_queue, want=20, timeout=5)
+        if m["payload"]["case_id"] in ours
     ]
-    assert [m["payload"]["queue"] for m in announced] == ["gridflow.department.environment"]
+    assert {p["queue"] for p in announced} == {"gridflow.department.environment"}
+    assert sorted((d["unit"], d["role"], d["adapter"]) for d in announced[0]["deliveries"]) == [
+        (
+            "environment-330302001" if announced[0]["case_id"] == wuma else "environment-330302002",
+            "lead",
+            "amqp",
+        ),
+        ("health-330302", "assisting", "amqp"),
+    ]
 
 
 def test_sla_catches_up_every_colour_of_a_clock_dispatched_long_ago(

@@ -327,7 +327,7 @@ def test_replayed_unreadable_message_does_not_multiply_dead_letters(runtime, wal
 def test_events_emitted_in_a_work_unit_that_raises_are_never_published(engine, runtime):
     with pytest.raises(RuntimeError), runtime.work() as work:
         work.emit(c.CASE_ROUTED, _routed_payload("GF-9"))
-        work.send_to_department("environment", {"case_id": "GF-9"})
+        work.send_to_unit("environment", "environment-330302", {"case_id": "GF-9"})
         work.db.execute(sa.insert(side_effects).values(case_id="GF-9", step="first"))
         raise RuntimeError("fault after emitting")
     publisher = RecordingPublisher()
@@ -341,12 +341,12 @@ def test_committed_events_are_published_in_order_and_then_removed(runtime):
     with runtime.work() as work:
         for n in range(3):
             work.emit(c.CASE_ROUTED, _routed_payload(f"GF-{n}"))
-        work.send_to_department("environment", {"case_id": "GF-2"})
+        work.send_to_unit("environment", "environment-330302", {"case_id": "GF-2"})
     publisher = RecordingPublisher()
     assert runtime.relay(publisher) == 4
     keys = [(exchange, key) for exchange, key, _ in publisher.published]
     assert keys == [(c.event_exchange(SERVICE), c.CASE_ROUTED)] * 3 + [
-        (c.DEPARTMENT_EXCHANGE, "environment")
+        (c.CASE_EXCHANGE, "environment.environment-330302")
     ]
     case_ids = [
         c.load_event(json.loads(body)).payload["case_id"] for _, _, body in publisher.published[:3]

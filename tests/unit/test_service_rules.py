@@ -319,9 +319,16 @@ def test_department_messages_show_instants_in_the_citys_zone(tmp_path):
                 )
                 == "done"
             )
-            (message,) = [body for key, body in departments.outbox() if key == "environment"]
+            (message,) = [
+                body
+                for key, body in departments.outbox()
+                if key == "environment.environment-330302104"
+            ]
             assert message["dispatched_at"] == expected
             assert message["handler"] == "environment-330302104"
+            # One working day (the category's limit) from Monday morning: the end of Tuesday's
+            # office hours, in the city's zone.
+            assert message["due_at"] == "2026-03-03T17:30:00" + expected[-6:]
         finally:
             departments.close()
 

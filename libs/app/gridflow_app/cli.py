@@ -85,8 +85,24 @@ def cmd_import(args) -> int:
     if response.is_success:
         print(f"installed {folder} as version {response.json()['version']}")
         return 0
+    # The server checks what this machine cannot (adapters.csv: is each adapter installed
+    # there?): its problems are shown like the local ones, one a line with file, line, column.
+    problems = _jurisdiction_problems(response)
+    if problems:
+        print(f"refused: {folder}\n{JurisdictionError(problems)}", file=sys.stderr)
+        return 2
     print(f"refused ({response.status_code}): {response.text}", file=sys.stderr)
     return 2
+
+
+def _jurisdiction_problems(response) -> list:
+    from gridflow_common.domain.jurisdiction_files import Problem
+
+    try:
+        errors = response.json().get("errors")
+        return [Problem(e["file"], e["line"], e["column"], e["message"]) for e in errors]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return []
 
 
 # -- users and keys, through the admin API ---------------------------------------------------------

@@ -23,6 +23,7 @@ from gridflow_app import bootstrap
 from gridflow_app.folders import read_admin_token, write_admin_token
 from gridflow_common import contracts as c
 from gridflow_common import reset
+from gridflow_common.case_queues import owner_of
 from gridflow_common.clock import make_clock
 from gridflow_common.db import make_engine
 from gridflow_common.jurisdictions import JurisdictionStore
@@ -42,10 +43,16 @@ def load_definitions() -> dict[str, ServiceDefinition]:
 
 
 class InMemoryBus:
-    """Routes published messages to the subscribed handlers, like the broker's bindings."""
+    """Routes published messages to the subscribed handlers, like the broker's bindings. What
+    departments publish for units is kept per unit (``unit_queues``, as ``gridflow.unit.<unit>``
+    is bound) and per department (``department_queues``, as ``gridflow.department.<owner>``
+    binds ``<owner>.*``), for tests and tools to read."""
 
     def __init__(self) -> None:
         self.deliveries: queue.Queue = queue.Queue()
+        self.unit_queues: dict[str, deque] = defaultdict(
+            lambda: deque(maxlen=DEPARTMENT_QUEUE_LIMIT)
+        )
         self.department_queues: dict[str, deque] = defaultdict(
             lambda: deque(maxlen=DEPARTMENT_QUEUE_LIMIT)
         )
@@ -57,8 +64,11 @@ class InMemoryBus:
         return self
 
     def publish(self, exchange: str, routing_key: str, body: str) -> None:
-        if exchange == c.DEPARTMENT_EXCHANGE:
-            self.department_queues[routing_key].append(json.loads(body))
+        if exchange == c.CASE_EXCHANGE:
+            owner, unit = owner_of(routing_key)
+            message = json.loads(body)
+            self.unit_queues[unit].append(message)
+            self.department_queues[owner].append(message)
             return
         subs = self._routes.get((exchange, routing_key))
         if not subs:
@@ -73,6 +83,7 @@ class InMemoryBus:
                 self.deliveries.get_nowait()
             except queue.Empty:
                 break
+        self.unit_queues.clear()
         self.department_queues.clear()
 
 
@@ -131,6 +142,12 @@ class EmbeddedGridflow:
         self.bus.deliveries.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
+        # Pushes in flight end with the process; their leases run out and they are pushed
+        # again by the next start (same delivery_id).
+        for runtime in self.runtimes.values():
+            worker = runtime.extras.pop("delivery_worker", None)
+            if worker is not None:
+                worker.close()
 
     def close(self) -> None:
         """Stop, let go of the database and remove the temporary folder it was made in."""

@@ -146,6 +146,9 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(SLA, CASE_COLOUR_CHANGED, INTAKE, "on_case_colour_changed"),
     Subscription(SLA, CASE_COLOUR_CHANGED, ROUTING, "on_case_colour_changed"),
     Subscription(SLA, CASE_COLOUR_CHANGED, NOTIFY, "on_case_colour_changed"),
+    # Department systems hear of later changes of a case they were given (push_change).
+    Subscription(SLA, CASE_COLOUR_CHANGED, DEPARTMENTS, "on_case_colour_changed"),
+    Subscription(INTAKE, CASE_VERIFIED, DEPARTMENTS, "on_case_verified"),
     Subscription(ROUTING, CASE_AWAITING_ORDER, INTAKE, "on_case_awaiting_order"),
     Subscription(ROUTING, CASE_AWAITING_ORDER, NOTIFY, "on_case_awaiting_order"),
     Subscription(DEPARTMENTS, CASE_STATUS_RECEIVED, INTAKE, "on_case_status_received"),

@@ -16,13 +16,28 @@ import sqlalchemy as sa
 
 from gridflow_common.db import jurisdiction_table
 from gridflow_common.domain.jurisdiction import Jurisdiction
-from gridflow_common.domain.jurisdiction_files import parse_jurisdiction
+from gridflow_common.domain.jurisdiction_files import (
+    JurisdictionError,
+    adapter_problems,
+    parse_jurisdiction,
+)
 
 ACTIVE_VERSION_TTL = 1.0
 
 
 class NoJurisdiction(LookupError):
     pass
+
+
+def check_adapters(jurisdiction: Jurisdiction) -> None:
+    """Refuse a jurisdiction whose adapters.csv rows the adapters installed in this process
+    cannot serve (``registry.config_problems``), each problem on its line and column. Made at
+    install only: a stored version read back later was accepted when it was installed."""
+    from gridflow_common.adapters import registry
+
+    problems = adapter_problems(jurisdiction, registry.config_problems)
+    if problems:
+        raise JurisdictionError(problems)
 
 
 class JurisdictionStore:
@@ -34,8 +49,10 @@ class JurisdictionStore:
 
     def install(self, files: dict[str, str]) -> int:
         """Validate the whole folder, then make it the one in force. Raises JurisdictionError
-        (and leaves the current one in force) when any file is wrong."""
+        (and leaves the current one in force) when any file is wrong, or when adapters.csv
+        names an adapter not installed here or configures one as it cannot be used."""
         parsed = parse_jurisdiction(files)
+        check_adapters(parsed)
         with self._lock, self._engine.begin() as conn:
             conn.execute(sa.update(jurisdiction_table).values(active=False))
             version = conn.execute(

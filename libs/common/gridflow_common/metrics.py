@@ -32,6 +32,19 @@ RATE_LIMIT_BACKEND_ERRORS = Counter(
     "gridflow_rate_limit_backend_errors_total",
     "Calls to the shared rate-limit store (Redis) that failed; limits came from memory meanwhile",
 )
+DELIVERY_PUSHES = Counter(
+    "gridflow_delivery_pushes_total",
+    "Pushes to department systems by the delivery worker, by adapter and outcome "
+    "(delivered, failed, refused, undeliverable)",
+    ["adapter", "outcome"],
+)
+DELIVERY_PUSH_SECONDS = Histogram(
+    "gridflow_delivery_push_seconds", "Time one push to a department system took", ["adapter"]
+)
+DELIVERIES_PENDING = Gauge(
+    "gridflow_deliveries_pending",
+    "Deliveries waiting for the delivery worker (this process's view)",
+)
 
 
 def now_seconds() -> float:

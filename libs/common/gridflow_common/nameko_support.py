@@ -19,8 +19,8 @@ from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
 
+from gridflow_common import case_queues, migrate, reset
 from gridflow_common import contracts as c
-from gridflow_common import migrate, reset
 from gridflow_common.clock import make_clock
 from gridflow_common.db import database_url, make_engine, make_probe_engine
 from gridflow_common.jurisdictions import JurisdictionStore
@@ -79,7 +79,9 @@ class KombuPublisher:
 
     Before anything is published it declares every queue that consumes its service's events
     (``contracts.SUBSCRIPTIONS``), so an event is never confirmed and then discarded because its
-    consumer has not started yet. Department queues are declared on first use.
+    consumer has not started yet. A unit's queue and its department's queue on the topic
+    exchange of cases are declared before the first message for that unit
+    (``case_queues.declare_unit``), so a mandatory publish there is never returned.
     """
 
     def __init__(self, amqp_uri: str, source: str):
@@ -97,24 +99,19 @@ class KombuPublisher:
                 durable=True,
                 auto_delete=False,
             ).declare(channel=self.channel)
-        self.departments = kombu.Exchange(c.DEPARTMENT_EXCHANGE, type="direct", durable=True)
-        self.departments.declare(channel=self.channel)
-        self._department_queues: set[str] = set()
+        case_queues.CASE_EXCHANGE.declare(channel=self.channel)
+        self._unit_keys: set[str] = set()
         self._reply_queues: set[str] = set()
 
     def _on_return(self, exception, exchange, routing_key, message) -> None:
         self._returned.append((exchange, routing_key))
 
-    def declare_department(self, code: str) -> None:
-        if code not in self._department_queues:
-            kombu.Queue(
-                c.department_queue(code),
-                exchange=self.departments,
-                routing_key=code,
-                durable=True,
-                auto_delete=False,
-            ).declare(channel=self.channel)
-            self._department_queues.add(code)
+    def declare_unit(self, routing_key: str) -> None:
+        """The queues behind a routing key of the case exchange, once per key."""
+        if routing_key not in self._unit_keys:
+            owner, unit = case_queues.owner_of(routing_key)
+            case_queues.declare_unit(self.channel, owner, unit)
+            self._unit_keys.add(routing_key)
 
     def declare_reply_queue(self, code: str) -> None:
         """The direct exchange of answers to status messages and ``code``'s reply queue, bound
@@ -127,8 +124,8 @@ class KombuPublisher:
             self._reply_queues.add(code)
 
     def publish(self, exchange: str, routing_key: str, body: str) -> None:
-        if exchange == c.DEPARTMENT_EXCHANGE:
-            self.declare_department(routing_key)
+        if exchange == c.CASE_EXCHANGE:
+            self.declare_unit(routing_key)
         elif exchange == c.REPLY_EXCHANGE:
             self.declare_reply_queue(routing_key)
         self._returned.clear()
@@ -156,13 +153,20 @@ class Runtime(DependencyProvider):
     def __init__(self, definition: ServiceDefinition):
         self.definition = definition
 
+    # Connections a service uses beside its workers and relay (departments: the delivery
+    # worker's threads, each recording its pushes in a unit of work of its own).
+    extra_connections = 0
+
+    def pool_size(self) -> int:
+        return pool_size_for(self.container.max_workers) + self.extra_connections
+
     def setup(self) -> None:
         configure()
         _quiet_nameko_requeues()
         config = self.container.config
         url = config.get(DATABASE_URL) or database_url()
         self.amqp_uri = config.get(AMQP_URI) or os.environ.get(AMQP_URI, DEFAULT_AMQP_URI)
-        self.engine = make_engine(url, pool_size=pool_size_for(self.container.max_workers))
+        self.engine = make_engine(url, pool_size=self.pool_size())
         self.probe_engine = make_probe_engine(url)
         migrate.upgrade(self.engine, "platform")
         migrate.upgrade(self.engine, self.definition.name)
@@ -190,7 +194,7 @@ class Runtime(DependencyProvider):
             service=self.definition.name,
             clock="simulated" if self.runtime.clock.simulated else "real",
             max_workers=self.container.max_workers,
-            pool_size=pool_size_for(self.container.max_workers),
+            pool_size=self.pool_size(),
         )
 
     def stop(self) -> None:

@@ -9,26 +9,14 @@ secret; surrounding whitespace is dropped). Nothing here logs or repeats a secre
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from gridflow_common.adapters.contract import SecretUnavailable
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Checked at import of the city's data too, where only the standard library may be used.
+from gridflow_common.domain.credentials import reference_problem
 
-
-def reference_problem(ref: str) -> str | None:
-    """Why ``ref`` is not a well-formed reference (None when it is); checked at import."""
-    kind, _, rest = ref.partition(":")
-    if kind == "env":
-        if not _ENV_NAME.match(rest):
-            return f"env:{rest} is not an environment variable name"
-        return None
-    if kind == "file":
-        if not rest.startswith("/"):
-            return "file: needs an absolute path (file:/run/secrets/fire-webhook)"
-        return None
-    return "a credential reference is env:NAME or file:/path, never the secret itself"
+__all__ = ["SecretUnavailable", "reference_problem", "resolve"]
 
 
 def resolve(ref: str) -> str:

@@ -15,11 +15,13 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError
 
 from gridflow_common.adapters.contract import DepartmentAdapter
-from gridflow_common.domain.jurisdiction import AdapterConfig
+
+# What serves a department or unit the city's data names no adapter for (defined with the
+# jurisdiction, whose adapter_for falls back to it).
+from gridflow_common.domain.jurisdiction import DEFAULT_ADAPTER, AdapterConfig
 
 ENTRY_POINT_GROUP = "gridflow.department_adapters"
-# What serves a department or unit the city's data names no adapter for.
-DEFAULT_ADAPTER = "amqp"
+__all__ = ["DEFAULT_ADAPTER", "ENTRY_POINT_GROUP", "AdapterContractError", "config_problems"]
 
 
 class AdapterContractError(TypeError):

@@ -5,6 +5,7 @@ notify make in it. Reading and validating the city's CSV folder is ``jurisdictio
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -27,6 +28,12 @@ DEFAULT_TIME_ZONE = "Asia/Shanghai"
 DEFAULT_TRIAGE_LIMIT = TimeLimit(2, TimeUnit.WORKING_HOURS)
 CATEGORY_KINDS = ("component", "event")
 CALENDAR_KINDS = ("holiday", "workday")
+# What serves a department or unit the city's adapters.csv names no adapter for (the registry's
+# DEFAULT_ADAPTER is this one).
+DEFAULT_ADAPTER = "amqp"
+# Unit and department codes are words of AMQP routing keys ("<department>.<unit>"), where a dot
+# separates words, '*' and '#' are wildcards, and whitespace breaks the bindings clerks type.
+CODE_FORBIDDEN = re.compile(r"[.*#\s]")
 
 _PARENT_LEVEL = {"street": "district", "community": "street", "grid": "community"}
 _UNIT_LEVEL = {
@@ -138,6 +145,11 @@ class Jurisdiction:
     time_zone: str = DEFAULT_TIME_ZONE
     # The time limit of a case awaiting the command center's triage (no category yet).
     triage_limit: TimeLimit = DEFAULT_TRIAGE_LIMIT
+    # adapters.csv: which adapter serves a department or unit (absent: the default, AMQP).
+    adapters: tuple[AdapterConfig, ...] = ()
+    # The spreadsheet line of each adapters.csv row, by code: checks made after reading (is the
+    # adapter installed here?) name the cell a clerk must fix.
+    adapter_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)
@@ -151,6 +163,7 @@ class Jurisdiction:
     _categories: dict[str, Category] = field(init=False, repr=False, compare=False)
     _people: dict[str, Person] = field(init=False, repr=False, compare=False)
     _people_at: dict[str, tuple[Person, ...]] = field(init=False, repr=False, compare=False)
+    _adapters: dict[str, AdapterConfig] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         children: dict[str, list[Area]] = {}
@@ -173,6 +186,7 @@ class Jurisdiction:
         set_(self, "_categories", {c.code: c for c in self.categories})
         set_(self, "_people", {p.id: p for p in self.people})
         set_(self, "_people_at", {k: tuple(v) for k, v in people_at.items()})
+        set_(self, "_adapters", {a.code: a for a in self.adapters})
 
     @property
     def zone(self) -> tzinfo:
@@ -248,6 +262,19 @@ class Jurisdiction:
 
     def community_office(self, community_code: str) -> Unit | None:
         return self._unit_slots.get(_slot("community_office", None, community_code))
+
+    def adapter_for(self, unit_code: str) -> AdapterConfig:
+        """How ``unit_code`` is reached: its own adapters.csv row, else its department's, else
+        the default (AMQP, the unit's own queue)."""
+        own = self._adapters.get(unit_code)
+        if own is not None:
+            return own
+        unit = self._units.get(unit_code)
+        if unit is not None and unit.department_code is not None:
+            shared = self._adapters.get(unit.department_code)
+            if shared is not None:
+                return shared
+        return AdapterConfig(code=unit_code, adapter=DEFAULT_ADAPTER)
 
     def people_for(self, unit_or_area_code: str, roles: Iterable[str]) -> list[Person]:
         # A bare string is an iterable of characters; treat it as the one role it names.

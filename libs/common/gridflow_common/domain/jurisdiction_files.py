@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, time
 from itertools import pairwise
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gridflow_common.domain import vocabulary
 from gridflow_common.domain.calendar import (
     TimeLimit,
     TimeUnit,
@@ -28,6 +30,7 @@ from gridflow_common.domain.calendar import (
     WorkingCalendar,
     parse_time_unit,
 )
+from gridflow_common.domain.credentials import reference_problem
 from gridflow_common.domain.geo import parse_wkt_polygon
 from gridflow_common.domain.jurisdiction import (
     _PARENT_LEVEL,
@@ -36,8 +39,10 @@ from gridflow_common.domain.jurisdiction import (
     _UNIT_LEVEL,
     CALENDAR_KINDS,
     CATEGORY_KINDS,
+    CODE_FORBIDDEN,
     DEFAULT_TIME_ZONE,
     LEVELS,
+    AdapterConfig,
     Area,
     Category,
     Department,
@@ -80,6 +85,8 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     # Whether the department may see a case's reporters whole while it holds the case
     # (domain.privacy.may_see_reporter); empty or absent = no.
     "departments.csv": ("sees_reporter",),
+    # An adapter that needs none of these leaves them out.
+    "adapters.csv": ("endpoint", "credential_ref", "status_map", "options"),
 }
 # The clerks who keep these spreadsheets write 是/否 as often as yes/no.
 _YES = ("yes", "true", "1", "是")
@@ -87,6 +94,8 @@ _NO = ("no", "false", "0", "否", "")
 # Files a folder may leave out: each setting then takes its documented default.
 OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "settings.csv": ("key", "value"),
+    # Which department adapter serves a department or a unit (absent: AMQP for every unit).
+    "adapters.csv": ("code", "adapter"),
 }
 SETTING_TIME_ZONE = "time_zone"
 SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
@@ -95,6 +104,8 @@ SETTINGS = (SETTING_TIME_ZONE, SETTING_TRIAGE_TIME_LIMIT, SETTING_TRIAGE_TIME_UN
 _ALL_FILES = {**FILES, **OPTIONAL_FILES}
 
 _LIST_SEPARATOR = re.compile(r"[;；]")  # Chinese keyboards type the full-width semicolon
+_PAIR_SEPARATOR = re.compile(r"[:：]")  # and the full-width colon
+_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 _INTEGER = re.compile(r"^\+?\d+$")
@@ -276,6 +287,21 @@ class _Loader:
             return None
         return value
 
+    def routing_word(self, file: str, row: _Row, column: str) -> str | None:
+        """A unit or department code: required, and usable as a word of an AMQP routing key."""
+        value = self.required(file, row, column)
+        if value is not None and CODE_FORBIDDEN.search(value):
+            self.add(
+                file,
+                row.line,
+                column,
+                f"'{value}' contains '.', '*', '#' or a space; unit and department codes name "
+                "AMQP routing keys, where those characters mean something else",
+            )
+        # Kept even when refused (the folder is refused anyway), so that rows pointing at it
+        # are not also reported as pointing at an unknown code.
+        return value
+
     def yes_or_no(self, file: str, row: _Row, column: str) -> bool | None:
         """An optional yes/no cell: empty is no; None (and a problem) for anything else."""
         value = row[column].strip().lower()
@@ -310,6 +336,7 @@ class _Loader:
         areas = self.load_areas()
         departments = self.load_departments()
         units = self.load_units()
+        adapters = self.load_adapters()
         categories = self.load_categories()
         people = self.load_people()
         before_calendar = len(self.problems)
@@ -341,6 +368,8 @@ class _Loader:
             people=tuple(people),
             calendar=calendar,
             warning_levels=warning_levels,
+            adapters=tuple(config for config, _ in adapters),
+            adapter_lines={config.code: line for config, line in adapters},
             **settings,
         )
 
@@ -462,7 +491,7 @@ class _Loader:
         seen: dict[str, int] = {}
         departments = []
         for row in rows:
-            code = self.required(file, row, "code")
+            code = self.routing_word(file, row, "code")
             name_zh = self.required(file, row, "name_zh")
             if code is None or not self.unique(file, row, "code", code, seen):
                 continue
@@ -488,7 +517,7 @@ class _Loader:
         kinds: dict[str, str | None] = {}
         units = []
         for row in rows:
-            code = self.required(file, row, "code")
+            code = self.routing_word(file, row, "code")
             name = self.required(file, row, "name")
             kind = self.one_of(file, row, "kind", UNIT_KINDS, "unit kind")
             area_code = self.required(file, row, "area_code")
@@ -546,6 +575,97 @@ class _Loader:
                 units.append(Unit(code, name, kind, department, area_code))
         self.unit_kinds = kinds
         return units
+
+    def load_adapters(self) -> list[tuple[AdapterConfig, int]]:
+        """``adapters.csv`` (optional): one row per department or unit served by an adapter
+        other than the default, with where to reach it and how its words map to ours."""
+        file = "adapters.csv"
+        rows = self.table(file)
+        if rows is None:
+            return []
+        seen: dict[str, int] = {}
+        configs = []
+        for row in rows:
+            code = self.required(file, row, "code")
+            if code is not None and not self.known_unit_or_department(code):
+                self.add(file, row.line, "code", f"unknown department or unit '{code}'")
+                code = None
+            adapter = self.required(file, row, "adapter")
+            if adapter is not None and not _ADAPTER_NAME.match(adapter):
+                self.add(file, row.line, "adapter", f"'{adapter}' is not an adapter name")
+                adapter = None
+            credential_ref = row["credential_ref"] or None
+            if credential_ref is not None:
+                problem = reference_problem(credential_ref)
+                if problem:
+                    # The cell may hold a pasted secret: never repeat it in the message.
+                    self.add(file, row.line, "credential_ref", problem)
+                    credential_ref = None
+            status_map = self.status_map(file, row)
+            options = self.json_object(file, row, "options")
+            if code is None or not self.unique(file, row, "code", code, seen):
+                continue
+            if adapter is not None and status_map is not None and options is not None:
+                config = AdapterConfig(
+                    code=code,
+                    adapter=adapter,
+                    endpoint=row["endpoint"] or None,
+                    credential_ref=credential_ref,
+                    status_map=status_map,
+                    options=options,
+                )
+                configs.append((config, row.line))
+        return configs
+
+    def known_unit_or_department(self, code: str) -> bool:
+        # A file that could not be read is reported there; its codes are not doubted here.
+        if self.department_codes is None or self.unit_kinds is None:
+            return True
+        return code in self.department_codes or code in self.unit_kinds
+
+    def status_map(self, file: str, row: _Row) -> dict[str, str] | None:
+        """``word:status;word:status`` (full-width ；and ：too): the department's own words
+        -> Gridflow's update statuses. Read at parse time: the vocabulary may grow."""
+        statuses = vocabulary.UPDATE_STATUSES
+        mapping: dict[str, str] = {}
+        ok = True
+        for item in _split_list(row["status_map"]):
+            parts = _PAIR_SEPARATOR.split(item, maxsplit=1)
+            word, status = (parts[0].strip(), parts[1].strip()) if len(parts) == 2 else ("", "")
+            if not word or not status:
+                self.add(
+                    file, row.line, "status_map", f"'{item}' is not word:status (受理:accepted)"
+                )
+                ok = False
+            elif status not in statuses:
+                self.add(
+                    file,
+                    row.line,
+                    "status_map",
+                    f"'{word}' maps to unknown status '{status}'; expected one of "
+                    f"{', '.join(statuses)}",
+                )
+                ok = False
+            elif word in mapping:
+                self.add(file, row.line, "status_map", f"the word '{word}' is mapped twice")
+                ok = False
+            else:
+                mapping[word] = status
+        return mapping if ok else None
+
+    def json_object(self, file: str, row: _Row, column: str) -> dict[str, Any] | None:
+        text = row[column]
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            self.add(file, row.line, column, f"not valid JSON: {exc}")
+            return None
+        if not isinstance(value, dict):
+            self.add(file, row.line, column, 'must be a JSON object ({"key": value, ...})')
+            return None
+        return value
 
     def load_categories(self) -> list[Category]:
         file = "categories.csv"
@@ -825,6 +945,19 @@ class _Loader:
             assert fraction is not None and action is not None
             levels.append(WarningLevel(colour=colour, from_fraction=fraction, action=action))
         return tuple(levels)
+
+
+def adapter_problems(
+    jurisdiction: Jurisdiction,
+    problems_of: Callable[[AdapterConfig], Iterable[tuple[str | None, str]]],
+) -> list[Problem]:
+    """What ``problems_of`` (the adapter registry's check: installed here, needs an endpoint,
+    options that fit its schema) finds in each adapters.csv row, placed on its line."""
+    return [
+        Problem("adapters.csv", jurisdiction.adapter_lines.get(config.code, 0), column, message)
+        for config in jurisdiction.adapters
+        for column, message in problems_of(config)
+    ]
 
 
 def _valid_zone(name: str) -> bool:

@@ -88,9 +88,15 @@ class Work:
             json.dumps(event.to_message(), ensure_ascii=False),
         )
 
-    def send_to_department(self, code: str, message: dict) -> None:
-        """Queue a message for a department system's queue, in this transaction."""
-        self._outbox(contracts.DEPARTMENT_EXCHANGE, code, json.dumps(message, ensure_ascii=False))
+    def send_to_unit(self, department: str | None, unit: str, message: dict) -> None:
+        """Queue a department message for a unit's system, in this transaction: the topic
+        exchange of cases, routing key ``<department or unit>.<unit>`` (the publisher declares
+        the unit's and the department's queues before the first publish there)."""
+        self._outbox(
+            contracts.CASE_EXCHANGE,
+            contracts.unit_routing_key(department, unit),
+            json.dumps(message, ensure_ascii=False),
+        )
 
     def reply_to_department(self, code: str, reply: dict) -> None:
         """Queue an answer to a department's status message for its reply queue, in this
