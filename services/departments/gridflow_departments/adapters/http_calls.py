@@ -5,9 +5,10 @@ timeouts, answers read up to a cap, and one reading of an HTTP outcome as the co
 How an answer is taken: 2xx done; 401, 403 (a key being rotated), 408, 425, 429 and 5xx "try
 later" (``Retry-After`` in seconds or as an HTTP date is honoured); 3xx "try later" too, since a
 signed or keyed body is not re-sent where the city's data did not say, and an operator must
-correct the endpoint; any other 4xx a refusal. No answer within the timeouts, a refused or reset connection or a failed TLS
-handshake is "try later", naming what happened. Messages name the host and port, never the
-path or query (which may carry a token), and never a secret, even one the server echoes back.
+correct the endpoint; any other 4xx a refusal. No answer within the timeouts, a refused or reset
+connection or a failed TLS handshake is "try later", naming what happened. Messages name the
+host and port, never the path or query (which may carry a token), and never a secret, even one
+the server echoes back.
 """
 
 from __future__ import annotations
