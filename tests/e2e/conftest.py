@@ -100,7 +100,11 @@ class Topology:
         return response.status_code, response.json() if response.content else {}
 
 
-def start_topology(amqp_uri, database_url, var_dir, clock: str = "real") -> Topology:
+def start_topology(
+    amqp_uri, database_url, var_dir, clock: str = "real", extra_env: dict | None = None
+) -> Topology:
+    """``extra_env``: more settings for every service (a test's secrets, short retry
+    schedules)."""
     port = free_port()
     env = {
         **os.environ,
@@ -114,6 +118,9 @@ def start_topology(amqp_uri, database_url, var_dir, clock: str = "real") -> Topo
         # Rate limits shared by the intake replicas in Redis: a database of the tests' own,
         # apart from a developer's `make up` on database 0.
         "REDIS_URL": os.environ.get("GRIDFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        # Where people reach this Gridflow (the proxy): the links mailed to departments.
+        "GRIDFLOW_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        **(extra_env or {}),
     }
     for service in SERVICES:
         env[f"{service.upper()}_HTTP"] = f"127.0.0.1:{free_port()}"
@@ -124,9 +131,11 @@ def start_topology(amqp_uri, database_url, var_dir, clock: str = "real") -> Topo
 
 
 @contextlib.contextmanager
-def running_topology(amqp_uri, database_url, var_dir, clock: str = "real"):
+def running_topology(
+    amqp_uri, database_url, var_dir, clock: str = "real", extra_env: dict | None = None
+):
     """The real topology with Lucheng installed, stopped afterwards."""
-    topo = start_topology(amqp_uri, database_url, var_dir, clock=clock)
+    topo = start_topology(amqp_uri, database_url, var_dir, clock=clock, extra_env=extra_env)
     try:
         status, body = topo.call("PUT", "/api/v1/admin/jurisdiction", {"files": lucheng_files()})
         assert status == 200, body

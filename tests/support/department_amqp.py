@@ -6,10 +6,11 @@ answers on its reply queue.
 As a library (the integration tests) it is ``DepartmentSystem``. As a program (the e2e test)::
 
     python -m tests.support.department_amqp --amqp-uri URI --unit CODE --password-env VAR \\
-        --log FILE [--resolve-after SECONDS]
+        --log FILE [--resolve-after SECONDS] [--resolve-when FILE]
 
 it consumes ``gridflow.unit.<CODE>``, answers ``accepted`` the instant a case arrives and
-``resolved`` ``--resolve-after`` seconds later, and writes one JSON line per thing that happened
+``resolved`` ``--resolve-after`` seconds later (and not before ``--resolve-when`` exists, when
+given: the test says when the work is done), and writes one JSON line per thing that happened
 (``received``, ``sent``, ``reply``) to ``--log``, flushed at once.
 """
 
@@ -168,7 +169,14 @@ def _wait_for_queue(system: DepartmentSystem, name: str, seconds: float) -> bool
     return False
 
 
-def run(amqp_uri: str, unit: str, password: str, log_path: str, resolve_after: float) -> None:
+def run(
+    amqp_uri: str,
+    unit: str,
+    password: str,
+    log_path: str,
+    resolve_after: float,
+    resolve_when: str | None = None,
+) -> None:
     system = DepartmentSystem(amqp_uri, unit, password)
     due: list[tuple[float, str]] = []  # (when, case id) to report resolved
     with open(log_path, "a", encoding="utf-8") as out:
@@ -181,7 +189,15 @@ def run(amqp_uri: str, unit: str, password: str, log_path: str, resolve_after: f
 
         def on_case(body: Any, message: Any) -> None:
             case = json.loads(message.body) if isinstance(body, (bytes, str)) else body
-            _log(out, "received", case_id=case.get("case_id"), kind_of=case.get("kind"))
+            _log(
+                out,
+                "received",
+                case_id=case.get("case_id"),
+                kind_of=case.get("kind"),
+                role=case.get("role"),
+                due_at=case.get("due_at"),
+                location=case.get("location"),
+            )
             if case.get("kind", "case") == "case" and case.get("role", "lead") == "lead":
                 # The instant it arrives: accepted.
                 sent = system.send(
@@ -205,7 +221,8 @@ def run(amqp_uri: str, unit: str, password: str, log_path: str, resolve_after: f
             with contextlib.suppress(TimeoutError):
                 system.connection.drain_events(timeout=0.2)
             now = time.monotonic()
-            for when, case_id in [d for d in due if d[0] <= now]:
+            held = resolve_when is not None and not os.path.exists(resolve_when)
+            for when, case_id in [d for d in due if d[0] <= now and not held]:
                 due.remove((when, case_id))
                 sent = system.send(
                     {
@@ -228,8 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password-env", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--resolve-after", type=float, default=1.0)
+    parser.add_argument("--resolve-when", default=None, help="resolve only once this file exists")
     args = parser.parse_args(argv)
-    run(args.amqp_uri, args.unit, os.environ[args.password_env], args.log, args.resolve_after)
+    run(
+        args.amqp_uri,
+        args.unit,
+        os.environ[args.password_env],
+        args.log,
+        args.resolve_after,
+        args.resolve_when,
+    )
     return 0
 
 

@@ -2,38 +2,48 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
+from gridflow_app.folders import LUCHENG, jurisdiction_files
 from gridflow_common import signing
 from gridflow_common.domain.jurisdiction import AdapterConfig, Jurisdiction
 from gridflow_common.jurisdictions import JurisdictionStore
 
 
 def with_adapters(j: Jurisdiction, configs: Iterable[AdapterConfig]) -> Jurisdiction:
-    """``j`` carrying these adapters.csv rows, as the import makes it.
-
-    Until the adapters' import (``Jurisdiction.adapters``/``adapter_for``) is merged, the rows
-    are set on a copy as ``adapters``, which ``status_words.adapter_config`` reads; after, the
-    jurisdiction's own field is replaced in the shape it has."""
-    rows = tuple(configs)
-    names = {f.name for f in dataclasses.fields(j)}
-    if "adapters" in names:
-        current = j.adapters  # type: ignore[attr-defined]
-        value: Any = {r.code: r for r in rows} if isinstance(current, Mapping) else rows
-        return dataclasses.replace(j, adapters=value)  # type: ignore[call-arg]
-    copy = dataclasses.replace(j)
-    object.__setattr__(copy, "adapters", rows)
-    return copy
+    """``j`` carrying these adapters.csv rows (for the domain's own tests, which need no store)."""
+    return dataclasses.replace(j, adapters=tuple(configs))
 
 
-def give_adapters(store: JurisdictionStore, configs: Iterable[AdapterConfig]) -> None:
-    """The jurisdiction in force, in this process, carries ``configs``."""
-    version = store.active_version()
-    store._cache[version] = with_adapters(store.get(version), configs)
+def adapters_csv(configs: Iterable[AdapterConfig]) -> str:
+    """The adapters.csv a clerk would write for ``configs``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("code", "adapter", "endpoint", "credential_ref", "status_map", "options"))
+    for row in configs:
+        writer.writerow(
+            (
+                row.code,
+                row.adapter,
+                row.endpoint or "",
+                row.credential_ref or "",
+                ";".join(f"{word}:{status}" for word, status in row.status_map.items()),
+                json.dumps(dict(row.options), ensure_ascii=False) if row.options else "",
+            )
+        )
+    return out.getvalue()
+
+
+def install_adapters(store: JurisdictionStore, configs: Iterable[AdapterConfig]) -> int:
+    """Lucheng with an adapters.csv of ``configs`` installed and in force, through the store's
+    own import (parsed, checked against the installed adapters, stored): the version."""
+    return store.install({**jurisdiction_files(LUCHENG), "adapters.csv": adapters_csv(configs)})
 
 
 def signed_headers(

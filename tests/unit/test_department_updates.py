@@ -27,7 +27,7 @@ from gridflow_intake import handlers as h
 from gridflow_intake import models
 from tests.credentials import bearer
 from tests.http_samples import nested
-from tests.support.status_back import encoded, give_adapters, signed_headers
+from tests.support.status_back import encoded, install_adapters, signed_headers
 from tests.unit.test_intake_cases import _pump
 
 # A streetlight out in Tengqiao: held by the urban-management station there, led by its bureau.
@@ -53,7 +53,7 @@ def city(gridflow, monkeypatch):
     the police (signed with another secret); one streetlight case, dispatched."""
     monkeypatch.setenv(UM_ENV, SECRET)
     monkeypatch.setenv(POLICE_ENV, POLICE_SECRET)
-    give_adapters(
+    install_adapters(
         gridflow.store,
         [
             AdapterConfig(
@@ -63,7 +63,12 @@ def city(gridflow, monkeypatch):
                 credential_ref=f"env:{UM_ENV}",
                 status_map={"已签收": v.ACCEPTED, "处置完毕": v.RESOLVED},
             ),
-            AdapterConfig("police", "webhook", credential_ref=f"env:{POLICE_ENV}"),
+            AdapterConfig(
+                "police",
+                "webhook",
+                endpoint="http://127.0.0.1:9/police",
+                credential_ref=f"env:{POLICE_ENV}",
+            ),
         ],
     )
     api = gridflow.api()

@@ -74,4 +74,6 @@ def test_a_jurisdiction_without_adapters_maps_nothing_but_gridflows_words():
 def test_the_adapter_row_of_a_unit_is_its_own_else_its_departments(city):
     assert sw.adapter_config(city, STATION) is POLICE_STATION
     assert sw.adapter_config(city, OTHER_STATION) is POLICE
-    assert sw.adapter_config(city, "fire-330302") is None
+    # A unit nobody wrote a row for is served by the default adapter, which maps no words.
+    assert sw.adapter_config(city, "fire-330302") == AdapterConfig("fire-330302", "amqp")
+    assert sw.adapter_config(city, "fire") is None

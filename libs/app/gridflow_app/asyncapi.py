@@ -619,8 +619,9 @@ def build(warn: Callable[[str], None] | None = None) -> Json:
         "address": "{code}",
         "title": f"The first version's exchange, {c.DEPARTMENT_EXCHANGE}",
         "description": (
-            f"Direct exchange, routing key = department or unit code. Kept declared for "
-            f"systems built on it; nothing new is published there: bind {c.CASE_EXCHANGE}."
+            f"Direct exchange, routing key = department or unit code. Retired: Gridflow "
+            f"neither declares it nor publishes there any more; read {c.CASE_EXCHANGE} "
+            f"through the unit and department queues."
         ),
         "parameters": {"code": {"description": "A department's or unit's code."}},
         "bindings": _amqp_exchange(c.DEPARTMENT_EXCHANGE, "direct"),

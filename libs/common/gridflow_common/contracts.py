@@ -68,8 +68,8 @@ COLOURS = v.COLOURS
 # office, a street center, the command center). A station binds "police.police-330302001" and
 # sees only its own cases; a bureau binds "police.*" and sees all of its department's.
 CASE_EXCHANGE = "gridflow.cases"
-# The direct exchange of the first version (routing key = the department or unit code), kept
-# declared for systems built on it; nothing new is published there.
+# The direct exchange of the first version (routing key = the department or unit code): named
+# for the AsyncAPI document's history only; nothing declares it or publishes there any more.
 DEPARTMENT_EXCHANGE = "gridflow.departments"
 # Departments -> Gridflow: status back (routing key = the sender's unit or department code),
 # answered on the sender's reply queue through the direct exchange of replies.

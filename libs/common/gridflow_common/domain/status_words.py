@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from gridflow_common.domain import vocabulary as v
-from gridflow_common.domain.jurisdiction import AdapterConfig
+from gridflow_common.domain.jurisdiction import AdapterConfig, Jurisdiction
 
 # The timeline entry of a word nobody could map (kind), kept with the word and its note.
 ENTRY_STATUS_UNRECOGNISED = "status_unrecognised"
@@ -41,30 +40,17 @@ class TakenWord:
         return self.status is not None
 
 
-def adapter_config(j: Any, code: str) -> AdapterConfig | None:
-    """The adapters.csv row that serves ``code``: the unit's own row, else its department's.
-
-    ``Jurisdiction.adapter_for`` answers this once the adapters' import is in; until then the
-    rows are read from ``j.adapters`` (a sequence of ``AdapterConfig`` or a code -> config
-    mapping), and a jurisdiction without adapters has none."""
-    finder = getattr(j, "adapter_for", None)
-    if callable(finder):
-        found = finder(code)
-        return found if isinstance(found, AdapterConfig) else None
-    rows = getattr(j, "adapters", None) or ()
-    by_code: Mapping[str, AdapterConfig] = (
-        rows if isinstance(rows, Mapping) else {row.code: row for row in rows}
-    )
-    own = by_code.get(code)
-    if own is not None:
-        return own
-    unit = j.unit(code)
-    if unit is not None and unit.department_code:
-        return by_code.get(unit.department_code)
-    return None
+def adapter_config(j: Jurisdiction, code: str) -> AdapterConfig | None:
+    """The adapters.csv row that speaks for ``code``. A department's is its own row (None when
+    it has none: a department is not a unit, and the default a unit falls back on is not a
+    row of its). A unit's is ``Jurisdiction.adapter_for``: its own row, else its department's,
+    else the default adapter's, which maps no words and names no secret."""
+    if j.department(code) is not None:
+        return next((row for row in j.adapters if row.code == code), None)
+    return j.adapter_for(code)
 
 
-def status_map_for(j: Any, code: str) -> tuple[Mapping[str, str], str | None]:
+def status_map_for(j: Jurisdiction, code: str) -> tuple[Mapping[str, str], str | None]:
     """The word table that applies to ``code`` and whose row it is (None: no table)."""
     config = adapter_config(j, code)
     if config is None or not config.status_map:
@@ -88,7 +74,7 @@ def take_word(word: str, status_map: Mapping[str, str], map_owner: str | None = 
     return TakenWord(word, None, None)
 
 
-def take_department_word(j: Any, unit: str, word: str) -> TakenWord:
+def take_department_word(j: Jurisdiction, unit: str, word: str) -> TakenWord:
     """``word`` said by ``unit`` (or a department), with the city's table for it."""
     status_map, owner = status_map_for(j, unit)
     return take_word(word, status_map, owner)
