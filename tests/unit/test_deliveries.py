@@ -249,3 +249,31 @@ def test_amqp_to_a_departments_own_broker_is_pushed_by_the_worker_not_the_outbox
     keys = [k for k, _ in service.outbox()]
     assert "fire.fire-330302" not in keys and "housing.housing-330302" in keys
     service.close()
+
+
+def _fire_sees_reporters() -> dict[str, str]:
+    files = lucheng_files()
+    lines = files["departments.csv"].strip().splitlines()
+    rows = [lines[0] + ",sees_reporter"]
+    rows += [line + (",yes" if line.startswith("fire,") else ",") for line in lines[1:]]
+    return {**files, "departments.csv": "\n".join(rows) + "\n"}
+
+
+def test_only_a_lead_the_city_lets_see_reporters_is_told_where_to_read_them_whole(tmp_path):
+    service = departments(tmp_path, _fire_sees_reporters())
+    case_id = new_case_id()
+    assert route(service, case_id) == "done"
+    pushed = {key: body for key, body in service.outbox() if "payload" not in body}
+    lead = pushed["fire.fire-330302"]
+    assert lead["reporter_contact_url"] == f"/api/v1/cases/{case_id}"
+    # The message itself stays masked: the broker never carries the name or the number.
+    assert lead["reporter"] == {"name": "庄**", "phone": "138****0001"}
+    # Assisting departments, and any lead the city has not allowed, get no way to them.
+    assert pushed["emergency.emergency-330302"]["reporter_contact_url"] is None
+    service.close()
+
+    service = departments(tmp_path / "other", None)
+    assert route(service, new_case_id()) == "done"
+    pushed = {key: body for key, body in service.outbox() if "payload" not in body}
+    assert pushed["fire.fire-330302"]["reporter_contact_url"] is None
+    service.close()

@@ -391,8 +391,12 @@ class DepartmentMessageV2(Schema):
     # The holder's due instant and colour, in the city's zone; null before a clock runs.
     due_at = fields.String(allow_none=True, required=True)
     colour = fields.String(allow_none=True, required=True, validate=validate.OneOf(COLOURS))
-    # Masked, or whole where the city's data lets this department see it (sees_reporter).
+    # Masked, always: a name and a number never ride the broker.
     reporter = fields.Dict(allow_none=True, required=True)
+    # For the lead department the city's data lets see reporters (departments.csv
+    # sees_reporter): the path of the case, whose reports name them whole when read with the
+    # department's credential. Null otherwise (additive).
+    reporter_contact_url = fields.String(allow_none=True, load_default=None)
     dispatched_at = fields.String(required=True)
     status_back = fields.Nested(StatusBackSchema, required=True)
 

@@ -107,6 +107,20 @@ def due(j: Jurisdiction, category_code: str | None, dispatched: dt.datetime) -> 
         return None
 
 
+def reporter_contact_url(
+    j: Jurisdiction, payload: dict, department: str | None, role: str
+) -> str | None:
+    """Where the lead department reads the reporters whole, when the city's data lets it
+    (``departments.csv`` sees_reporter, ``domain.privacy.may_see_reporter``): the case, read
+    with the department's own credential over HTTPS. Null for everyone else."""
+    if role != LEAD or department is None or department != payload["lead"]:
+        return None
+    known = j.department(department)
+    if known is None or not known.sees_reporter:
+        return None
+    return f"/api/v1/cases/{payload['case_id']}"
+
+
 def case_message(
     j: Jurisdiction,
     payload: dict,
@@ -141,8 +155,10 @@ def case_message(
             "area_code": payload["area_code"],
             "due_at": due_at,
             "colour": "green" if due_at else None,
-            # Masked, as the event carries it (see the report: clear contact is not given yet).
+            # Masked, as the event carries it: the clear name and number never ride the broker
+            # (its queues are persistent, and read by whoever administers it).
             "reporter": payload["reporter"],
+            "reporter_contact_url": reporter_contact_url(j, payload, department, role),
             "dispatched_at": j.local(dispatched).isoformat(),
             "status_back": {
                 "exchange": c.STATUS_EXCHANGE,
