@@ -102,10 +102,10 @@ def test_every_bad_cell_is_reported_on_its_line_and_column():
 def test_a_status_the_vocabulary_gains_is_accepted_when_read(monkeypatch):
     from gridflow_common.domain import vocabulary
 
-    files = with_adapters('roads,webhook,https://x.example,,"备注:note",\n')
+    files = with_adapters('roads,webhook,https://x.example,,"暂停:paused",\n')
     assert ("adapters.csv", 2, "status_map") in where(problems_of(files))
-    monkeypatch.setattr(vocabulary, "UPDATE_STATUSES", (*vocabulary.UPDATE_STATUSES, "note"))
-    assert dict(parse_jurisdiction(files).adapter_for("roads-X").status_map) == {"备注": "note"}
+    monkeypatch.setattr(vocabulary, "UPDATE_STATUSES", (*vocabulary.UPDATE_STATUSES, "paused"))
+    assert dict(parse_jurisdiction(files).adapter_for("roads-X").status_map) == {"暂停": "paused"}
 
 
 @pytest.mark.parametrize("bad", ["roads.x", "roads*", "road#s", "ro ads"])

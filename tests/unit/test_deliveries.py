@@ -272,6 +272,7 @@ def test_only_a_lead_the_city_lets_see_reporters_is_told_where_to_read_them_whol
     assert pushed["emergency.emergency-330302"]["reporter_contact_url"] is None
     service.close()
 
+    (tmp_path / "other").mkdir()
     service = departments(tmp_path / "other", None)
     assert route(service, new_case_id()) == "done"
     pushed = {key: body for key, body in service.outbox() if "payload" not in body}

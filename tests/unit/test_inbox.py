@@ -162,9 +162,19 @@ def test_a_department_reads_every_one_of_its_units_deliveries(api):
     ]
 
 
-def test_an_announcement_naming_no_deliveries_reaches_the_holder_as_lead(api):
+def test_an_announcement_naming_no_deliveries_reaches_the_holder_as_lead(gridflow, api):
     case_id = _post_report(api)
-    api.gridflow.drain()
+    # As the departments service announced before issue 7: no deliveries, no due instant.
+    [held] = _pump_holding_intakes_dispatch(gridflow)
+    payload = {k: v for k, v in held["payload"].items() if k not in ("deliveries", "due_at")}
+    older = c.make_event(
+        c.DEPARTMENTS,
+        c.CASE_DISPATCHED,
+        dt.datetime.fromisoformat(held["occurred_at"]),
+        payload,
+    ).to_message()
+    assert older["payload"]["deliveries"] == []
+    assert _deliver(gridflow, older) == "done"
     [item] = _inbox(api, STATION, token=api.holder_token(STATION)).body["items"]
     assert (item["case_id"], item["role"], item["due_at"]) == (case_id, "lead", None)
 
