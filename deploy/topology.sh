@@ -110,7 +110,8 @@ case ${1:-up} in
     ensure_database
     # `gridflow amqp-users sync` makes the department systems' RabbitMQ users through the
     # management API (rabbitmqctl otherwise): enabled when this machine's broker can be told to.
-    if command -v rabbitmq-plugins >/dev/null; then
+    # Only when its port does not answer: the command takes seconds even when it has nothing to do.
+    if ! (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null && command -v rabbitmq-plugins >/dev/null; then
       rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null 2>&1 || true
     fi
     for svc in "${SERVICES[@]}"; do start_service "$svc"; done
