@@ -6,9 +6,11 @@
   be reached holds up nobody else: heads of other units are pushed beside it.
 - **One pusher per unit, across replicas.** A head is claimed in a short transaction (a row
   lock, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL) that sets a lease and commits; the push runs
-  with no database connection held; its outcome is recorded in a new unit of work. A process
-  that dies mid-push leaves the lease to run out, and the head is pushed again with the same
-  ``delivery_id`` (the idempotency key the adapter passes on).
+  with no database connection held; its outcome is recorded in a new unit of work, which also
+  leases the unit's next head (one UPDATE: a draining backlog costs two statements and one
+  commit a delivery, ``bench/departments.py``). A process that dies mid-push leaves the lease
+  to run out, and the head is pushed again with the same ``delivery_id`` (the idempotency key
+  the adapter passes on).
 - **Retries on operational time**, on ``GRIDFLOW_DELIVERY_RETRY_SCHEDULE``; after the last try
   (or at once, when the system refuses the message) the delivery is undeliverable there and
   ``case_undeliverable`` is announced. The state lives in the table: a restarted service goes
