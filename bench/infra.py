@@ -35,25 +35,29 @@ def _rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     )
 
 
-def fresh_vhost() -> None:
+def fresh_vhost(vhost: str = VHOST) -> None:
     """Our own vhost, emptied: deleting and re-adding it removes every queue a previous (possibly
     crashed) run left behind, and closes any connection still attached to it."""
     listed = _rabbitmqctl("list_vhosts", "name").stdout.split()
-    if VHOST in listed:
-        _rabbitmqctl("delete_vhost", VHOST)
-    _rabbitmqctl("add_vhost", VHOST)
-    _rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+    if vhost in listed:
+        _rabbitmqctl("delete_vhost", vhost)
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 
 
-def fresh_database() -> None:
+def drop_vhost(vhost: str) -> None:
+    _rabbitmqctl("delete_vhost", vhost, check=False)
+
+
+def fresh_database(name: str = DB_NAME) -> None:
     import sqlalchemy as sa
 
     admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             # FORCE: a service of a crashed earlier run may still hold a connection.
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{DB_NAME}"'))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     finally:
         admin.dispose()
 
@@ -84,13 +88,13 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def queue_depths(names: list[str]) -> dict[str, int]:
+def queue_depths(names: list[str], amqp_uri: str = AMQP_URI) -> dict[str, int]:
     """Ready messages per queue (passive declare: a queue that does not exist counts as 0)."""
     import kombu
     from amqp.exceptions import NotFound
 
     depths: dict[str, int] = {}
-    with kombu.Connection(AMQP_URI, connect_timeout=5) as conn:
+    with kombu.Connection(amqp_uri, connect_timeout=5) as conn:
         for name in names:
             channel = conn.channel()
             try:

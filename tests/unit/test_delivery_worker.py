@@ -197,6 +197,31 @@ def test_a_unit_down_holds_up_only_itself_and_gets_its_backlog_in_order_when_bac
     assert {flow.row(lead(c_))["state"] for c_ in cases} == {"delivered"}
 
 
+def test_a_backlog_drains_with_two_statements_a_delivery(flow_factory):
+    # What bench/departments.py found: every push of a draining backlog cost four statements
+    # (the last one's outcome, then the unit's heads, its rows, its lease) and ~100 pushes/s
+    # where the department took 400. The outcome and the next head's lease are now one each.
+    flow = flow_factory(concurrency=1)
+    flow.system.down.add(FIRE)
+    cases = [flow.route(assisting=[]) for _ in range(8)]
+    flow.step()
+    flow.system.down.clear()
+    flow.ops.advance(10)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    sa.event.listen(flow.service.engine, "before_cursor_execute", count)
+    try:
+        assert flow.step() == 1
+    finally:
+        sa.event.remove(flow.service.engine, "before_cursor_execute", count)
+    assert flow.system.received(FIRE) == [lead(c_) for c_ in cases]
+    # The pass's own claim (a count, the heads, the rows, a lease), then two a delivery.
+    assert len(statements) <= 4 + 2 * len(cases) + 1, statements
+
+
 def test_a_long_backlog_gives_way_after_a_burst_to_a_unit_that_waited(flow_factory):
     flow = flow_factory(burst=3, concurrency=1)
     flow.system.down.update({FIRE, HOUSING})

@@ -6,9 +6,11 @@
   be reached holds up nobody else: heads of other units are pushed beside it.
 - **One pusher per unit, across replicas.** A head is claimed in a short transaction (a row
   lock, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL) that sets a lease and commits; the push runs
-  with no database connection held; its outcome is recorded in a new unit of work. A process
-  that dies mid-push leaves the lease to run out, and the head is pushed again with the same
-  ``delivery_id`` (the idempotency key the adapter passes on).
+  with no database connection held; its outcome is recorded in a new unit of work, which also
+  leases the unit's next head (one UPDATE: a draining backlog costs two statements and one
+  commit a delivery, ``bench/departments.py``). A process that dies mid-push leaves the lease
+  to run out, and the head is pushed again with the same ``delivery_id`` (the idempotency key
+  the adapter passes on).
 - **Retries on operational time**, on ``GRIDFLOW_DELIVERY_RETRY_SCHEDULE``; after the last try
   (or at once, when the system refuses the message) the delivery is undeliverable there and
   ``case_undeliverable`` is announced. The state lives in the table: a restarted service goes
@@ -343,6 +345,41 @@ class DeliveryWorker:
             now = self.runtime.operational_now()
             return bool(work.db.execute(self._due(heads, now).limit(1)).first())
 
+    def _claim_next(self, work: Work, done: Claim) -> list[Claim]:
+        """The head of ``done``'s unit after it, leased in one statement (a backlog drains one
+        push, one update of the last and this claim, and one commit a delivery)."""
+        if not self.breaker.allow(done.breaker_key, self.monotonic()):
+            return []
+        now = self.runtime.operational_now()
+        row = work.db.execute(
+            _NEXT_HEAD,
+            {
+                "head_unit": done.unit,
+                "now": now,
+                "lease_until": now + dt.timedelta(seconds=self.settings.lease_seconds),
+            },
+        ).first()
+        if row is None:
+            self.breaker.released(done.breaker_key)
+            return []
+        return [
+            Claim(
+                seq=row.seq,
+                delivery_id=row.delivery_id,
+                case_id=row.case_id,
+                assignment_id=row.assignment_id,
+                unit=row.unit,
+                department=row.department,
+                role=row.role,
+                kind=row.kind,
+                adapter=row.adapter,
+                jurisdiction_version=row.jurisdiction_version,
+                message=row.message,
+                attempts=row.attempts,
+                external_ref=row.external_ref,
+            )
+        ]
+
     @staticmethod
     def _heads(work: Work, unit: str | None = None) -> list[tuple[str, int]]:
         """(unit, seq) of each unit's head: its pending delivery with the lowest seq. Asked on
@@ -421,7 +458,7 @@ class DeliveryWorker:
                 # The unit's next head, taken in the same transaction (one commit a delivery
                 # instead of two while a backlog drains).
                 if final != "failed" and then_next and not self._closed:
-                    following = self._claim_in(work, 1, claim.unit)
+                    following = self._claim_next(work, claim)
         except Exception:
             # The lease runs out and the head is pushed again, with the same delivery_id.
             log.exception("delivery_outcome_not_recorded", delivery_id=claim.delivery_id)
@@ -603,6 +640,40 @@ class DeliveryWorker:
             )
         ended_bases = {i.rsplit("/", 2)[0] for i in ended}
         return [r for r in rows if r.delivery_id not in ended_bases]
+
+
+def _next_head_statement() -> sa.Update:
+    """Lease a unit's head when it is due and free: its lowest pending ``seq``, found through
+    the (unit, state, seq) index. The row lock the update takes (waited for, not skipped: a
+    skipped head would let the row behind it go first) and the conditions, checked again on
+    the row as it then stands, keep a head another replica took from being taken twice."""
+    row = deliveries.c
+    head = (
+        sa.select(row.seq)
+        .where(row.unit == sa.bindparam("head_unit"), row.state == PENDING)
+        .order_by(row.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+    now = sa.bindparam("now", type_=row.next_attempt_at.type)
+    return (
+        sa.update(deliveries)
+        .where(
+            row.seq == head,
+            row.state == PENDING,
+            row.next_attempt_at <= now,
+            sa.or_(row.leased_until.is_(None), row.leased_until < now),
+        )
+        .values(
+            leased_until=sa.bindparam("lease_until", type_=row.leased_until.type),
+            attempts=row.attempts + 1,
+        )
+        .returning(*row)
+    )
+
+
+# Built once: a backlog runs it once a delivery.
+_NEXT_HEAD = _next_head_statement()
 
 
 def worker_of(runtime: ServiceRuntime) -> DeliveryWorker:
