@@ -162,7 +162,11 @@ def test_parallel_reports_of_other_categories_at_one_place_stay_apart(intake):
             )
 
     answers = _together(len(categories), report)
-    assert [status for status, _ in answers] == [201] * len(categories), answers
+    assert all(not isinstance(a, Exception) for a in answers), answers
+    # None joined another of these (a case of the same category left open at this place by an
+    # earlier test on the session's database may take one: that is merging working).
+    assert len({answer["case_id"] for _, answer in answers}) == len(categories), answers
+    assert all(status in (200, 201) for status, _ in answers), answers
 
 
 def test_concurrent_out_of_order_colours_end_at_the_latest_with_no_failure(intake):

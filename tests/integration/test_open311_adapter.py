@@ -265,13 +265,15 @@ def test_the_servers_refusals_are_refusals_without_the_api_key(server, adapter):
             now=lambda: dt.datetime.now(dt.UTC),
         ),
     )
+    # A key the server does not take is tried again on the schedule (a rotation done on one
+    # side first), and the reason never shows either key.
     try:
-        with pytest.raises(PushRefused) as refused:
+        with pytest.raises(PushFailed) as failed:
             wrong_key.push(delivery())
     finally:
         wrong_key.close()
-    assert "HTTP 403" in refused.value.reason
-    assert "wrong-key" not in refused.value.reason and API_KEY not in refused.value.reason
+    assert "HTTP 403" in failed.value.reason
+    assert "wrong-key" not in failed.value.reason and API_KEY not in failed.value.reason
 
 
 def test_a_success_without_an_id_is_try_later(server, adapter):
@@ -366,7 +368,7 @@ def test_a_lost_answer_can_leave_a_copy_that_names_the_same_delivery(server, ada
     server.script({"hang": 1.5})  # the server answers (and keeps the request) after 1.5 s
     with pytest.raises(PushFailed):
         adapter.push(delivery())
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # generous: a loaded machine is slow to finish it
     while not server.stored():
         assert time.monotonic() < deadline, "the slow server never kept the first post"
         time.sleep(0.05)  # bounded poll: the server finishes the post the adapter gave up on

@@ -195,3 +195,19 @@ def test_gridflow_import_shows_the_servers_problems_with_adapters_csv(
     assert "adapters.csv line 2, column adapter: no adapter 'carrier_pigeon' is installed" in (
         said.err
     )
+
+
+def test_an_email_unit_whose_endpoint_names_no_address_is_refused_at_install(store):
+    first = store.install(small_city())
+    with pytest.raises(JurisdictionError) as caught:
+        store.install(
+            with_adapters(
+                "roads,email,mailto:road-office.example,,,\n"
+                "parks,email,mailto:parks@x.example,,,\n"  # good: not named among the problems
+            )
+        )
+    found = {(p.file, p.line, p.column): p.message for p in caught.value.problems}
+    assert list(found) == [("adapters.csv", 2, "endpoint")]
+    assert "email" in found[("adapters.csv", 2, "endpoint")]
+    assert store.active_version() == first
+    assert store.install(with_adapters("parks,email,mailto:parks@x.example,,,\n")) > first

@@ -181,6 +181,13 @@ class DepartmentAdapter(abc.ABC):
         self.config = config
         self.context = context
 
+    @classmethod
+    def endpoint_problem(cls, endpoint: str | None) -> str | None:
+        """What is wrong with ``endpoint`` for this adapter, beyond ``endpoint_schemes`` (a
+        ``mailto:`` list, a folder), checked at the import of the city's data; None when it
+        can be used. Say what is wrong without repeating a secret someone may have pasted."""
+        return None
+
     @abc.abstractmethod
     def push(self, delivery: Delivery) -> PushResult:
         """Give a case to a unit, as lead or assisting (``delivery.kind == KIND_CASE``).

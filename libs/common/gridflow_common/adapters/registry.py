@@ -89,8 +89,10 @@ def config_problems(config: AdapterConfig) -> list[tuple[str | None, str]]:
     problems: list[tuple[str | None, str]] = []
     if cls.needs_endpoint and not config.endpoint:
         problems.append(("endpoint", f"adapter {config.adapter!r} needs an endpoint"))
-    elif config.endpoint and cls.endpoint_schemes:
-        problem = _url_problem(config.endpoint, cls.endpoint_schemes)
+    elif config.endpoint:
+        problem = (
+            _url_problem(config.endpoint, cls.endpoint_schemes) if cls.endpoint_schemes else None
+        ) or cls.endpoint_problem(config.endpoint)
         if problem:
             problems.append(("endpoint", f"adapter {config.adapter!r}: {problem}"))
     if cls.needs_credential and not config.credential_ref:
