@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 import uuid
 
@@ -102,3 +103,25 @@ def dispatched_payload(engine, case_id: str) -> dict:
         "jurisdiction_version": jurisdiction_version(engine),
         "queue": "gridflow.department.urban_management",
     }
+
+
+def together(count: int, target) -> list:
+    """Run ``target(i)`` on ``count`` threads released at one instant; their results (or the
+    exception each raised) in order."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = target(i)
+        except Exception as exc:  # the test asserts on it
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a call never finished"
+    return results

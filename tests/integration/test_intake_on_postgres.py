@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-import threading
 import uuid
 
 import pytest
@@ -29,6 +28,7 @@ from gridflow_intake import handlers as h
 from gridflow_intake import models
 from tests.conftest import lucheng_files
 from tests.intake_messages import colour_changed
+from tests.integration.support import together
 
 pytestmark = pytest.mark.integration
 PARALLEL = 8
@@ -63,27 +63,6 @@ def _close_this_modules_reports_afterwards(intake):
         conn.execute(
             sa.update(models.cases).where(models.cases.c.case_id.in_(mine)).values(status=v.CLOSED)
         )
-
-
-def _together(count: int, target) -> list:
-    """Run ``target(i)`` on ``count`` threads released at one instant; their results in order."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = target(i)
-        except Exception as exc:  # the test asserts on it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a report never finished"
-    return results
 
 
 def _cases_at(intake, category: str, ids: list[str]) -> list:
@@ -129,7 +108,7 @@ def test_parallel_reports_of_one_place_and_category_make_one_case(intake, place)
             for i in range(PARALLEL)
         ]
 
-        answers = _together(PARALLEL, lambda i, reports=reports: _register(intake, reports[i]))
+        answers = together(PARALLEL, lambda i, reports=reports: _register(intake, reports[i]))
         assert not [a for a in answers if isinstance(a, Exception)], answers
         statuses = sorted(status for status, _ in answers)
         cases = _cases_at(intake, category, ids)
@@ -161,7 +140,7 @@ def test_parallel_reports_of_other_categories_at_one_place_stay_apart(intake):
                 },
             )
 
-    answers = _together(len(categories), report)
+    answers = together(len(categories), report)
     assert all(not isinstance(a, Exception) for a in answers), answers
     # None joined another of these (a case of the same category left open at this place by an
     # earlier test on the session's database may take one: that is merging working).
@@ -205,7 +184,7 @@ def test_concurrent_out_of_order_colours_end_at_the_latest_with_no_failure(intak
             messages += [message, {**message, "event_id": "replica-2-" + message["event_id"]}]
     rng.shuffle(messages)
 
-    outcomes = _together(
+    outcomes = together(
         len(messages),
         lambda i: intake.consume("on_case_colour_changed", messages[i], h.on_case_colour_changed),
     )

@@ -9,8 +9,6 @@ own connection, so the transactions really are open on the server at the same ti
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import sqlalchemy as sa
 
@@ -25,6 +23,7 @@ from gridflow_intake import handlers as h
 from gridflow_intake import models
 from gridflow_intake.api import IntakeApi
 from tests.conftest import lucheng_files
+from tests.integration.support import together
 from tests.support.email_harness import delivery_of, department_message
 
 pytestmark = pytest.mark.integration
@@ -89,26 +88,6 @@ def _dispatched_case(runtime: ServiceRuntime) -> tuple[str, str]:
     return case_id, assignment_id
 
 
-def _together(count: int, target) -> list:
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = target(i)
-        except Exception as exc:  # the test asserts on it
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a click never finished"
-    return results
-
-
 def test_clicks_at_once_on_two_replicas_accept_the_case_once(replicas):
     first = replicas[0]
     case_id, assignment_id = _dispatched_case(first.runtime)
@@ -125,7 +104,7 @@ def test_clicks_at_once_on_two_replicas_accept_the_case_once(replicas):
         api = replicas[i % 2]
         return api.handle("POST", paths[(i // 2) % 2], b"", JSON)
 
-    answers = _together(PARALLEL, click)
+    answers = together(PARALLEL, click)
     assert not [a for a in answers if isinstance(a, Exception)], answers
     statuses = sorted(a.status for a in answers)
     assert statuses == [202] + [409] * (PARALLEL - 1), [(a.status, a.body) for a in answers]

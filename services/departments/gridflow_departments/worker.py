@@ -133,6 +133,25 @@ class Claim:
     attempts: int
     external_ref: str | None
 
+    @classmethod
+    def of(cls, row: Any, attempts: int) -> Claim:
+        """The claim of a deliveries row, on its ``attempts``-th try."""
+        return cls(
+            seq=row.seq,
+            delivery_id=row.delivery_id,
+            case_id=row.case_id,
+            assignment_id=row.assignment_id,
+            unit=row.unit,
+            department=row.department,
+            role=row.role,
+            kind=row.kind,
+            adapter=row.adapter,
+            jurisdiction_version=row.jurisdiction_version,
+            message=row.message,
+            attempts=attempts,
+            external_ref=row.external_ref,
+        )
+
     @property
     def breaker_key(self) -> str:
         return self.department or self.unit
@@ -244,21 +263,7 @@ class DeliveryWorker:
         for row in work.db.execute(query).all():
             if len(claims) >= free:
                 break
-            claim = Claim(
-                seq=row.seq,
-                delivery_id=row.delivery_id,
-                case_id=row.case_id,
-                assignment_id=row.assignment_id,
-                unit=row.unit,
-                department=row.department,
-                role=row.role,
-                kind=row.kind,
-                adapter=row.adapter,
-                jurisdiction_version=row.jurisdiction_version,
-                message=row.message,
-                attempts=row.attempts + 1,
-                external_ref=row.external_ref,
-            )
+            claim = Claim.of(row, row.attempts + 1)
             if not self.breaker.allow(claim.breaker_key, self.monotonic()):
                 continue
             work.db.execute(
@@ -362,23 +367,7 @@ class DeliveryWorker:
         if row is None:
             self.breaker.released(done.breaker_key)
             return []
-        return [
-            Claim(
-                seq=row.seq,
-                delivery_id=row.delivery_id,
-                case_id=row.case_id,
-                assignment_id=row.assignment_id,
-                unit=row.unit,
-                department=row.department,
-                role=row.role,
-                kind=row.kind,
-                adapter=row.adapter,
-                jurisdiction_version=row.jurisdiction_version,
-                message=row.message,
-                attempts=row.attempts,
-                external_ref=row.external_ref,
-            )
-        ]
+        return [Claim.of(row, row.attempts)]
 
     @staticmethod
     def _heads(work: Work, unit: str | None = None) -> list[tuple[str, int]]:

@@ -360,37 +360,34 @@ class Open311Adapter(DepartmentAdapter):
         return f"{self.base}/{path}"
 
 
+def _answer_field(text: str, key: str) -> str | None:
+    """``key`` of a GeoReport answer (a list of one object, or the object), when it is a
+    non-empty string or number."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    item = data[0] if isinstance(data, list) and data else data
+    if not isinstance(item, Mapping):
+        return None
+    value = item.get(key)
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
+        return str(value)
+    return None
+
+
 def _posted_ref(text: str) -> str | None:
     """The external_ref from a POST requests.json answer: the service_request_id, else
     ``token:<token>``."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    item = data[0] if isinstance(data, list) and data else data
-    if not isinstance(item, Mapping):
-        return None
-    rid = item.get("service_request_id")
-    if isinstance(rid, (str, int)) and not isinstance(rid, bool) and str(rid):
-        return short(str(rid))
-    token = item.get("token")
-    if isinstance(token, (str, int)) and not isinstance(token, bool) and str(token):
-        return TOKEN_PREFIX + short(str(token))
-    return None
+    rid = _answer_field(text, "service_request_id")
+    if rid is not None:
+        return short(rid)
+    token = _answer_field(text, "token")
+    return TOKEN_PREFIX + short(token) if token is not None else None
 
 
 def _token_request_id(text: str) -> str | None:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    item = data[0] if isinstance(data, list) and data else data
-    if not isinstance(item, Mapping):
-        return None
-    rid = item.get("service_request_id")
-    if isinstance(rid, (str, int)) and not isinstance(rid, bool) and str(rid):
-        return str(rid)
-    return None
+    return _answer_field(text, "service_request_id")
 
 
 def _instant(value: Any) -> dt.datetime | None:
