@@ -254,6 +254,18 @@ def _deliveries(database, unit: str, case_ids: list[str]) -> list:
         ).all()
 
 
+def _pending(database, unit: str) -> list:
+    """Every delivery still to be pushed to ``unit``, of any case."""
+    with database.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT delivery_id, state, attempts FROM departments_deliveries"
+                " WHERE unit = :unit AND state = 'pending' ORDER BY seq"
+            ),
+            {"unit": unit},
+        ).all()
+
+
 def _notified(database, case_id: str) -> set[tuple[str, str]]:
     with database.connect() as conn:
         rows = conn.execute(
@@ -403,6 +415,10 @@ def test_an_unreachable_department_is_given_up_on_in_the_timeline_and_holds_up_n
 def test_a_departments_restart_during_an_outage_loses_no_pending_delivery(
     topo, double, smtp, database
 ):
+    # What earlier tests gave the unit has gone out first: a push the double took but whose
+    # outcome the kill below cut off would be the unit's head again, and rightly keep the
+    # cases of this test behind it while the double is down.
+    assert _poll(lambda: not _pending(database, WEBHOOK_UNIT), 60), _pending(database, WEBHOOK_UNIT)
     # A schedule long enough that the deliveries below are still being tried when the
     # departments process is killed.
     topo.sigkill("departments")
