@@ -282,7 +282,13 @@ def declare_queues(amqp_uri: str, j: Any, wanted: list[AmqpAccount], *, cases: b
             if _exists(conn, name):
                 continue
             queue = kombu.Queue(
-                name, exchange=exchanges[exchange_name], routing_key=key, durable=True
+                name,
+                exchange=exchanges[exchange_name],
+                routing_key=key,
+                durable=True,
+                queue_arguments=(
+                    dict(c.STATUS_QUEUE_ARGUMENTS) if name == c.STATUS_QUEUE else None
+                ),
             )
             queue(conn.default_channel).declare()
             declared += 1

@@ -661,7 +661,11 @@ def build(warn: Callable[[str], None] | None = None) -> Json:
     channels["status.intake-queue"] = {
         "address": c.STATUS_QUEUE,
         "title": "Intake's queue of status messages",
-        "description": f"Bound to {c.STATUS_EXCHANGE} with '#': every sender's messages.",
+        "description": (
+            f"Bound to {c.STATUS_EXCHANGE} with '#': every sender's messages. Declared with "
+            f"{dict(c.STATUS_QUEUE_ARGUMENTS)}: one intake replica takes it at a time, and one "
+            "sender's messages are taken in the order they were sent."
+        ),
         "messages": {"StatusMessageV1": {"$ref": "#/components/messages/StatusMessageV1"}},
         "bindings": _amqp_queue(c.STATUS_QUEUE),
     }

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from marshmallow import (
     EXCLUDE,
@@ -75,6 +77,10 @@ DEPARTMENT_EXCHANGE = "gridflow.departments"
 # answered on the sender's reply queue through the direct exchange of replies.
 STATUS_EXCHANGE = "gridflow.status"
 STATUS_QUEUE = "gridflow.status.intake"
+# One consumer at a time takes the status queue (the other intake replicas stand by), so one
+# sender's messages are taken in the order it sent them. Whoever declares the queue declares it
+# with these arguments (RabbitMQ refuses a declaration that contradicts the queue's own).
+STATUS_QUEUE_ARGUMENTS: Mapping[str, Any] = {"x-single-active-consumer": True}
 REPLY_EXCHANGE = "gridflow.replies"
 # The RabbitMQ user a department or unit connects as (gridflow amqp-users): its identity on the
 # status exchange, checked by the broker (the message's user_id property).

@@ -34,6 +34,10 @@ cases = sa.Table(
     sa.Column("jurisdiction_version", sa.Integer, nullable=False),
     sa.Column("registered_at", UtcDateTime(), nullable=False),
     sa.Column("closed_at", UtcDateTime(), nullable=True),
+    # The running clock's due instant and colour (NULL when no clock runs): the command
+    # center's lists filter and sort by them (intake_0100).
+    sa.Column("due_at", UtcDateTime(), nullable=True),
+    sa.Column("colour", sa.String(10), nullable=True),
     # Duplicate detection looks for open cases of one category in a small lat/lon box: the
     # index narrows by category and latitude band instead of every case of the category.
     sa.Index("ix_intake_cases_category_position", "category", "lat", "lon"),

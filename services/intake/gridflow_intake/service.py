@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from nameko.web.handlers import http
 
 from gridflow_common import contracts as c
 from gridflow_common import reset
+from gridflow_common.in_order import InOrder
 from gridflow_common.nameko_support import (
     GridflowService,
     RequeueLater,
@@ -37,7 +39,11 @@ STATUS_QUEUE = kombu.Queue(
     routing_key="#",
     durable=True,
     auto_delete=False,
+    queue_arguments=dict(c.STATUS_QUEUE_ARGUMENTS),
 )
+# How long a status message is tried again in place (holding its sender's later messages
+# behind it) while the database or routing is out of reach, before it is handed back.
+STATUS_RETRY_IN_PLACE_SECONDS = 60.0
 
 # Every method on every path, so nameko's own URL map never answers (with HTML): IntakeApi's
 # routing table gives the JSON 404s and 405s. The GridflowService's own GET /healthz and GET
@@ -106,12 +112,21 @@ class StatusMessages(Consumer):
     delivery (the raw body, ``user_id``, ``correlation_id``, the headers) rather than a body
     decoded by content type: identity lives in the properties, and a body that does not decode
     is still answered, naming the problem. The message is acknowledged once the entrypoint
-    returns (its unit of work committed), handed back when it raises (``requeue_on_error``)."""
+    returns (its unit of work committed), handed back when it raises (``requeue_on_error``).
+
+    Deliveries reach ``handle_message`` one at a time, in the broker's order: each takes its
+    turn in its sender's line there, and the worker waits for it (``in_order``)."""
 
     queue_consumer = _DeadLetteringQueueConsumer()
 
+    def setup(self) -> None:
+        super().setup()
+        self.in_order = InOrder()
+
     def handle_message(self, body, message):
-        super().handle_message(StatusDelivery.from_kombu(message), message)
+        delivery = StatusDelivery.from_kombu(message)
+        delivery = dataclasses.replace(delivery, turn=self.in_order.turn(delivery.sender_key))
+        super().handle_message(delivery, message)
 
 
 status_messages = StatusMessages.decorator
@@ -161,11 +176,20 @@ class IntakeService(GridflowService):
         consumer = StatusConsumer(
             self.runtime, Access.for_runtime(self.runtime), self._peers().current_assignment
         )
-        try:
-            return consumer.take(delivery)
-        except Transient as exc:
-            self.runtime.outage.failed(exc, handler="on_status_message")
-            # Held unacknowledged for the outage's backoff (green: other workers run), then
-            # handed back: not a tight loop of redeliveries while the database is down.
-            time.sleep(self.runtime.outage.delay())
-            raise RequeueLater(str(exc)) from None
+        with delivery.turn as turn:
+            if turn.after_failure:
+                # An earlier message from this sender is being handed back: so is this one,
+                # behind it, and the broker redelivers both in their order.
+                raise RequeueLater("an earlier message from the same sender was handed back")
+            give_up = time.monotonic() + STATUS_RETRY_IN_PLACE_SECONDS
+            while True:
+                try:
+                    return consumer.take(delivery)
+                except Transient as exc:
+                    self.runtime.outage.failed(exc, handler="on_status_message")
+                    delay = self.runtime.outage.delay()
+                    # Held unacknowledged for the outage's backoff (green: other senders'
+                    # workers run) and tried again, bounded; then handed back.
+                    time.sleep(delay)
+                    if time.monotonic() >= give_up:
+                        raise RequeueLater(str(exc)) from None

@@ -26,11 +26,21 @@ signed or with its credential), which takes the very same path.
 
 **Nothing lost.** The message is acknowledged only after the unit of work that took it (and its
 reply) committed; while the database (or routing, when it has to be asked who holds a case) is
-out of reach, ``Transient`` is raised and the transport hands the message back.
+out of reach, ``Transient`` is raised: the entrypoint tries again in place for a while, then
+hands the message back.
+
+**In order.** One sender's messages are taken in the order they were sent (``accepted`` then
+``resolved`` sent back to back must not be applied together or the wrong way round): the queue
+has a single active consumer (``contracts.STATUS_QUEUE_ARGUMENTS``), so one intake replica takes
+the queue while the others stand by, and in that replica a sender's messages wait their turn
+(``gridflow_common.in_order``) while other senders' run beside them. A message handed back
+hands back the sender's messages already waiting behind it, so the broker redelivers them in
+their order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +51,7 @@ from sqlalchemy.exc import OperationalError
 
 from gridflow_common import contracts as c
 from gridflow_common.domain import access as a
+from gridflow_common.in_order import Turn
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import ServiceRuntime
 from gridflow_intake import bodies
@@ -77,6 +88,21 @@ class StatusDelivery:
     message_id: str | None = None
     routing_key: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
+    redelivered: bool = False
+    # Its place in its sender's line (``InOrder.turn``), given by the transport.
+    turn: Turn = field(default_factory=Turn.alone, compare=False, repr=False)
+
+    @property
+    def sender_key(self) -> str:
+        """Who it claims to come from, before anything is checked: its messages are taken in
+        the order they arrived (``gridflow_common.in_order``). The credential is keyed by a
+        digest, never kept as it is."""
+        if self.user_id:
+            return f"user:{self.user_id}"
+        token = _text(self.headers.get(CREDENTIAL_HEADER))
+        if token:
+            return "credential:" + hashlib.sha256(token.strip().encode()).hexdigest()
+        return "anonymous"
 
     @classmethod
     def from_kombu(cls, message: Any) -> StatusDelivery:
@@ -91,6 +117,7 @@ class StatusDelivery:
             message_id=_text(properties.get("message_id")),
             routing_key=(message.delivery_info or {}).get("routing_key"),
             headers=dict(message.headers or {}),
+            redelivered=bool((message.delivery_info or {}).get("redelivered")),
         )
 
 
