@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import kombu
@@ -19,10 +20,11 @@ from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
 
-from gridflow_common import case_queues, migrate, reset
+from gridflow_common import case_queues, figures, metrics, migrate, reset
 from gridflow_common import contracts as c
 from gridflow_common.clock import make_clock
 from gridflow_common.db import database_url, make_engine, make_probe_engine
+from gridflow_common.designated import exporter_for
 from gridflow_common.jurisdictions import JurisdictionStore
 from gridflow_common.logging import configure, get_logger
 from gridflow_common.runtime import DatabaseUnavailable, RelayLoop, ServiceRuntime, Undecodable
@@ -189,6 +191,14 @@ class Runtime(DependencyProvider):
         # A thread the container manages: it is killed with the container, and a loop that
         # died would take the container down with it rather than leave the outbox unrelayed.
         self.relay.start(spawn=self.container.spawn_managed_thread)
+        exporter = exporter_for(self.definition.name)
+        self.figure_sources = figures.add_sources(
+            self.runtime,
+            designated=lambda: exporter.is_exporter(self.engine),
+            figures=self.definition.figures,
+            queues=self.queue_figures(),
+            tag=f"#{id(self):x}",
+        )
         log.info(
             "service_started",
             service=self.definition.name,
@@ -197,7 +207,12 @@ class Runtime(DependencyProvider):
             pool_size=self.pool_size(),
         )
 
+    def queue_figures(self) -> Callable[[], Iterable[metrics.Sample]] | None:
+        """The depth of the units' case queues, for the service that serves them (departments)."""
+        return None
+
     def stop(self) -> None:
+        figures.remove_sources(getattr(self, "figure_sources", ()))
         self.relay.stop()
         self.engine.dispose()
         self.probe_engine.dispose()
