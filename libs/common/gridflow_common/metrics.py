@@ -98,7 +98,7 @@ DESIGNATED = Gauge(
 # no sample until a source gives one), so dashboards and tests find the names everywhere.
 GLOBAL_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "gridflow_cases_open": (
-        "Open cases (not closed, rejected or merged) by the colour of their running clock "
+        "Open cases (registered, dispatched, accepted, in progress, resolved) by the colour of their running clock "
         "(none: no clock runs) and tier; one figure for the whole city",
         ("colour", "tier"),
     ),

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from gridflow_common.domain import lifecycle as lc
 from gridflow_common.domain import vocabulary as v
 from gridflow_intake.models import cases
 
 if TYPE_CHECKING:
     from gridflow_common.runtime import ServiceRuntime
 
-# A case in one of these states is over: no clock runs, nobody works on it.
-FINISHED = (v.CLOSED, v.REJECTED)
 NONE = "none"
 
 
@@ -26,7 +25,7 @@ def open_cases(runtime: ServiceRuntime) -> Iterator[tuple[str, tuple[str, ...], 
     with runtime.units.lock, runtime.engine.connect() as conn:
         rows = conn.execute(
             sa.select(cases.c.colour, cases.c.tier, sa.func.count())
-            .where(cases.c.status.notin_(FINISHED))
+            .where(cases.c.status.in_(lc.OPEN_STATUSES))
             .group_by(cases.c.colour, cases.c.tier)
         ).all()
     counts = {(colour or NONE, tier or NONE): n for colour, tier, n in rows}
