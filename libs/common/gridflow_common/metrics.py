@@ -88,10 +88,9 @@ COLLECT_ERRORS = Counter(
     "slow), by source; the figure is then left out until the next try",
     ["source"],
 )
-DESIGNATED = Gauge(
+DESIGNATED = (
     "gridflow_metrics_designated",
     "1 when this replica is the one that exports its service's global figures, else 0",
-    ["service"],
 )
 
 # The global figures: name -> (help, label names). Every process declares each (HELP and TYPE,
@@ -139,6 +138,8 @@ class Source:
     service: str | None = None
     _at: float = field(default=-1e18, repr=False)
     _samples: list[Sample] = field(default_factory=list, repr=False)
+    # Whether this replica exported at the last reading (None: not asked yet).
+    designated_now: bool | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def samples(self) -> list[Sample]:
@@ -153,8 +154,7 @@ class Source:
                 designated = False
                 COLLECT_ERRORS.labels(self.name).inc()
                 log.warning("metrics_designation_failed", source=self.name, error=repr(exc))
-            if self.service is not None:
-                DESIGNATED.labels(self.service).set(1 if designated else 0)
+            self.designated_now = designated
             if not designated:
                 self._samples = []
                 return self._samples
@@ -200,6 +200,7 @@ class GlobalFigures(Collector):
     def describe(self) -> Iterator[Metric]:
         for name, (doc, labels) in GLOBAL_GAUGES.items():
             yield GaugeMetricFamily(name, doc, labels=labels)
+        yield GaugeMetricFamily(*DESIGNATED, labels=["service"])
 
     def collect(self) -> Iterator[Metric]:
         families = {
@@ -216,6 +217,14 @@ class GlobalFigures(Collector):
                 seen.add((name, labels))
                 families[name].add_metric(list(labels), value)
         yield from families.values()
+        designated = GaugeMetricFamily(*DESIGNATED, labels=["service"])
+        services: set[str] = set()
+        for source in sources:
+            if source.service is not None and source.designated_now is not None:
+                if source.service not in services:
+                    services.add(source.service)
+                    designated.add_metric([source.service], 1.0 if source.designated_now else 0.0)
+        yield designated
 
 
 GLOBAL_FIGURES = GlobalFigures()
