@@ -139,7 +139,7 @@ def test_open_cases_and_queue_depth_are_read_from_the_database_and_the_broker(
 def test_a_second_intake_replica_does_not_double_the_open_cases(topology, dispatched):
     address = f"127.0.0.1:{free_port()}"
     env = {**topology.env, "INTAKE_HTTP": address}
-    log = open(topology.var_dir / "intake-replica.log", "w")
+    log = open(topology.var_dir / "intake-replica.log", "w")  # noqa: SIM115 (closed below)
     replica = subprocess.Popen(
         [
             str(REPO / ".venv/bin/nameko"),
@@ -186,4 +186,3 @@ def test_a_second_intake_replica_does_not_double_the_open_cases(topology, dispat
             replica.kill()
             replica.wait(timeout=10)
         log.close()
-

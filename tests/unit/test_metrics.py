@@ -9,7 +9,6 @@ import json
 import subprocess
 
 import httpx
-import pytest
 import sqlalchemy as sa
 import yaml
 
@@ -292,7 +291,7 @@ def test_every_gridflow_metric_is_documented_for_operators(gridflow):
         if name.startswith("gridflow_")
         and not name.endswith(("_bucket", "_sum", "_count", "_created"))
     }
-    families = {n for n in families if not (n + "_total" in families)}
+    families = {n for n in families if n + "_total" not in families}
     assert families, "no gridflow_ metric exposed"
     missing = sorted(n for n in families if f"`{n}`" not in doc)
     assert not missing, f"docs/operators.md does not list {missing}"

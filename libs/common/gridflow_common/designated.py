@@ -24,7 +24,6 @@ from gridflow_common.logging import get_logger
 log = get_logger(__name__)
 
 
-
 def lock_key(service: str) -> int:
     """The advisory lock key of ``service``'s designated exporter, the same in every replica:
     "GF" and the service's name in ASCII, eight bytes at most ("GFSLA" for sla)."""

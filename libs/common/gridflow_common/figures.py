@@ -39,7 +39,7 @@ def service_samples(runtime: ServiceRuntime) -> Iterator[metrics.Sample]:
     outbox, failed = runtime.tables["outbox"], runtime.tables["failed"]
     with runtime.units.lock, runtime.engine.connect() as conn:
         backlog = conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one()
-        states = dict(
+        states: dict[str, int] = dict(
             conn.execute(sa.select(failed.c.state, sa.func.count()).group_by(failed.c.state)).all()
         )
     yield "gridflow_outbox_backlog", (runtime.service,), float(backlog)

@@ -97,8 +97,8 @@ DESIGNATED = (
 # no sample until a source gives one), so dashboards and tests find the names everywhere.
 GLOBAL_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "gridflow_cases_open": (
-        "Open cases (registered, dispatched, accepted, in progress, resolved) by the colour of their running clock "
-        "(none: no clock runs) and tier; one figure for the whole city",
+        "Open cases (registered, dispatched, accepted, in progress, resolved) by the colour of "
+        "their running clock (none: no clock runs) and tier; one figure for the whole city",
         ("colour", "tier"),
     ),
     "gridflow_outbox_backlog": (
@@ -116,8 +116,7 @@ GLOBAL_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("kind", "code"),
     ),
     "gridflow_queue_consumers": (
-        "Consumers attached to a case queue (0: the unit's or department's system is not "
-        "reading)",
+        "Consumers attached to a case queue (0: the unit's or department's system is not reading)",
         ("kind", "code"),
     ),
 }
@@ -220,10 +219,10 @@ class GlobalFigures(Collector):
         designated = GaugeMetricFamily(*DESIGNATED, labels=["service"])
         services: set[str] = set()
         for source in sources:
-            if source.service is not None and source.designated_now is not None:
-                if source.service not in services:
-                    services.add(source.service)
-                    designated.add_metric([source.service], 1.0 if source.designated_now else 0.0)
+            service, now = source.service, source.designated_now
+            if service is not None and now is not None and service not in services:
+                services.add(service)
+                designated.add_metric([service], 1.0 if now else 0.0)
         yield designated
 
 

@@ -21,9 +21,7 @@ class ServiceDefinition:
     own_tables: list[sa.Table] = field(default_factory=list)
     # The service's own global figures for /metrics (intake: open cases by colour and tier):
     # (gauge name, label values, value) samples read at scrape time (gridflow_common.figures).
-    figures: Callable[[ServiceRuntime], Iterable[tuple[str, tuple[str, ...], float]]] | None = (
-        None
-    )
+    figures: Callable[[ServiceRuntime], Iterable[tuple[str, tuple[str, ...], float]]] | None = None
 
     def tables(self) -> list[sa.Table]:
         return self.own_tables or list(self.metadata.sorted_tables)
