@@ -44,9 +44,11 @@ DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 # ``max_workers`` at once, and a worker's unit of work holds one connection at a time (it reads
 # the clock and the jurisdiction on it). Beside the workers only the relay uses the pool: its
 # loop (one connection at a time) and, on stop, a last flush of confirmed deletes that may
-# overlap a pass still finishing. Readiness probes have an engine of their own. So a service
-# holds at most max_workers + 2 + 1 connections: five services at the default of 14 workers hold
-# at most 85 of PostgreSQL's default 100, leaving room for the CLI and migrations.
+# overlap a pass still finishing. Readiness probes have an engine of their own, and the
+# designated exporter of the global figures (gridflow_common.designated) one connection, held or
+# asked for its advisory lock at a scrape. So a service holds at most max_workers + 2 + 1 + 1
+# connections: five services at the default of 14 workers hold at most 90 of PostgreSQL's
+# default 100, leaving room for the CLI and migrations.
 RELAY_CONNECTIONS = 2
 
 
