@@ -6,20 +6,25 @@ files (Prometheus config, alert rules, Grafana dashboard) name only metrics that
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
 
 import httpx
+import pytest
 import sqlalchemy as sa
 import yaml
 
-from gridflow_common import metrics
+from gridflow_common import figures, metrics
 from gridflow_common.domain import vocabulary as v
 from gridflow_intake import models
+from tests.conftest import free_port
 from tests.credentials import bearer
 from tests.metrics_support import (
     ALERT_RULES,
     DASHBOARD,
     PROMETHEUS_CONFIG,
+    REPO,
     check_metrics,
     exposed_names,
     names_in,
@@ -282,8 +287,6 @@ def test_the_dashboard_and_the_alerts_name_only_metrics_the_services_expose(grid
 
 
 def test_every_gridflow_metric_is_documented_for_operators(gridflow):
-    from tests.metrics_support import REPO
-
     doc = (REPO / "docs/operators.md").read_text()
     families = {
         name
@@ -295,3 +298,26 @@ def test_every_gridflow_metric_is_documented_for_operators(gridflow):
     assert families, "no gridflow_ metric exposed"
     missing = sorted(n for n in families if f"`{n}`" not in doc)
     assert not missing, f"docs/operators.md does not list {missing}"
+
+
+@pytest.mark.parametrize("broker", ["closed port", "silent listener"])
+def test_queue_depth_from_a_broker_out_of_reach_is_counted_within_its_budget(gridflow, broker):
+    runtime = gridflow.runtimes["departments"]
+    assert figures.queues_of(runtime)  # Lucheng serves units over AMQP: there is something to ask
+    with socket.socket() as silent:
+        if broker == "silent listener":  # takes the connection, never says a word
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(5)
+            port = silent.getsockname()[1]
+        else:
+            port = free_port()
+        uri = f"amqp://guest:guest@127.0.0.1:{port}//"
+        source = metrics.Source(
+            f"test:queues:{broker}", lambda: figures.broker_queue_samples(runtime, uri), ttl=60
+        )
+        before = _errors(source.name)
+        started = time.monotonic()
+        assert source.samples() == []
+        took = time.monotonic() - started
+    assert took < figures.QUEUE_BUDGET_SECONDS + 3 * figures.QUEUE_SOCKET_TIMEOUT
+    assert _errors(source.name) == before + 1
