@@ -23,6 +23,7 @@ from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Handler, Work
 from gridflow_common.service import ServiceDefinition
+from gridflow_intake.figures import open_cases
 from gridflow_intake.models import (
     OWN_TABLES,
     cases,
@@ -934,4 +935,5 @@ DEFINITION = ServiceDefinition(
     handlers=HANDLERS,
     periodic=periodic,
     own_tables=OWN_TABLES,
+    figures=open_cases,
 )
