@@ -11,6 +11,7 @@ ones intake writes.
 from __future__ import annotations
 
 import csv
+import json
 import datetime as dt
 import io
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from gridflow_common.domain import assessment as asm
 from gridflow_common.domain.jurisdiction_files import JurisdictionError, parse_jurisdiction
 from gridflow_intake import assessment as queries
 from gridflow_intake import models
+from gridflow_intake.identity import BEARER
 from tests.conftest import lucheng_files
 from tests.credentials import SignedApi
 from tests.unit.test_intake_cases import _pump
@@ -352,7 +354,6 @@ def test_a_case_that_travels_the_real_way_is_assessed(gridflow):
         "category": "component.streetlight",
         "location": {"lat": 28.05, "lon": 120.64},
     }
-    import json
 
     answer = api.handle("POST", "/api/v1/reports", json.dumps(report).encode())
     assert answer.status == 201, answer.body
@@ -376,3 +377,53 @@ def test_a_case_that_travels_the_real_way_is_assessed(gridflow):
         1,
     )
     assert row["avg_handling_hours"] == 3.0 and row["avg_satisfaction"] == 4.0
+
+
+# -- scope: the figures are of the caller's cases (the scope clause is the cases list's) --------
+
+
+def _token(gridflow, username: str, role: str, scope: str | None) -> str:
+    """A user made through the admin API, with a bearer token of its own."""
+    api = SignedApi(gridflow)
+    body = {"username": username, "role": role, "scope": scope}
+    created = api.handle("POST", "/api/v1/admin/users", json.dumps(body).encode())
+    assert created.status == 201, created.body
+    _, token = gridflow.identities().issue(
+        BEARER, label=f"test {username}", user_id=created.body["user"]["user_id"]
+    )
+    return token
+
+
+@pytest.fixture
+def scoped(gridflow):
+    pytest.importorskip(
+        "gridflow_intake.scope",
+        reason="the scope clause (gridflow_intake/scope.py) comes from the cases branch; these "
+        "run once it is merged",
+    )
+    seed(gridflow, seeds())
+    return gridflow
+
+
+def test_a_department_user_sees_its_own_department_rows_only(scoped):
+    from gridflow_common.domain import access as a
+
+    token = _token(scoped, "assess-urban", a.DEPARTMENT, "urban_management")
+    headers = {"Authorization": f"Bearer {token}"}
+    api = SignedApi(scoped)
+    departments = _rows(_get(api, f"by=department&{PERIOD}", headers))
+    assert set(departments) == {"urban_management"}
+    assert {k: departments["urban_management"][k] for k in EXPECTED_URBAN} == EXPECTED_URBAN
+    units = _rows(_get(api, f"by=unit&{PERIOD}", headers))
+    assert set(units) == {URBAN, WUMA_URBAN}  # not the police station that returned D
+
+
+def test_a_street_user_sees_its_streets_cases_only(scoped):
+    from gridflow_common.domain import access as a
+
+    token = _token(scoped, "assess-wuma", a.STREET, "330302001")
+    headers = {"Authorization": f"Bearer {token}"}
+    api = SignedApi(scoped)
+    assert set(_rows(_get(api, f"by=street&{PERIOD}", headers))) == {"330302001"}
+    urban = _rows(_get(api, f"by=department&{PERIOD}", headers))["urban_management"]
+    assert (urban["registered"], urban["closed"], urban["closed_late"]) == (1, 1, 1)  # H only
