@@ -556,3 +556,25 @@ def test_area_roles_see_their_own_area_only(city):
         assert _without(answer, elsewhere.body["case_id"]) == _without(none, NOTHING["case_id"])
     assert city.call("GET", there, headers=city.headers("other_street")).status == 200
     assert city.call("GET", there, headers=city.headers("command_center")).status == 200
+
+
+@pytest.mark.parametrize(
+    "who",
+    ["other_department", "other_station", "other_leader", "other_street", "other_community",
+     "other_grid_worker"],
+)
+def test_the_assessment_of_a_caller_outside_the_case_counts_none_of_it(city, who):
+    pytest.importorskip(
+        "gridflow_intake.scope",
+        reason="the scope clause (gridflow_intake/scope.py) comes from the cases branch; this "
+        "runs once it is merged",
+    )
+    for by in ("department", "unit", "street", "grid_worker"):
+        theirs = city.call("GET", f"/api/v1/assessment?by={by}", headers=city.headers(who))
+        assert theirs.status == 200, theirs.body
+        assert theirs.body["rows"] == [], (by, theirs.body["rows"])
+    hotspots = city.call("GET", "/api/v1/hotspots", headers=city.headers(who))
+    assert hotspots.status == 200 and hotspots.body["items"] == []
+    # The insiders count it.
+    street = city.call("GET", "/api/v1/assessment?by=street", headers=city.headers("street"))
+    assert [row["registered"] for row in street.body["rows"]] == [1], street.body
