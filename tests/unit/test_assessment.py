@@ -11,9 +11,9 @@ ones intake writes.
 from __future__ import annotations
 
 import csv
-import json
 import datetime as dt
 import io
+import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -61,47 +61,92 @@ def seeds() -> list[Seed]:
     return [
         # On time, 10 h from dispatch to resolved, satisfaction 5.
         Seed(
-            "GF-A", URBAN, "urban_management", G1, at(5, 9), "closed", at(6, 9), 5,
-            [("dispatched", at(5, 10), {"handler": URBAN}),
-             ("resolved", at(5, 20), {"sender": URBAN}),
-             ("verified", at(6, 9), {})],
+            "GF-A",
+            URBAN,
+            "urban_management",
+            G1,
+            at(5, 9),
+            "closed",
+            at(6, 9),
+            5,
+            [
+                ("dispatched", at(5, 10), {"handler": URBAN}),
+                ("resolved", at(5, 20), {"sender": URBAN}),
+                ("verified", at(6, 9), {}),
+            ],
         ),
         # Late (orange before resolved), an extension asked, 48 h, satisfaction 3.
         Seed(
-            "GF-B", URBAN, "urban_management", G1, at(5, 11), "closed", at(7, 14), 3,
-            [("dispatched", at(5, 12), {"handler": URBAN}),
-             ("extension_requested", at(6, 10), {"sender": URBAN}),
-             ("warning", at(6, 12), {"colour": "yellow"}),
-             ("warning", at(6, 13), {"colour": "orange"}),
-             ("resolved", at(7, 12), {"sender": URBAN}),
-             ("verified", at(7, 14), {})],
+            "GF-B",
+            URBAN,
+            "urban_management",
+            G1,
+            at(5, 11),
+            "closed",
+            at(7, 14),
+            3,
+            [
+                ("dispatched", at(5, 12), {"handler": URBAN}),
+                ("extension_requested", at(6, 10), {"sender": URBAN}),
+                ("warning", at(6, 12), {"colour": "yellow"}),
+                ("warning", at(6, 13), {"colour": "orange"}),
+                ("resolved", at(7, 12), {"sender": URBAN}),
+                ("verified", at(7, 14), {}),
+            ],
         ),
         # Reworked after a failed verification; from the first dispatch to the last
         # resolution: 6 h; not evaluated.
         Seed(
-            "GF-C", URBAN, "urban_management", G2, at(6, 8), "closed", at(6, 16), None,
-            [("dispatched", at(6, 9), {"handler": URBAN}),
-             ("resolved", at(6, 11), {"sender": URBAN}),
-             ("verification_failed", at(6, 12), {}),
-             ("routed", at(6, 12), {"reason": "rework"}),
-             ("dispatched", at(6, 12), {"handler": URBAN}),
-             ("resolved", at(6, 15), {"sender": URBAN}),
-             ("verified", at(6, 16), {})],
+            "GF-C",
+            URBAN,
+            "urban_management",
+            G2,
+            at(6, 8),
+            "closed",
+            at(6, 16),
+            None,
+            [
+                ("dispatched", at(6, 9), {"handler": URBAN}),
+                ("resolved", at(6, 11), {"sender": URBAN}),
+                ("verification_failed", at(6, 12), {}),
+                ("routed", at(6, 12), {"reason": "rework"}),
+                ("dispatched", at(6, 12), {"handler": URBAN}),
+                ("resolved", at(6, 15), {"sender": URBAN}),
+                ("verified", at(6, 16), {}),
+            ],
         ),
         # Returned by the police station, escalated; now with urban management, open.
         Seed(
-            "GF-D", URBAN, "urban_management", G1, at(7, 8), "dispatched", None, None,
-            [("dispatched", at(7, 9), {"handler": POLICE}),
-             ("returned", at(7, 10), {"sender": POLICE}),
-             ("routed", at(7, 10, 5), {"reason": "escalated"}),
-             ("dispatched", at(7, 10, 5), {"handler": URBAN})],
+            "GF-D",
+            URBAN,
+            "urban_management",
+            G1,
+            at(7, 8),
+            "dispatched",
+            None,
+            None,
+            [
+                ("dispatched", at(7, 9), {"handler": POLICE}),
+                ("returned", at(7, 10), {"sender": POLICE}),
+                ("routed", at(7, 10, 5), {"reason": "escalated"}),
+                ("dispatched", at(7, 10, 5), {"handler": URBAN}),
+            ],
         ),
         # Registered the evening before the period (local), first dispatched inside it,
         # closed after it: counts as dispatched only.
         Seed(
-            "GF-E", URBAN, "urban_management", G2, at(4, 23), "closed", at(12, 1), None,
-            [("dispatched", at(5, 0, 30), {"handler": URBAN}),
-             ("resolved", at(11, 23), {"sender": URBAN})],
+            "GF-E",
+            URBAN,
+            "urban_management",
+            G2,
+            at(4, 23),
+            "closed",
+            at(12, 1),
+            None,
+            [
+                ("dispatched", at(5, 0, 30), {"handler": URBAN}),
+                ("resolved", at(11, 23), {"sender": URBAN}),
+            ],
         ),
         # Registered at 23:30 on the last day (local): inside.
         Seed("GF-F", POLICE, "police", G2, at(11, 23, 30), "registered"),
@@ -109,11 +154,20 @@ def seeds() -> list[Seed]:
         Seed("GF-G", POLICE, "police", G2, at(12, 0, 30), "registered"),
         # Another street's case: closed late (red), evaluated 4, 24 h.
         Seed(
-            "GF-H", WUMA_URBAN, "urban_management", WUMA_G1, at(8, 9), "closed", at(9, 12), 4,
-            [("dispatched", at(8, 10), {"handler": WUMA_URBAN}),
-             ("warning", at(9, 9), {"colour": "red"}),
-             ("resolved", at(9, 10), {"sender": WUMA_URBAN}),
-             ("verified", at(9, 12), {})],
+            "GF-H",
+            WUMA_URBAN,
+            "urban_management",
+            WUMA_G1,
+            at(8, 9),
+            "closed",
+            at(9, 12),
+            4,
+            [
+                ("dispatched", at(8, 10), {"handler": WUMA_URBAN}),
+                ("warning", at(9, 9), {"colour": "red"}),
+                ("resolved", at(9, 10), {"sender": WUMA_URBAN}),
+                ("verified", at(9, 12), {}),
+            ],
         ),
     ]
 
@@ -193,7 +247,9 @@ def test_department_figures_match_the_hand_computed_week(api):
     assert {k: urban[k] for k in EXPECTED_URBAN} == EXPECTED_URBAN
     assert urban["name"] == "鹿城区综合行政执法局"  # departments.csv's name_zh
     # score = 100 × (40 × 2/4 + 30 × (4 − 1)/4 + 20 × (1 − 1/4) + 10 × (1 − 1/4)) / 100
-    assert urban["score"] == pytest.approx(100 * (40 * 0.5 + 30 * 0.75 + 20 * 0.75 + 10 * 0.75) / 100)
+    assert urban["score"] == pytest.approx(
+        100 * (40 * 0.5 + 30 * 0.75 + 20 * 0.75 + 10 * 0.75) / 100
+    )
     police = rows["police"]
     assert (police["registered"], police["returned"], police["closed"]) == (1, 1, 0)
     # Nothing closed and nothing evaluated: no score, no rates.
@@ -288,9 +344,9 @@ def test_xlsx_has_a_frozen_header_and_the_json_numbers_as_numbers(api):
 
 
 def test_a_name_that_looks_like_a_formula_is_neutralised():
-    text = asm.to_csv([{"key": "=HYPERLINK(\"x\")", "name": "@SUM(A1)", "registered": -3}])
+    text = asm.to_csv([{"key": '=HYPERLINK("x")', "name": "@SUM(A1)", "registered": -3}])
     lines = list(csv.reader(io.StringIO(text.decode("utf-8-sig"))))
-    assert lines[1][:3] == ["'=HYPERLINK(\"x\")", "'@SUM(A1)", "-3"]
+    assert lines[1][:3] == ['\'=HYPERLINK("x")', "'@SUM(A1)", "-3"]
     assert asm.safe_cell("+1") == "'+1" and asm.safe_cell("-x") == "'-x"
     assert asm.safe_cell(-3) == -3 and asm.safe_cell("正常") == "正常"
 
@@ -324,12 +380,17 @@ def test_without_dates_the_month_so_far_is_assessed(api, gridflow):
 
 def test_the_citys_weights_are_used_and_shown(gridflow):
     files = lucheng_files()
-    files["assessment.csv"] = "weight,value\non_time,100\nsatisfaction,0\nno_rework,0\nno_extension,0\n"
+    files["assessment.csv"] = (
+        "weight,value\non_time,100\nsatisfaction,0\nno_rework,0\nno_extension,0\n"
+    )
     gridflow.runtimes[c.INTAKE].jurisdictions.install(files)
     seed(gridflow, seeds())
     answer = _get(SignedApi(gridflow), f"by=department&{PERIOD}")
     assert answer.body["weights"] == {
-        "on_time": 100.0, "satisfaction": 0.0, "no_rework": 0.0, "no_extension": 0.0
+        "on_time": 100.0,
+        "satisfaction": 0.0,
+        "no_rework": 0.0,
+        "no_extension": 0.0,
     }
     assert _rows(answer)["urban_management"]["score"] == 50.0  # 2 of 4 on time
 

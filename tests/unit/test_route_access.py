@@ -560,8 +560,14 @@ def test_area_roles_see_their_own_area_only(city):
 
 @pytest.mark.parametrize(
     "who",
-    ["other_department", "other_station", "other_leader", "other_street", "other_community",
-     "other_grid_worker"],
+    [
+        "other_department",
+        "other_station",
+        "other_leader",
+        "other_street",
+        "other_community",
+        "other_grid_worker",
+    ],
 )
 def test_the_assessment_of_a_caller_outside_the_case_counts_none_of_it(city, who):
     pytest.importorskip(

@@ -123,7 +123,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     # A unit's inbox (gridflow_intake/inbox.py): paged by cursor, long-polled with ?wait=.
     Route("GET", "/api/v1/units/<code>/inbox", "get_inbox", SIGNED_IN),
-    # Assessment (考核) and hotspots (热点), of the caller's scope (gridflow_intake/assessment_api.py).
+    # Assessment (考核) and hotspots (热点) of the caller's scope (assessment_api.py).
     Route("GET", "/api/v1/assessment", "get_assessment", STAFF),
     Route("GET", "/api/v1/hotspots", "get_hotspots", STAFF),
     Route("GET", "/api/v1/admin/clock", "get_clock", COMMAND),

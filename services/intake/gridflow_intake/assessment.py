@@ -192,9 +192,7 @@ def tallies(
     returned = (
         sa.select(returned_key, sa.func.count())
         .select_from(timeline.join(cases, cases.c.case_id == timeline.c.case_id))
-        .where(
-            timeline.c.kind == v.RETURNED, timeline.c.at >= start, timeline.c.at < end, scope
-        )
+        .where(timeline.c.kind == v.RETURNED, timeline.c.at >= start, timeline.c.at < end, scope)
         .group_by(returned_key)
     )
     for key, n in work.db.execute(returned):
@@ -224,7 +222,7 @@ def _department_of(j: Any, code: str) -> str | None:
     return unit.department_code if unit else None
 
 
-def key_of(j: Any, by: str, returned_by_sender: bool = False) -> Any:
+def key_of(j: Any, by: str) -> Any:
     """What a grouping column's value counts for: a department, a unit, or an area's ancestor
     at the grouping's level."""
     if by == asm.BY_DEPARTMENT:

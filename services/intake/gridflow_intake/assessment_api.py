@@ -80,9 +80,7 @@ class AssessmentEndpoints:
         try:
             last = asm.parse_date("to", query["to"]) if query["to"] else today
             first = (
-                asm.parse_date("from", query["from_"])
-                if query["from_"]
-                else last.replace(day=1)
+                asm.parse_date("from", query["from_"]) if query["from_"] else last.replace(day=1)
             )
             start, end = asm.period(first, last, j.zone)
         except asm.AssessmentRefused as exc:

@@ -257,9 +257,7 @@ def parse_date(name: str, text: str) -> dt.date:
         raise AssessmentRefused(name, f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
-def period(
-    first: dt.date, last: dt.date, zone: dt.tzinfo
-) -> tuple[dt.datetime, dt.datetime]:
+def period(first: dt.date, last: dt.date, zone: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
     """[start, end) in UTC for the local dates ``first`` .. ``last`` (both included)."""
     if first > last:
         raise AssessmentRefused("from", f"'from' ({first}) is after 'to' ({last})")

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gridflow_common.domain import vocabulary
-from gridflow_common.domain import assessment
+from gridflow_common.domain import assessment, vocabulary
 from gridflow_common.domain.calendar import (
     TimeLimit,
     TimeUnit,
@@ -460,8 +459,11 @@ class _Loader:
         rules: list[assessment.HotspotRule] = []
         for row in self.table(file) or []:
             category = self.required(file, row, "category")
-            if category is not None and category != assessment.ANY_CATEGORY and known and (
-                category not in known
+            if (
+                category is not None
+                and category != assessment.ANY_CATEGORY
+                and known
+                and (category not in known)
             ):
                 self.add(file, row.line, "category", f"unknown category '{category}'")
                 category = None
