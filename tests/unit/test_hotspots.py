@@ -103,7 +103,7 @@ def test_the_threshold_th_case_in_a_grid_raises_one_alert_and_one_event(city):
             sa.select(notifications).where(notifications.c.reason == "hotspot")
         ).all()
     assert notices and all(n.role == "command_duty" for n in notices)
-    assert all("3件路灯不亮" in n.text and n.case_id == third for n in notices)
+    assert all("3件路灯不亮" in n.text and n.case_id == alert["id"] for n in notices)
 
 
 def test_the_next_window_counts_afresh(city):

@@ -86,15 +86,16 @@ def on_case_awaiting_order(work: Work, event: c.Event) -> None:
 
 
 def on_hotspot_detected(work: Work, event: c.Event) -> None:
-    """The command center hears of a hotspot; the notice is filed under the case that reached
-    the threshold, and the hotspot's id stands where an assignment's would."""
+    """The command center hears of a hotspot. The notice is filed under the hotspot's id (in
+    place of a case's and an assignment's): it is about the place, not one case, and no case's
+    list of notices gains one it did not cause."""
     p = event.payload
     j = work.jurisdiction(p["jurisdiction_version"])
     category = j.category(p["category"])
     notices = recipients.hotspot(
         j, p["area_code"], category.name_zh if category else None, p["count"], p["window_minutes"]
     )
-    _record(work, event, notices, case_id=p["case_id"], assignment_id=p["hotspot_id"])
+    _record(work, event, notices, case_id=p["hotspot_id"], assignment_id=p["hotspot_id"])
 
 
 def notifications_for(work: Work, case_id: str) -> list[dict]:
