@@ -598,3 +598,26 @@ def test_no_read_shows_a_case_outside_the_callers_scope(city, route):
             assert _without(answer, city.case_id) == _without(none, NOTHING["case_id"]), who
         else:
             assert city.case_id not in text, f"{who} reads {city.case_id} through {path}"
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        "other_department",
+        "other_station",
+        "other_leader",
+        "other_street",
+        "other_community",
+        "other_grid_worker",
+    ],
+)
+def test_the_assessment_of_a_caller_outside_the_case_counts_none_of_it(city, who):
+    for by in ("department", "unit", "street", "grid_worker"):
+        theirs = city.call("GET", f"/api/v1/assessment?by={by}", headers=city.headers(who))
+        assert theirs.status == 200, theirs.body
+        assert theirs.body["rows"] == [], (by, theirs.body["rows"])
+    hotspots = city.call("GET", "/api/v1/hotspots", headers=city.headers(who))
+    assert hotspots.status == 200 and hotspots.body["items"] == []
+    # The insiders count it.
+    street = city.call("GET", "/api/v1/assessment?by=street", headers=city.headers("street"))
+    assert [row["registered"] for row in street.body["rows"]] == [1], street.body
