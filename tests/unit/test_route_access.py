@@ -455,6 +455,8 @@ def test_a_case_of_someone_else_is_answered_as_no_case_at_all(city, who):
     headers = city.headers(who)
     for method, suffix, body in (
         ("GET", "", None),
+        # The case page's map (gridflow_intake/board_api.py).
+        ("GET", "/place", None),
         ("POST", "/updates", {"status": "accepted"}),
     ):
         theirs = city.call(method, f"/api/v1/cases/{city.case_id}{suffix}", body, headers)

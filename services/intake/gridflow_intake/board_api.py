@@ -159,6 +159,7 @@ class TimelineCursor:
             following = self.after + 1
             if following in self.seen:
                 self.seen.discard(following)
+                self.gaps.pop(following, None)
             elif following in self.gaps and now - self.gaps[following] >= GAP_WAIT_SECONDS:
                 del self.gaps[following]
             else:
@@ -325,7 +326,7 @@ class BoardEndpoints:
         # eventlet's web server (nameko) would gather small writes up to 8 KiB before sending:
         # each event goes out as it is made.
         call.request.environ["eventlet.minimum_write_chunk_size"] = 0
-        body = self._event_stream(principal, TimelineCursor(after), streams)
+        body = _Stream(self._event_stream(principal, TimelineCursor(after)), streams)
         return _answer(
             200,
             body,
@@ -373,37 +374,63 @@ class BoardEndpoints:
             # Rows the caller may not read still move the cursor: they come back marked.
             return [(r, _readable(work, principal, r)) for r in rows]
 
-    def _event_stream(
-        self, principal: a.Principal, cursor: TimelineCursor, streams: Streams
-    ) -> Iterator[bytes]:
+    def _event_stream(self, principal: a.Principal, cursor: TimelineCursor) -> Iterator[bytes]:
         started = time.monotonic()
-        try:
-            yield f"retry: {RECONNECT_MS}\n: live feed of {principal.label}\n\n".encode()
-            beat = time.monotonic()
-            while time.monotonic() - started < STREAM_SECONDS:
-                rows = self._feed_rows(principal, cursor.after)
-                new = set(cursor.take([r.id for r, _ in rows], time.monotonic()))
-                sent = False
-                for row, readable in rows:
-                    if readable and row.id in new:
-                        yield _event(row, cursor.after, self._local_of(row))
-                        sent = True
-                if not sent and time.monotonic() - beat >= HEARTBEAT_SECONDS:
-                    yield f": heartbeat {cursor.after}\n\n".encode()
+        yield f"retry: {RECONNECT_MS}\n: live feed\n\n".encode()
+        beat = time.monotonic()
+        while time.monotonic() - started < STREAM_SECONDS:
+            rows = self._feed_rows(principal, cursor.after)
+            new = set(cursor.take([r.id for r, _ in rows], time.monotonic()))
+            sent = False
+            for row, readable in rows:
+                if readable and row.id in new:
+                    yield _event(row, cursor.after, self._local_of(row))
                     sent = True
-                if sent:
-                    beat = time.monotonic()
-                if len(rows) < BATCH:
-                    # time.sleep looked up now: under nameko it is eventlet's green sleep.
-                    time.sleep(POLL_SECONDS)
-            # The end of this stream's time: the browser reconnects with the last id.
-            yield f"event: bye\nid: {cursor.after}\ndata: {{}}\n\n".encode()
-        finally:
-            streams.give_back()
+            if not sent and time.monotonic() - beat >= HEARTBEAT_SECONDS:
+                yield f": heartbeat {cursor.after}\n\n".encode()
+                sent = True
+            if sent:
+                beat = time.monotonic()
+            if len(rows) < BATCH:
+                # time.sleep looked up now: under nameko it is eventlet's green sleep.
+                time.sleep(POLL_SECONDS)
+        # The end of this stream's time: the browser reconnects with the last id.
+        yield f"event: bye\nid: {cursor.after}\ndata: {{}}\n\n".encode()
 
     def _local_of(self, row: Any) -> str:
         j = self.runtime.jurisdictions.get(row.jurisdiction_version)
         return j.local(row.at).isoformat()
+
+
+class _Stream:
+    """A feed's body: its events as they come, and its place among the process's streams given
+    back once, when the server closes the body (the client went away, or the stream ended),
+    or, for a body never sent, when it is dropped."""
+
+    def __init__(self, events: Iterator[bytes], streams: Streams):
+        self.events = events
+        self.streams: Streams | None = streams
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self.events)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        streams, self.streams = self.streams, None
+        if streams is not None:
+            streams.give_back()
+            close = getattr(self.events, "close", None)
+            if close is not None:
+                close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _readable(work: Any, principal: a.Principal, row: Any) -> bool:
