@@ -124,7 +124,7 @@
       body.append(el('tr', { 'data-case-id': c.case_id, 'data-colour': c.colour || 'none' },
         el('td', {}, caseLink(c.case_id)), el('td', { text: word('status', c.status) }), el('td', {}, badge(c.colour)),
         el('td', { text: c.category_name || c.category || '—' }), el('td', { text: c.handler || '—' }),
-        el('td', { text: when(c.due) }), el('td', { text: c.street || '—' })));
+        el('td', { text: when(c.due) }), el('td', { text: c.street_name || c.street || '—' })));
     }
   }
 

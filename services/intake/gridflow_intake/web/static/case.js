@@ -52,20 +52,22 @@
       const who = r.reporter ? [r.reporter.name, r.reporter.phone].filter(Boolean).join(' ') : '';
       item(lists.reports, el('b', { text: r.channel }), ' ', when(r.received_at), who ? ' · ' + who : '');
     }
+    const ROUTING_KINDS = new Set(['registered', 'routed', 'dispatched', 'report_joined']);
     for (const e of view.timeline || []) {
-      const head = [el('span', { class: 'muted', text: when(e.at) }), ' ', el('b', { text: word('kind', e.kind) }), ' '];
-      lists.timeline.append(el('li', { 'data-kind': e.kind }, ...head, detailText(e)));
+      // A node lives in one place: each list gets its own heading of the entry.
+      const head = () => [el('span', { class: 'muted', text: when(e.at) }), ' ', el('b', { text: word('kind', e.kind) }), ' '];
+      lists.timeline.append(el('li', { 'data-kind': e.kind }, ...head(), detailText(e)));
       if (e.kind === 'routed') {
-        const explanation = Array.isArray(e.explanation) ? e.explanation.join('；') : (e.explanation ? JSON.stringify(e.explanation) : '');
-        item(lists.routing, ...head, `${e.handler || ''}（${e.tier || ''}）`, el('br'), explanation);
+        const explanation = Array.isArray(e.explanation) ? e.explanation.join('；')
+          : (typeof e.explanation === 'string' ? e.explanation : (e.explanation ? JSON.stringify(e.explanation) : ''));
+        item(lists.routing, ...head(), `${e.handler || ''}（${e.tier || ''}）`, el('br'), explanation);
       }
-      if (e.kind === 'dispatched' || e.kind === 'routed' || e.kind === 'warning' || e.kind === 'awaiting_order') {
-        if (e.kind === 'warning') item(lists.assignments, ...head, badge(e.colour), ' ', detailText(e));
-        else if (e.kind !== 'routed') item(lists.assignments, ...head, detailText(e));
-      }
-      if (NOTIFY_KINDS.has(e.kind)) item(lists.notifications, ...head, detailText(e));
-      if (e.note || e.comment || NOTE_KINDS.has(e.kind) || e.reason) item(lists.notes, ...head, e.note || e.comment || e.reason || detailText(e));
-      if (VERIFY_KINDS.has(e.kind)) item(lists.verification, ...head, detailText(e));
+      if (e.kind === 'warning') item(lists.assignments, ...head(), badge(e.colour), ' ', detailText(e));
+      else if (e.kind === 'dispatched' || e.kind === 'awaiting_order') item(lists.assignments, ...head(), detailText(e));
+      if (NOTIFY_KINDS.has(e.kind)) item(lists.notifications, ...head(), detailText(e));
+      const said = e.note || e.comment || (ROUTING_KINDS.has(e.kind) ? null : e.reason);
+      if (said || NOTE_KINDS.has(e.kind)) item(lists.notes, ...head(), said || detailText(e));
+      if (VERIFY_KINDS.has(e.kind)) item(lists.verification, ...head(), detailText(e));
     }
     for (const c of view.comment_list || []) item(lists.notes, el('b', { text: c.by || '' }), ' ', c.text || c.comment || JSON.stringify(c));
     empty(lists.reports);
@@ -151,7 +153,8 @@
     }
     if (answer.status >= 200 && answer.status < 300) {
       result.textContent = t('order.done') + '：' + word('order', kind);
-      if (answer.data && answer.data.case_id) { facts(answer.data); sections(answer.data); } else { load(); }
+      // The answer says what the order did; the page shows the case as it now is.
+      await load();
       return;
     }
     result.textContent = `${answer.status} · ${GF.errorText(answer.data)}`;

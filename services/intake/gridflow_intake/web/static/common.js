@@ -48,7 +48,7 @@ const GF = (() => {
       'kind.warning': '预警', 'kind.verified': '核查通过', 'kind.verification_failed': '核查未通过',
       'kind.evaluated': '评价', 'kind.report_joined': '合并报告', 'kind.awaiting_order': '等待指令',
       'kind.undeliverable': '无法送达', 'kind.accepted': '受理', 'kind.in_progress': '处理中',
-      'kind.resolved': '处置完毕', 'kind.returned': '退回', 'kind.note': '备注',
+      'kind.resolved': '处置完毕', 'kind.returned': '退回', 'kind.note': '备注', 'kind.order': '指令',
       'event.text': '{case}：{kind}，{status}，{colour}',
     },
     en: {
