@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -59,20 +60,38 @@ def context(browser: Browser) -> Iterator[BrowserContext]:  # noqa: F811
         ctx.close()
 
 
-def _user(server: RunningGridflow, role: str, scope: str | None = None) -> tuple[str, str]:
+class Site(Protocol):
+    """Where the browser goes: `gridflow run` here, the real topology's proxy in
+    tests/e2e/test_board_on_real_topology.py."""
+
+    url: str
+
+    @property
+    def admin(self) -> dict[str, str]: ...
+
+
+def _user(server: Site, role: str, scope: str | None = None) -> tuple[str, str]:
+    """A user with a password (made by the admin), who signs in on the page's form."""
     username = f"{role.replace('_', '-')}-{os.urandom(3).hex()}"
     password = secrets.token_urlsafe(16)
-    server.create_user(username, role, scope=scope, password=password)
+    _admin(
+        server,
+        "POST",
+        "/api/v1/admin/users",
+        {"username": username, "role": role, "scope": scope, "password": password},
+    )
     return username, password
 
 
-def _admin(server: RunningGridflow, method: str, path: str, body: dict | None = None) -> dict:
-    answer = httpx.request(method, server.url + path, json=body, headers=server.admin, timeout=30)
+def _admin(server: Site, method: str, path: str, body: dict | None = None) -> dict:
+    answer = httpx.request(
+        method, server.url + path, json=body, headers=server.admin, timeout=30, trust_env=False
+    )
     assert answer.status_code < 300, (path, answer.status_code, answer.text)
     return answer.json()
 
 
-def _case_until(server: RunningGridflow, case_id: str, field: str, value: str) -> dict:
+def _case_until(server: Site, case_id: str, field: str, value: str) -> dict:
     """The case once ``field`` shows ``value`` (the embedded default's projections run on their
     own thread), polled with a deadline."""
     deadline = time.monotonic() + 20
@@ -85,15 +104,21 @@ def _case_until(server: RunningGridflow, case_id: str, field: str, value: str) -
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def rubbish(server: RunningGridflow) -> str:
+def green_case(server: Site) -> str:
     """A green case on Friday afternoon, held by the street's urban-management squad."""
     _admin(server, "PUT", "/api/v1/admin/clock", {"now": FRIDAY})
-    made = _admin(server, "POST", "/api/v1/reports", {**RUBBISH, "external_id": "board-1"})
+    made = _admin(
+        server, "POST", "/api/v1/reports", {**RUBBISH, "external_id": os.urandom(6).hex()}
+    )
     case_id = made["case_id"]
     view = _case_until(server, case_id, "status", "dispatched")
     assert view["colour"] == "green" and view["lead"] == HOLDER_DEPARTMENT
     return case_id
+
+
+@pytest.fixture(scope="module")
+def rubbish(server: RunningGridflow) -> str:
+    return green_case(server)
 
 
 def _sign_in_on_the_page(page: Page, username: str, password: str) -> None:
@@ -106,6 +131,13 @@ def _sign_in_on_the_page(page: Page, username: str, password: str) -> None:
 
 
 def test_the_board_shows_a_case_turning_orange_without_a_reload(server, context, rubbish, shots):
+    watch_a_case_turn_orange(server, context, rubbish, shots)
+
+
+def watch_a_case_turn_orange(server: Site, context: BrowserContext, case_id: str, shots: Path):
+    """Sign in on the board as the command center, move the clock, see the case turn orange in
+    the same document, then open its page."""
+    rubbish = case_id
     username, password = _user(server, "command_center")
     page = context.new_page()
     problems: list[str] = []
@@ -135,6 +167,16 @@ def test_the_board_shows_a_case_turning_orange_without_a_reload(server, context,
     orange = page.locator(f'#live-events li[data-case-id="{rubbish}"][data-colour="orange"]')
     expect(orange.first).to_be_visible()
     expect(orange.first.locator(".badge")).to_have_text("橙色")
+    # The board's figures follow: where the summary endpoint is there (the cases work brings
+    # it), its table of warned cases shows the case orange, again without a reload.
+    summary = httpx.get(
+        server.url + "/api/v1/board/summary", headers=server.admin, trust_env=False, timeout=30
+    )
+    if not (summary.status_code == 404 and "path" in summary.json()["errors"]):
+        assert summary.status_code == 200, summary.text
+        expect(
+            page.locator(f'#late tr[data-case-id="{rubbish}"][data-colour="orange"]')
+        ).to_be_visible()
     assert page.evaluate("window.boardMarker") == "still here"
     assert navigations == []
     page.screenshot(path=shots / "03-orange.png", full_page=True)
