@@ -6,6 +6,8 @@ back."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,3 +72,26 @@ def test_the_board_shows_a_case_turning_orange_through_the_proxy(site, context, 
     # past Friday; a reset (which may set the clock back) starts the week afresh.
     _admin(site, "POST", "/api/v1/admin/reset", {"now": FRIDAY})
     watch_a_case_turn_orange(site, context, green_case(site), shots)
+
+
+def test_open_live_feeds_beyond_intakes_workers_leave_the_api_answering(site):
+    """intake runs 14 nameko workers (INTAKE_WORKERS); 20 open feeds hold none of them: the API
+    still answers at once while every feed is open."""
+    with contextlib.ExitStack() as stack:
+        clients = [
+            stack.enter_context(httpx.Client(base_url=site.url, trust_env=False, timeout=30))
+            for _ in range(20)
+        ]
+        for client in clients:
+            feed = stack.enter_context(
+                client.stream("GET", "/api/v1/board/events", headers=site.admin)
+            )
+            assert feed.status_code == 200
+            assert feed.headers["content-type"] == "text/event-stream; charset=utf-8"
+            # The stream's first lines arrive at once (nothing holds them back).
+            assert next(feed.iter_lines()).startswith("retry: ")
+        started = time.monotonic()
+        with httpx.Client(base_url=site.url, trust_env=False, timeout=10) as client:
+            for _ in range(5):
+                assert client.get("/api/v1/me", headers=site.admin).status_code == 200
+        assert time.monotonic() - started < 5
