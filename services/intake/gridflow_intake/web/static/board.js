@@ -86,7 +86,7 @@
     pie(document.getElementById('colour-pie'), counts);
     const departments = pairs(s.by_department || s.departments);
     const streets = pairs(s.by_street || s.streets);
-    fillTable('by-tier', pairs(s.by_tier || s.tiers));
+    fillTable('by-tier', pairs(s.by_tier || s.tiers).map((r) => ({ ...r, name: word('tier', r.key) })));
     fillTable('by-department', departments);
     fillTable('by-street', streets);
     fillList('departments', departments.map((d) => d.key));

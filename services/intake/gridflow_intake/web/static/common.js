@@ -50,6 +50,7 @@ const GF = (() => {
       'kind.undeliverable': '无法送达', 'kind.accepted': '受理', 'kind.in_progress': '处理中',
       'kind.resolved': '处置完毕', 'kind.returned': '退回', 'kind.note': '备注', 'kind.order': '指令',
       'event.text': '{case}：{kind}，{status}，{colour}',
+      'tier.community': '社区', 'tier.street': '街道', 'tier.district': '区', 'tier.none': '未定',
     },
     en: {
       'board.title': 'Grid command center · four-colour board', 'board.back': '← Board',
@@ -90,6 +91,19 @@ const GF = (() => {
       'order.reason': 'Why?', 'order.unit': 'To which unit (its code)?', 'order.done': 'Order given',
       'order.unavailable': 'Orders are not available here yet', 'order.cancelled': 'Cancelled',
       'event.text': '{case}: {kind}, {status}, {colour}',
+      'tier.community': 'community', 'tier.street': 'street', 'tier.district': 'district',
+      'tier.none': 'not yet',
+      'kind.registered': 'registered', 'kind.routed': 'routed', 'kind.dispatched': 'dispatched',
+      'kind.warning': 'warning', 'kind.verified': 'verified',
+      'kind.verification_failed': 'verification failed', 'kind.evaluated': 'evaluated',
+      'kind.report_joined': 'report joined', 'kind.awaiting_order': 'awaiting an order',
+      'kind.undeliverable': 'undeliverable', 'kind.accepted': 'accepted',
+      'kind.in_progress': 'in progress', 'kind.resolved': 'resolved', 'kind.returned': 'returned',
+      'kind.note': 'note', 'kind.order': 'order',
+      'status.registered': 'registered', 'status.dispatched': 'dispatched',
+      'status.accepted': 'accepted', 'status.in_progress': 'in progress',
+      'status.resolved': 'resolved', 'status.closed': 'closed', 'status.rejected': 'refused',
+      'status.on_hold': 'on the long-term list', 'status.returned': 'returned',
     },
   };
 
