@@ -29,6 +29,9 @@ pytestmark = pytest.mark.e2e
 # Monday morning (Sunday 20 September 2026 is a make-up workday).
 FRIDAY = "2026-09-18T16:00:00+08:00"
 MONDAY = "2026-09-21T09:00:00+08:00"
+# ... and up to the district's urban-management bureau by Monday afternoon.
+ESCALATED = "2026-09-21T16:00:00+08:00"
+DISTRICT_BUREAU = "urban_management-330302"
 RUBBISH = {
     "channel": "grid_app",
     "description": "金雅苑小区垃圾桶满溢，暴露垃圾无人清理",
@@ -193,6 +196,17 @@ def watch_a_case_turn_orange(server: Site, context: BrowserContext, case_id: str
     expect(page.locator("#routing li").first).to_contain_text("urban_management")
     expect(page.locator('#assignments li .badge[data-colour="orange"]').first).to_be_visible()
     page.screenshot(path=shots / "04-case.png", full_page=True)
+
+    # The case page follows the case too: Monday afternoon the case goes up to the district's
+    # bureau (scenario 04), and the page shows the new holder without a reload.
+    page.evaluate("window.caseMarker = 'still here'")
+    navigations.clear()
+    _admin(server, "PUT", "/api/v1/admin/clock", {"now": ESCALATED})
+    _case_until(server, rubbish, "handler", DISTRICT_BUREAU)
+    expect(page.locator('[data-field="holder"]')).to_have_text(DISTRICT_BUREAU)
+    assert page.evaluate("window.caseMarker") == "still here"
+    assert navigations == []
+    page.screenshot(path=shots / "05-escalated.png", full_page=True)
     assert problems == []
 
 
@@ -219,7 +233,7 @@ def test_the_case_page_puts_the_case_on_the_long_term_list(server, context, rubb
     page.locator('#orders button[data-order="hold"]').click()
     expect(page.locator("#order-result")).to_have_attribute("data-status", "202")
     expect(page.locator("body")).to_have_attribute("data-status", "on_hold")
-    page.screenshot(path=shots / "05-on-hold.png", full_page=True)
+    page.screenshot(path=shots / "06-on-hold.png", full_page=True)
     assert _admin(server, "GET", f"/api/v1/cases/{rubbish}")["status"] == "on_hold"
 
 
@@ -233,7 +247,7 @@ def test_another_departments_user_cannot_open_the_case(server, context, rubbish,
     expect(page.locator("#case")).to_be_hidden()
     # Nothing of the case on the page.
     assert "金雅苑" not in page.content()
-    page.screenshot(path=shots / "06-not-yours.png")
+    page.screenshot(path=shots / "07-not-yours.png")
     fetch = """async (path) => {
         const r = await fetch(path, {signal: AbortSignal.timeout(10000)});
         return {status: r.status, body: await r.json()};

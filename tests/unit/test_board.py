@@ -311,3 +311,13 @@ def test_the_place_of_a_case_out_of_scope_is_no_case(city):
     none = city.call("GET", f"/api/v1/cases/{NOTHING['case_id']}/place", headers=headers)
     assert theirs.status == 404
     assert _without(theirs, city.case_id) == _without(none, NOTHING["case_id"])
+
+
+def test_a_quiet_feed_sends_heartbeats(city, quick_feed, monkeypatch):
+    monkeypatch.setattr(board_api, "HEARTBEAT_SECONDS", 0.1)
+    # From now: nothing happens to any case while the stream is open.
+    answer = city.call("GET", "/api/v1/board/events", headers=city.headers("command_center"))
+    text = b"".join(answer.body).decode("utf-8")
+    assert text.startswith("retry: ")
+    assert "event: case" not in text
+    assert len(re.findall(r"^: heartbeat \d+$", text, flags=re.M)) >= 2, text
