@@ -95,7 +95,7 @@ def test_satisfaction_of_4301_digits_is_a_400_on_the_real_intake(simulated_topol
         ("PATCH", "/api/v1/cases/GF-1", 405),
         ("POST", "/healthz", 405),
         ("GET", "/nothing/here", 404),
-        ("GET", "/", 404),
+        ("GET", "/static/nothing.js", 404),
     ],
 )
 def test_every_path_and_method_answers_json_on_the_real_intake(

@@ -455,6 +455,8 @@ def test_a_case_of_someone_else_is_answered_as_no_case_at_all(city, who):
     headers = city.headers(who)
     for method, suffix, body in (
         ("GET", "", None),
+        # The case page's map (gridflow_intake/board_api.py).
+        ("GET", "/place", None),
         ("POST", "/updates", {"status": "accepted"}),
     ):
         theirs = city.call(method, f"/api/v1/cases/{city.case_id}{suffix}", body, headers)
@@ -565,7 +567,7 @@ OUTSIDER_CALLERS = (*OUTSIDERS, "other_holder_key")
 # link, a holder's one-time action link); they are walked in their own tests.
 CAPABILITY_ARGUMENTS = {"token"}
 # Routes that hold a stream open: walked, bounded, by their own tests.
-STREAMING: set[str] = set()
+STREAMING: set[str] = {"get_board_events"}  # tests/unit/test_board.py walks its scope
 
 
 def _reads() -> list[Route]:

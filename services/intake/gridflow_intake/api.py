@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,6 +51,7 @@ from gridflow_intake.access import (
     signin_url,
 )
 from gridflow_intake.assessment_api import AssessmentEndpoints
+from gridflow_intake.board_api import BoardEndpoints
 from gridflow_intake.department_api import DepartmentEndpoints
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
@@ -162,6 +163,14 @@ ROUTES: tuple[Route, ...] = (
     # (gridflow_intake/links_api.py). No body is read: the link says everything.
     Route("GET", "/api/v1/links/<link_token:token>", "get_link", OPEN),
     Route("POST", "/api/v1/links/<link_token:token>", "post_link", OPEN),
+    # The command center's board and case page (gridflow_intake/board_api.py): the pages and
+    # their assets hold no data (every figure comes from the scoped API), so they are open.
+    Route("GET", "/", "get_board_page", OPEN),
+    Route("GET", "/cases/<case_id>", "get_case_page", OPEN),
+    Route("GET", "/static/<path:path>", "get_static", OPEN),
+    # The board's live feed (server-sent events) and a case's place on the map: scoped.
+    Route("GET", "/api/v1/board/events", "get_board_events", SIGNED_IN),
+    Route("GET", "/api/v1/cases/<case_id>/place", "get_case_place", SIGNED_IN),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
 )
@@ -212,9 +221,18 @@ class Answer:
             return self.body
         return json.dumps(self.body, ensure_ascii=False).encode("utf-8")
 
+    @property
+    def streamed(self) -> bool:
+        """A body written piece by piece as it is made (the board's live feed)."""
+        return isinstance(self.body, Iterator)
+
     def response(self) -> WsgiResponse:
         response = WsgiResponse(
-            self.encoded(), status=self.status, content_type=self.content_type, headers=self.headers
+            self.body if self.streamed else self.encoded(),
+            status=self.status,
+            content_type=self.content_type,
+            headers=self.headers,
+            direct_passthrough=self.streamed,
         )
         for cookie in self.cookies:
             response.set_cookie(**cookie)
@@ -273,7 +291,9 @@ def _no_case(case_id: str) -> h.Rejected:
     return h.Rejected(404, {"case_id": [f"no case {case_id!r}"]})
 
 
-class IntakeApi(SessionEndpoints, LinkEndpoints, DepartmentEndpoints, AssessmentEndpoints):
+class IntakeApi(
+    SessionEndpoints, LinkEndpoints, DepartmentEndpoints, AssessmentEndpoints, BoardEndpoints
+):
     def __init__(
         self, runtime: ServiceRuntime, peers: Peers, inbox_waiters: ib.Waiters | None = None
     ):
