@@ -51,6 +51,9 @@ CASE_DISPATCHED = "case_dispatched"
 CASE_COLOUR_CHANGED = "case_colour_changed"
 CASE_AWAITING_ORDER = "case_awaiting_order"
 CLOCK_ADVANCED = "clock_advanced"
+# The command center gave an order on a case (指令): intake took it and changed its own view;
+# routing (a new assignment), SLA (the clock) and notify (督办) act on it.
+CASE_ORDER_GIVEN = "case_order_given"
 # A unit could not be reached after the last try: the command center must act.
 CASE_UNDELIVERABLE = "case_undeliverable"
 # A department's system said something of a case that Gridflow had to ask for (polling
@@ -158,6 +161,9 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(ROUTING, CASE_AWAITING_ORDER, INTAKE, "on_case_awaiting_order"),
     Subscription(ROUTING, CASE_AWAITING_ORDER, NOTIFY, "on_case_awaiting_order"),
     Subscription(DEPARTMENTS, CASE_STATUS_RECEIVED, INTAKE, "on_case_status_received"),
+    Subscription(INTAKE, CASE_ORDER_GIVEN, ROUTING, "on_case_order_given"),
+    Subscription(INTAKE, CASE_ORDER_GIVEN, SLA, "on_case_order_given"),
+    Subscription(INTAKE, CASE_ORDER_GIVEN, NOTIFY, "on_case_order_given"),
 )
 
 
@@ -323,6 +329,31 @@ class CaseAwaitingOrderV1(_Payload):
     # What the holder reported: returned or beyond_authority.
     cause = fields.String(required=True, validate=validate.OneOf(UPDATE_STATUSES))
     explanation = fields.String(load_default="")
+    jurisdiction_version = fields.Integer(required=True)
+
+
+class CaseOrderGivenV1(_Payload):
+    """An order of the command center (or a leader's comment), as intake took it: the case's
+    status before and after, and what the order names."""
+
+    order_id = fields.String(required=True)
+    case_id = fields.String(required=True)
+    # The assignment the case had when the order was given (null before its first dispatch).
+    assignment_id = fields.String(allow_none=True, load_default=None)
+    kind = fields.String(required=True, validate=validate.OneOf(v.ORDER_KINDS))
+    # assign: the unit that takes the case; and the category, when the order reclassifies it.
+    unit = fields.String(allow_none=True, load_default=None)
+    category = fields.String(allow_none=True, load_default=None)
+    # merge: the case this one joined.
+    into = fields.String(allow_none=True, load_default=None)
+    # Masked like a note (intake's timeline keeps the original).
+    reason = fields.String(allow_none=True, load_default=None)
+    # Who gave it: the principal's label (user:alice), never a secret.
+    by = fields.String(required=True)
+    status_before = fields.String(required=True, validate=validate.OneOf(CASE_STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf(CASE_STATUSES))
+    # The unit holding the case when the order was given (supervise reminds it).
+    holder = fields.String(allow_none=True, load_default=None)
     jurisdiction_version = fields.Integer(required=True)
 
 
@@ -496,6 +527,7 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Schema]] = {
     (CASE_COLOUR_CHANGED, 1): CaseColourChangedV1,
     (CASE_AWAITING_ORDER, 1): CaseAwaitingOrderV1,
     (CLOCK_ADVANCED, 1): ClockAdvancedV1,
+    (CASE_ORDER_GIVEN, 1): CaseOrderGivenV1,
     (CASE_UNDELIVERABLE, 1): CaseUndeliverableV1,
     (CASE_STATUS_RECEIVED, 1): CaseStatusReceivedV1,
 }

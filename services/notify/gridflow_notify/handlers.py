@@ -78,6 +78,14 @@ def on_case_awaiting_order(work: Work, event: c.Event) -> None:
     _record(work, event, recipients.awaiting_order(j, p["case_id"], p["holder"], p["cause"]))
 
 
+def on_case_order_given(work: Work, event: c.Event) -> None:
+    p = event.payload
+    if p["kind"] != v.ORDER_SUPERVISE or p["assignment_id"] is None:
+        return
+    j = work.jurisdiction(p["jurisdiction_version"])
+    _record(work, event, recipients.supervised(j, p["case_id"], p["holder"], p["reason"]))
+
+
 def notifications_for(work: Work, case_id: str) -> list[dict]:
     rows = (
         work.db.execute(
@@ -99,6 +107,7 @@ DEFINITION = ServiceDefinition(
         "on_case_colour_changed": on_case_colour_changed,
         "on_case_awaiting_order": on_case_awaiting_order,
         "on_case_undeliverable": on_case_undeliverable,
+        "on_case_order_given": on_case_order_given,
     },
     own_tables=OWN_TABLES,
 )
