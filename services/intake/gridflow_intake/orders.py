@@ -139,7 +139,7 @@ def give_order(work: Work, case_id: str, order: dict, *, by: str) -> dict:
             target.case_id,
             v.ENTRY_MERGED_FROM,
             now,
-            case_id=case_id,
+            merged=case_id,
             by=by,
             reason=order.get("reason"),
         )
