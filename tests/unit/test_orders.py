@@ -184,9 +184,7 @@ def test_the_command_center_returning_a_case_it_holds_waits_for_an_order(city):
     kinds = [e["kind"] for e in view["timeline"]]
     assert kinds.count(v.AWAITING_ORDER) == 2
     # No new assignment, so no new dispatch: the same clock runs.
-    assert kinds.count(v.DISPATCHED) == [e["kind"] for e in before["timeline"]].count(
-        v.DISPATCHED
-    )
+    assert kinds.count(v.DISPATCHED) == [e["kind"] for e in before["timeline"]].count(v.DISPATCHED)
     assert view["due"] == before["due"]
 
 
@@ -258,9 +256,9 @@ def test_reject_finishes_the_case_with_no_clock(city):
 def test_reopen_sends_a_closed_case_back_to_its_last_holder_as_rework(city):
     case_id = city.report()
     city.update(case_id, SQUAD, v.RESOLVED, note="已清运")
-    assert city.call(
-        "POST", f"/api/v1/cases/{case_id}/verification", {"passed": True}
-    ).status == 200
+    assert (
+        city.call("POST", f"/api/v1/cases/{case_id}/verification", {"passed": True}).status == 200
+    )
     _pump(city.g)
     assert city.view(case_id)["status"] == v.CLOSED
     answer = city.order(case_id, kind="reopen", reason="群众反映又有堆放")
@@ -345,9 +343,7 @@ def test_an_extension_request_shows_as_pending(city):
         ("closed", {"kind": "supervise"}, "only a case a unit holds"),
     ],
 )
-def test_an_order_illegal_in_the_cases_state_is_a_409_that_changes_nothing(
-    city, setup, order, why
-):
+def test_an_order_illegal_in_the_cases_state_is_a_409_that_changes_nothing(city, setup, order, why):
     case_id = city.report()
     if setup == "closed":
         city.update(case_id, SQUAD, v.RESOLVED)
