@@ -31,16 +31,17 @@ def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
 
 # -- which order in which status ------------------------------------------------------------------
 
-WORKING = {v.REGISTERED, v.DISPATCHED, v.ACCEPTED, v.IN_PROGRESS}
+HELD_BY_A_UNIT = {v.DISPATCHED, v.ACCEPTED, v.IN_PROGRESS}
+WORKING = {v.REGISTERED, *HELD_BY_A_UNIT}
 LEGAL = {
-    v.ORDER_ASSIGN: WORKING,
-    v.ORDER_ESCALATE: WORKING,
-    v.ORDER_HOLD: WORKING,
+    v.ORDER_ASSIGN: HELD_BY_A_UNIT,
+    v.ORDER_ESCALATE: HELD_BY_A_UNIT,
+    v.ORDER_HOLD: HELD_BY_A_UNIT,
     v.ORDER_RELEASE: {v.ON_HOLD},
     v.ORDER_REJECT: WORKING | {v.RESOLVED, v.ON_HOLD},
     v.ORDER_REOPEN: {v.CLOSED},
     v.ORDER_MERGE: WORKING | {v.RESOLVED, v.ON_HOLD},
-    v.ORDER_SUPERVISE: {v.DISPATCHED, v.ACCEPTED, v.IN_PROGRESS},
+    v.ORDER_SUPERVISE: HELD_BY_A_UNIT,
     v.ORDER_COMMENT: set(v.CASE_STATUSES),
 }
 

@@ -136,3 +136,56 @@ def test_reject_stops_every_clock_of_the_case(sla):
     assert _order(sla, case_id, v.ORDER_REJECT, reason="不予立案") == "done"
     (clock,) = sla.rows(clocks)
     assert not clock["active"] and clock["next_transition_at"] is None
+
+
+@pytest.fixture
+def departments(tmp_path):
+    from gridflow_departments.handlers import DEFINITION
+
+    service = ServiceUnderTest(DEFINITION, tmp_path, T0)
+    yield service
+    service.close()
+
+
+def _routed_to_squad(departments, case_id: str) -> None:
+    assert (
+        departments.deliver(
+            c.ROUTING,
+            c.CASE_ROUTED,
+            {
+                "case_id": case_id,
+                "assignment_id": f"{case_id}-1",
+                "reason": v.REASON_NEW,
+                "category": "event.junk_pile",
+                "tier": v.STREET,
+                "holder": SQUAD,
+                "lead": "urban_management",
+                "assisting": [],
+                "escalations": 0,
+                "area_code": "330302001001001",
+                "description": "堆放垃圾",
+                "location": None,
+            },
+        )
+        == "done"
+    )
+    departments.outbox()
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [(v.ORDER_REJECT, v.REJECTED), (v.ORDER_MERGE, v.CLOSED)]
+)
+def test_a_case_finished_by_order_is_closed_for_the_unit_working_on_it(departments, kind, status):
+    case_id = new_case_id()
+    _routed_to_squad(departments, case_id)
+    assert _order(departments, case_id, kind, reason="x", status=status) == "done"
+    (message,) = [body for key, body in departments.outbox() if key.endswith(SQUAD)]
+    assert (message["kind"], message["change"], message["status"]) == ("change", "closed", status)
+
+
+@pytest.mark.parametrize("kind", [v.ORDER_HOLD, v.ORDER_SUPERVISE, v.ORDER_COMMENT])
+def test_orders_that_leave_the_holder_at_work_send_it_nothing(departments, kind):
+    case_id = new_case_id()
+    _routed_to_squad(departments, case_id)
+    assert _order(departments, case_id, kind, reason="x") == "done"
+    assert departments.outbox() == []

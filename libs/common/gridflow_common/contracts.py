@@ -164,6 +164,8 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(INTAKE, CASE_ORDER_GIVEN, ROUTING, "on_case_order_given"),
     Subscription(INTAKE, CASE_ORDER_GIVEN, SLA, "on_case_order_given"),
     Subscription(INTAKE, CASE_ORDER_GIVEN, NOTIFY, "on_case_order_given"),
+    # Department systems hear that a case they work on was finished by order (rejected, merged).
+    Subscription(INTAKE, CASE_ORDER_GIVEN, DEPARTMENTS, "on_case_order_given"),
 )
 
 

@@ -361,12 +361,14 @@ def colour_shown(status: str, has_assignment: bool, announced: str | None) -> st
 # -- the command center's orders (指令) ------------------------------------------------------------
 
 # The statuses each order may be given in. An order refused here changes nothing (HTTP 409).
+# The orders that act on the case's assignment and clock wait for its first dispatch (a case
+# is ``registered`` only for the moment routing takes to decide): until then there is neither.
 _WORKING = (v.REGISTERED, v.DISPATCHED, v.ACCEPTED, v.IN_PROGRESS)
 ORDER_ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     # A case awaiting verification (resolved) is verified first: failed, it goes back for rework.
-    v.ORDER_ASSIGN: _WORKING,
-    v.ORDER_ESCALATE: _WORKING,
-    v.ORDER_HOLD: _WORKING,
+    v.ORDER_ASSIGN: HOLDER_STATUSES,
+    v.ORDER_ESCALATE: HOLDER_STATUSES,
+    v.ORDER_HOLD: HOLDER_STATUSES,
     v.ORDER_RELEASE: (v.ON_HOLD,),
     # Refusing to register (不予立案) finishes a case that is not finished: a case on the
     # long-term list too.
@@ -385,9 +387,11 @@ ORDERS_REASSIGNING = (v.ORDER_ASSIGN, v.ORDER_ESCALATE, v.ORDER_REOPEN)
 MAX_ORDER_REASON = 500
 
 _WHY_NOT: dict[str, str] = {
-    v.ORDER_ASSIGN: "only a case being worked on is assigned (a resolved case is verified first)",
-    v.ORDER_ESCALATE: "only a case being worked on is escalated",
-    v.ORDER_HOLD: "only a case being worked on goes on the long-term list (挂账)",
+    v.ORDER_ASSIGN: (
+        "only a dispatched case being worked on is assigned (a resolved case is verified first)"
+    ),
+    v.ORDER_ESCALATE: "only a dispatched case being worked on is escalated",
+    v.ORDER_HOLD: "only a dispatched case being worked on goes on the long-term list (挂账)",
     v.ORDER_RELEASE: "only a case on the long-term list (挂账) is released",
     v.ORDER_REJECT: "the case is already finished",
     v.ORDER_REOPEN: "only a closed case is reopened",
