@@ -511,6 +511,13 @@ class CaseSchema(Schema):
     lead = fields.String(allow_none=True)
     assisting = fields.List(fields.String(), required=True)
     colour = fields.String(allow_none=True, validate=validate.OneOf(COLOURS))
+    # The running clock's due instant (ISO 8601, the city's zone); null when no clock runs.
+    due = fields.String(allow_none=True)
+    # The holder's request awaiting the command center's decision: extension (or null).
+    pending = fields.String(allow_none=True)
+    # Approved extensions, and leader comments (点评).
+    extensions = fields.Integer(required=True)
+    comments = fields.Integer(required=True)
     escalations = fields.Integer(required=True)
     reporters = fields.Integer(required=True)
     reports = fields.List(fields.Nested(CaseReportSchema), required=True)
