@@ -253,6 +253,26 @@ def test_reject_finishes_the_case_with_no_clock(city):
     assert city.view(case_id)["comments"] == 1
 
 
+def test_the_reporter_is_told_of_a_refusal_to_register_and_why(city):
+    answer = city.call(
+        "POST",
+        "/api/v1/reports",
+        {**JUNK, "description": "他欠我两万块钱不还", "category": "event.neighbour_dispute"},
+    )
+    assert answer.status == 201, answer.body
+    _pump(city.g)
+    token = answer.body["progress_url"].rstrip("/").rpartition("/")[2]
+    case_id = answer.body["case_id"]
+    assert city.order(case_id, kind="supervise").status == 202
+    assert city.order(case_id, kind="reject", reason="债务纠纷属民事诉讼范围").status == 202
+    progress = city.api.handle("GET", f"/api/v1/progress/{token}")
+    assert progress.status == 200, progress.body
+    assert progress.body["status"] == v.REJECTED
+    kinds = [m["kind"] for m in progress.body["milestones"]]
+    assert kinds[-1] == "rejected" and "supervise" not in kinds
+    assert progress.body["milestones"][-1]["name"] == "不予立案：债务纠纷属民事诉讼范围"
+
+
 def test_reopen_sends_a_closed_case_back_to_its_last_holder_as_rework(city):
     case_id = city.report()
     city.update(case_id, SQUAD, v.RESOLVED, note="已清运")

@@ -631,8 +631,10 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
 def _detail(detail: dict | None, shown: Callable[[str], str]) -> dict:
     # A note is free text a holder, a verifier or the resident typed: it may hold a number.
     detail = dict(detail or {})
-    if isinstance(detail.get("note"), str):
-        detail["note"] = shown(detail["note"])
+    # An order's reason too (指令的理由).
+    for name in ("note", "reason"):
+        if isinstance(detail.get(name), str):
+            detail[name] = shown(detail[name])
     return detail
 
 

@@ -51,12 +51,20 @@ def _colour_of(work: Work, assignment_id: str | None) -> str | None:
     return announced or v.GREEN
 
 
+def _district(j: Any, area_code: str) -> str | None:
+    district = j.ancestor(area_code, v.DISTRICT)
+    return district.code if district is not None else None
+
+
 def _check_unit_and_category(j: Any, case: Any, order: dict) -> None:
     problems: dict[str, list[str]] = {}
     if order["kind"] != v.ORDER_ASSIGN:
         return
-    if j.unit(order["unit"]) is None:
+    unit = j.unit(order["unit"])
+    if unit is None:
         problems["unit"] = [f"no unit {order['unit']!r} in the jurisdiction"]
+    elif _district(j, unit.area_code) != _district(j, case.area_code):
+        problems["unit"] = [f"unit {order['unit']!r} is outside the case's district"]
     if order["category"] is not None and j.category(order["category"]) is None:
         problems["category"] = [f"unknown category {order['category']!r}"]
     if order["category"] is None and case.category is None:
