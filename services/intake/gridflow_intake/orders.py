@@ -108,7 +108,7 @@ def give_order(work: Work, case_id: str, order: dict, *, by: str) -> dict:
     if outcome.clock_stops:
         values.update(due_at=None, colour=None)
     if outcome.finished:
-        values["closed_at"] = now
+        values.update(closed_at=now, held_at=None, held_from=None, held_due_at=None)
     if kind == v.ORDER_HOLD:
         values.update(held_at=now, held_from=case.status, held_due_at=case.due_at)
     elif kind == v.ORDER_RELEASE:
