@@ -219,10 +219,6 @@ def test_english_is_a_toggle_away(server, context):
     expect(page.locator("h1")).to_have_text("网格化指挥中心 · 四色预警看板")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="orders endpoint comes with the orders branch; the lead removes this at merge",
-)
 def test_the_case_page_puts_the_case_on_the_long_term_list(server, context, rubbish, shots):
     username, password = _user(server, "command_center")
     page = context.new_page()

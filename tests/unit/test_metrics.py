@@ -99,7 +99,7 @@ def test_open_cases_by_colour_and_tier_are_one_figure_read_from_the_database(gri
     # process.
     assert len(samples(text, "gridflow_cases_open")) == len(counts) == 5 * 4
     assert sum(counts.values()) == 2
-    assert counts[("none", tier)] == 2  # nobody has filled a colour yet
+    assert counts[(v.GREEN, tier)] == 2  # each dispatch starts its clock green
     # A case turning red (the column the cases work fills) moves it between colours.
     with gridflow.engine.begin() as conn:
         conn.execute(
@@ -113,7 +113,7 @@ def test_open_cases_by_colour_and_tier_are_one_figure_read_from_the_database(gri
             .values(status=v.CLOSED)
         )
     counts = _open_cases(_scrape(gridflow))
-    assert counts[(v.RED, tier)] == 1 and counts[("none", tier)] == 0
+    assert counts[(v.RED, tier)] == 1 and counts[(v.GREEN, tier)] == 0
     assert sum(counts.values()) == 1
 
 

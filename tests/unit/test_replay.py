@@ -659,3 +659,23 @@ def test_a_field_the_case_view_lacks_fails_without_waiting(fake, tmp_path):
         "1 passed, 1 failed",
     ]
     assert code == 1
+
+
+def test_a_merge_order_names_the_other_case_by_its_scenario_name(fake, tmp_path):
+    steps = (
+        report("first", "m-1")
+        + report("second", "m-2")
+        + """\
+  - at: "+10m"
+    order: {case: second, kind: merge, into: first, reason: 同一事项}
+  - at: "+20m"
+    order: {case: second, kind: merge, into: nobody}
+"""
+    )
+    code, lines = run(write_scenario(tmp_path, steps), fake, timeout=0.3)
+    sent = [(c["path"], c["body"]) for c in fake.calls if c["path"].endswith("/orders")]
+    assert sent == [
+        ("/api/v1/cases/C2/orders", {"kind": "merge", "into": "C1", "reason": "同一事项"})
+    ]
+    assert any("case nobody is not a known case name" in line for line in lines), lines
+    assert code == 1

@@ -214,6 +214,9 @@ BODIES: dict[str, object] = {
     "post_update": {"status": "accepted"},
     "post_verify": {"passed": True},
     "post_evaluate": {"satisfaction": 5},
+    # An order every admitted caller may be refused by the endpoint (a leader only comments),
+    # and the command center is given.
+    "post_order": {"kind": "supervise", "reason": "请尽快办结"},
     "put_clock": {"now": "2026-01-05T10:00:00+08:00"},
     "post_reset": {},
     "post_user": {"username": "walk-new", "role": a.STREET, "scope": "330302104"},

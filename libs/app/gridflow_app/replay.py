@@ -10,8 +10,10 @@ scenario that cannot be run, or an unreachable server yields a FAIL line too, so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import secrets
 import sys
 import time
 import urllib.parse
@@ -45,6 +47,7 @@ INSTANT_FIELDS = ("due",)
 # more than the case.
 ORDER_KINDS = (
     "assign",
+    "merge",
     "escalate",
     "hold",
     "release",
@@ -55,8 +58,14 @@ ORDER_KINDS = (
     "approve",
     "refuse",
 )
-ORDER_REQUIRES = {"assign": ("unit",), "hold": ("reason",), "reject": ("reason",)}
-ORDER_FIELDS = ("case", "kind", "unit", "category", "reason")
+ORDER_REQUIRES = {
+    "assign": ("unit",),
+    "merge": ("into",),
+    "hold": ("reason",),
+    "reject": ("reason",),
+}
+
+ORDER_FIELDS = ("case", "kind", "unit", "category", "into", "reason")
 # The requests a holder sends as an update; an extension names the due instant it asks for.
 EXTENSION_REQUESTED = "extension_requested"
 
@@ -307,6 +316,8 @@ class Client:
         )
         # department or unit code -> (credential id, token), made on first use
         self.holder_tokens: dict[str, tuple[str, str]] = {}
+        # The command center's user for this replay (username, bearer token), made on first use.
+        self.command: tuple[str, str] | None = None
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Answer:
         """One request, as the admin (the client's token) or, with ``token``, as someone else."""
@@ -339,12 +350,58 @@ class Client:
             self.holder_tokens[code] = (answer.body["key"]["credential_id"], answer.body["token"])
         return self.holder_tokens[code][1]
 
+    def command_token(self) -> str | None:
+        """A command-center user's bearer token for this replay: the user is made through the
+        admin API with a random password, signs in, and makes itself a one-day token; the user
+        is disabled when the replay ends. None when any step is refused: the order then goes
+        as the admin, which Gridflow takes too, so the refusal shows in the log only."""
+        if self.command is None:
+            username = f"replay-command-{secrets.token_hex(4)}"
+            password = secrets.token_urlsafe(24)
+            made = self.call(
+                "POST",
+                "/api/v1/admin/users",
+                {
+                    "username": username,
+                    "role": "command_center",
+                    "display_name": "指挥中心（场景回放）",
+                    "password": password,
+                },
+            )
+            if made.status != 201:
+                return None
+            # A client of its own, without the admin's token: the sign-in's cookie is its only
+            # credential, and it is gone with the client.
+            try:
+                with httpx.Client(
+                    base_url=self.base_url, timeout=REQUEST_TIMEOUT, trust_env=False
+                ) as plain:
+                    signed_in = plain.post(
+                        "/api/v1/session", json={"username": username, "password": password}
+                    )
+                    if not signed_in.is_success:
+                        return None
+                    made_token = plain.post(
+                        "/api/v1/me/tokens",
+                        json={"label": "gridflow replay", "expires_in_days": 1},
+                        headers={"X-CSRF-Token": signed_in.json().get("csrf_token", "")},
+                    )
+            except httpx.HTTPError as exc:
+                raise Unreachable(f"cannot reach Gridflow at {self.base_url}: {exc}") from exc
+            if made_token.status_code != 201:
+                return None
+            self.command = (username, made_token.json()["token"])
+        return self.command[1]
+
     def close(self) -> None:
         for credential_id, _ in self.holder_tokens.values():
             try:
                 self.call("DELETE", f"/api/v1/admin/keys/{credential_id}")
             except Unreachable:
                 break
+        if self.command is not None:
+            with contextlib.suppress(Unreachable):
+                self.call("POST", f"/api/v1/admin/users/{self.command[0]}/disable", {})
         self.http.close()
 
 
@@ -625,8 +682,15 @@ class FileRun:
         self._post_to_case(step, "/evaluation")
 
     def do_order(self, step: Step) -> None:
-        # The command center's orders on a case: {kind, unit?, category?, reason?}.
-        self._post_to_case(step, "/orders")
+        # The command center's orders on a case ({kind, unit?, category?, reason?}), given with
+        # a command-center user's credential, as the command center's clerks would.
+        if "into" in step.body:
+            # A merge names the other case by its scenario name.
+            into = self._case_id(step, step.body["into"])
+            if into is None:
+                return
+            step = Step(**{**step.__dict__, "body": {**step.body, "into": into}})
+        self._post_to_case(step, "/orders", self.client.command_token())
 
     def do_expect(self, step: Step) -> None:
         body = dict(step.body)

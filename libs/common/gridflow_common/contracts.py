@@ -51,6 +51,9 @@ CASE_DISPATCHED = "case_dispatched"
 CASE_COLOUR_CHANGED = "case_colour_changed"
 CASE_AWAITING_ORDER = "case_awaiting_order"
 CLOCK_ADVANCED = "clock_advanced"
+# The command center gave an order on a case (指令): intake took it and changed its own view;
+# routing (a new assignment), SLA (the clock) and notify (督办) act on it.
+CASE_ORDER_GIVEN = "case_order_given"
 # A unit could not be reached after the last try: the command center must act.
 CASE_UNDELIVERABLE = "case_undeliverable"
 # A department's system said something of a case that Gridflow had to ask for (polling
@@ -162,6 +165,11 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(ROUTING, CASE_AWAITING_ORDER, NOTIFY, "on_case_awaiting_order"),
     Subscription(DEPARTMENTS, CASE_STATUS_RECEIVED, INTAKE, "on_case_status_received"),
     Subscription(INTAKE, HOTSPOT_DETECTED, NOTIFY, "on_hotspot_detected"),
+    Subscription(INTAKE, CASE_ORDER_GIVEN, ROUTING, "on_case_order_given"),
+    Subscription(INTAKE, CASE_ORDER_GIVEN, SLA, "on_case_order_given"),
+    Subscription(INTAKE, CASE_ORDER_GIVEN, NOTIFY, "on_case_order_given"),
+    # Department systems hear that a case they work on was finished by order (rejected, merged).
+    Subscription(INTAKE, CASE_ORDER_GIVEN, DEPARTMENTS, "on_case_order_given"),
 )
 
 
@@ -348,6 +356,31 @@ class HotspotDetectedV1(_Payload):
     jurisdiction_version = fields.Integer(required=True)
 
 
+class CaseOrderGivenV1(_Payload):
+    """An order of the command center (or a leader's comment), as intake took it: the case's
+    status before and after, and what the order names."""
+
+    order_id = fields.String(required=True)
+    case_id = fields.String(required=True)
+    # The assignment the case had when the order was given (null before its first dispatch).
+    assignment_id = fields.String(allow_none=True, load_default=None)
+    kind = fields.String(required=True, validate=validate.OneOf(v.ORDER_KINDS))
+    # assign: the unit that takes the case; and the category, when the order reclassifies it.
+    unit = fields.String(allow_none=True, load_default=None)
+    category = fields.String(allow_none=True, load_default=None)
+    # merge: the case this one joined.
+    into = fields.String(allow_none=True, load_default=None)
+    # Masked like a note (intake's timeline keeps the original).
+    reason = fields.String(allow_none=True, load_default=None)
+    # Who gave it: the principal's label (user:alice), never a secret.
+    by = fields.String(required=True)
+    status_before = fields.String(required=True, validate=validate.OneOf(CASE_STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf(CASE_STATUSES))
+    # The unit holding the case when the order was given (supervise reminds it).
+    holder = fields.String(allow_none=True, load_default=None)
+    jurisdiction_version = fields.Integer(required=True)
+
+
 class ClockAdvancedV1(_Payload):
     now = fields.AwareDateTime(required=True)
 
@@ -500,6 +533,13 @@ class CaseSchema(Schema):
     lead = fields.String(allow_none=True)
     assisting = fields.List(fields.String(), required=True)
     colour = fields.String(allow_none=True, validate=validate.OneOf(COLOURS))
+    # The running clock's due instant (ISO 8601, the city's zone); null when no clock runs.
+    due = fields.String(allow_none=True)
+    # The holder's request awaiting the command center's decision: extension (or null).
+    pending = fields.String(allow_none=True)
+    # Approved extensions, and leader comments (点评).
+    extensions = fields.Integer(required=True)
+    comments = fields.Integer(required=True)
     escalations = fields.Integer(required=True)
     reporters = fields.Integer(required=True)
     reports = fields.List(fields.Nested(CaseReportSchema), required=True)
@@ -518,6 +558,7 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Schema]] = {
     (CASE_COLOUR_CHANGED, 1): CaseColourChangedV1,
     (CASE_AWAITING_ORDER, 1): CaseAwaitingOrderV1,
     (CLOCK_ADVANCED, 1): ClockAdvancedV1,
+    (CASE_ORDER_GIVEN, 1): CaseOrderGivenV1,
     (CASE_UNDELIVERABLE, 1): CaseUndeliverableV1,
     (CASE_STATUS_RECEIVED, 1): CaseStatusReceivedV1,
     (HOTSPOT_DETECTED, 1): HotspotDetectedV1,

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from gridflow_common import contracts as c
 from gridflow_common.adapters import ASSISTING, CHANGE_CLOSED, CHANGE_COLOUR, KIND_CASE, LEAD
 from gridflow_common.domain import privacy
+from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.jurisdiction import Jurisdiction
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Work
@@ -133,22 +134,35 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
         d.change(work, row, CHANGE_COLOUR, event, colour=p["colour"])
 
 
+def _tell_current_units(work: Work, case_id: str, event: c.Event, status: str) -> None:
+    """Every unit still working on the case's assignment in force (lead and assisting) is told
+    it is finished; earlier holders were told when the case was taken from them."""
+    rows = d.case_deliveries(work, case_id)
+    leads = [row for row in rows if row.role == LEAD]
+    if not leads:
+        return
+    current = leads[-1].assignment_id
+    for row in rows:
+        if row.assignment_id == current and row.state in (PENDING, DELIVERED):
+            d.change(work, row, CHANGE_CLOSED, event, status=status)
+
+
 def on_case_verified(work: Work, event: c.Event) -> None:
     """Verified and closed: every unit still working on the case (lead and assisting) is told.
     A failed verification comes back as a new assignment (rework), announced as a case."""
     p = event.payload
     if not p["passed"]:
         return
-    rows = d.case_deliveries(work, p["case_id"])
-    leads = [row for row in rows if row.role == LEAD]
-    if not leads:
-        return
-    # The units of the assignment in force (the last one given): earlier holders were told
-    # when the case was taken from them.
-    current = leads[-1].assignment_id
-    for row in rows:
-        if row.assignment_id == current and row.state in (PENDING, DELIVERED):
-            d.change(work, row, CHANGE_CLOSED, event, status="closed")
+    _tell_current_units(work, p["case_id"], event, "closed")
+
+
+def on_case_order_given(work: Work, event: c.Event) -> None:
+    """A case the command center finished by order (rejected, 不予立案; merged into another)
+    is closed for the units working on it, as a verified one is. The orders that move a case
+    reach them as a new assignment (routing); the others change nothing of theirs."""
+    p = event.payload
+    if p["kind"] in (v.ORDER_REJECT, v.ORDER_MERGE):
+        _tell_current_units(work, p["case_id"], event, p["status"])
 
 
 DEFINITION = ServiceDefinition(
@@ -158,6 +172,7 @@ DEFINITION = ServiceDefinition(
         "on_case_routed": on_case_routed,
         "on_case_colour_changed": on_case_colour_changed,
         "on_case_verified": on_case_verified,
+        "on_case_order_given": on_case_order_given,
     },
     periodic=run_deliveries,
     own_tables=OWN_TABLES,

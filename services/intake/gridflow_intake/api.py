@@ -55,6 +55,7 @@ from gridflow_intake.board_api import BoardEndpoints
 from gridflow_intake.department_api import DepartmentEndpoints
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
+from gridflow_intake.orders_api import OrderEndpoints
 from gridflow_intake.peers import Peers, PeerUnavailable
 from gridflow_intake.ratelimit import parse_limit
 from gridflow_intake.sessions import AUDITS_ITSELF, SessionEndpoints
@@ -118,6 +119,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/cases/<case_id>/updates", "post_update", SIGNED_IN, B),
     Route("POST", "/api/v1/cases/<case_id>/verification", "post_verify", STAFF, B),
     Route("POST", "/api/v1/cases/<case_id>/evaluation", "post_evaluate", COMMAND, B),
+    # The command center's orders (指令); a leader's comment (gridflow_intake/orders_api.py).
+    Route("POST", "/api/v1/cases/<case_id>/orders", "post_order", STAFF, B),
     # Status back from a department's system (gridflow_intake/department_api.py).
     Route(
         "POST", "/api/v1/departments/<code>/updates", "post_department_update", DEPARTMENT_SYSTEM, B
@@ -292,7 +295,12 @@ def _no_case(case_id: str) -> h.Rejected:
 
 
 class IntakeApi(
-    SessionEndpoints, LinkEndpoints, DepartmentEndpoints, AssessmentEndpoints, BoardEndpoints
+    SessionEndpoints,
+    LinkEndpoints,
+    DepartmentEndpoints,
+    AssessmentEndpoints,
+    BoardEndpoints,
+    OrderEndpoints,
 ):
     def __init__(
         self, runtime: ServiceRuntime, peers: Peers, inbox_waiters: ib.Waiters | None = None

@@ -597,6 +597,21 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
         "lead": case.lead,
         "assisting": list(case.assisting or []),
         "colour": lifecycle.colour_shown(case.status, case.assignment_id is not None, announced),
+        # The running clock's due instant; null when no clock runs (on hold, awaiting
+        # verification, finished).
+        "due": (
+            j.local(case.due_at).isoformat()
+            if case.due_at is not None and lifecycle.has_running_clock(case.status)
+            else None
+        ),
+        # The holder's request awaiting the command center's decision (extension or pause).
+        "pending": (
+            None
+            if case.status in lifecycle.FINISHED_STATUSES
+            else lifecycle.pending_request([(e.kind, e.detail or {}) for e in events])
+        ),
+        "extensions": case.extensions,
+        "comments": case.comments,
         "escalations": case.escalations,
         "reporters": case.reporters,
         "reports": [
@@ -621,8 +636,10 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
 def _detail(detail: dict | None, shown: Callable[[str], str]) -> dict:
     # A note is free text a holder, a verifier or the resident typed: it may hold a number.
     detail = dict(detail or {})
-    if isinstance(detail.get("note"), str):
-        detail["note"] = shown(detail["note"])
+    # An order's reason too (指令的理由).
+    for name in ("note", "reason"):
+        if isinstance(detail.get(name), str):
+            detail[name] = shown(detail[name])
     return detail
 
 
@@ -645,6 +662,11 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     values: dict[str, Any] = {}
     if projection.take_assignment:
         values.update(_columns_of({**p, "seq": seq}), escalations=p["escalations"])
+        # The new assignment's clock, as the command center's lists show it: due and green
+        # until SLA announces another colour; none while the case is not being worked on.
+        running = lifecycle.has_running_clock(projection.status)
+        due = dt.datetime.fromisoformat(p["due_at"]) if p.get("due_at") and running else None
+        values.update(due_at=due, colour=v.GREEN if running else None)
     if projection.status != case.status:
         values["status"] = projection.status
     if values:

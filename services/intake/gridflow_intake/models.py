@@ -38,6 +38,15 @@ cases = sa.Table(
     # center's lists filter and sort by them (intake_0100).
     sa.Column("due_at", UtcDateTime(), nullable=True),
     sa.Column("colour", sa.String(10), nullable=True),
+    # The command center's orders (intake_0120): on the long-term list (挂账) since when, from
+    # which status (release returns it there) and with which due instant (release moves it
+    # later by the time on hold); how many leader comments (点评) and approved extensions the
+    # case has.
+    sa.Column("held_at", UtcDateTime(), nullable=True),
+    sa.Column("held_from", sa.String(20), nullable=True),
+    sa.Column("held_due_at", UtcDateTime(), nullable=True),
+    sa.Column("comments", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("extensions", sa.Integer, nullable=False, default=0, server_default="0"),
     # Duplicate detection looks for open cases of one category in a small lat/lon box: the
     # index narrows by category and latitude band instead of every case of the category.
     sa.Index("ix_intake_cases_category_position", "category", "lat", "lon"),

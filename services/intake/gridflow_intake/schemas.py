@@ -16,7 +16,8 @@ from marshmallow import (
 )
 
 from gridflow_common.contracts import CHANNELS, UPDATE_STATUSES
-from gridflow_common.domain import access
+from gridflow_common.domain import access, lifecycle
+from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.lifecycle import MAX_EXTENSION_HOURS
 
 # Every body but a jurisdiction upload: a report with a 2,000-character Chinese description is
@@ -154,6 +155,40 @@ class VerificationSchema(_Strict):
 class EvaluationSchema(_Strict):
     satisfaction = StrictInteger(required=True, validate=validate.Range(1, 5))
     note = fields.String(validate=validate.Length(max=2000), allow_none=True, load_default=None)
+
+
+class OrderSchema(_Strict):
+    """A command-center order (指令) on a case: POST /api/v1/cases/{id}/orders."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(v.ORDER_KINDS))
+    # assign: the unit that takes the case; category: optional reclassification.
+    unit = fields.String(validate=[validate.Length(1, 100), _not_blank], load_default=None)
+    category = fields.String(validate=[validate.Length(1, 100), _not_blank], load_default=None)
+    # merge: the case this one joins.
+    into = fields.String(validate=[validate.Length(1, 40), _not_blank], load_default=None)
+    reason = fields.String(
+        validate=[validate.Length(1, lifecycle.MAX_ORDER_REASON), _not_blank], load_default=None
+    )
+
+    @validates_schema
+    def what_the_kind_needs(self, data: dict, **_: object) -> None:
+        kind = data.get("kind")
+        problems: dict[str, list[str]] = {}
+        if kind == v.ORDER_ASSIGN and data.get("unit") is None:
+            problems["unit"] = ["an assign order names the unit that takes the case"]
+        if kind == v.ORDER_MERGE and data.get("into") is None:
+            problems["into"] = ["a merge order names the case this one joins"]
+        if kind in lifecycle.ORDERS_NEEDING_REASON and data.get("reason") is None:
+            problems["reason"] = [f"a {kind} order ({v.zh(kind)}) must say why"]
+        for name, only_for in (
+            ("unit", v.ORDER_ASSIGN),
+            ("category", v.ORDER_ASSIGN),
+            ("into", v.ORDER_MERGE),
+        ):
+            if data.get(name) is not None and kind != only_for:
+                problems.setdefault(name, []).append(f"only the {only_for} order takes {name}")
+        if problems:
+            raise ValidationError(problems)
 
 
 class ClockSchema(_Strict):

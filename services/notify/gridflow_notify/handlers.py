@@ -98,6 +98,14 @@ def on_hotspot_detected(work: Work, event: c.Event) -> None:
     _record(work, event, notices, case_id=p["hotspot_id"], assignment_id=p["hotspot_id"])
 
 
+def on_case_order_given(work: Work, event: c.Event) -> None:
+    p = event.payload
+    if p["kind"] != v.ORDER_SUPERVISE or p["assignment_id"] is None:
+        return
+    j = work.jurisdiction(p["jurisdiction_version"])
+    _record(work, event, recipients.supervised(j, p["case_id"], p["holder"], p["reason"]))
+
+
 def notifications_for(work: Work, case_id: str) -> list[dict]:
     rows = (
         work.db.execute(
@@ -120,6 +128,7 @@ DEFINITION = ServiceDefinition(
         "on_case_awaiting_order": on_case_awaiting_order,
         "on_case_undeliverable": on_case_undeliverable,
         "on_hotspot_detected": on_hotspot_detected,
+        "on_case_order_given": on_case_order_given,
     },
     own_tables=OWN_TABLES,
 )

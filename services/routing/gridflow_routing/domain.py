@@ -169,3 +169,35 @@ def reroute_returned(
     if named_category is None:
         return _command_center(j, area_code, "退回时未指明正确的类别")
     return assign_at_tier(j, current.tier, named_category, area_code)
+
+
+# The tier a unit holds its cases at, by its kind (units.csv).
+TIER_OF_UNIT_KIND = {
+    v.COMMUNITY_OFFICE: COMMUNITY,
+    v.STREET_CENTER: STREET,
+    v.STATION: STREET,
+    v.BUREAU: DISTRICT,
+    v.COMMAND_CENTER: DISTRICT,
+}
+
+
+def assign_to_unit(unit: Any, category: Any | None, reason: str | None) -> Assignment:
+    """The command center's order (指派): ``unit`` holds the case, at that unit's tier; a
+    department's unit leads for its department, with the category's assisting departments at
+    the district tier as routing would give them. Not an escalation."""
+    tier = TIER_OF_UNIT_KIND.get(unit.kind, DISTRICT)
+    at_command = unit.kind == v.COMMAND_CENTER
+    lead = unit.department_code
+    assisting: tuple[str, ...] = ()
+    if lead is not None and category is not None and unit.kind != v.COMMUNITY_OFFICE:
+        assisting = tuple(d for d in category.assisting_departments if d != lead)
+    why = f"指挥中心指派：由{unit.name}办理" + (f"（{reason}）" if reason else "")
+    return Assignment(tier, unit.code, lead, assisting, why, at_command=at_command)
+
+
+def reopen(current: Assignment, reason: str | None) -> Assignment:
+    """A closed case reopened by order goes back to the unit that last held it, as rework."""
+    why = "指挥中心指令重新办理：仍由原处置单位办理" + (f"（{reason}）" if reason else "")
+    return Assignment(
+        current.tier, current.holder, current.lead, current.assisting, why, current.at_command
+    )

@@ -210,6 +210,42 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
     _reassign(work, row, decision, v.REASON_ESCALATED, event, escalations=row["escalations"] + 1)
 
 
+def on_case_order_given(work: Work, event: c.Event) -> None:
+    """The orders that move a case: assign (to the unit named, not an escalation), escalate
+    (one tier up, counted), reopen (back to the last holder, as rework). Idempotent: an order
+    is acted on once (its id is kept with the assignment it made)."""
+    p = event.payload
+    kind = p["kind"]
+    if kind not in (v.ORDER_ASSIGN, v.ORDER_ESCALATE, v.ORDER_REOPEN):
+        return
+    row = _current(work, p["case_id"])
+    if row is None or row.get("last_order") == p["order_id"]:
+        return
+    j = work.jurisdiction(row["jurisdiction_version"])
+    changes: dict[str, Any] = {"last_order": p["order_id"]}
+    decision: domain.Assignment | domain.AwaitsOrder
+    if kind == v.ORDER_ASSIGN:
+        unit = j.unit(p["unit"]) if p["unit"] else None
+        if unit is None:
+            return  # intake checked it against the same jurisdiction; a later one lost it
+        code = p["category"] or row["category"]
+        category = j.category(code) if code else None
+        decision = domain.assign_to_unit(unit, category, p["reason"])
+        changes["category"] = category.code if category else row["category"]
+        reason = v.REASON_ASSIGNED
+    elif kind == v.ORDER_ESCALATE:
+        category = j.category(row["category"]) if row["category"] else None
+        decision = domain.escalate(j, _as_assignment(row), category, row["area_code"])
+        if isinstance(decision, domain.AwaitsOrder):
+            return  # intake refuses this at the top; nothing higher to go to
+        changes["escalations"] = row["escalations"] + 1
+        reason = v.REASON_ESCALATED
+    else:
+        decision = domain.reopen(_as_assignment(row), p["reason"])
+        reason = v.REASON_REWORK
+    _reassign(work, row, decision, reason, event, **changes)
+
+
 DEFINITION = ServiceDefinition(
     name=c.ROUTING,
     metadata=metadata,
@@ -218,6 +254,7 @@ DEFINITION = ServiceDefinition(
         "on_case_status_reported": on_case_status_reported,
         "on_case_verified": on_case_verified,
         "on_case_colour_changed": on_case_colour_changed,
+        "on_case_order_given": on_case_order_given,
     },
     own_tables=OWN_TABLES,
 )

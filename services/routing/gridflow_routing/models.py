@@ -27,6 +27,8 @@ assignments = sa.Table(
     sa.Column("returns", sa.Integer, nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("jurisdiction_version", sa.Integer, nullable=False),
+    # The last command-center order acted on (routing_0040): a redelivered order moves nothing.
+    sa.Column("last_order", sa.String(40), nullable=True),
 )
 
 OWN_TABLES = [assignments]

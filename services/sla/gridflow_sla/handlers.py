@@ -16,7 +16,7 @@ from gridflow_common import contracts as c
 from gridflow_common import metrics
 from gridflow_common.domain import colours
 from gridflow_common.domain import vocabulary as v
-from gridflow_common.domain.calendar import SlaClock, TimeLimit, TimeUnit
+from gridflow_common.domain.calendar import SlaClock, TimeLimit, TimeUnit, resumed_due
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import ServiceRuntime, Work
 from gridflow_common.service import ServiceDefinition
@@ -176,6 +176,80 @@ def on_case_verified(work: Work, event: c.Event) -> None:
     )
 
 
+def _active_clock(work: Work, case_id: str):
+    return work.db.execute(
+        sa.select(clocks).where(clocks.c.case_id == case_id, clocks.c.active).with_for_update()
+    ).first()
+
+
+def _hold(work: Work, event: c.Event) -> None:
+    """挂账: the clock stops where it stands; its colour is kept for when it runs again."""
+    row = _active_clock(work, event.payload["case_id"])
+    if row is None or row.running_since is None:
+        return  # no clock, or already stopped (a redelivered order changes nothing)
+    j = work.jurisdiction(row.jurisdiction_version)
+    clock = _domain_clock(row)
+    try:
+        clock.pause(event.occurred_at, j.calendar)
+    except colours.BEYOND_CALENDAR:
+        clock.elapsed_before = max(clock.total_seconds, 0.0)
+    work.db.execute(
+        sa.update(clocks)
+        .where(clocks.c.assignment_id == row.assignment_id)
+        .values(
+            elapsed_before=clock.elapsed_before,
+            running_since=None,
+            paused_at=event.occurred_at,
+            next_transition_at=None,
+        )
+    )
+
+
+def _release(work: Work, event: c.Event) -> None:
+    """Off the long-term list: the clock runs again with the time it had left; its due instant
+    moves later by the time on hold."""
+    row = _active_clock(work, event.payload["case_id"])
+    if row is None or row.running_since is not None or row.paused_at is None:
+        return  # not stopped by an order (a redelivered release finds it running)
+    j = work.jurisdiction(row.jurisdiction_version)
+    clock = _domain_clock(row)
+    resumed_at = event.occurred_at
+    try:
+        due = resumed_due(row.due, row.paused_at, resumed_at, clock.limit, j.calendar)
+    except colours.BEYOND_CALENDAR:
+        due = row.due
+    clock.resume(resumed_at)
+    clock.due = due
+    nxt = colours.next_colour_at(clock, resumed_at, j.warning_levels, j.calendar)
+    work.db.execute(
+        sa.update(clocks)
+        .where(clocks.c.assignment_id == row.assignment_id)
+        .values(running_since=resumed_at, due=due, paused_at=None, next_transition_at=nxt)
+    )
+    if nxt is not None and nxt <= (city_now := work.city_now()):
+        _advance(work, row.assignment_id, city_now)
+
+
+def _stop(work: Work, event: c.Event) -> None:
+    work.db.execute(
+        sa.update(clocks)
+        .where(clocks.c.case_id == event.payload["case_id"])
+        .values(active=False, next_transition_at=None)
+    )
+
+
+def on_case_order_given(work: Work, event: c.Event) -> None:
+    """The clock's part of the command center's orders. A new assignment's clock (assign,
+    escalate, reopen) starts with its dispatch (``on_case_dispatched``)."""
+    kind = event.payload["kind"]
+    if kind == v.ORDER_HOLD:
+        _hold(work, event)
+    elif kind == v.ORDER_RELEASE:
+        _release(work, event)
+    elif kind in (v.ORDER_REJECT, v.ORDER_MERGE):
+        _stop(work, event)
+
+
 def sweep(work: Work, until: dt.datetime, batch: int = SWEEP_BATCH) -> int:
     due = (
         work.db.execute(
@@ -234,6 +308,7 @@ DEFINITION = ServiceDefinition(
         "on_case_status_reported": on_case_status_reported,
         "on_case_verified": on_case_verified,
         "on_clock_advanced": on_clock_advanced,
+        "on_case_order_given": on_case_order_given,
     },
     periodic=periodic,
     own_tables=OWN_TABLES,

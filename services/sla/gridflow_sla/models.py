@@ -20,6 +20,8 @@ clocks = sa.Table(
     sa.Column("total_seconds", sa.Float, nullable=False),
     sa.Column("elapsed_before", sa.Float, nullable=False),
     sa.Column("running_since", UtcDateTime(), nullable=True),
+    # When the clock was stopped by an order (挂账) or a pause; null while it runs (sla_0030).
+    sa.Column("paused_at", UtcDateTime(), nullable=True),
     sa.Column("colour", sa.String(10), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
     # The sweep reads only the clocks whose next colour is due: its cost follows what is due,

@@ -266,6 +266,18 @@ def may_verify(principal: Principal, case: CaseFacts, j: Jurisdiction) -> bool:
     return False
 
 
+# What a leader who is not the command center may order: a comment (点评).
+LEADER_ORDERS = (v.ORDER_COMMENT,)
+
+
+def may_give_order(principal: Principal, kind: str) -> bool:
+    """Orders (指令) are the command center's and an admin's; a leader comments (点评). Which
+    cases: those the caller may read (``may_read_case``), asked apart."""
+    if principal.has_role(ADMIN, COMMAND_CENTER):
+        return True
+    return principal.has_role(LEADER) and kind in LEADER_ORDERS
+
+
 def may_evaluate(principal: Principal) -> bool:
     """Recording a resident's evaluation for them (回访) is the command center's; the resident
     evaluates through their own progress link."""

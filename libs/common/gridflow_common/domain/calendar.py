@@ -270,6 +270,21 @@ def advance(
     return _after(calendar.local(start), timedelta(seconds=seconds))
 
 
+def resumed_due(
+    due: datetime,
+    paused_at: datetime,
+    resumed_at: datetime,
+    limit: TimeLimit,
+    calendar: WorkingCalendar,
+) -> datetime:
+    """The due instant of a clock paused at ``paused_at`` (挂账, or an approved pause) and
+    resumed at ``resumed_at``: the time on hold counts on neither side, so the due instant moves
+    later by the time spent on hold, measured in the limit's own kind of time (working time for
+    a limit in working hours or days: a weekend on hold moves nothing)."""
+    on_hold = measure(paused_at, resumed_at, limit, calendar)
+    return calendar.local(advance(due, on_hold, limit, calendar))
+
+
 @dataclass(frozen=True)
 class WarningLevel:
     colour: str

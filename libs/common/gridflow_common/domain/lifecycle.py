@@ -244,6 +244,20 @@ def check_evaluation(current_status: str, satisfaction: int | None) -> None:
         )
 
 
+# The requests a holder makes that wait for the command center's decision, by timeline kind.
+REQUESTS = {v.EXTENSION_REQUESTED: "extension"}
+
+
+def pending_request(entries: list[tuple[str, dict]]) -> str | None:
+    """The kind of the holder's request still awaiting a decision (``extension``), or None:
+    ``entries`` are the case's timeline (kind, detail), oldest first; the latest request
+    counts, and only while its decision is pending."""
+    for kind, detail in reversed(entries):
+        if kind in REQUESTS:
+            return REQUESTS[kind] if detail.get("decision") == EXTENSION_PENDING else None
+    return None
+
+
 # -- intake's view of an assignment ----------------------------------------------------------------
 
 
@@ -342,3 +356,120 @@ def colour_shown(status: str, has_assignment: bool, announced: str | None) -> st
     if not (has_running_clock(status) and has_assignment):
         return None
     return announced or v.GREEN
+
+
+# -- the command center's orders (指令) ------------------------------------------------------------
+
+# The statuses each order may be given in. An order refused here changes nothing (HTTP 409).
+# The orders that act on the case's assignment and clock wait for its first dispatch (a case
+# is ``registered`` only for the moment routing takes to decide): until then there is neither.
+_WORKING = (v.REGISTERED, v.DISPATCHED, v.ACCEPTED, v.IN_PROGRESS)
+ORDER_ALLOWED_FROM: dict[str, tuple[str, ...]] = {
+    # A case awaiting verification (resolved) is verified first: failed, it goes back for rework.
+    v.ORDER_ASSIGN: HOLDER_STATUSES,
+    v.ORDER_ESCALATE: HOLDER_STATUSES,
+    v.ORDER_HOLD: HOLDER_STATUSES,
+    v.ORDER_RELEASE: (v.ON_HOLD,),
+    # Refusing to register (不予立案) finishes a case that is not finished: a case on the
+    # long-term list too.
+    v.ORDER_REJECT: (*OPEN_STATUSES, v.ON_HOLD),
+    v.ORDER_REOPEN: (v.CLOSED,),
+    v.ORDER_MERGE: (*OPEN_STATUSES, v.ON_HOLD),
+    # A reminder needs someone holding the case.
+    v.ORDER_SUPERVISE: HOLDER_STATUSES,
+    # A leader may comment on any case, finished ones included (考核 reads them).
+    v.ORDER_COMMENT: v.CASE_STATUSES,
+}
+# The orders that must say why (the reporter is told a rejection's reason).
+ORDERS_NEEDING_REASON = (v.ORDER_HOLD, v.ORDER_REJECT, v.ORDER_COMMENT)
+# The orders that routing answers with a new assignment (a new holder and a new clock).
+ORDERS_REASSIGNING = (v.ORDER_ASSIGN, v.ORDER_ESCALATE, v.ORDER_REOPEN)
+MAX_ORDER_REASON = 500
+
+_WHY_NOT: dict[str, str] = {
+    v.ORDER_ASSIGN: (
+        "only a dispatched case being worked on is assigned (a resolved case is verified first)"
+    ),
+    v.ORDER_ESCALATE: "only a dispatched case being worked on is escalated",
+    v.ORDER_HOLD: "only a dispatched case being worked on goes on the long-term list (挂账)",
+    v.ORDER_RELEASE: "only a case on the long-term list (挂账) is released",
+    v.ORDER_REJECT: "the case is already finished",
+    v.ORDER_REOPEN: "only a closed case is reopened",
+    v.ORDER_MERGE: "a finished case is not merged",
+    v.ORDER_SUPERVISE: "only a case a unit holds is supervised (督办)",
+}
+
+
+@dataclass(frozen=True)
+class OrderOutcome:
+    """What an order does to intake's view at once. The rest follows by events: routing's new
+    assignment (assign, escalate, reopen), the clock (SLA), the notices (notify)."""
+
+    status: str  # the case's status afterwards
+    clock_stops: bool  # no clock runs afterwards: due and colour are null
+    finished: bool  # the case is finished (rejected, or merged into another): closed_at is set
+    reassigns: bool  # routing gives the case a new assignment
+
+
+def check_order(
+    kind: str,
+    status: str,
+    *,
+    at_top: bool = False,
+    into: str | None = None,
+    into_status: str | None = None,
+    case_id: str | None = None,
+) -> None:
+    """Refuse an order that the case cannot take as it stands (``Conflict``, naming why).
+
+    ``at_top``: the case is held by the command center, which has nowhere higher to send it.
+    ``into`` / ``into_status``: the case a merge joins this one to, and its status (None when no
+    such case exists)."""
+    allowed = ORDER_ALLOWED_FROM.get(kind)
+    if allowed is None:
+        raise InvalidRequest("kind", f"{kind!r} is not an order")
+    if status not in allowed:
+        raise Conflict(
+            "kind",
+            f"a case that is {status} ({v.zh(status)}) cannot be given "
+            f"{kind} ({v.zh(kind)}): {_WHY_NOT.get(kind, '')}".rstrip(": "),
+        )
+    if kind == v.ORDER_ESCALATE and at_top:
+        raise Conflict(
+            "kind",
+            "the command center already holds this case: there is no tier higher; assign it to a "
+            "unit instead",
+        )
+    if kind == v.ORDER_MERGE:
+        if into is None:
+            raise InvalidRequest("into", "a merge names the case this one joins (into)")
+        if into == case_id:
+            raise Conflict("into", "a case cannot be merged into itself")
+        if into_status is None:
+            raise Conflict("into", f"no case {into!r} to merge into")
+        if into_status in FINISHED_STATUSES:
+            raise Conflict(
+                "into",
+                f"case {into} is {into_status} ({v.zh(into_status)}): merge into an open one",
+            )
+
+
+def apply_order(kind: str, status: str, held_from: str | None = None) -> OrderOutcome:
+    """The effect of a (checked) order on a case that is ``status``; ``held_from``: the status a
+    case on hold had before it (release returns it there)."""
+    if kind == v.ORDER_HOLD:
+        return OrderOutcome(v.ON_HOLD, clock_stops=True, finished=False, reassigns=False)
+    if kind == v.ORDER_RELEASE:
+        back = held_from if held_from in _WORKING else v.DISPATCHED
+        return OrderOutcome(back, clock_stops=False, finished=False, reassigns=False)
+    if kind == v.ORDER_REJECT:
+        return OrderOutcome(v.REJECTED, clock_stops=True, finished=True, reassigns=False)
+    if kind == v.ORDER_MERGE:
+        return OrderOutcome(v.CLOSED, clock_stops=True, finished=True, reassigns=False)
+    if kind == v.ORDER_REOPEN:
+        # Back to the unit that last held it, as rework; the new clock comes with its dispatch.
+        return OrderOutcome(v.DISPATCHED, clock_stops=True, finished=False, reassigns=True)
+    if kind in (v.ORDER_ASSIGN, v.ORDER_ESCALATE):
+        # The status and the clock change when the new assignment is dispatched.
+        return OrderOutcome(status, clock_stops=False, finished=False, reassigns=True)
+    return OrderOutcome(status, clock_stops=False, finished=False, reassigns=False)

@@ -43,6 +43,21 @@ _MILESTONES: dict[str, tuple[str, str]] = {
     v.ENTRY_VERIFIED: (MILESTONE_CLOSED, "核查通过，已结案"),
     v.ENTRY_EVALUATED: (MILESTONE_EVALUATED, "已评价"),
 }
+MILESTONE_REJECTED = "rejected"
+MILESTONE_ON_HOLD = "on_hold"
+MILESTONE_RESUMED = "resumed"
+MILESTONE_REOPENED = "reopened"
+MILESTONE_MERGED = "merged"
+# The command center's orders a resident sees (timeline kind ``order``, by the order's kind); a
+# refusal to register (不予立案) says why, as the reporter is told. Assign and escalate show as
+# the next dispatch; supervision and comments are the city's own.
+_ORDER_MILESTONES: dict[str, tuple[str, str]] = {
+    v.ORDER_REJECT: (MILESTONE_REJECTED, "不予立案"),
+    v.ORDER_HOLD: (MILESTONE_ON_HOLD, "已列入长期跟踪（挂账）"),
+    v.ORDER_RELEASE: (MILESTONE_RESUMED, "恢复办理"),
+    v.ORDER_REOPEN: (MILESTONE_REOPENED, "重新办理"),
+    v.ORDER_MERGE: (MILESTONE_MERGED, "已与同一事项合并办理"),
+}
 # Left out on purpose (and anything not named above): routed (routing's reasoning), warning (SLA
 # colours), awaiting_order (the command center's queue), report_joined (other reporters),
 # returned and beyond_authority (a unit handing the case on: the resident sees the next dispatch).
@@ -72,10 +87,16 @@ def milestones(entries: Iterable[Entry], unit_name: Callable[[str], str | None])
     holder's code in the city's words (None when the jurisdiction no longer knows it)."""
     out: list[Milestone] = []
     for entry in entries:
-        known = _MILESTONES.get(entry.kind)
+        if entry.kind == v.ENTRY_ORDER:
+            known = _ORDER_MILESTONES.get(str(entry.detail.get("order")))
+        else:
+            known = _MILESTONES.get(entry.kind)
         if known is None:
             continue
         kind, name = known
+        reason = entry.detail.get("reason")
+        if kind == MILESTONE_REJECTED and isinstance(reason, str) and reason:
+            name = f"{name}：{reason}"
         if kind == MILESTONE_DISPATCHED:
             holder = entry.detail.get("handler")
             unit = unit_name(holder) if isinstance(holder, str) else None

@@ -5,6 +5,7 @@
 - A colour's action: ``remind_handler`` reminds the holder's duty person; ``supervise`` (督办)
   reaches the duty person and the unit's leader; ``escalate`` reaches the leader.
 - A case waiting at the command center for its order goes to the command center's duty person.
+- The command center's supervision order (督办) goes to the holder's duty person and its leader.
 - A dispatch with assisting departments (协办) also goes to the duty person of each unit the case
   was given to as assisting.
 - A unit that could not be reached after the last try (undeliverable) goes to the duty person of
@@ -44,6 +45,8 @@ WHO_FOR_ACTION: dict[str, tuple[str, ...]] = {
     v.ACTION_ESCALATE: (v.ROLE_LEADER,),
 }
 WHO_AWAITING_ORDER: tuple[str, ...] = (DUTY,)
+# The command center's supervision order (督办) reminds the holder and its leader.
+WHO_SUPERVISED: tuple[str, ...] = (DUTY, v.ROLE_LEADER)
 WHO_ASSISTS: tuple[str, ...] = (DUTY,)
 WHO_HEARS_OF_UNDELIVERABLE: tuple[str, ...] = (v.ROLE_COMMAND_DUTY,)
 # Why a notice was sent, beside the vocabulary's (dispatched, a colour's action, awaiting_order).
@@ -136,6 +139,13 @@ def colour_changed(
 def awaiting_order(j: Any, case_id: str, holder: str, cause: str) -> list[Notice]:
     text = f"{_HEAD}案件 {case_id} 经{v.zh(cause)}仍由指挥中心持有，请研判并下达指令。"
     return _notices(people(j, holder, WHO_AWAITING_ORDER), v.AWAITING_ORDER, text)
+
+
+def supervised(j: Any, case_id: str, holder: str | None, reason: str | None) -> list[Notice]:
+    """The command center's 督办 order: the holder's duty person and its leader are reminded."""
+    why = f"：{reason}" if reason else ""
+    text = f"{_HEAD}指挥中心督办案件 {case_id}{why}。请尽快办理并反馈。"
+    return _notices(people(j, holder, WHO_SUPERVISED), v.ORDER_SUPERVISE, text)
 
 
 def assisting(

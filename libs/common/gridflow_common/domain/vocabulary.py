@@ -50,16 +50,45 @@ REASON_ESCALATED = "escalated"
 REASON_RETURNED = "returned"
 REASON_REWORK = "rework"
 REASON_RECLASSIFIED = "reclassified"
+# The command center's order named the unit (指派): not an escalation.
+REASON_ASSIGNED = "assigned"
 ROUTING_REASONS = (
     REASON_NEW,
     REASON_ESCALATED,
     REASON_RETURNED,
     REASON_REWORK,
     REASON_RECLASSIFIED,
+    REASON_ASSIGNED,
 )
 
 # -- what routing announces when a case cannot move (at the top it waits for an order) ----------
 AWAITING_ORDER = "awaiting_order"
+
+# -- the command center's orders (指令) --------------------------------------------------------
+ORDER_ASSIGN = "assign"
+ORDER_ESCALATE = "escalate"
+ORDER_HOLD = "hold"
+ORDER_RELEASE = "release"
+ORDER_REJECT = "reject"
+ORDER_REOPEN = "reopen"
+ORDER_MERGE = "merge"
+ORDER_SUPERVISE = "supervise"
+ORDER_COMMENT = "comment"
+ORDER_KINDS = (
+    ORDER_ASSIGN,
+    ORDER_ESCALATE,
+    ORDER_HOLD,
+    ORDER_RELEASE,
+    ORDER_REJECT,
+    ORDER_REOPEN,
+    ORDER_MERGE,
+    ORDER_SUPERVISE,
+    ORDER_COMMENT,
+)
+# A case's timeline records each order as an entry of this kind (detail: the order's kind, who
+# gave it and why); a merge also leaves an entry on the case the other joined.
+ENTRY_ORDER = "order"
+ENTRY_MERGED_FROM = "merged_from"
 
 # -- unit kinds (units.csv) and the duty role of each (people.csv) --------------------------------
 COMMAND_CENTER = "command_center"
@@ -132,6 +161,18 @@ ZH: dict[str, str] = {
     REASON_ESCALATED: "升级",
     REASON_REWORK: "返工",
     REASON_RECLASSIFIED: "重新分类",
+    REASON_ASSIGNED: "指挥中心指派",
+    ORDER_ASSIGN: "指派",
+    ORDER_ESCALATE: "升级",
+    ORDER_HOLD: "挂账",
+    ORDER_RELEASE: "取消挂账",
+    ORDER_REJECT: "不予立案",
+    ORDER_REOPEN: "重新办理",
+    ORDER_MERGE: "合并",
+    ORDER_SUPERVISE: "督办",
+    ORDER_COMMENT: "点评",
+    ENTRY_ORDER: "指令",
+    ENTRY_MERGED_FROM: "并入",
     AWAITING_ORDER: "待指挥中心指令",
     COMMAND_CENTER: "指挥中心",
     BUREAU: "区级部门",

@@ -2,7 +2,7 @@
 read by (cases by registration and by closing instant; timeline entries by kind and instant)
 
 Revision ID: intake_0130
-Revises: intake_0100
+Revises: intake_0120
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from gridflow_common.db import UtcDateTime
 
 revision = "intake_0130"
-down_revision = "intake_0100"
+down_revision = "intake_0120"
 branch_labels = None
 depends_on = None
 
