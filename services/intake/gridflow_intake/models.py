@@ -38,6 +38,21 @@ cases = sa.Table(
     # center's lists filter and sort by them (intake_0100).
     sa.Column("due_at", UtcDateTime(), nullable=True),
     sa.Column("colour", sa.String(10), nullable=True),
+    # What the command center's lists filter by, kept on the row at registration (intake_0110):
+    # the street and community the case's area lies in, the channel of its first report and the
+    # address it gave (null for a report located by a point or a grid).
+    sa.Column("street_code", sa.String(32), nullable=True),
+    sa.Column("community_code", sa.String(32), nullable=True),
+    sa.Column("channel", sa.String(20), nullable=True),
+    sa.Column("address", sa.Text, nullable=True),
+    sa.Index("ix_intake_cases_status_due", "status", "due_at", "case_id"),
+    sa.Index("ix_intake_cases_registered", "registered_at", "case_id"),
+    sa.Index("ix_intake_cases_colour_due", "colour", "due_at"),
+    sa.Index("ix_intake_cases_street", "street_code", "status"),
+    sa.Index("ix_intake_cases_community", "community_code"),
+    sa.Index("ix_intake_cases_area", "area_code"),
+    sa.Index("ix_intake_cases_holder", "holder"),
+    sa.Index("ix_intake_cases_lead", "lead"),
     # Duplicate detection looks for open cases of one category in a small lat/lon box: the
     # index narrows by category and latitude band instead of every case of the category.
     sa.Index("ix_intake_cases_category_position", "category", "lat", "lon"),

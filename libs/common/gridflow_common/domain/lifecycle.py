@@ -342,3 +342,24 @@ def colour_shown(status: str, has_assignment: bool, announced: str | None) -> st
     if not (has_running_clock(status) and has_assignment):
         return None
     return announced or v.GREEN
+
+
+def clock_columns(
+    status: str, has_assignment: bool, due: dt.datetime | None, announced: str | None
+) -> tuple[dt.datetime | None, str | None]:
+    """The case row's ``due_at`` and ``colour`` (the lists filter and sort by them): the running
+    clock's due instant and the colour shown (``colour_shown``); both None when no clock runs."""
+    colour = colour_shown(status, has_assignment, announced)
+    return (due if colour is not None else None), colour
+
+
+def parse_due(text: str | None) -> dt.datetime | None:
+    """An announced due instant (ISO 8601 with its offset), or None when it is absent or not
+    one (an instant with no offset is no instant)."""
+    if not text:
+        return None
+    try:
+        due = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return due if due.tzinfo is not None else None
