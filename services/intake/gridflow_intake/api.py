@@ -50,6 +50,7 @@ from gridflow_intake.access import (
     Unauthenticated,
     signin_url,
 )
+from gridflow_intake.cases_api import CaseListEndpoints
 from gridflow_intake.department_api import DepartmentEndpoints
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
@@ -112,6 +113,9 @@ class Route:
 B = s.MAX_BODY_BYTES
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/reports", "post_report", ANYONE, B),
+    # Finding cases and the board's summary, cut to the caller's scope (cases_api.py).
+    Route("GET", "/api/v1/cases", "get_cases", SIGNED_IN),
+    Route("GET", "/api/v1/board/summary", "get_board_summary", SIGNED_IN),
     Route("GET", "/api/v1/cases/<case_id>", "get_case", SIGNED_IN),
     Route("POST", "/api/v1/cases/<case_id>/updates", "post_update", SIGNED_IN, B),
     Route("POST", "/api/v1/cases/<case_id>/verification", "post_verify", STAFF, B),
@@ -269,7 +273,7 @@ def _no_case(case_id: str) -> h.Rejected:
     return h.Rejected(404, {"case_id": [f"no case {case_id!r}"]})
 
 
-class IntakeApi(SessionEndpoints, LinkEndpoints, DepartmentEndpoints):
+class IntakeApi(SessionEndpoints, LinkEndpoints, DepartmentEndpoints, CaseListEndpoints):
     def __init__(
         self, runtime: ServiceRuntime, peers: Peers, inbox_waiters: ib.Waiters | None = None
     ):

@@ -68,8 +68,7 @@ def upgrade() -> None:
     for area, (street, community) in _ancestors(conn).items():
         conn.execute(
             sa.text(
-                "UPDATE intake_cases SET street_code = :s, community_code = :c "
-                "WHERE area_code = :a"
+                "UPDATE intake_cases SET street_code = :s, community_code = :c WHERE area_code = :a"
             ),
             {"s": street, "c": community, "a": area},
         )
