@@ -72,6 +72,8 @@ reports = sa.Table(
     # once, in the answer to the report, and never stored. Null for reports taken before links.
     sa.Column("progress_token_hash", sa.String(64), nullable=True),
     sa.Index("uq_intake_reports_progress_token_hash", "progress_token_hash", unique=True),
+    # A case's reports, for its view and for the lists' masking (intake_0110).
+    sa.Index("ix_intake_reports_case_id", "case_id"),
     # A resubmission of (channel, external_id) is the same report, however often a phone that was
     # offline sends it.
     sa.UniqueConstraint("channel", "external_id", name="uq_intake_reports_channel_external_id"),

@@ -30,6 +30,7 @@ INDEXES = {
     "ix_intake_cases_lead": ["lead"],
 }
 GIN_ASSISTING = "ix_intake_cases_assisting_gin"
+REPORTS_BY_CASE = "ix_intake_reports_case_id"
 
 
 def _ancestors(conn: sa.Connection) -> dict[str, tuple[str | None, str | None]]:
@@ -82,6 +83,7 @@ def upgrade() -> None:
     )
     for name, columns in INDEXES.items():
         op.create_index(name, "intake_cases", columns)
+    op.create_index(REPORTS_BY_CASE, "intake_reports", ["case_id"])
     if conn.dialect.name == "postgresql":
         op.execute(
             f"CREATE INDEX {GIN_ASSISTING} ON intake_cases USING gin ((CAST(assisting AS jsonb)))"
@@ -93,5 +95,6 @@ def downgrade() -> None:
         op.execute(f"DROP INDEX IF EXISTS {GIN_ASSISTING}")
     for name in INDEXES:
         op.drop_index(name, "intake_cases")
+    op.drop_index(REPORTS_BY_CASE, "intake_reports")
     for column in ("address", "channel", "community_code", "street_code"):
         op.drop_column("intake_cases", column)
