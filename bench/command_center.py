@@ -261,7 +261,7 @@ def measure(name: str, call: Callable[[], Any], n: int = N) -> dict:
     return figures
 
 
-def api_for(engine: sa.Engine) -> tuple[Any, dict[str, str]]:
+def api_for(engine: sa.Engine) -> tuple[Any, dict[str, dict[str, str]]]:
     """The product's IntakeApi on the bench database, and bearer headers by caller."""
     from gridflow_common.domain import access as a
     from gridflow_intake.access import Access
