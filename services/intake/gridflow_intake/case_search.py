@@ -518,27 +518,24 @@ def summary(
     department and street, and the yellow, orange and red ones, the latest first."""
     where = conditions(query, principal, j, now)
     where.append(cases.c.status.in_(lifecycle.OPEN_STATUSES))
-    by_colour = totals(conn, where)
+    # One pass over the open cases: grouped by everything the board counts by (a few thousand
+    # groups at most), then added up here.
+    groups = (cases.c.colour, cases.c.tier, cases.c.lead, cases.c.holder, cases.c.street_code)
+    by_colour = {"all": 0, **{c: 0 for c in v.COLOURS}, NO_COLOUR: 0}
     by_tier: dict[str, int] = {}
-    for tier, n in conn.execute(
-        sa.select(cases.c.tier, sa.func.count()).where(*where).group_by(cases.c.tier)
-    ):
-        by_tier[tier or NO_COLOUR] = by_tier.get(tier or NO_COLOUR, 0) + n
     by_department: dict[str | None, int] = {}
-    for lead, holder, n in conn.execute(
-        sa.select(cases.c.lead, cases.c.holder, sa.func.count())
-        .where(*where)
-        .group_by(cases.c.lead, cases.c.holder)
+    by_street: dict[str | None, int] = {}
+    for colour, tier, lead, holder, street, n in conn.execute(
+        sa.select(*groups, sa.func.count()).where(*where).group_by(*groups)
     ):
-        key = _department_of(j, lead, holder)
-        by_department[key] = by_department.get(key, 0) + n
-    by_street: dict[str | None, int] = dict(
-        conn.execute(
-            sa.select(cases.c.street_code, sa.func.count())
-            .where(*where)
-            .group_by(cases.c.street_code)
-        ).all()
-    )
+        by_colour["all"] += n
+        key = colour if colour in v.COLOURS else NO_COLOUR if colour is None else None
+        if key is not None:
+            by_colour[key] += n
+        by_tier[tier or NO_COLOUR] = by_tier.get(tier or NO_COLOUR, 0) + n
+        department = _department_of(j, lead, holder)
+        by_department[department] = by_department.get(department, 0) + n
+        by_street[street] = by_street.get(street, 0) + n
     late_rows = conn.execute(
         sa.select(*_ITEM_COLUMNS)
         .where(*where, cases.c.colour.in_(WARNING_COLOURS))
