@@ -469,6 +469,23 @@ def totals(conn: sa.Connection, where: list) -> dict[str, int]:
     return counts
 
 
+def _page(conn: sa.Connection, where: list, sort: str, limit: int) -> list:
+    """The first ``limit`` rows of ``where`` in ``sort``'s order. The order is found on the sort
+    key and id alone (the indexes hold both: no row is read to sort), then only those rows are
+    read whole."""
+    keys = conn.execute(
+        sa.select(cases.c.case_id).where(*where).order_by(*_order(sort)).limit(limit)
+    ).scalars()
+    ids = list(keys)
+    if not ids:
+        return []
+    found = {
+        r.case_id: r
+        for r in conn.execute(sa.select(*_ITEM_COLUMNS).where(cases.c.case_id.in_(ids)))
+    }
+    return [found[i] for i in ids if i in found]
+
+
 def list_cases(
     conn: sa.Connection,
     query: CaseQuery,
@@ -482,9 +499,7 @@ def list_cases(
     page = list(where)
     if query.cursor:
         page.append(_after(query, *read_cursor(cursor_key, query)))
-    rows = conn.execute(
-        sa.select(*_ITEM_COLUMNS).where(*page).order_by(*_order(query.sort)).limit(query.limit + 1)
-    ).all()
+    rows = _page(conn, page, query.sort, query.limit + 1)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     last = rows[-1] if rows and more else None
@@ -536,12 +551,9 @@ def summary(
         department = _department_of(j, lead, holder)
         by_department[department] = by_department.get(department, 0) + n
         by_street[street] = by_street.get(street, 0) + n
-    late_rows = conn.execute(
-        sa.select(*_ITEM_COLUMNS)
-        .where(*where, cases.c.colour.in_(WARNING_COLOURS))
-        .order_by(*_order("lateness"))
-        .limit(SUMMARY_LATE_LIMIT)
-    ).all()
+    late_rows = _page(
+        conn, [*where, cases.c.colour.in_(WARNING_COLOURS)], "lateness", SUMMARY_LATE_LIMIT
+    )
 
     def department_name(code: str | None) -> str | None:
         department = j.department(code) if code else None
