@@ -31,6 +31,26 @@ INDEXES = {
 }
 GIN_ASSISTING = "ix_intake_cases_assisting_gin"
 REPORTS_BY_CASE = "ix_intake_reports_case_id"
+# Free text (``q``) on PostgreSQL: trigram indexes serve ILIKE '%...%' for three characters and
+# more, when the pg_trgm extension can be had (it ships with PostgreSQL's contrib; creating it
+# needs the right to). Without it the search still works, by reading every row.
+TRIGRAM_INDEXES = {
+    "ix_intake_cases_description_trgm": "description",
+    "ix_intake_cases_address_trgm": "address",
+}
+
+
+def _trigrams(conn: sa.Connection) -> bool:
+    """Whether pg_trgm is there or could be made now (a savepoint keeps a refusal from
+    spoiling the migration's transaction)."""
+    savepoint = conn.begin_nested()
+    try:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+    except sa.exc.DBAPIError:
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
 
 
 def _ancestors(conn: sa.Connection) -> dict[str, tuple[str | None, str | None]]:
@@ -88,11 +108,16 @@ def upgrade() -> None:
         op.execute(
             f"CREATE INDEX {GIN_ASSISTING} ON intake_cases USING gin ((CAST(assisting AS jsonb)))"
         )
+        if _trigrams(conn):
+            for name, column in TRIGRAM_INDEXES.items():
+                op.execute(f"CREATE INDEX {name} ON intake_cases USING gin ({column} gin_trgm_ops)")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"DROP INDEX IF EXISTS {GIN_ASSISTING}")
+        for name in TRIGRAM_INDEXES:
+            op.execute(f"DROP INDEX IF EXISTS {name}")
     for name in INDEXES:
         op.drop_index(name, "intake_cases")
     op.drop_index(REPORTS_BY_CASE, "intake_reports")
