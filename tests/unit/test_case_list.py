@@ -342,6 +342,11 @@ def test_items_carry_what_the_board_shows_masked_for_those_who_may_not_see_repor
         ({"registered_from": "yesterday"}, "registered_from"),
         ({"registered_to": "2026-01-05T10:00:00"}, "registered_to"),
         ({"cursor": "abc.def"}, "cursor"),
+        ({"cursor": "路灯.不亮"}, "cursor"),
+        ({"cursor": "a" * 601}, "cursor"),
+        ({"registered_to": "9999-12-31"}, "registered_to"),
+        ({"colour": "red," * 51}, "colour"),
+        ({"status": ""}, "status"),
         ({"sort": ["lateness", "registered"]}, "sort"),
     ],
 )

@@ -136,12 +136,13 @@ def _instant(name: str, text: str, j: Jurisdiction, *, end: bool) -> dt.datetime
             start = dt.datetime.combine(day, dt.time(), tzinfo=j.zone)
             return start + dt.timedelta(days=1) if end else start
         instant = dt.datetime.fromisoformat(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise Rejected(
-            400, {name: [f"{text!r} is not a date (YYYY-MM-DD) or an instant with its offset"]}
+            400,
+            {name: [f"{text[:40]!r} is not a date (YYYY-MM-DD) or an instant with its offset"]},
         ) from None
     if instant.tzinfo is None:
-        raise Rejected(400, {name: [f"{text!r} has no offset; give one (+08:00) or a date"]})
+        raise Rejected(400, {name: [f"{text[:40]!r} has no offset; give one (+08:00) or a date"]})
     return instant
 
 
@@ -153,7 +154,7 @@ def parse_query(args: Mapping[str, Sequence[str]], j: Jurisdiction, *, paging: b
     problems: dict[str, list[str]] = {}
     unknown = sorted(k for k in args if k not in allowed)
     for name in unknown:
-        problems[name] = [f"unknown parameter; the known ones are: {', '.join(allowed)}"]
+        problems[name[:100]] = [f"unknown parameter; the known ones are: {', '.join(allowed)}"]
     values: dict[str, tuple[str, ...]] = {}
     single: dict[str, str] = {}
     for name, given in args.items():
@@ -284,6 +285,9 @@ def conditions(query: CaseQuery, principal: a.Principal, j: Jurisdiction, now: d
 # -- the cursor ---------------------------------------------------------------------------------
 
 
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -313,9 +317,9 @@ def read_cursor(key: bytes, query: CaseQuery) -> tuple[str | None, str]:
     """(sort value, case id) after which the page starts."""
     assert query.cursor is not None
     payload, dot, mac = query.cursor.partition(".")
-    if not dot or not hmac.compare_digest(
-        mac.encode("ascii", "replace"), _mac(key, payload).encode()
-    ):
+    if not dot or not set(payload + mac) <= _B64URL:
+        raise _BAD_CURSOR
+    if not hmac.compare_digest(mac.encode("ascii", "replace"), _mac(key, payload).encode()):
         raise _BAD_CURSOR
     try:
         data = json.loads(_unb64(payload).decode("utf-8"))
@@ -331,6 +335,13 @@ def read_cursor(key: bytes, query: CaseQuery) -> tuple[str | None, str]:
 
 def _after(query: CaseQuery, sort_value: str | None, case_id: str) -> Any:
     """The rows after (sort value, case id) in the query's order."""
+    try:
+        return _after_key(query, sort_value, case_id)
+    except ValueError:
+        raise _BAD_CURSOR from None
+
+
+def _after_key(query: CaseQuery, sort_value: str | None, case_id: str) -> Any:
     if query.sort == "lateness":
         if sort_value is None:
             return sa.and_(cases.c.due_at.is_(None), cases.c.case_id > case_id)
