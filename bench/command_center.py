@@ -360,6 +360,10 @@ def main() -> None:
             max(5, N // 5),
         ),
         measure(
+            "cases: q=第17号 (free text, 3+ characters: trigram index)",
+            get("/api/v1/cases?q=%E7%AC%AC17%E5%8F%B7"),
+        ),
+        measure(
             "cases: as department urban_management, status=open",
             get("/api/v1/cases?status=open", "bench-dept"),
         ),
