@@ -154,7 +154,12 @@ def test_a_units_own_system_accepts_at_once_and_resolves_over_amqp(topology, dep
     )
 
     def replies() -> dict[str, dict]:
-        sent = {e["correlation_id"]: e["status"] for e in _entries(log) if e["kind"] == "sent"}
+        # This case's messages only: the same system answers the module's other cases too.
+        sent = {
+            e["correlation_id"]: e["status"]
+            for e in _entries(log)
+            if e["kind"] == "sent" and e["case_id"] == case_id
+        }
         return {
             sent[e["correlation_id"]]: e
             for e in _entries(log)

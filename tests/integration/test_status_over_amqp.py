@@ -97,6 +97,10 @@ def runtime(engine):
 @pytest.fixture
 def case_id(intake, runtime, broker, engine):
     """A case of its own, held by Wuma's urban-management squad (dispatched, as intake sees)."""
+    return _dispatched_case(runtime, broker, engine)
+
+
+def _dispatched_case(runtime, broker, engine) -> str:
     with runtime.work() as work:
         status, answer = h.register_report(
             work,
@@ -340,3 +344,27 @@ def test_without_the_management_api_rabbitmqctl_makes_the_same_users(
         subprocess.run(
             ["rabbitmqctl", "-q", "delete_user", c.amqp_user(code)], capture_output=True, timeout=60
         )
+
+
+def test_a_units_messages_sent_back_to_back_are_taken_in_the_order_it_sent_them(
+    intake, runtime, broker, holder, engine
+):
+    """Three statuses per case, for several cases, published without waiting for a reply: each
+    is accepted (none refused for arriving before the one sent ahead of it) and each case's
+    timeline holds them in the order sent, though the intake container runs several workers."""
+    cases = [_dispatched_case(runtime, broker, engine) for _ in range(4)]
+    words = (v.ACCEPTED, v.IN_PROGRESS, v.RESOLVED)
+    sent = [
+        (case, word, holder.send({"case_id": case, "status": word}))
+        for case in cases
+        for word in words
+    ]
+    for case, word, correlation_id in sent:
+        reply = holder.reply_to(correlation_id, timeout=30)
+        assert (reply["outcome"], reply["case_id"], reply["status"]) == ("accepted", case, word), (
+            reply
+        )
+    for case in cases:
+        assert _status(engine, case) == v.RESOLVED
+        taken = [kind for kind in _timeline(engine, case) if kind in words]
+        assert taken == list(words)

@@ -100,9 +100,14 @@ def squad(amqp_uri, own_database):
 
 
 def test_a_status_message_during_a_database_outage_is_taken_once_it_is_back(
-    container_factory, amqp_uri, own_database, squad, broker
+    container_factory, amqp_uri, own_database, squad, broker, monkeypatch
 ):
+    from gridflow_intake import service
     from gridflow_intake.service import IntakeService
+
+    # No retrying in place: the first try's failure hands the message back to the broker
+    # (what happens once the retry window is spent in a longer outage).
+    monkeypatch.setattr(service, "STATUS_RETRY_IN_PLACE_SECONDS", 0.0)
 
     url, engine, admin, name = own_database
     config = {
@@ -160,3 +165,69 @@ def test_a_status_message_during_a_database_outage_is_taken_once_it_is_back(
         )
     assert status == v.ACCEPTED
     assert kinds.count(v.ACCEPTED) == 1
+
+
+def test_messages_sent_back_to_back_during_an_outage_are_taken_in_their_order_once_it_ends(
+    container_factory, amqp_uri, own_database, squad, broker
+):
+    """Held, not refused and not reordered: the first message is tried again in place while the
+    database is down and the second waits behind it; once the database is back both are taken,
+    accepted first, and the case ends resolved."""
+    from gridflow_intake.service import IntakeService
+
+    url, engine, admin, name = own_database
+    config = {
+        keys.AMQP_URI: amqp_uri,
+        keys.DATABASE_URL: url,
+        keys.GRIDFLOW_CLOCK: "real",
+        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+        "max_workers": 4,
+    }
+    intake = container_factory(IntakeService, config)
+    intake.start()
+    runtime = ServiceRuntime(
+        c.INTAKE, engine, RealClock(), JurisdictionStore(engine), h.DEFINITION.tables()
+    )
+    with runtime.work() as work:
+        _, answer = h.register_report(
+            work,
+            {
+                "channel": "hotline",
+                "external_id": f"outage-{uuid.uuid4().hex[:8]}",
+                "description": "五马街道井盖缺失",
+                "location": {"grid_code": "330302001001001"},
+            },
+        )
+    case_id = answer["case_id"]
+    with entrypoint_waiter(intake, "on_case_dispatched"):
+        publish(broker, c.DEPARTMENTS, c.CASE_DISPATCHED, dispatched_payload(engine, case_id))
+
+    _close(admin, name)
+    try:
+        first = squad.send({"case_id": case_id, "status": "accepted", "message_id": "q-1"})
+        second = squad.send({"case_id": case_id, "status": "resolved", "message_id": "q-2"})
+        # Nothing is answered while the database is down (bounded: 5 s of the outage).
+        with pytest.raises(AssertionError, match="no reply"):
+            squad.reply_to(first, timeout=5)
+    finally:
+        _reopen(admin, name)
+        engine.dispose()
+
+    replies = [squad.reply_to(sent, timeout=90) for sent in (first, second)]
+    assert [(r["outcome"], r["status"], r["message_id"]) for r in replies] == [
+        ("accepted", v.ACCEPTED, "q-1"),
+        ("accepted", v.RESOLVED, "q-2"),
+    ]
+    with engine.connect() as conn:
+        status = conn.execute(
+            sa.select(models.cases.c.status).where(models.cases.c.case_id == case_id)
+        ).scalar_one()
+        kinds = list(
+            conn.execute(
+                sa.select(models.timeline.c.kind)
+                .where(models.timeline.c.case_id == case_id)
+                .order_by(models.timeline.c.id)
+            ).scalars()
+        )
+    assert status == v.RESOLVED
+    assert kinds.index(v.ACCEPTED) < kinds.index(v.RESOLVED)

@@ -591,3 +591,68 @@ def test_lists_and_the_summary_show_a_case_to_its_insiders_and_to_nobody_else(ci
     for path in ("/api/v1/cases", "/api/v1/board/summary"):
         assert city.call("GET", path, headers=city.headers(CHANNEL_KEY)).status == 403
         assert city.call("GET", path).status == 401
+
+
+# -- no read shows a case outside the caller's scope -------------------------------------------------
+
+OUTSIDER_CALLERS = (*OUTSIDERS, "other_holder_key")
+# Capability links: whoever holds the token is the one it was given to (the reporter's progress
+# link, a holder's one-time action link); they are walked in their own tests.
+CAPABILITY_ARGUMENTS = {"token"}
+# Routes that hold a stream open: walked, bounded, by their own tests.
+STREAMING: set[str] = set()
+
+
+def _reads() -> list[Route]:
+    out = []
+    for route in ROUTES:
+        rule = next(r for r in URL_MAP.iter_rules() if r.endpoint is route)
+        if route.method != "GET" or route.endpoint in STREAMING:
+            continue
+        if CAPABILITY_ARGUMENTS & set(rule.arguments):
+            continue
+        out.append(route)
+    return out
+
+
+@pytest.mark.parametrize("route", _reads(), ids=_route_id)
+def test_no_read_shows_a_case_outside_the_callers_scope(city, route):
+    """Every GET of the API (a route added later included), asked by each caller whose scope
+    the walk's case lies outside, with the path naming that case where it takes one: the answer
+    names neither the case nor what it says, whatever its status."""
+    path, nothing = _path(route, city.real), _path(route, NOTHING)
+    for who in OUTSIDER_CALLERS:
+        answer = city.call("GET", path, None, city.headers(who))
+        text = _text(answer)
+        assert answer.status < 500, (who, answer.status, text[:300])
+        assert STREETLIGHT["description"] not in text, f"{who} reads the case's words at {path}"
+        if answer.status >= 400:
+            # A refusal may repeat the id the caller asked for, as it does for a case that does
+            # not exist: it must say nothing else.
+            none = city.call("GET", nothing, None, city.headers(who))
+            assert _without(answer, city.case_id) == _without(none, NOTHING["case_id"]), who
+        else:
+            assert city.case_id not in text, f"{who} reads {city.case_id} through {path}"
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        "other_department",
+        "other_station",
+        "other_leader",
+        "other_street",
+        "other_community",
+        "other_grid_worker",
+    ],
+)
+def test_the_assessment_of_a_caller_outside_the_case_counts_none_of_it(city, who):
+    for by in ("department", "unit", "street", "grid_worker"):
+        theirs = city.call("GET", f"/api/v1/assessment?by={by}", headers=city.headers(who))
+        assert theirs.status == 200, theirs.body
+        assert theirs.body["rows"] == [], (by, theirs.body["rows"])
+    hotspots = city.call("GET", "/api/v1/hotspots", headers=city.headers(who))
+    assert hotspots.status == 200 and hotspots.body["items"] == []
+    # The insiders count it.
+    street = city.call("GET", "/api/v1/assessment?by=street", headers=city.headers("street"))
+    assert [row["registered"] for row in street.body["rows"]] == [1], street.body

@@ -22,7 +22,7 @@ from pathlib import Path
 from gridflow_app import bootstrap
 from gridflow_app.folders import read_admin_token, write_admin_token
 from gridflow_common import contracts as c
-from gridflow_common import reset
+from gridflow_common import figures, reset
 from gridflow_common.case_queues import owner_of
 from gridflow_common.clock import make_clock
 from gridflow_common.db import make_engine
@@ -110,6 +110,26 @@ class EmbeddedGridflow:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._access()
+        self._figure_sources = self._add_figures()
+
+    def _add_figures(self) -> list:
+        """The global figures of /metrics, read from this process's database and bus (one
+        process: it is every service's designated exporter). A later instance in the same
+        process (tests) takes the names over."""
+        sources = []
+        for name, runtime in self.runtimes.items():
+            queues = None
+            if name == c.DEPARTMENTS:
+                queues = functools.partial(
+                    figures.bus_queue_samples,
+                    runtime,
+                    self.bus.unit_queues,
+                    self.bus.department_queues,
+                )
+            sources += figures.add_sources(
+                runtime, lambda: True, self.definitions[name].figures, queues
+            )
+        return sources
 
     def _access(self) -> None:
         """Intake's access machinery with its rate limits in memory: one process, no Redis."""
@@ -152,6 +172,7 @@ class EmbeddedGridflow:
     def close(self) -> None:
         """Stop, let go of the database and remove the temporary folder it was made in."""
         self.stop()
+        figures.remove_sources(self._figure_sources)
         self.engine.dispose()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -56,6 +56,9 @@ CASE_UNDELIVERABLE = "case_undeliverable"
 # A department's system said something of a case that Gridflow had to ask for (polling
 # adapters: Open311); intake takes it like any status update.
 CASE_STATUS_RECEIVED = "case_status_received"
+# Many new cases of one category in one grid or community within a short window (热点): the
+# command center is told (notify).
+HOTSPOT_DETECTED = "hotspot_detected"
 
 # The vocabulary lives in one place (domain/vocabulary.py); the schemas below validate against it.
 CHANNELS = v.CHANNELS
@@ -158,6 +161,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(ROUTING, CASE_AWAITING_ORDER, INTAKE, "on_case_awaiting_order"),
     Subscription(ROUTING, CASE_AWAITING_ORDER, NOTIFY, "on_case_awaiting_order"),
     Subscription(DEPARTMENTS, CASE_STATUS_RECEIVED, INTAKE, "on_case_status_received"),
+    Subscription(INTAKE, HOTSPOT_DETECTED, NOTIFY, "on_hotspot_detected"),
 )
 
 
@@ -323,6 +327,24 @@ class CaseAwaitingOrderV1(_Payload):
     # What the holder reported: returned or beyond_authority.
     cause = fields.String(required=True, validate=validate.OneOf(UPDATE_STATUSES))
     explanation = fields.String(load_default="")
+    jurisdiction_version = fields.Integer(required=True)
+
+
+class HotspotDetectedV1(_Payload):
+    """The ``threshold``-th new case of ``category`` in area ``area_code`` (a grid or a
+    community) within one window: announced once per (category, area, window), by the
+    registration that reached the threshold."""
+
+    hotspot_id = fields.String(required=True)
+    category = fields.String(required=True)
+    level = fields.String(required=True, validate=validate.OneOf(("grid", "community")))
+    area_code = fields.String(required=True)
+    count = fields.Integer(required=True)
+    threshold = fields.Integer(required=True)
+    window_minutes = fields.Integer(required=True)
+    window_start = fields.AwareDateTime(required=True)
+    # The case whose registration reached the threshold.
+    case_id = fields.String(required=True)
     jurisdiction_version = fields.Integer(required=True)
 
 
@@ -498,6 +520,7 @@ PAYLOAD_SCHEMAS: dict[tuple[str, int], type[Schema]] = {
     (CLOCK_ADVANCED, 1): ClockAdvancedV1,
     (CASE_UNDELIVERABLE, 1): CaseUndeliverableV1,
     (CASE_STATUS_RECEIVED, 1): CaseStatusReceivedV1,
+    (HOTSPOT_DETECTED, 1): HotspotDetectedV1,
 }
 CURRENT_VERSION = 1
 

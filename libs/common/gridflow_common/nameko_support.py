@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import kombu
@@ -19,10 +20,11 @@ from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
 
-from gridflow_common import case_queues, migrate, reset
+from gridflow_common import case_queues, figures, metrics, migrate, reset
 from gridflow_common import contracts as c
 from gridflow_common.clock import make_clock
 from gridflow_common.db import database_url, make_engine, make_probe_engine
+from gridflow_common.designated import exporter_for
 from gridflow_common.jurisdictions import JurisdictionStore
 from gridflow_common.logging import configure, get_logger
 from gridflow_common.runtime import DatabaseUnavailable, RelayLoop, ServiceRuntime, Undecodable
@@ -42,9 +44,11 @@ DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 # ``max_workers`` at once, and a worker's unit of work holds one connection at a time (it reads
 # the clock and the jurisdiction on it). Beside the workers only the relay uses the pool: its
 # loop (one connection at a time) and, on stop, a last flush of confirmed deletes that may
-# overlap a pass still finishing. Readiness probes have an engine of their own. So a service
-# holds at most max_workers + 2 + 1 connections: five services at the default of 14 workers hold
-# at most 85 of PostgreSQL's default 100, leaving room for the CLI and migrations.
+# overlap a pass still finishing. Readiness probes have an engine of their own, and the
+# designated exporter of the global figures (gridflow_common.designated) one connection, held or
+# asked for its advisory lock at a scrape. So a service holds at most max_workers + 2 + 1 + 1
+# connections: five services at the default of 14 workers hold at most 90 of PostgreSQL's
+# default 100, leaving room for the CLI and migrations.
 RELAY_CONNECTIONS = 2
 
 
@@ -189,6 +193,14 @@ class Runtime(DependencyProvider):
         # A thread the container manages: it is killed with the container, and a loop that
         # died would take the container down with it rather than leave the outbox unrelayed.
         self.relay.start(spawn=self.container.spawn_managed_thread)
+        exporter = exporter_for(self.definition.name)
+        self.figure_sources = figures.add_sources(
+            self.runtime,
+            designated=lambda: exporter.is_exporter(self.engine),
+            figures=self.definition.figures,
+            queues=self.queue_figures(),
+            tag=f"#{id(self):x}",
+        )
         log.info(
             "service_started",
             service=self.definition.name,
@@ -197,7 +209,12 @@ class Runtime(DependencyProvider):
             pool_size=self.pool_size(),
         )
 
+    def queue_figures(self) -> Callable[[], Iterable[metrics.Sample]] | None:
+        """The depth of the units' case queues, for the service that serves them (departments)."""
+        return None
+
     def stop(self) -> None:
+        figures.remove_sources(getattr(self, "figure_sources", ()))
         self.relay.stop()
         self.engine.dispose()
         self.probe_engine.dispose()

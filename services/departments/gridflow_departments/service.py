@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import kombu
 
+from gridflow_common import figures, metrics
 from gridflow_common.case_queues import declare_unit_queues
 from gridflow_common.jurisdictions import NoJurisdiction
 from gridflow_common.logging import get_logger
@@ -39,6 +42,9 @@ class DepartmentsRuntime(Runtime):
         except Exception as exc:
             # The relay still declares each unit's queues before its first message there.
             log.warning("unit_queues_not_declared", why=f"{type(exc).__name__}: {exc}")
+
+    def queue_figures(self) -> Callable[[], Iterable[metrics.Sample]] | None:
+        return lambda: figures.broker_queue_samples(self.runtime, self.amqp_uri)
 
     def stop(self) -> None:
         worker = self.runtime.extras.pop(WORKER_KEY, None)

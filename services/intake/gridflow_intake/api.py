@@ -50,6 +50,7 @@ from gridflow_intake.access import (
     Unauthenticated,
     signin_url,
 )
+from gridflow_intake.assessment_api import AssessmentEndpoints
 from gridflow_intake.cases_api import CaseListEndpoints
 from gridflow_intake.department_api import DepartmentEndpoints
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
@@ -126,6 +127,9 @@ ROUTES: tuple[Route, ...] = (
     ),
     # A unit's inbox (gridflow_intake/inbox.py): paged by cursor, long-polled with ?wait=.
     Route("GET", "/api/v1/units/<code>/inbox", "get_inbox", SIGNED_IN),
+    # Assessment (考核) and hotspots (热点) of the caller's scope (assessment_api.py).
+    Route("GET", "/api/v1/assessment", "get_assessment", STAFF),
+    Route("GET", "/api/v1/hotspots", "get_hotspots", STAFF),
     Route("GET", "/api/v1/admin/clock", "get_clock", COMMAND),
     Route("PUT", "/api/v1/admin/clock", "put_clock", ADMIN, B),
     Route("POST", "/api/v1/admin/reset", "post_reset", ADMIN, B),
@@ -273,7 +277,9 @@ def _no_case(case_id: str) -> h.Rejected:
     return h.Rejected(404, {"case_id": [f"no case {case_id!r}"]})
 
 
-class IntakeApi(SessionEndpoints, LinkEndpoints, DepartmentEndpoints, CaseListEndpoints):
+class IntakeApi(
+    SessionEndpoints, LinkEndpoints, DepartmentEndpoints, AssessmentEndpoints, CaseListEndpoints
+):
     def __init__(
         self, runtime: ServiceRuntime, peers: Peers, inbox_waiters: ib.Waiters | None = None
     ):

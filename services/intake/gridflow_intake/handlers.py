@@ -23,6 +23,8 @@ from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Handler, Work
 from gridflow_common.service import ServiceDefinition
+from gridflow_intake import assessment
+from gridflow_intake.figures import open_cases
 from gridflow_intake.models import (
     OWN_TABLES,
     cases,
@@ -231,6 +233,9 @@ def register_report(
                 "reporter": privacy.mask_reporter(report.get("reporter")),
             },
         )
+        # Many new cases of one kind in one place within a short window (热点): one upsert per
+        # level, in this transaction.
+        assessment.count_new_case(work, j, version, case_id, category, area_code)
     work.db.execute(
         sa.insert(reports),
         dict(
@@ -995,4 +1000,5 @@ DEFINITION = ServiceDefinition(
     handlers=HANDLERS,
     periodic=periodic,
     own_tables=OWN_TABLES,
+    figures=open_cases,
 )

@@ -56,6 +56,9 @@ cases = sa.Table(
     # Duplicate detection looks for open cases of one category in a small lat/lon box: the
     # index narrows by category and latitude band instead of every case of the category.
     sa.Index("ix_intake_cases_category_position", "category", "lat", "lon"),
+    # The assessment sums a period's registered and closed cases (intake_0130).
+    sa.Index("ix_intake_cases_registered_at", "registered_at"),
+    sa.Index("ix_intake_cases_closed_at", "closed_at"),
 )
 
 reports = sa.Table(
@@ -102,6 +105,8 @@ timeline = sa.Table(
     # entries written once by intake's own requests.
     sa.Column("fact_key", sa.String(200), nullable=True),
     sa.Index("uq_intake_timeline_fact_key", "fact_key", unique=True),
+    # The assessment counts a period's returns and escalations (intake_0130).
+    sa.Index("ix_intake_timeline_kind_at", "kind", "at"),
 )
 
 # What department systems said: the first answer to each department message that carried an id
@@ -164,7 +169,39 @@ inbox = sa.Table(
     sa.Index("ix_intake_inbox_department_cursor", "department", "cursor"),
 )
 
-OWN_TABLES = [department_messages, inbox, spent_links, timeline, colours, reports, cases]
+# Hotspots (热点): new cases of one category in one grid or community within one fixed window
+# (gridflow_common.domain.assessment), counted as cases are registered. One row per (category,
+# area, window): the counter the registration increments in one statement, and the alert once
+# the count reaches the threshold (alerted_at set by the one registration that reached it).
+hotspots = sa.Table(
+    "intake_hotspots",
+    metadata,
+    sa.Column("hotspot_id", sa.String(40), primary_key=True),
+    sa.Column("category", sa.String(100), nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("area_code", sa.String(32), nullable=False),
+    sa.Column("window_start", UtcDateTime(), nullable=False),
+    sa.Column("window_minutes", sa.Integer, nullable=False),
+    # The threshold in force when the window's first case came (a new jurisdiction changes the
+    # next windows, not one half counted).
+    sa.Column("threshold", sa.Integer, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("first_at", UtcDateTime(), nullable=False),
+    sa.Column("last_at", UtcDateTime(), nullable=False),
+    sa.Column("alerted_at", UtcDateTime(), nullable=True),
+    sa.Index("ix_intake_hotspots_alerted_last", "alerted_at", "last_at"),
+)
+
+OWN_TABLES = [
+    hotspots,
+    department_messages,
+    inbox,
+    spent_links,
+    timeline,
+    colours,
+    reports,
+    cases,
+]
 
 
 # -- access -----------------------------------------------------------------------------------

@@ -18,15 +18,22 @@ from gridflow_common.service import ServiceDefinition
 from gridflow_notify.models import OWN_TABLES, metadata, notifications
 
 
-def _record(work: Work, event: c.Event, notices: list[recipients.Notice]) -> None:
+def _record(
+    work: Work,
+    event: c.Event,
+    notices: list[recipients.Notice],
+    *,
+    case_id: str | None = None,
+    assignment_id: str | None = None,
+) -> None:
     p = event.payload
     for notice in notices:
         person = notice.person
         work.db.execute(
             sa.insert(notifications),
             dict(
-                case_id=p["case_id"],
-                assignment_id=p["assignment_id"],
+                case_id=case_id or p["case_id"],
+                assignment_id=assignment_id or p["assignment_id"],
                 person_id=person.id,
                 role=person.role,
                 channel=v.NOTICE_SMS,
@@ -78,6 +85,19 @@ def on_case_awaiting_order(work: Work, event: c.Event) -> None:
     _record(work, event, recipients.awaiting_order(j, p["case_id"], p["holder"], p["cause"]))
 
 
+def on_hotspot_detected(work: Work, event: c.Event) -> None:
+    """The command center hears of a hotspot. The notice is filed under the hotspot's id (in
+    place of a case's and an assignment's): it is about the place, not one case, and no case's
+    list of notices gains one it did not cause."""
+    p = event.payload
+    j = work.jurisdiction(p["jurisdiction_version"])
+    category = j.category(p["category"])
+    notices = recipients.hotspot(
+        j, p["area_code"], category.name_zh if category else None, p["count"], p["window_minutes"]
+    )
+    _record(work, event, notices, case_id=p["hotspot_id"], assignment_id=p["hotspot_id"])
+
+
 def notifications_for(work: Work, case_id: str) -> list[dict]:
     rows = (
         work.db.execute(
@@ -99,6 +119,7 @@ DEFINITION = ServiceDefinition(
         "on_case_colour_changed": on_case_colour_changed,
         "on_case_awaiting_order": on_case_awaiting_order,
         "on_case_undeliverable": on_case_undeliverable,
+        "on_hotspot_detected": on_hotspot_detected,
     },
     own_tables=OWN_TABLES,
 )

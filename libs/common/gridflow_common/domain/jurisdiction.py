@@ -12,6 +12,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gridflow_common.domain.assessment import HotspotRules, Weights
 from gridflow_common.domain.calendar import (
     TimeLimit,
     TimeUnit,
@@ -150,6 +151,11 @@ class Jurisdiction:
     # The spreadsheet line of each adapters.csv row, by code: checks made after reading (is the
     # adapter installed here?) name the cell a clerk must fix.
     adapter_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    # assessment.csv: the weights of the assessment's composite score (absent: the defaults).
+    assessment_weights: Weights = field(default_factory=Weights)
+    # hotspots.csv: how many reports of a kind in a grid or community, within how long, make
+    # an alert (absent: the defaults).
+    hotspot_rules: HotspotRules = field(default_factory=HotspotRules)
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)

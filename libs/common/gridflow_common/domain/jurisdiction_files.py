@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gridflow_common.domain import vocabulary
+from gridflow_common.domain import assessment, vocabulary
 from gridflow_common.domain.calendar import (
     TimeLimit,
     TimeUnit,
@@ -96,6 +96,10 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "settings.csv": ("key", "value"),
     # Which department adapter serves a department or a unit (absent: AMQP for every unit).
     "adapters.csv": ("code", "adapter"),
+    # The weights of the assessment's composite score (absent: assessment.DEFAULT_WEIGHTS).
+    "assessment.csv": ("weight", "value"),
+    # Hotspot thresholds and windows per category and level (absent: the defaults).
+    "hotspots.csv": ("category", "level", "threshold", "window_minutes"),
 }
 SETTING_TIME_ZONE = "time_zone"
 SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
@@ -345,6 +349,8 @@ class _Loader:
         calendar_ok = len(self.problems) == before_calendar
         warning_levels = self.load_warning_levels()
         settings = self.load_settings()
+        weights = self.load_assessment()
+        hotspot_rules = self.load_hotspots(categories)
         zone = ZoneInfo(settings.get("time_zone", DEFAULT_TIME_ZONE))
 
         calendar: WorkingCalendar | None = None
@@ -370,6 +376,8 @@ class _Loader:
             warning_levels=warning_levels,
             adapters=tuple(config for config, _ in adapters),
             adapter_lines={config.code: line for config, line in adapters},
+            assessment_weights=weights,
+            hotspot_rules=hotspot_rules,
             **settings,
         )
 
@@ -415,6 +423,69 @@ class _Loader:
             if parsed_amount is not None and parsed_unit is not None:
                 settings["triage_limit"] = TimeLimit(parsed_amount, parsed_unit)
         return settings
+
+    def load_assessment(self) -> assessment.Weights:
+        """``assessment.csv`` (optional): one ``weight,value`` row per part of the score
+        (``assessment.WEIGHT_KEYS``), a number from 0 to 1000; a part left out keeps its
+        default weight."""
+        file = "assessment.csv"
+        seen: dict[str, int] = {}
+        given: dict[str, float] = {}
+        for row in self.table(file) or []:
+            key = self.one_of(file, row, "weight", assessment.WEIGHT_KEYS, "weight")
+            text = self.required(file, row, "value")
+            if key is None or text is None or not self.unique(file, row, "weight", key, seen):
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or not 0 <= value <= 1000:
+                self.add(file, row.line, "value", f"'{text}' is not a number from 0 to 1000")
+                continue
+            given[key] = value
+        weights = assessment.Weights(**given)
+        if seen and not any(weights.as_dict().values()):
+            self.add(file, 0, None, "every weight is 0; at least one must count")
+        return weights
+
+    def load_hotspots(self, categories: list[Category]) -> assessment.HotspotRules:
+        """``hotspots.csv`` (optional): ``category`` (a code, or ``*`` for every category
+        without a row of its own), ``level`` (grid or community), ``threshold`` (new cases; 0
+        turns the level off) and ``window_minutes`` (1 to 10080, a week)."""
+        file = "hotspots.csv"
+        known = {c.code for c in categories}
+        seen: dict[str, int] = {}
+        rules: list[assessment.HotspotRule] = []
+        for row in self.table(file) or []:
+            category = self.required(file, row, "category")
+            if (
+                category is not None
+                and category != assessment.ANY_CATEGORY
+                and known
+                and (category not in known)
+            ):
+                self.add(file, row.line, "category", f"unknown category '{category}'")
+                category = None
+            level = self.one_of(file, row, "level", assessment.HOTSPOT_LEVELS, "level")
+            threshold = self.whole_number(file, row, "threshold", 0, 100_000)
+            minutes = self.whole_number(file, row, "window_minutes", 1, 7 * 24 * 60)
+            if None in (category, level, threshold, minutes):
+                continue
+            assert category is not None and level is not None
+            if not self.unique(file, row, "category", f"{category} at level {level}", seen):
+                continue
+            rules.append(assessment.HotspotRule(level, threshold or 0, minutes or 0, category))
+        return assessment.HotspotRules(tuple(rules))
+
+    def whole_number(self, file: str, row: _Row, column: str, low: int, high: int) -> int | None:
+        text = self.required(file, row, column)
+        if text is None:
+            return None
+        if not _INTEGER.match(text) or not low <= int(text) <= high:
+            self.add(file, row.line, column, f"'{text}' is not a whole number from {low} to {high}")
+            return None
+        return int(text)
 
     def load_areas(self) -> list[Area]:
         file = "areas.csv"

@@ -187,3 +187,25 @@ def undeliverable(j: Any, case_id: str, unit_code: str, role: str, attempts: int
         return []
     found = j.people_for(center.code, WHO_HEARS_OF_UNDELIVERABLE)
     return _notices(list(found), REASON_UNDELIVERABLE, text)
+
+
+REASON_HOTSPOT = "hotspot"
+WHO_HEARS_OF_HOTSPOT: tuple[str, ...] = (v.ROLE_COMMAND_DUTY,)
+
+
+def hotspot(
+    j: Any, area_code: str, category_name_zh: str | None, count: int, window_minutes: int
+) -> list[Notice]:
+    """The duty people of the command center of the area's district: many reports of one kind
+    in one grid or community within a short time (热点)."""
+    area = j.area(area_code)
+    district = j.ancestor(area_code, v.DISTRICT) if area else None
+    center = j.command_center(district.code) if district else None
+    if center is None:
+        return []
+    what = category_name_zh or UNCLASSIFIED_ZH
+    text = (
+        f"{_HEAD}热点预警：{area.name if area else area_code}{window_minutes}分钟内已有"
+        f"{count}件{what}，请研判是否需要统一处置。"
+    )
+    return _notices(list(j.people_for(center.code, WHO_HEARS_OF_HOTSPOT)), REASON_HOTSPOT, text)

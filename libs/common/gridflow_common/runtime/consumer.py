@@ -82,7 +82,7 @@ class IdempotentConsumer:
             raise DatabaseUnavailable(str(exc)) from exc
 
     def run(self, handler_name: str, event: contracts.Event, message: Any, handler: Handler) -> str:
-        service = self.runtime.service
+        service, event_type = self.runtime.service, event.event_type
         started = metrics.now_seconds()
         try:
             with self.runtime.work(now=event.occurred_at) as work:
@@ -97,11 +97,11 @@ class IdempotentConsumer:
                     ),
                 ).rowcount
                 if not claimed:
-                    metrics.MESSAGES.labels(service, handler_name, "duplicate").inc()
+                    metrics.MESSAGES.labels(service, handler_name, event_type, "duplicate").inc()
                     return "duplicate"
                 handler(work, event)
         except Exception as exc:
-            metrics.MESSAGES.labels(service, handler_name, "failed").inc()
+            metrics.MESSAGES.labels(service, handler_name, event_type, "failed").inc()
             error = traceback.format_exc(limit=5)
             try:
                 state = self.dead_letters.record(handler_name, event.event_id, message, error)
@@ -121,8 +121,8 @@ class IdempotentConsumer:
             )
             return state
         self.outage.recovered()
-        metrics.MESSAGES.labels(service, handler_name, "ok").inc()
-        metrics.HANDLER_SECONDS.labels(service, handler_name).observe(
+        metrics.MESSAGES.labels(service, handler_name, event_type, "ok").inc()
+        metrics.HANDLER_SECONDS.labels(service, handler_name, event_type).observe(
             metrics.now_seconds() - started
         )
         return "done"
