@@ -2,11 +2,12 @@
 "Measured").
 
 Seeds a PostgreSQL database of its own (``gridflow_bench_cc``, dropped and made afresh) with
-BENCH_CC_OPEN open cases (100,000) and BENCH_CC_CLOSED closed ones (1,000,000), one report each,
-generated from the Lucheng jurisdiction's areas, units and categories and loaded with COPY (the
-intake_cases and intake_reports indexes are dropped for the load and built again after it, then
-ANALYZE). Then, in process, through the product's ``IntakeApi`` (a command center user's bearer
-token: credential check, scope, query, JSON), it measures p50/p99 over BENCH_CC_N calls each:
+BENCH_CC_OPEN open cases (100,000) and BENCH_CC_CLOSED closed ones (1,000,000), one report each
+and their timelines (what the assessment reads), generated from the Lucheng jurisdiction's
+areas, units and categories and loaded with COPY (the tables' indexes are dropped for the load
+and built again after it, then VACUUM ANALYZE). Then, in process, through the product's
+``IntakeApi`` (a command center user's bearer token: credential check, scope, query, JSON), it
+measures p50/p99 over BENCH_CC_N calls each:
 
 - the board's first load, ``GET /api/v1/board/summary`` (the command center's and a street
   user's);
@@ -63,6 +64,8 @@ CASE_COLUMNS = (
     "registered_at, closed_at, due_at, colour, street_code, community_code, channel, address"
 )
 REPORT_COLUMNS = "case_id, channel, description, received_at"
+TIMELINE_COLUMNS = "case_id, at, kind, detail"
+WARNING_COLOURS = (v.YELLOW, v.ORANGE, v.RED)
 DESCRIPTIONS = ("路灯不亮", "井盖缺失", "垃圾满溢", "占道经营", "噪音扰民", "道路破损", "违章停车")
 
 
@@ -120,9 +123,9 @@ class Generator:
         unit = self.j.station(department, street) or self.j.bureau(department, district)
         return unit.code if unit else department
 
-    def rows(self, start: int, count: int, open_: bool) -> tuple[str, str]:
+    def rows(self, start: int, count: int, open_: bool) -> tuple[str, str, str]:
         rng = self.rng
-        cases, reports = io.StringIO(), io.StringIO()
+        cases, reports, timeline = io.StringIO(), io.StringIO(), io.StringIO()
         for i in range(start, start + count):
             grid, street, community, district = rng.choice(self.grids)
             department = rng.choice(self.departments)
@@ -132,6 +135,7 @@ class Generator:
                 seconds=rng.randint(0, 86400 * 30 if open_ else 86400 * 365)
             )
             closed_at = due = colour = r"\N"
+            closed_instant = NOW
             satisfaction = r"\N"
             if open_:
                 status = rng.choice(
@@ -153,9 +157,11 @@ class Generator:
                     due = due_at.isoformat()
             else:
                 status = v.CLOSED if rng.random() < 0.97 else v.REJECTED
-                closed_at = (registered + dt.timedelta(hours=rng.randint(1, 24 * 15))).isoformat()
+                closed_instant = registered + dt.timedelta(hours=rng.randint(1, 24 * 15))
+                closed_at = closed_instant.isoformat()
                 satisfaction = str(rng.randint(1, 5))
             case_id = f"GF-B{i:09d}"
+            escalations = rng.choice((0, 0, 0, 0, 0, 0, 0, 0, 1, 2))
             channel = rng.choice(v.CHANNELS)
             description = f"{rng.choice(DESCRIPTIONS)} 第{i % 997}号"
             address = f"鹿城区{street}附近{i % 89}号" if rng.random() < 0.3 else r"\N"
@@ -173,7 +179,7 @@ class Generator:
                         assisting,
                         f"{case_id}-1",
                         "1",
-                        str(rng.choice((0, 0, 0, 0, 1, 2))),
+                        str(escalations),
                         "1",
                         satisfaction,
                         "1",
@@ -190,7 +196,26 @@ class Generator:
                 + "\n"
             )
             reports.write(f"{case_id}\t{channel}\t{description}\t{registered.isoformat()}\n")
-        return cases.getvalue(), reports.getvalue()
+            # What the assessment reads: the case's timeline (dispatch, warnings, returns,
+            # escalations, resolution).
+            entries = [(registered, v.REGISTERED, "{}")]
+            if status != v.REGISTERED:
+                at = registered + dt.timedelta(minutes=5)
+                entries.append((at, v.DISPATCHED, json.dumps({"handler": holder})))
+                if rng.random() < 0.03:
+                    entries.append((at, v.RETURNED, json.dumps({"sender": holder})))
+                if escalations:
+                    routed = {"reason": v.REASON_ESCALATED}
+                    entries.append((at, v.ENTRY_ROUTED, json.dumps(routed)))
+                if rng.random() < 0.15:
+                    warning = {"colour": rng.choice(WARNING_COLOURS)}
+                    entries.append((at, v.ENTRY_WARNING, json.dumps(warning)))
+            if status in (v.RESOLVED, v.CLOSED):
+                end = registered + dt.timedelta(hours=1) if open_ else closed_instant
+                entries.append((end, v.RESOLVED, json.dumps({"sender": holder})))
+            for at, kind, detail in entries:
+                timeline.write(f"{case_id}\t{at.isoformat()}\t{kind}\t{detail}\n")
+        return cases.getvalue(), reports.getvalue(), timeline.getvalue()
 
 
 def seed(engine: sa.Engine) -> float:
@@ -202,7 +227,7 @@ def seed(engine: sa.Engine) -> float:
         cur = conn.cursor()
         cur.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
-            "('intake_cases', 'intake_reports') AND indexname NOT LIKE '%pkey' "
+            "('intake_cases', 'intake_reports', 'intake_timeline') AND indexname NOT LIKE '%pkey' "
             "AND indexname NOT LIKE 'uq_%'"
         )
         indexes = cur.fetchall()
@@ -213,12 +238,15 @@ def seed(engine: sa.Engine) -> float:
         for kind, total in (("open", OPEN), ("closed", CLOSED)):
             for start in range(0, total, CHUNK):
                 count = min(CHUNK, total - start)
-                cases, reports = generator.rows(done, count, kind == "open")
+                cases, reports, timeline = generator.rows(done, count, kind == "open")
                 cur.copy_expert(
                     f"COPY intake_cases ({CASE_COLUMNS}) FROM STDIN", io.StringIO(cases)
                 )
                 cur.copy_expert(
                     f"COPY intake_reports ({REPORT_COLUMNS}) FROM STDIN", io.StringIO(reports)
+                )
+                cur.copy_expert(
+                    f"COPY intake_timeline ({TIMELINE_COLUMNS}) FROM STDIN", io.StringIO(timeline)
                 )
                 conn.commit()
                 done += count
@@ -230,6 +258,7 @@ def seed(engine: sa.Engine) -> float:
         conn.autocommit = True
         cur.execute("VACUUM ANALYZE intake_cases")
         cur.execute("VACUUM ANALYZE intake_reports")
+        cur.execute("VACUUM ANALYZE intake_timeline")
     finally:
         conn.close()
     return time.perf_counter() - started
