@@ -121,7 +121,8 @@ def test_wrong_method_is_a_json_405_with_an_allow_header(api, method, path, allo
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v1/nothing", "/api/v2/reports", "/static", "/nothing", "/api/v1/cases/"]
+    "path",
+    ["/api/v1/nothing", "/api/v2/reports", "/static", "/nothing", "/api/v1/cases/GF-1/nothing"],
 )
 def test_unknown_path_is_a_json_404_naming_it(api, path):
     status, body = _answer(api, _request("GET", path))

@@ -99,7 +99,8 @@ def test_open_cases_by_colour_and_tier_are_one_figure_read_from_the_database(gri
     # process.
     assert len(samples(text, "gridflow_cases_open")) == len(counts) == 5 * 4
     assert sum(counts.values()) == 2
-    assert counts[(v.GREEN, tier)] == 2  # each dispatch starts its clock green
+    # Dispatched: the clock of each runs, green until SLA says otherwise (the case row's colour).
+    assert counts[(v.GREEN, tier)] == 2
     # A case turning red (the column the cases work fills) moves it between colours.
     with gridflow.engine.begin() as conn:
         conn.execute(

@@ -563,6 +563,41 @@ def test_area_roles_see_their_own_area_only(city):
     assert city.call("GET", there, headers=city.headers("command_center")).status == 200
 
 
+# -- lists and the board's summary (gridflow_intake/cases_api.py) ----------------------------------
+
+
+def _listed(city: City, who: str) -> tuple[list[str], int, list[str], int]:
+    """(case ids in the list, its total, case ids in the summary's late list, open count)."""
+    listed = city.call("GET", "/api/v1/cases?limit=200", headers=city.headers(who))
+    assert listed.status == 200, (who, listed.body)
+    summary = city.call("GET", "/api/v1/board/summary", headers=city.headers(who))
+    assert summary.status == 200, (who, summary.body)
+    return (
+        [i["case_id"] for i in listed.body["items"]],
+        listed.body["totals"]["all"],
+        [i["case_id"] for i in summary.body["late"]],
+        summary.body["open"],
+    )
+
+
+def test_lists_and_the_summary_show_a_case_to_its_insiders_and_to_nobody_else(city):
+    for who in (*INSIDERS, HOLDER_KEY):
+        ids, total, _, open_count = _listed(city, who)
+        assert ids == [city.case_id] and total == 1 and open_count == 1, who
+    for who in (*OUTSIDERS, "other_holder_key"):
+        ids, total, late, open_count = _listed(city, who)
+        assert ids == [] and total == 0 and late == [] and open_count == 0, who
+    # Filters never widen the scope: naming the case's street, unit or department shows an
+    # outsider nothing either.
+    for query in ("street=330302104", f"unit={HOLDER_UNIT}", f"department={HOLDER_DEPARTMENT}"):
+        answer = city.call("GET", f"/api/v1/cases?{query}", headers=city.headers("other_street"))
+        assert answer.status == 200 and answer.body["items"] == [], (query, answer.body)
+        assert answer.body["totals"]["all"] == 0
+    for path in ("/api/v1/cases", "/api/v1/board/summary"):
+        assert city.call("GET", path, headers=city.headers(CHANNEL_KEY)).status == 403
+        assert city.call("GET", path).status == 401
+
+
 # -- no read shows a case outside the caller's scope -------------------------------------------------
 
 OUTSIDER_CALLERS = (*OUTSIDERS, "other_holder_key")

@@ -52,6 +52,7 @@ from gridflow_intake.access import (
 )
 from gridflow_intake.assessment_api import AssessmentEndpoints
 from gridflow_intake.board_api import BoardEndpoints
+from gridflow_intake.cases_api import CaseListEndpoints
 from gridflow_intake.department_api import DepartmentEndpoints
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
@@ -115,6 +116,9 @@ class Route:
 B = s.MAX_BODY_BYTES
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/reports", "post_report", ANYONE, B),
+    # Finding cases and the board's summary, cut to the caller's scope (cases_api.py).
+    Route("GET", "/api/v1/cases", "get_cases", SIGNED_IN),
+    Route("GET", "/api/v1/board/summary", "get_board_summary", SIGNED_IN),
     Route("GET", "/api/v1/cases/<case_id>", "get_case", SIGNED_IN),
     Route("POST", "/api/v1/cases/<case_id>/updates", "post_update", SIGNED_IN, B),
     Route("POST", "/api/v1/cases/<case_id>/verification", "post_verify", STAFF, B),
@@ -299,6 +303,7 @@ class IntakeApi(
     LinkEndpoints,
     DepartmentEndpoints,
     AssessmentEndpoints,
+    CaseListEndpoints,
     BoardEndpoints,
     OrderEndpoints,
 ):

@@ -133,6 +133,16 @@ def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float |
     return best.code, None, None
 
 
+def _place_columns(j: Any, area_code: str) -> dict[str, str | None]:
+    """The street and community a case's area lies in (itself, at that level), for the lists."""
+    street = j.ancestor(area_code, "street")
+    community = j.ancestor(area_code, "community")
+    return {
+        "street_code": street.code if street else None,
+        "community_code": community.code if community else None,
+    }
+
+
 def register_report(
     work: Work, report: dict, progress_token_hash: str | None = None
 ) -> tuple[int, dict]:
@@ -192,6 +202,9 @@ def register_report(
                 reporters=1,
                 jurisdiction_version=version,
                 registered_at=work.now,
+                **_place_columns(j, area_code),
+                channel=report["channel"],
+                address=report["location"].get("address"),
             ),
         )
         _note(
@@ -436,6 +449,11 @@ def report_status(
         raise Rejected(422, {"category": [f"unknown category {category!r}"]})
     if outcome.status != case.status:
         values["status"] = outcome.status
+    if assignment_id != case.assignment_id:
+        # Routing's newer assignment, ahead of its announcement: its due instant comes with it.
+        values.update(_clock_values(work, outcome.status, assignment_id, None))
+    elif "status" in values and not lifecycle.has_running_clock(outcome.status):
+        values.update(due_at=None, colour=None)
     if values:
         work.db.execute(sa.update(cases).where(cases.c.case_id == case_id).values(**values))
     detail: dict[str, Any] = dict(sender=sender, note=update.get("note"), category=category)
@@ -491,7 +509,12 @@ def verify(work: Work, case_id: str, verification: dict) -> tuple[int, dict]:
     work.db.execute(
         sa.update(cases)
         .where(cases.c.case_id == case_id)
-        .values(status=outcome.status, closed_at=work.now if outcome.closed else None)
+        .values(
+            status=outcome.status,
+            closed_at=work.now if outcome.closed else None,
+            # Rework runs a new clock, whose due instant comes with its dispatch.
+            **_clock_values(work, outcome.status, case.assignment_id, None),
+        )
     )
     _note(
         work,
@@ -648,6 +671,21 @@ def _detail(detail: dict | None, shown: Callable[[str], str]) -> dict:
 # a republished batch) or facts arriving out of order end in the same view.
 
 
+def _clock_values(
+    work: Work, status: str, assignment_id: str | None, due: dt.datetime | None
+) -> dict[str, Any]:
+    """``due_at`` and ``colour`` of a case row in ``status`` under ``assignment_id``: its
+    clock's due instant and the colour announced for that assignment (a colour may overtake its
+    dispatch), green until one is; both None when no clock runs."""
+    announced = None
+    if assignment_id is not None and lifecycle.has_running_clock(status):
+        announced = work.db.execute(
+            sa.select(colours.c.colour).where(colours.c.assignment_id == assignment_id)
+        ).scalar()
+    due_at, colour = lifecycle.clock_columns(status, assignment_id is not None, due, announced)
+    return {"due_at": due_at, "colour": colour}
+
+
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
     case = work.db.execute(
@@ -662,13 +700,15 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     values: dict[str, Any] = {}
     if projection.take_assignment:
         values.update(_columns_of({**p, "seq": seq}), escalations=p["escalations"])
-        # The new assignment's clock, as the command center's lists show it: due and green
-        # until SLA announces another colour; none while the case is not being worked on.
-        running = lifecycle.has_running_clock(projection.status)
-        due = dt.datetime.fromisoformat(p["due_at"]) if p.get("due_at") and running else None
-        values.update(due_at=due, colour=v.GREEN if running else None)
+        values.update(
+            _clock_values(
+                work, projection.status, p["assignment_id"], lifecycle.parse_due(p.get("due_at"))
+            )
+        )
     if projection.status != case.status:
         values["status"] = projection.status
+        if not lifecycle.has_running_clock(projection.status):
+            values.update(due_at=None, colour=None)
     if values:
         work.db.execute(sa.update(cases).where(cases.c.case_id == p["case_id"]).values(**values))
     # case_dispatched carries routing's decision too: one projection per hop, not two. History
@@ -881,6 +921,22 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
             colour=p["colour"],
             at=event.occurred_at,
         ),
+    )
+    # The case row shows the colour of its current assignment's running clock: whichever colour
+    # the upsert above kept for it.
+    kept = (
+        sa.select(colours.c.colour)
+        .where(colours.c.assignment_id == p["assignment_id"])
+        .scalar_subquery()
+    )
+    work.db.execute(
+        sa.update(cases)
+        .where(
+            cases.c.case_id == p["case_id"],
+            cases.c.assignment_id == p["assignment_id"],
+            cases.c.status.in_(lifecycle.CLOCK_RUNNING_STATUSES),
+        )
+        .values(colour=sa.func.coalesce(kept, v.GREEN))
     )
     if p["colour"] and p["colour"] != v.GREEN:
         instant = event.occurred_at.astimezone(dt.timezone.utc).isoformat()

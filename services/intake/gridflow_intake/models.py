@@ -47,6 +47,21 @@ cases = sa.Table(
     sa.Column("held_due_at", UtcDateTime(), nullable=True),
     sa.Column("comments", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("extensions", sa.Integer, nullable=False, default=0, server_default="0"),
+    # What the command center's lists filter by, kept on the row at registration (intake_0110):
+    # the street and community the case's area lies in, the channel of its first report and the
+    # address it gave (null for a report located by a point or a grid).
+    sa.Column("street_code", sa.String(32), nullable=True),
+    sa.Column("community_code", sa.String(32), nullable=True),
+    sa.Column("channel", sa.String(20), nullable=True),
+    sa.Column("address", sa.Text, nullable=True),
+    sa.Index("ix_intake_cases_status_due", "status", "due_at", "case_id"),
+    sa.Index("ix_intake_cases_registered", "registered_at", "case_id"),
+    sa.Index("ix_intake_cases_colour_due", "colour", "due_at"),
+    sa.Index("ix_intake_cases_street", "street_code", "status"),
+    sa.Index("ix_intake_cases_community", "community_code"),
+    sa.Index("ix_intake_cases_area", "area_code"),
+    sa.Index("ix_intake_cases_holder", "holder"),
+    sa.Index("ix_intake_cases_lead", "lead"),
     # Duplicate detection looks for open cases of one category in a small lat/lon box: the
     # index narrows by category and latitude band instead of every case of the category.
     sa.Index("ix_intake_cases_category_position", "category", "lat", "lon"),
@@ -69,6 +84,8 @@ reports = sa.Table(
     # once, in the answer to the report, and never stored. Null for reports taken before links.
     sa.Column("progress_token_hash", sa.String(64), nullable=True),
     sa.Index("uq_intake_reports_progress_token_hash", "progress_token_hash", unique=True),
+    # A case's reports, for its view and for the lists' masking (intake_0110).
+    sa.Index("ix_intake_reports_case_id", "case_id"),
     # A resubmission of (channel, external_id) is the same report, however often a phone that was
     # offline sends it.
     sa.UniqueConstraint("channel", "external_id", name="uq_intake_reports_channel_external_id"),

@@ -240,6 +240,85 @@ def may_read_case(principal: Principal, case: CaseFacts, j: Jurisdiction) -> boo
     return False
 
 
+# -- the cases a principal may read, as sets (for lists: gridflow_intake.scope) -------------------
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    """The cases a principal may read, said as sets a query can test, so a list selects exactly
+    what ``may_read_case`` allows one case at a time:
+
+    - ``everything``: every case;
+    - ``areas``: the cases whose area is one of these (a scope and every area within it);
+    - ``party``: the cases held, led or assisted by this department or unit code, and
+      ``holders``: the cases held by one of these (the party's own units, for a department).
+
+    Neither ``everything`` nor ``areas`` nor ``party``: no case at all."""
+
+    everything: bool = False
+    areas: frozenset[str] | None = None
+    party: str | None = None
+    holders: frozenset[str] = frozenset()
+
+    def admits(self, case: CaseFacts) -> bool:
+        if self.everything:
+            return True
+        if self.areas is not None:
+            return case.area_code in self.areas
+        if self.party is None:
+            return False
+        return (
+            case.holder in self.holders
+            or self.party in (case.holder, case.lead)
+            or self.party in case.assisting
+        )
+
+
+NOTHING = ReadScope()
+
+
+def areas_within(j: Jurisdiction, scope: str) -> frozenset[str]:
+    """``scope`` and the codes of every area of ``j`` inside it (as ``_within`` judges)."""
+    return frozenset({scope, *(a.code for a in j.areas if _within(j, a.code, scope))})
+
+
+def holders_counting_for(j: Jurisdiction, code: str) -> frozenset[str]:
+    """The holders whose case counts as ``code``'s: ``code`` itself and, for a department, each
+    of its units (``_department_of`` is ``code``)."""
+    return frozenset({code, *(u.code for u in j.units if _department_of(j, u.code) == code)})
+
+
+def _party(code: str, j: Jurisdiction) -> ReadScope:
+    return ReadScope(party=code, holders=holders_counting_for(j, code))
+
+
+def read_scope(principal: Principal, j: Jurisdiction) -> ReadScope:
+    """What ``may_read_case`` allows ``principal``, as a ``ReadScope`` (the same decisions in
+    the same order)."""
+    if principal.kind == CHANNEL_KEY:
+        return NOTHING
+    if principal.kind == HOLDER_KEY or principal.has_role(DEPARTMENT):
+        return _party(principal.scope, j) if principal.scope else NOTHING
+    if principal.has_role(ADMIN):
+        return ReadScope(everything=True)
+    if principal.has_role(COMMAND_CENTER):
+        if principal.scope is None:
+            return ReadScope(everything=True)
+        return ReadScope(areas=areas_within(j, principal.scope))
+    if principal.has_role(LEADER):
+        unit = j.unit(principal.scope or "")
+        if unit is None:
+            return NOTHING
+        if unit.kind == v.COMMAND_CENTER:
+            return ReadScope(areas=areas_within(j, unit.area_code))
+        if unit.department_code:
+            return _party(unit.department_code, j)
+        return ReadScope(areas=areas_within(j, unit.area_code))
+    if principal.role in AREA_SCOPES and principal.scope:
+        return ReadScope(areas=areas_within(j, principal.scope))
+    return NOTHING
+
+
 def may_read_inbox(principal: Principal, code: str, j: Jurisdiction) -> bool:
     """A unit's inbox (or a department's: all of its units'): whoever speaks for it (its own
     credential, its department's, a department, street or community user of it), the command

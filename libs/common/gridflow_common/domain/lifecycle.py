@@ -473,3 +473,24 @@ def apply_order(kind: str, status: str, held_from: str | None = None) -> OrderOu
         # The status and the clock change when the new assignment is dispatched.
         return OrderOutcome(status, clock_stops=False, finished=False, reassigns=True)
     return OrderOutcome(status, clock_stops=False, finished=False, reassigns=False)
+
+
+def clock_columns(
+    status: str, has_assignment: bool, due: dt.datetime | None, announced: str | None
+) -> tuple[dt.datetime | None, str | None]:
+    """The case row's ``due_at`` and ``colour`` (the lists filter and sort by them): the running
+    clock's due instant and the colour shown (``colour_shown``); both None when no clock runs."""
+    colour = colour_shown(status, has_assignment, announced)
+    return (due if colour is not None else None), colour
+
+
+def parse_due(text: str | None) -> dt.datetime | None:
+    """An announced due instant (ISO 8601 with its offset), or None when it is absent or not
+    one (an instant with no offset is no instant)."""
+    if not text:
+        return None
+    try:
+        due = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return due if due.tzinfo is not None else None

@@ -2,7 +2,7 @@
 and with which due instant; counts of leader comments and approved extensions)
 
 Revision ID: intake_0120
-Revises: intake_0100
+Revises: intake_0110
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from gridflow_common.db import UtcDateTime
 
 revision = "intake_0120"
-down_revision = "intake_0100"
+down_revision = "intake_0110"
 branch_labels = None
 depends_on = None
 
