@@ -5,8 +5,8 @@ as `make up` and `make bench` start them, here on the simulated clock), nginx in
 ``BENCH_BL_N`` cases of a two-hour category (井盖, ``component.manhole_cover``: plain hours, so
 yellow comes 90 minutes after dispatch whatever the calendar), registered 20 simulated
 seconds apart, each dispatched green before the next. Then, case by case in the order of their
-yellow instants, the admin moves the simulated clock (``PUT /api/v1/admin/clock``) one second past that
-instant, and three observers note the wall-clock instant they see the case turn yellow:
+yellow instants, the admin moves the simulated clock (``PUT /api/v1/admin/clock``) one second
+past that instant, and three observers note the wall-clock instant they see the case turn yellow:
 
 - the broker: SLA's ``case_colour_changed`` on ``sla.events`` (a queue of the bench's own);
 - the live feed: a client of ``GET /api/v1/board/events`` (server-sent events) receives the
