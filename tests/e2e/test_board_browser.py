@@ -195,6 +195,12 @@ def watch_a_case_turn_orange(server: Site, context: BrowserContext, case_id: str
     assert page.locator("#map svg path.neighbour").count() >= 1
     expect(page.locator("#routing li").first).to_contain_text("urban_management")
     expect(page.locator('#assignments li .badge[data-colour="orange"]').first).to_be_visible()
+    # In Chinese through and through: the timeline's details name their fields and words in
+    # Chinese (承办, 动作: 督办), not the API's keys.
+    timeline = page.locator("#timeline").inner_text()
+    assert "承办：" in timeline and "督办" in timeline, timeline
+    for key in ("handler:", "colour:", "action:", "queue:", "supervise", "remind_handler"):
+        assert key not in timeline, (key, timeline)
     page.screenshot(path=shots / "04-case.png", full_page=True)
 
     # The case page follows the case too: Monday afternoon the case goes up to the district's

@@ -4,7 +4,7 @@
 'use strict';
 
 (() => {
-  const { t, word, el, svg, clear, badge, when, api } = GF;
+  const { t, word, fieldName, fieldValue, el, svg, clear, badge, when, api } = GF;
   const caseId = decodeURIComponent(location.pathname.replace(/^\/cases\//, '').replace(/\/$/, ''));
   const NOTE_KINDS = new Set(['comment', 'note', 'order', 'supervise', 'supervised', 'commented']);
   const VERIFY_KINDS = new Set(['verified', 'verification_failed', 'evaluated']);
@@ -20,7 +20,7 @@
       ['fact.status', el('span', { 'data-field': 'status', text: word('status', view.status) })],
       ['fact.colour', el('span', { 'data-field': 'colour' }, badge(view.colour))],
       ['fact.category', view.category_name || view.category || '—'],
-      ['fact.tier', view.tier || '—'],
+      ['fact.tier', word('tier', view.tier)],
       ['fact.holder', el('span', { 'data-field': 'holder', text: view.handler || '—' })],
       ['fact.lead', view.lead || '—'],
       ['fact.assisting', (view.assisting || []).join('、') || '—'],
@@ -41,7 +41,7 @@
   function detailText(entry) {
     const skip = new Set(['at', 'kind', 'explanation']);
     return Object.entries(entry).filter(([k, v]) => !skip.has(k) && v !== null && v !== '' && !(Array.isArray(v) && !v.length))
-      .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('，');
+      .map(([k, v]) => `${fieldName(k)}：${fieldValue(k, v)}`).join('，');
   }
 
   function sections(view) {
@@ -60,7 +60,7 @@
       if (e.kind === 'routed') {
         const explanation = Array.isArray(e.explanation) ? e.explanation.join('；')
           : (typeof e.explanation === 'string' ? e.explanation : (e.explanation ? JSON.stringify(e.explanation) : ''));
-        item(lists.routing, ...head(), `${e.handler || ''}（${e.tier || ''}）`, el('br'), explanation);
+        item(lists.routing, ...head(), `${e.handler || ''}（${word('tier', e.tier)}）`, el('br'), explanation);
       }
       if (e.kind === 'warning') item(lists.assignments, ...head(), badge(e.colour), ' ', detailText(e));
       else if (e.kind === 'dispatched' || e.kind === 'awaiting_order') item(lists.assignments, ...head(), detailText(e));
@@ -104,13 +104,27 @@
     for (const n of place.neighbours) {
       map.append(svg('path', { d: path(n.rings), class: 'neighbour', 'data-area': n.code }, svg('title', {}, n.name)));
     }
-    for (const n of place.neighbours) {
-      const [cx, cy] = centre(n.rings);
-      map.append(svg('text', { x: cx, y: cy, class: 'label', 'text-anchor': 'middle' }, n.name));
-    }
+    // A label that fits its area: grids of one community share its name, so a neighbour is
+    // named by what tells it apart (第3网格), and the text shrinks to the area's width (the full
+    // name is the area's tooltip).
+    const widthOf = (rings) => {
+      const xs = rings[0][0].map(([lon]) => Number(x(lon)));
+      return Math.max(...xs) - Math.min(...xs);
+    };
+    const label = (rings, text, bold) => {
+      const [cx, cy] = centre(rings);
+      const size = Math.max(8, Math.min(16, (widthOf(rings) * 0.9) / Math.max(text.length, 1)));
+      const attrs = { x: cx, y: cy, class: 'label', 'text-anchor': 'middle', 'font-size': size.toFixed(1) };
+      if (bold) attrs['font-weight'] = 'bold';
+      map.append(svg('text', attrs, text));
+    };
+    const shortName = (name) => {
+      const at = name.lastIndexOf('社区');
+      return at >= 0 && at + 2 < name.length ? name.slice(at + 2) : name;
+    };
+    for (const n of place.neighbours) label(n.rings, shortName(n.name), false);
     map.append(svg('path', { d: path(place.area.rings), class: 'area', 'data-area': place.area.code }, svg('title', {}, place.area.name)));
-    const [cx, cy] = centre(place.area.rings);
-    map.append(svg('text', { x: cx, y: cy, class: 'label', 'text-anchor': 'middle', 'font-weight': 'bold' }, place.area.name));
+    label(place.area.rings, shortName(place.area.name), true);
     if (place.point) {
       map.append(svg('circle', { cx: x(place.point.lon), cy: y(place.point.lat), r: 8, class: 'point', 'data-point': 'case' }));
     }

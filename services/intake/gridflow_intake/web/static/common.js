@@ -51,6 +51,21 @@ const GF = (() => {
       'kind.resolved': '处置完毕', 'kind.returned': '退回', 'kind.note': '备注', 'kind.order': '指令',
       'event.text': '{case}：{kind}，{status}，{colour}',
       'tier.community': '社区', 'tier.street': '街道', 'tier.district': '区', 'tier.none': '未定',
+      // A timeline entry's details: its fields' names, and the words some of them hold.
+      'field.handler': '承办', 'field.queue': '队列', 'field.colour': '颜色', 'field.action': '动作',
+      'field.fraction': '时限进度', 'field.reason': '原因', 'field.tier': '层级', 'field.lead': '主办',
+      'field.assisting': '协办', 'field.channel': '渠道', 'field.category': '类别',
+      'field.classified': '自动分类', 'field.area_code': '区域', 'field.sender': '发送方',
+      'field.note': '备注', 'field.order': '指令', 'field.by': '下达人', 'field.unit': '单位',
+      'field.into': '并入', 'field.passed': '核查通过', 'field.satisfaction': '满意度',
+      'field.role': '角色', 'field.hours': '延长小时', 'field.due': '时限', 'field.decision': '决定',
+      'field.cause': '原因', 'field.status': '状态', 'field.case_id': '案件', 'field.delivery_id': '投递',
+      'field.unit_name': '单位名称', 'field.adapter': '接入方式', 'field.detail': '详情',
+      'action.remind_handler': '提醒承办人', 'action.supervise': '督办', 'action.escalate': '上报升级',
+      'reason.new': '新案', 'reason.escalated': '升级', 'reason.returned': '退回重派',
+      'reason.assigned': '指派', 'reason.reopened': '重新办理', 'reason.reclassified': '改类重派',
+      'role.lead': '主办', 'role.assisting': '协办', 'role.holder': '承办',
+      'yes': '是', 'no': '否',
     },
     en: {
       'board.title': 'Grid command center · four-colour board', 'board.back': '← Board',
@@ -122,6 +137,25 @@ const GF = (() => {
     for (const [k, v] of Object.entries(values || {})) text = text.split('{' + k + '}').join(String(v));
     return text;
   }
+  // A timeline entry's field name: in Chinese from the table above, in English the key itself.
+  function fieldName(key) {
+    if (lang === 'en') return key.replace(/_/g, ' ');
+    return STRINGS.zh['field.' + key] || key;
+  }
+  // A field's value in the page's language: the vocabulary words by what the field holds.
+  const VALUE_WORDS = {
+    colour: 'colour', tier: 'tier', status: 'status', order: 'order', action: 'action',
+    reason: 'reason', role: 'role',
+  };
+  function fieldValue(key, value) {
+    if (typeof value === 'boolean') return t(value ? 'yes' : 'no');
+    if (key === 'fraction' && typeof value === 'number') return Math.round(value * 100) + '%';
+    if (Array.isArray(value)) return value.map((v) => fieldValue(key, v)).join('、');
+    if (value !== null && typeof value === 'object') return JSON.stringify(value);
+    if (VALUE_WORDS[key]) return word(VALUE_WORDS[key], value);
+    return String(value);
+  }
+
   // A vocabulary word (a status, a timeline kind, a colour) in the page's language, else as is.
   function word(prefix, value) {
     if (value === null || value === undefined || value === '') return '—';
@@ -287,6 +321,6 @@ const GF = (() => {
     return source;
   }
 
-  return { t, word, lang, translate, api, errorText, el, svg, clear, badge, when, caseLink,
+  return { t, word, fieldName, fieldValue, lang, translate, api, errorText, el, svg, clear, badge, when, caseLink,
            debounce, showUnavailable, session, live };
 })();
