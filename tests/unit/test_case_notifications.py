@@ -53,15 +53,17 @@ def test_a_dispatched_case_lists_its_dispatch_notice_to_the_duty_person(city):
     assert len(dispatched) == 1, answer.body
     notice = dispatched[0]
     person_id, name, role, phone = SQUAD_DUTY
+    with city.g.runtimes[c.NOTIFY].work() as work:
+        squad = work.jurisdiction().unit("urban_management-330302001")
+    assert squad is not None and squad.name
     assert notice["recipient"] == {
         "person_id": person_id,
         "name": name,
         "role": role,
         "unit": "urban_management-330302001",
-        "unit_name": notice["recipient"]["unit_name"],
+        "unit_name": squad.name,
         "contact": privacy.mask_phone(phone),
     }
-    assert notice["recipient"]["unit_name"]  # the squad's name from units.csv
     assert notice["recipient"]["contact"] == "138****0081"
     assert (notice["channel"], notice["status"]) == (v.NOTICE_SMS, v.NOTICE_RECORDED)
     # When: the simulated clock's instant, in the city's time.
