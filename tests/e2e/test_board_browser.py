@@ -10,6 +10,7 @@ Each step saves a screenshot (under the test's tmp folder, ``screenshots/``)."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -231,6 +232,15 @@ def test_the_case_page_puts_the_case_on_the_long_term_list(server, context, rubb
     page.goto(f"{server.url}/cases/{rubbish}")
     _sign_in_on_the_page(page, username, password)
     expect(page.locator("body")).to_have_attribute("data-loaded", "200")
+    # The notices sent for the case (the notification service's record): the squad's duty
+    # person was told of the dispatch; the contact shown masked, never whole.
+    panel = page.locator("#notifications-panel")
+    expect(panel).to_have_attribute("data-available", "yes")
+    dispatched = page.locator('#notifications li[data-kind="dispatched"]')
+    expect(dispatched.first).to_be_visible()
+    expect(dispatched.first).to_contain_text("派遣通知")
+    expect(dispatched.first).to_contain_text("****")
+    assert not re.search(r"1[3-9]\d{9}", panel.inner_text())
     page.once("dialog", lambda dialog: dialog.accept("待明年预算解决"))
     page.locator('#orders button[data-order="hold"]').click()
     expect(page.locator("#order-result")).to_have_attribute("data-status", "202")
@@ -254,7 +264,11 @@ def test_another_departments_user_cannot_open_the_case(server, context, rubbish,
         const r = await fetch(path, {signal: AbortSignal.timeout(10000)});
         return {status: r.status, body: await r.json()};
     }"""
-    for path in (f"/api/v1/cases/{rubbish}", f"/api/v1/cases/{rubbish}/place"):
+    for path in (
+        f"/api/v1/cases/{rubbish}",
+        f"/api/v1/cases/{rubbish}/place",
+        f"/api/v1/cases/{rubbish}/notifications",
+    ):
         theirs = page.evaluate(fetch, path)
         nothing = page.evaluate(fetch, path.replace(rubbish, "GF-20260918-NOSUCHCASE"))
         assert theirs["status"] == nothing["status"] == 404, theirs

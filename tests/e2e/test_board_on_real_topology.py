@@ -7,6 +7,8 @@ back."""
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext
 
-from tests.e2e.test_board_browser import FRIDAY, _admin, green_case, watch_a_case_turn_orange
+from tests.e2e.test_board_browser import (
+    FRIDAY,
+    RUBBISH,
+    _admin,
+    green_case,
+    watch_a_case_turn_orange,
+)
 from tests.e2e.test_browser_signin import browser  # noqa: F401  (the fixture: Debian's Chromium)
 
 pytestmark = pytest.mark.e2e
@@ -95,3 +103,25 @@ def test_open_live_feeds_beyond_intakes_workers_leave_the_api_answering(site):
             for _ in range(5):
                 assert client.get("/api/v1/me", headers=site.admin).status_code == 200
         assert time.monotonic() - started < 5
+
+
+def test_the_case_page_notices_come_from_notify_over_rpc(site):
+    """Intake asks the notify process (nameko RPC) for the notices it sent for a case: the
+    squad's duty person's dispatch notice, its contact masked."""
+    case_id = _admin(
+        site, "POST", "/api/v1/reports", {**RUBBISH, "external_id": os.urandom(6).hex()}
+    )["case_id"]
+    deadline = time.monotonic() + 30
+    while True:
+        listed = _admin(site, "GET", f"/api/v1/cases/{case_id}/notifications")
+        kinds = [n["kind"] for n in listed["items"]]
+        if "dispatched" in kinds or time.monotonic() > deadline:
+            break
+        # bounded: polled until the deadline above, then the assertion below fails
+        time.sleep(0.3)
+    assert "dispatched" in kinds, listed
+    notice = next(n for n in listed["items"] if n["kind"] == "dispatched")
+    assert notice["recipient"]["name"] and notice["recipient"]["role"]
+    assert re.fullmatch(r"1[3-9]\d\*{4}\d{4}", notice["recipient"]["contact"]), notice
+    assert not re.search(r"1[3-9]\d{9}", str(listed))
+    assert (notice["channel"], notice["status"]) == ("sms", "recorded")

@@ -460,6 +460,8 @@ def test_a_case_of_someone_else_is_answered_as_no_case_at_all(city, who):
         ("GET", "", None),
         # The case page's map (gridflow_intake/board_api.py).
         ("GET", "/place", None),
+        # The notices sent for the case (asked of notify only for a case the caller may read).
+        ("GET", "/notifications", None),
         ("POST", "/updates", {"status": "accepted"}),
     ):
         theirs = city.call(method, f"/api/v1/cases/{city.case_id}{suffix}", body, headers)

@@ -30,6 +30,7 @@ from gridflow_common.jurisdictions import JurisdictionStore
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import RelayLoop, ServiceRuntime
 from gridflow_common.service import ServiceDefinition
+from gridflow_notify import handlers as notify_handlers
 from gridflow_routing import handlers as routing_handlers
 
 log = get_logger(__name__)
@@ -290,6 +291,10 @@ class EmbeddedPeers:
     def current_assignment(self, case_id: str) -> dict | None:
         with self.gridflow.runtimes[c.ROUTING].work() as work:
             return routing_handlers.current_assignment(work, case_id)
+
+    def case_notifications(self, case_id: str) -> dict:
+        with self.gridflow.runtimes[c.NOTIFY].work() as work:
+            return notify_handlers.case_notices(work, case_id)
 
     def prepare_reset(self, order: reset.ResetOrder) -> dict[str, str]:
         answers = {n: reset.why_not_ready(rt, order) for n, rt in self._others().items()}

@@ -178,6 +178,8 @@ ROUTES: tuple[Route, ...] = (
     # The board's live feed (server-sent events) and a case's place on the map: scoped.
     Route("GET", "/api/v1/board/events", "get_board_events", SIGNED_IN),
     Route("GET", "/api/v1/cases/<case_id>/place", "get_case_place", SIGNED_IN),
+    # The notices sent for a case (notify's record, asked of notify): scoped as the case is.
+    Route("GET", "/api/v1/cases/<case_id>/notifications", "get_case_notifications", SIGNED_IN),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
 )

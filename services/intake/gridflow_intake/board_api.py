@@ -1,7 +1,8 @@
 """The command center's pages and the board's live feed: ``GET /`` (the board), ``GET
 /cases/<id>`` (the case page), ``GET /static/<path>`` (their scripts and styles),
-``GET /api/v1/board/events`` (server-sent events) and ``GET /api/v1/cases/<id>/place`` (the case's
-grid drawn from the jurisdiction's polygons).
+``GET /api/v1/board/events`` (server-sent events), ``GET /api/v1/cases/<id>/place`` (the case's
+grid drawn from the jurisdiction's polygons) and ``GET /api/v1/cases/<id>/notifications`` (the
+notices sent for the case, as notify records them).
 
 The pages hold no data: they are the same files for everyone, served without a credential, and
 every figure on them comes from the scoped API with the browser's session. They are plain HTML,
@@ -21,6 +22,7 @@ limit bounds the database polling instead.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import json
 import os
@@ -210,6 +212,7 @@ class BoardEndpoints:
 
     # Provided by IntakeApi.
     runtime: Any
+    peers: Any
 
     if TYPE_CHECKING:
 
@@ -292,6 +295,21 @@ class BoardEndpoints:
                 ],
             },
         )
+
+    # -- the notices sent for the case ----------------------------------------------------------
+
+    def get_case_notifications(self, call: Call, case_id: str) -> Answer:
+        """Who was told what about the case, from notify's own record (notify owns its tables;
+        intake asks it, once the caller is known to may read the case, so an outsider learns
+        nothing of it, not even whether notify answers)."""
+        with self.runtime.work() as work:
+            _, j = self._readable_case(work, call, case_id)
+        listed = self.peers.case_notifications(case_id)
+        items = [
+            {**item, "at": j.local(dt.datetime.fromisoformat(item["at"])).isoformat()}
+            for item in listed.get("items", ())
+        ]
+        return _answer(200, {"case_id": case_id, "items": items, "more": bool(listed.get("more"))})
 
     # -- the live feed -------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from gridflow_common.reset import ResetOrder
 
 # How long intake waits for routing to say who holds a case.
 ASSIGNMENT_TIMEOUT_SECONDS = 2.0
+# How long intake waits for notify to list the notices sent for a case (the case page's panel).
+NOTIFICATIONS_TIMEOUT_SECONDS = 2.0
 
 
 class PeerUnavailable(Exception):
@@ -29,6 +31,12 @@ class Peers(Protocol):
         """Routing's current assignment of the case (assignment_id, holder, lead, tier,
         assisting, category, seq), None when it has none. Raises PeerUnavailable when routing
         does not answer within ``ASSIGNMENT_TIMEOUT_SECONDS``."""
+
+    def case_notifications(self, case_id: str) -> dict:
+        """Notify's record of the notices sent for the case: ``{"items": [...], "more": bool}``,
+        the latest ``recipients.MAX_LISTED`` as ``recipients.listed_notice`` shapes them
+        (contacts masked, instants in UTC). Raises PeerUnavailable when notify does not answer
+        within ``NOTIFICATIONS_TIMEOUT_SECONDS``. Asked only for a case the caller may read."""
 
     def prepare_reset(self, order: ResetOrder) -> dict[str, str]:
         """Ask every other service whether it can take part in ``order``, all at once and

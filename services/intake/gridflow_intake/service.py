@@ -27,7 +27,11 @@ from gridflow_intake.access import Access
 from gridflow_intake.api import IntakeApi
 from gridflow_intake.handlers import DEFINITION
 from gridflow_intake.inbox import Waiters, waiters_for_workers
-from gridflow_intake.peers import ASSIGNMENT_TIMEOUT_SECONDS, PeerUnavailable
+from gridflow_intake.peers import (
+    ASSIGNMENT_TIMEOUT_SECONDS,
+    NOTIFICATIONS_TIMEOUT_SECONDS,
+    PeerUnavailable,
+)
 from gridflow_intake.status_consumer import StatusConsumer, StatusDelivery, Transient
 
 # Department systems publish status messages here (docs/integrators.md): a durable queue bound
@@ -96,6 +100,17 @@ class NamekoPeers:
                 c.ROUTING,
                 "did not say who holds the case within "
                 f"{ASSIGNMENT_TIMEOUT_SECONDS:.0f} s; try again",
+            ) from None
+
+    def case_notifications(self, case_id: str) -> dict:
+        reply = self.proxies[c.NOTIFY].case_notifications.call_async(case_id)
+        try:
+            return self._wait(reply, NOTIFICATIONS_TIMEOUT_SECONDS)
+        except eventlet.Timeout:
+            raise PeerUnavailable(
+                c.NOTIFY,
+                "did not list the case's notifications within "
+                f"{NOTIFICATIONS_TIMEOUT_SECONDS:.0f} s; try again",
             ) from None
 
     def prepare_reset(self, order: reset.ResetOrder) -> dict[str, str]:

@@ -8,6 +8,8 @@ later.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 
 from gridflow_common import contracts as c
@@ -117,6 +119,48 @@ def notifications_for(work: Work, case_id: str) -> list[dict]:
         .all()
     )
     return [dict(r) for r in rows]
+
+
+def case_notices(work: Work, case_id: str) -> dict:
+    """What intake's case page shows of the notices sent for ``case_id``: the latest
+    ``recipients.MAX_LISTED``, oldest first, each shaped by ``recipients.listed_notice`` (the
+    contact masked: a person's phone or e-mail never leaves notify whole); ``more`` says older
+    ones were left out. Instants in UTC, ISO 8601 (the asker shows them in its city's time)."""
+    rows = (
+        work.db.execute(
+            sa.select(
+                notifications.c.created_at,
+                notifications.c.reason,
+                notifications.c.person_id,
+                notifications.c.role,
+                notifications.c.channel,
+                notifications.c.address,
+            )
+            .where(notifications.c.case_id == case_id)
+            .order_by(notifications.c.id.desc())
+            .limit(recipients.MAX_LISTED + 1)
+        )
+        .mappings()
+        .all()
+    )
+    more = len(rows) > recipients.MAX_LISTED
+    rows = list(reversed(rows[: recipients.MAX_LISTED]))
+    # Names from the rules in force: a notice is about a person, and the people's file names
+    # them now as then (a person who left is named by id).
+    j = work.jurisdiction() if rows else None
+    items = [
+        recipients.listed_notice(
+            j,
+            at=r["created_at"].astimezone(dt.timezone.utc).isoformat(),
+            reason=r["reason"],
+            person_id=r["person_id"],
+            role=r["role"],
+            channel=r["channel"],
+            address=r["address"],
+        )
+        for r in rows
+    ]
+    return {"items": items, "more": more}
 
 
 DEFINITION = ServiceDefinition(

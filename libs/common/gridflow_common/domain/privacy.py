@@ -86,6 +86,24 @@ def mask_phone(phone: str) -> str:
     return sign + "*" * len(digits)
 
 
+def mask_email(address: str) -> str:
+    """zhang.san@example.org -> z***@example.org: the first character of the mailbox and the
+    whole domain (which says the organisation, not the person); a mailbox of one character is
+    all stars. Control characters and surrounding spaces are dropped first, as for a name."""
+    cleaned = "".join(ch for ch in address if ch.isprintable()).strip()
+    mailbox, at, domain = cleaned.rpartition("@")
+    if not at:
+        return "***" if cleaned else ""
+    shown = mailbox[0] if len(mailbox) > 1 else ""
+    return f"{shown}***@{domain}"
+
+
+def mask_contact(address: str) -> str:
+    """A person's contact as anyone sees it who is not that person: an e-mail address masked
+    as ``mask_email`` masks it, anything else read as a phone number (``mask_phone``)."""
+    return mask_email(address) if "@" in address else mask_phone(address)
+
+
 def _mainland_mobile(digits: str) -> str | None:
     """The 11-digit mobile number in ``digits`` written with the country code (86 or 0086)."""
     for code in ("0086", "86"):

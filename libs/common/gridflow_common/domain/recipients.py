@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gridflow_common.domain import privacy
 from gridflow_common.domain import vocabulary as v
 
 # Stands for "the duty role of the holder's kind of unit" in the tables below.
@@ -219,3 +220,43 @@ def hotspot(
         f"{count}件{what}，请研判是否需要统一处置。"
     )
     return _notices(list(j.people_for(center.code, WHO_HEARS_OF_HOTSPOT)), REASON_HOTSPOT, text)
+
+
+# The most notices a case's list shows (its latest): a case that was escalated and reminded
+# again and again stays one bounded answer.
+MAX_LISTED = 200
+
+
+def listed_notice(
+    j: Any,
+    *,
+    at: str,
+    reason: str,
+    person_id: str,
+    role: str,
+    channel: str,
+    address: str,
+    status: str = v.NOTICE_RECORDED,
+) -> dict:
+    """One recorded notification as a case's reader sees it: when, what about (``kind``: the
+    reason it was sent), to whom (the person's name, role and unit from the jurisdiction ``j``;
+    the contact masked, never whole), by which channel and what became of it. A person no
+    longer in the city's data is named by id only."""
+    person = j.person(person_id) if j is not None else None
+    place = person.unit_or_area if person is not None else None
+    unit = j.unit(place) if place else None
+    area = j.area(place) if place and unit is None else None
+    return {
+        "at": at,
+        "kind": reason,
+        "recipient": {
+            "person_id": person_id,
+            "name": person.name if person is not None else None,
+            "role": role,
+            "unit": place,
+            "unit_name": unit.name if unit is not None else (area.name if area else None),
+            "contact": privacy.mask_contact(address) or None,
+        },
+        "channel": channel,
+        "status": status,
+    }

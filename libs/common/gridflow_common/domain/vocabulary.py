@@ -140,6 +140,9 @@ CHANNELS = ("grid_app", "hotline", "wechat", "web", "sensor", "open311", "import
 
 # -- how a notification reaches a person --------------------------------------------------------
 NOTICE_SMS = "sms"
+# What became of a notification. Notify records what it sends and, in this version, no gateway
+# reports back: a notice is recorded, and "sent"/"failed" wait for the channel plugins.
+NOTICE_RECORDED = "recorded"
 
 # -- Chinese names, for everything a person reads --------------------------------------------------
 ZH: dict[str, str] = {
@@ -198,6 +201,7 @@ ZH: dict[str, str] = {
     "open311": "Open311",
     "import": "批量导入",
     NOTICE_SMS: "短信",
+    NOTICE_RECORDED: "已记录",
 }
 
 

@@ -8,7 +8,6 @@
   const caseId = decodeURIComponent(location.pathname.replace(/^\/cases\//, '').replace(/\/$/, ''));
   const NOTE_KINDS = new Set(['comment', 'note', 'order', 'supervise', 'supervised', 'commented']);
   const VERIFY_KINDS = new Set(['verified', 'verification_failed', 'evaluated']);
-  const NOTIFY_KINDS = new Set(['undeliverable', 'notified', 'notification', 'supervised']);
 
   function item(list, ...parts) { list.append(el('li', {}, ...parts)); }
   function empty(list, text) { if (!list.children.length) list.append(el('li', { class: 'muted', text: text || t('case.nothing') })); }
@@ -45,7 +44,7 @@
   }
 
   function sections(view) {
-    const ids = ['reports', 'routing', 'assignments', 'notifications', 'notes', 'verification', 'timeline'];
+    const ids = ['reports', 'routing', 'assignments', 'notes', 'verification', 'timeline'];
     const lists = Object.fromEntries(ids.map((id) => [id, document.getElementById(id)]));
     Object.values(lists).forEach(clear);
     for (const r of view.reports || []) {
@@ -64,7 +63,6 @@
       }
       if (e.kind === 'warning') item(lists.assignments, ...head(), badge(e.colour), ' ', detailText(e));
       else if (e.kind === 'dispatched' || e.kind === 'awaiting_order') item(lists.assignments, ...head(), detailText(e));
-      if (NOTIFY_KINDS.has(e.kind)) item(lists.notifications, ...head(), detailText(e));
       const said = e.note || e.comment || (ROUTING_KINDS.has(e.kind) ? null : e.reason);
       if (said || NOTE_KINDS.has(e.kind)) item(lists.notes, ...head(), said || detailText(e));
       if (VERIFY_KINDS.has(e.kind)) item(lists.verification, ...head(), detailText(e));
@@ -73,9 +71,31 @@
     empty(lists.reports);
     empty(lists.routing);
     empty(lists.assignments);
-    empty(lists.notifications, t('case.no_notifications'));
     empty(lists.notes);
     empty(lists.verification);
+  }
+
+  // The notices sent for the case, from the notification service's record (asked through
+  // intake): when, what about, to whom (contacts come masked), by which channel, what became of it.
+  async function drawNotifications() {
+    const panel = document.getElementById('notifications-panel');
+    const list = document.getElementById('notifications');
+    const answer = await api('GET', '/api/v1/cases/' + encodeURIComponent(caseId) + '/notifications');
+    GF.showUnavailable(panel, answer.status !== 200);
+    clear(list);
+    document.getElementById('notifications-more').classList.toggle('hidden', !(answer.status === 200 && answer.data.more));
+    if (answer.status !== 200) { panel.dataset.count = ''; return; }
+    for (const n of answer.data.items) {
+      const r = n.recipient || {};
+      const who = [r.name || r.person_id, word('role', r.role), r.unit_name || r.unit].filter((x) => x && x !== '—').join(' · ');
+      list.append(el('li', { 'data-kind': n.kind, 'data-status': n.status },
+        el('span', { class: 'muted', text: when(n.at) }), ' ',
+        el('b', { text: word('notice', n.kind) }), ' → ', who,
+        r.contact ? el('span', { class: 'muted', text: ' ' + r.contact }) : '',
+        ' · ', word('channel', n.channel), ' · ', el('span', { 'data-field': 'status', text: word('nstatus', n.status) })));
+    }
+    panel.dataset.count = String(answer.data.items.length);
+    empty(list, t('case.no_notifications'));
   }
 
   async function drawPlace() {
@@ -145,6 +165,7 @@
     facts(answer.data);
     sections(answer.data);
     document.body.dataset.loaded = '200';
+    drawNotifications();
     return true;
   }
 
