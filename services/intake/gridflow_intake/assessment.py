@@ -122,34 +122,32 @@ def tallies(
         tally(key).dispatched = n
 
     # The cases closed in the period, one row each, then summed. What each case's timeline
-    # says is gathered in one grouped pass over the entries of the kinds read: the earliest
-    # late warning, rework and extension (an entry "at or before the close" exists exactly
-    # when the earliest is), the first dispatch and the latest resolution. Only a case
-    # resolved again after its close needs its own look-up of its last resolution before it.
+    # says is read once per kind, grouped by case (an index-only pass over
+    # ix_intake_timeline_kind_case_at for most kinds), and joined to the cases, instead of
+    # five look-ups per case: the earliest late warning, rework and extension (an entry "at or
+    # before the close" exists exactly when the earliest one is), the first dispatch and the
+    # latest resolution. Only a case resolved again after its close needs its own look-up of
+    # its last resolution before it.
     in_period = sa.and_(cases.c.closed_at >= start, cases.c.closed_at < end, scope)
-    kind, at = timeline.c.kind, timeline.c.at
+    kind = timeline.c.kind
 
-    def earliest(condition: Any) -> Any:
-        return sa.func.min(sa.case((condition, at)))
+    def per_case(aggregate: Any, condition: Any, name: str) -> Any:
+        return (
+            sa.select(timeline.c.case_id, aggregate(timeline.c.at).label("at"))
+            .where(condition)
+            .group_by(timeline.c.case_id)
+            .subquery(name)
+        )
 
     late_warning = sa.and_(
         kind == v.ENTRY_WARNING,
         timeline.c.detail["colour"].as_string().in_(asm.LATE_COLOURS),
     )
-    read_kinds = (v.ENTRY_WARNING, *asm.REWORK_ENTRY_KINDS, v.EXTENSION_REQUESTED)
-    marks = (
-        sa.select(
-            timeline.c.case_id,
-            earliest(late_warning).label("late_at"),
-            earliest(kind.in_(asm.REWORK_ENTRY_KINDS)).label("reworked_at"),
-            earliest(kind == v.EXTENSION_REQUESTED).label("extended_at"),
-            earliest(kind == v.DISPATCHED).label("first_dispatch"),
-            sa.func.max(sa.case((kind == v.RESOLVED, at))).label("last_resolved"),
-        )
-        .where(kind.in_((*read_kinds, v.DISPATCHED, v.RESOLVED)))
-        .group_by(timeline.c.case_id)
-        .subquery("marks")
-    )
+    late_at = per_case(sa.func.min, late_warning, "late_at")
+    reworked_at = per_case(sa.func.min, kind.in_(asm.REWORK_ENTRY_KINDS), "reworked_at")
+    extended_at = per_case(sa.func.min, kind == v.EXTENSION_REQUESTED, "extended_at")
+    first_dispatch = per_case(sa.func.min, kind == v.DISPATCHED, "first_dispatch")
+    resolved_at = per_case(sa.func.max, kind == v.RESOLVED, "last_resolved")
     resolved = timeline.alias("resolved")
     resolved_before_close = (
         sa.select(sa.func.max(resolved.c.at))
@@ -161,12 +159,15 @@ def tallies(
         .scalar_subquery()
     )
     last_resolved = sa.case(
-        (marks.c.last_resolved <= cases.c.closed_at, marks.c.last_resolved),
-        (marks.c.last_resolved.is_not(None), resolved_before_close),
+        (resolved_at.c.at <= cases.c.closed_at, resolved_at.c.at),
+        (resolved_at.c.at.is_not(None), resolved_before_close),
     )
     handling = _epoch(work, sa.func.coalesce(last_resolved, cases.c.closed_at)) - _epoch(
-        work, marks.c.first_dispatch
+        work, first_dispatch.c.at
     )
+    joined = cases
+    for sub in (late_at, reworked_at, extended_at, first_dispatch, resolved_at):
+        joined = joined.outerjoin(sub, sub.c.case_id == cases.c.case_id)
 
     def before_close(instant: Any) -> Any:
         return sa.func.sum(sa.case((instant <= cases.c.closed_at, 1), else_=0))
@@ -175,15 +176,15 @@ def tallies(
         sa.select(
             group,
             sa.func.count(),
-            before_close(marks.c.late_at),
-            before_close(marks.c.reworked_at),
-            before_close(marks.c.extended_at),
+            before_close(late_at.c.at),
+            before_close(reworked_at.c.at),
+            before_close(extended_at.c.at),
             sa.func.sum(handling),
             sa.func.count(handling),
             sa.func.sum(cases.c.satisfaction),
             sa.func.count(cases.c.satisfaction),
         )
-        .select_from(cases.outerjoin(marks, marks.c.case_id == cases.c.case_id))
+        .select_from(joined)
         .where(in_period)
         .group_by(group)
     )
