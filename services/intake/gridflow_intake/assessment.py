@@ -165,7 +165,7 @@ def tallies(
     handling = _epoch(work, sa.func.coalesce(last_resolved, cases.c.closed_at)) - _epoch(
         work, first_dispatch.c.at
     )
-    joined = cases
+    joined: sa.FromClause = cases
     for sub in (late_at, reworked_at, extended_at, first_dispatch, resolved_at):
         joined = joined.outerjoin(sub, sub.c.case_id == cases.c.case_id)
 
