@@ -116,6 +116,8 @@ timeline = sa.Table(
     sa.Index("uq_intake_timeline_fact_key", "fact_key", unique=True),
     # The assessment counts a period's returns and escalations (intake_0130).
     sa.Index("ix_intake_timeline_kind_at", "kind", "at"),
+    # A case's entries of a kind, for the assessment's per-case reads (intake_0150).
+    sa.Index("ix_intake_timeline_kind_case_at", "kind", "case_id", "at"),
 )
 
 # What department systems said: the first answer to each department message that carried an id
