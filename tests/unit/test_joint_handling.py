@@ -272,10 +272,12 @@ def test_the_holders_extension_request_waits_for_the_command_center_with_its_hou
     assert view["status"] == v.DISPATCHED
     entry = _last_entry(view)
     assert entry["kind"] == v.EXTENSION_REQUESTED
+    # The instant asked for: 48 hours after the clock's current due instant.
+    asked = dt.datetime.fromisoformat(view["due"]) + dt.timedelta(hours=48)
     assert (entry["sender"], entry["hours"], entry["due"], entry["decision"]) == (
         LEAD_UNIT,
         48,
-        None,
+        asked.isoformat(),
         "pending",
     )
     announced = _published(gridflow, c.CASE_STATUS_REPORTED)
