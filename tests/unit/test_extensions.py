@@ -249,6 +249,15 @@ def test_an_extension_backwards_is_a_422_naming_due_and_changes_nothing(city):
     assert _requests(after) == []
 
 
+def test_an_extension_to_the_past_is_a_422_naming_due(city):
+    case_id = _accepted_case(city)
+    city.clock(MONDAY_0900 + dt.timedelta(hours=2))
+    answer = _ask(city, case_id, v.EXTENSION_REQUESTED, due=at(2, 10).isoformat())
+    assert answer.status == 422, answer.body
+    assert "already passed" in answer.body["errors"]["due"][0]
+    assert city.view(case_id)["pending"] is None
+
+
 def test_a_refused_request_leaves_the_clock_as_it_was_and_records_why(city):
     case_id = _accepted_case(city)
     assert _ask(city, case_id, v.EXTENSION_REQUESTED, due=at(6, 17, 30).isoformat()).status == 202

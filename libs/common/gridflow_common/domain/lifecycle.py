@@ -97,8 +97,8 @@ class Conflict(LifecycleError):
 
 
 class Unprocessable(LifecycleError):
-    """Well formed, and refused for what it asks (an HTTP 422): an extension that would move the
-    due instant backwards."""
+    """Well formed, and refused for what it asks (an HTTP 422): an extension to an instant that
+    has passed, or that would move the due instant backwards."""
 
 
 def holds(sender: str, holder: str | None, lead: str | None) -> bool:
@@ -186,7 +186,8 @@ def check_extension(
         raise InvalidRequest("hours", f"ask for 1 to {MAX_EXTENSION_HOURS} hours, not {hours}")
     if due is not None:
         if due <= now:
-            raise InvalidRequest("due", "the instant asked for has already passed")
+            # Well formed, and refused for what it asks: more time that has already run out.
+            raise Unprocessable("due", "the instant asked for has already passed")
         if due - now > dt.timedelta(hours=MAX_EXTENSION_HOURS):
             raise InvalidRequest(
                 "due", f"the instant asked for is more than {MAX_EXTENSION_HOURS} hours ahead"
