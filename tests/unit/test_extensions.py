@@ -506,3 +506,21 @@ def test_a_republished_pause_approval_and_resumed_stop_and_resume_once(sla):
         at(4, 9),
         None,
     )
+
+
+def test_a_request_lapses_when_the_case_moves_to_another_holder(city):
+    case_id = _accepted_case(city)
+    assert _ask(city, case_id, v.EXTENSION_REQUESTED, hours=24).status == 202
+    assert city.order(case_id, kind="escalate", reason="久拖未决").status == 202
+    view = city.view(case_id)
+    assert view["handler"] != SQUAD and view["pending"] is None
+    refused = city.order(case_id, kind="approve")
+    assert refused.status == 409 and "none awaits" in refused.body["errors"]["kind"][0]
+    assert view["extensions"] == 0
+
+
+def test_the_pending_request_is_the_latest_on_the_current_assignment():
+    asked = (v.PAUSE_REQUESTED, {"decision": lifecycle.EXTENSION_PENDING, "assignment_id": "A-1"})
+    assert lifecycle.pending_request([asked], "A-1") == "pause"
+    assert lifecycle.pending_request([asked], "A-2") is None
+    assert lifecycle.pending_request([asked]) == "pause"

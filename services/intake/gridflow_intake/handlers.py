@@ -335,11 +335,12 @@ def latest_request(work: Work, case_id: str) -> Any:
     ).first()
 
 
-def pending_of(entry: Any) -> str | None:
-    """The kind of request ``entry`` (``latest_request``) holds while it awaits a decision."""
+def pending_of(entry: Any, assignment_id: str | None) -> str | None:
+    """The kind of request ``entry`` (``latest_request``) holds while it awaits a decision on
+    the case's current assignment ``assignment_id``."""
     if entry is None:
         return None
-    return lifecycle.pending_request([(entry.kind, entry.detail or {})])
+    return lifecycle.pending_request([(entry.kind, entry.detail or {})], assignment_id)
 
 
 def _current_seq(case: Any) -> int | None:
@@ -481,7 +482,11 @@ def report_status(
         # A newer assignment taken on routing's word has a clock intake has not seen yet.
         due=case.due_at if same_clock else None,
         paused=case.paused_at is not None and same_clock,
-        pending=pending_of(latest_request(work, case_id)) if status in lifecycle.REQUESTS else None,
+        pending=(
+            pending_of(latest_request(work, case_id), assignment_id)
+            if status in lifecycle.REQUESTS
+            else None
+        ),
     )
     try:
         asked = lifecycle.check_request(
@@ -693,7 +698,9 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
         "pending": (
             None
             if case.status in lifecycle.FINISHED_STATUSES
-            else lifecycle.pending_request([(e.kind, e.detail or {}) for e in events])
+            else lifecycle.pending_request(
+                [(e.kind, e.detail or {}) for e in events], case.assignment_id
+            )
         ),
         "extensions": case.extensions,
         # Since when an approved pause (挂起) stops the clock; null while it runs.

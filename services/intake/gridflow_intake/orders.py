@@ -93,7 +93,7 @@ def _decide(work: Work, case: Any, kind: str, order: dict, *, by: str) -> Decisi
     pending (``lifecycle.check_decision``) or when an approved extension would no longer move
     the clock's due instant later. The request's timeline entry records the decision."""
     entry = h.latest_request(work, case.case_id)
-    pending = h.pending_of(entry)
+    pending = h.pending_of(entry, case.assignment_id)
     try:
         lifecycle.check_decision(kind, pending)
     except lifecycle.LifecycleError as exc:

@@ -349,13 +349,22 @@ def check_decision(kind: str, pending: str | None) -> None:
         )
 
 
-def pending_request(entries: list[tuple[str, dict]]) -> str | None:
-    """The kind of the holder's request still awaiting a decision (``extension``), or None:
-    ``entries`` are the case's timeline (kind, detail), oldest first; the latest request
-    counts, and only while its decision is pending."""
+def pending_request(
+    entries: list[tuple[str, dict]], assignment_id: str | None = None
+) -> str | None:
+    """The kind of the holder's request still awaiting a decision (``extension`` or ``pause``),
+    or None: ``entries`` are the case's timeline (kind, detail), oldest first; the latest
+    request counts, and only while its decision is pending and, when ``assignment_id`` (the
+    case's current one) is given, while the case is still on the assignment the request was made
+    for: a request lapses when the case moves to another holder (with another clock)."""
     for kind, detail in reversed(entries):
         if kind in REQUESTS:
-            return REQUESTS[kind] if detail.get("decision") == EXTENSION_PENDING else None
+            if detail.get("decision") != EXTENSION_PENDING:
+                return None
+            made_for = detail.get("assignment_id")
+            if assignment_id is not None and made_for is not None and made_for != assignment_id:
+                return None
+            return REQUESTS[kind]
     return None
 
 
