@@ -67,11 +67,7 @@ def shared_scenarios() -> list[Path]:
 
 # Shared scenarios that do not pass yet, with the reason: strict expected failures in both modes,
 # so each turns into a failure the day it passes, and someone moves it to the plain list.
-SCENARIOS_EXPECTED_TO_FAIL = {
-    "07_extension_for_parts": "the command center's decision on a holder's extension request "
-    "(approve/refuse orders) and a clock extended to the instant approved come with the clock "
-    "issue",
-}
+SCENARIOS_EXPECTED_TO_FAIL: dict[str, str] = {}
 
 
 def scenario_params() -> list:

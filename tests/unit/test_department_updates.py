@@ -543,3 +543,30 @@ def test_a_note_and_an_extension_request_go_the_way_of_every_holders_report(city
     [asked] = [e for e in timeline if e["kind"] == v.EXTENSION_REQUESTED]
     assert asked["hours"] == 24
     assert _view(gridflow, api, case_id)["status"] == v.DISPATCHED
+
+
+def test_a_pause_is_asked_for_and_ended_over_the_departments_signed_messages(city):
+    """Extension (延期) and pause (挂起) requests travel every adapter path: here a department's
+    signed status messages; the command center's approval stops the clock until resumed."""
+    gridflow, api, case_id = city
+    admin = bearer(gridflow.admin_token)
+    unexplained = _post(api, {"case_id": case_id, "status": v.PAUSE_REQUESTED, "unit": STATION})
+    assert unexplained.status == 400 and "note" in unexplained.body["errors"], unexplained.body
+    asked = _post(
+        api,
+        {"case_id": case_id, "status": v.PAUSE_REQUESTED, "unit": STATION, "note": "等待居民在家"},
+    )
+    assert asked.status == 202, asked.body
+    assert _view(gridflow, api, case_id)["pending"] == "pause"
+    order = {"kind": "approve", "reason": "同意挂起"}
+    approved = api.handle("POST", f"/api/v1/cases/{case_id}/orders", encoded(order), admin)
+    assert approved.status == 202, approved.body
+    _pump(gridflow)
+    view = _view(gridflow, api, case_id)
+    assert (view["pending"], view["colour"], view["due"]) == (None, None, None)
+    resumed = _post(api, {"case_id": case_id, "status": v.RESUMED, "unit": STATION})
+    assert resumed.status == 202, resumed.body
+    _pump(gridflow)
+    view = _view(gridflow, api, case_id)
+    assert view["colour"] == v.GREEN and view["due"] is not None
+    assert [e["kind"] for e in view["timeline"]][-1] == v.RESUMED

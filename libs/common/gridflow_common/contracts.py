@@ -379,6 +379,12 @@ class CaseOrderGivenV1(_Payload):
     # The unit holding the case when the order was given (supervise reminds it).
     holder = fields.String(allow_none=True, load_default=None)
     jurisdiction_version = fields.Integer(required=True)
+    # approve / refuse (additive): the holder's request decided (extension or pause); an
+    # approved extension's new due instant (ISO 8601), which SLA makes its clock's.
+    request = fields.String(
+        allow_none=True, load_default=None, validate=validate.OneOf(("extension", "pause"))
+    )
+    due = fields.String(allow_none=True, load_default=None)
 
 
 class ClockAdvancedV1(_Payload):

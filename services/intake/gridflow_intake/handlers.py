@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gridflow_common import contracts as c
 from gridflow_common.domain import lifecycle, merging, privacy
 from gridflow_common.domain import vocabulary as v
+from gridflow_common.domain.calendar import resumed_due
 from gridflow_common.domain.classify import classify
 from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
@@ -311,7 +312,35 @@ def _case(work: Work, case_id: str, *, lock: bool = False) -> Any:
 
 def _refused(exc: lifecycle.LifecycleError) -> Rejected:
     status = 400 if isinstance(exc, lifecycle.InvalidRequest) else 409
+    if isinstance(exc, lifecycle.Unprocessable):
+        status = 422
     return Rejected(status, {exc.field: [exc.message]})
+
+
+def clock_limit(j: Any, category_code: str | None) -> Any:
+    """The time limit of a case's clock, as SLA starts it: the category's, or the command
+    center's triage limit for a case nobody classified."""
+    category = j.category(category_code) if category_code else None
+    return category.limit if category is not None else j.triage_limit
+
+
+def latest_request(work: Work, case_id: str) -> Any:
+    """The timeline entry of the case's latest holder's request (extension or pause), or None;
+    ``lifecycle.pending_request`` says whether it still awaits a decision."""
+    return work.db.execute(
+        sa.select(timeline)
+        .where(timeline.c.case_id == case_id, timeline.c.kind.in_(tuple(lifecycle.REQUESTS)))
+        .order_by(timeline.c.at.desc(), timeline.c.id.desc())
+        .limit(1)
+    ).first()
+
+
+def pending_of(entry: Any, assignment_id: str | None) -> str | None:
+    """The kind of request ``entry`` (``latest_request``) holds while it awaits a decision on
+    the case's current assignment ``assignment_id``."""
+    if entry is None:
+        return None
+    return lifecycle.pending_request([(entry.kind, entry.detail or {})], assignment_id)
 
 
 def _current_seq(case: Any) -> int | None:
@@ -447,26 +476,60 @@ def report_status(
         raise _refused(exc) from None
     if category and j.category(category) is None:
         raise Rejected(422, {"category": [f"unknown category {category!r}"]})
+    same_clock = assignment_id == case.assignment_id
+    state = lifecycle.ClockState(
+        status=outcome.status,
+        # A newer assignment taken on routing's word has a clock intake has not seen yet.
+        due=case.due_at if same_clock else None,
+        paused=case.paused_at is not None and same_clock,
+        pending=(
+            pending_of(latest_request(work, case_id), assignment_id)
+            if status in lifecycle.REQUESTS
+            else None
+        ),
+    )
+    try:
+        asked = lifecycle.check_request(
+            status, state, hours=hours, due=due, note=update.get("note")
+        )
+    except lifecycle.LifecycleError as exc:
+        raise _refused(exc) from None
     if outcome.status != case.status:
         values["status"] = outcome.status
-    if assignment_id != case.assignment_id:
+    if not same_clock:
         # Routing's newer assignment, ahead of its announcement: its due instant comes with it.
         values.update(_clock_values(work, outcome.status, assignment_id, None))
+        values.update(paused_at=None, paused_due_at=None)
     elif "status" in values and not lifecycle.has_running_clock(outcome.status):
-        values.update(due_at=None, colour=None)
+        values.update(due_at=None, colour=None, paused_at=None, paused_due_at=None)
+    elif status == v.RESUMED:
+        # The pause is over: the clock runs on with the time it had left (SLA does the same
+        # with its clock); the time paused counts on neither side.
+        values.update(paused_at=None, paused_due_at=None)
+        if case.paused_due_at is not None:
+            values["due_at"] = resumed_due(
+                case.paused_due_at,
+                case.paused_at,
+                work.now,
+                clock_limit(j, case.category),
+                j.calendar,
+            )
+        values.update(_clock_values(work, outcome.status, assignment_id, values.get("due_at")))
     if values:
         work.db.execute(sa.update(cases).where(cases.c.case_id == case_id).values(**values))
     detail: dict[str, Any] = dict(sender=sender, note=update.get("note"), category=category)
     if status in lifecycle.KEEPING_STATUS:
         detail["role"] = role
-    if status == v.EXTENSION_REQUESTED:
-        # The command center decides (its orders come with a later issue): until then the
-        # request is pending, and the case's clock runs on as it was.
-        detail.update(
-            hours=hours,
-            due=j.local(due).isoformat() if due else None,
-            decision=lifecycle.EXTENSION_PENDING,
-        )
+    if status in lifecycle.REQUESTS:
+        # The command center decides (approve / refuse orders): until then the request is
+        # pending, and the case's clock runs on as it was. An extension records the instant it
+        # asks for (``hours`` after the current due instant, when it names hours).
+        detail.update(decision=lifecycle.EXTENSION_PENDING, assignment_id=assignment_id)
+        if status == v.EXTENSION_REQUESTED:
+            assert asked is not None
+            detail.update(hours=hours, due=j.local(asked).isoformat())
+    elif status == v.RESUMED and values.get("due_at") is not None:
+        detail["due"] = j.local(values["due_at"]).isoformat()
     _note(work, case_id, status, work.now, **detail)
     work.emit(
         c.CASE_STATUS_REPORTED,
@@ -480,7 +543,7 @@ def report_status(
             "category": category,
             "jurisdiction_version": version,
             "hours": hours,
-            "due": due.isoformat() if due else None,
+            "due": asked.isoformat() if asked else None,
         },
     )
     return 202, {"case_id": case_id, "status": status}
@@ -619,21 +682,29 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
         "handler": case.holder,
         "lead": case.lead,
         "assisting": list(case.assisting or []),
-        "colour": lifecycle.colour_shown(case.status, case.assignment_id is not None, announced),
+        "colour": lifecycle.colour_shown(
+            case.status, case.assignment_id is not None, announced, case.paused_at is not None
+        ),
         # The running clock's due instant; null when no clock runs (on hold, awaiting
         # verification, finished).
         "due": (
             j.local(case.due_at).isoformat()
-            if case.due_at is not None and lifecycle.has_running_clock(case.status)
+            if case.due_at is not None
+            and lifecycle.has_running_clock(case.status)
+            and case.paused_at is None
             else None
         ),
         # The holder's request awaiting the command center's decision (extension or pause).
         "pending": (
             None
             if case.status in lifecycle.FINISHED_STATUSES
-            else lifecycle.pending_request([(e.kind, e.detail or {}) for e in events])
+            else lifecycle.pending_request(
+                [(e.kind, e.detail or {}) for e in events], case.assignment_id
+            )
         ),
         "extensions": case.extensions,
+        # Since when an approved pause (挂起) stops the clock; null while it runs.
+        "paused_since": j.local(case.paused_at).isoformat() if case.paused_at else None,
         "comments": case.comments,
         "escalations": case.escalations,
         "reporters": case.reporters,
@@ -689,7 +760,14 @@ def _clock_values(
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
     case = work.db.execute(
-        sa.select(cases.c.status, cases.c.case_id, cases.c.assignment_id, cases.c.assignment_seq)
+        sa.select(
+            cases.c.status,
+            cases.c.case_id,
+            cases.c.assignment_id,
+            cases.c.assignment_seq,
+            cases.c.due_at,
+            cases.c.paused_at,
+        )
         .where(cases.c.case_id == p["case_id"])
         .with_for_update()
     ).first()
@@ -700,11 +778,21 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     values: dict[str, Any] = {}
     if projection.take_assignment:
         values.update(_columns_of({**p, "seq": seq}), escalations=p["escalations"])
-        values.update(
-            _clock_values(
-                work, projection.status, p["assignment_id"], lifecycle.parse_due(p.get("due_at"))
+        same = seq is not None and seq == _current_seq(case)
+        if not same:
+            # A new assignment runs a new clock: a pause of the one before ends with it.
+            values.update(paused_at=None, paused_due_at=None)
+        if not (same and (case.due_at is not None or case.paused_at is not None)):
+            # The same dispatch announced again leaves a clock an order moved (an approved
+            # extension or pause, a release) as the order left it.
+            values.update(
+                _clock_values(
+                    work,
+                    projection.status,
+                    p["assignment_id"],
+                    lifecycle.parse_due(p.get("due_at")),
+                )
             )
-        )
     if projection.status != case.status:
         values["status"] = projection.status
         if not lifecycle.has_running_clock(projection.status):
@@ -935,6 +1023,7 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
             cases.c.case_id == p["case_id"],
             cases.c.assignment_id == p["assignment_id"],
             cases.c.status.in_(lifecycle.CLOCK_RUNNING_STATUSES),
+            cases.c.paused_at.is_(None),
         )
         .values(colour=sa.func.coalesce(kept, v.GREEN))
     )

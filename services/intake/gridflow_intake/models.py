@@ -47,6 +47,10 @@ cases = sa.Table(
     sa.Column("held_due_at", UtcDateTime(), nullable=True),
     sa.Column("comments", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("extensions", sa.Integer, nullable=False, default=0, server_default="0"),
+    # An approved pause (挂起, intake_0160): since when the clock stands still, and the due
+    # instant it had (the holder's ``resumed`` moves it later by the time paused).
+    sa.Column("paused_at", UtcDateTime(), nullable=True),
+    sa.Column("paused_due_at", UtcDateTime(), nullable=True),
     # What the command center's lists filter by, kept on the row at registration (intake_0110):
     # the street and community the case's area lies in, the channel of its first report and the
     # address it gave (null for a report located by a point or a grid).

@@ -9,7 +9,9 @@ Routing (a new assignment), SLA (the clock) and notify (督办) act on that even
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +22,7 @@ from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.calendar import resumed_due
 from gridflow_common.runtime import Work
 from gridflow_intake import handlers as h
-from gridflow_intake.models import cases, colours
+from gridflow_intake.models import cases, colours, timeline
 
 
 def _lock_cases(work: Work, case_ids: list[str]) -> dict[str, Any]:
@@ -75,6 +77,68 @@ def _check_unit_and_category(j: Any, case: Any, order: dict) -> None:
         raise h.Rejected(422, problems)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What deciding a holder's request changes: the case row's columns, the order entry's
+    detail, the kind of request decided and, for an approved extension, the new due instant."""
+
+    request: str
+    values: dict[str, Any]
+    detail: dict[str, Any]
+    due: dt.datetime | None
+
+
+def _decide(work: Work, case: Any, kind: str, order: dict, *, by: str) -> Decision:
+    """Approve or refuse the holder's pending request (extension, pause): 409 when none is
+    pending (``lifecycle.check_decision``) or when an approved extension would no longer move
+    the clock's due instant later. The request's timeline entry records the decision."""
+    entry = h.latest_request(work, case.case_id)
+    pending = h.pending_of(entry, case.assignment_id)
+    try:
+        lifecycle.check_decision(kind, pending)
+    except lifecycle.LifecycleError as exc:
+        raise h._refused(exc) from None
+    assert pending is not None and entry is not None
+    j = work.jurisdiction(case.jurisdiction_version)
+    now = work.now
+    values: dict[str, Any] = {}
+    detail: dict[str, Any] = {"request": pending}
+    due = None
+    if kind == v.ORDER_APPROVE and pending == lifecycle.REQUEST_EXTENSION:
+        due = lifecycle.parse_due((entry.detail or {}).get("due"))
+        if due is None or case.due_at is None or due <= case.due_at:
+            raise h.Rejected(
+                409,
+                {
+                    "kind": [
+                        "the extension asked for no longer moves the clock's due instant later "
+                        "(it runs until "
+                        + (j.local(case.due_at).isoformat() if case.due_at else "no instant")
+                        + "): refuse it and let the holder ask again"
+                    ]
+                },
+            )
+        values.update(due_at=due, extensions=cases.c.extensions + 1)
+        detail["due"] = j.local(due).isoformat()
+    elif kind == v.ORDER_APPROVE:
+        # 挂起: the clock stands still until the holder reports resumed.
+        values.update(paused_at=now, paused_due_at=case.due_at, due_at=None, colour=None)
+    work.db.execute(
+        sa.update(timeline)
+        .where(timeline.c.id == entry.id)
+        .values(
+            detail={
+                **(entry.detail or {}),
+                "decision": lifecycle.DECISIONS[kind],
+                "decided_by": by,
+                "decided_at": j.local(now).isoformat(),
+                **({"refused_because": order["reason"]} if kind == v.ORDER_REFUSE else {}),
+            }
+        )
+    )
+    return Decision(pending, values, detail, due)
+
+
 def give_order(work: Work, case_id: str, order: dict, *, by: str) -> dict:
     """Take ``order`` (``schemas.OrderSchema``) on ``case_id``, given by ``by`` (the principal's
     label); the case's state after it. Raises ``Rejected``: 404 no case (or no case to merge
@@ -103,14 +167,24 @@ def give_order(work: Work, case_id: str, order: dict, *, by: str) -> dict:
     outcome = lifecycle.apply_order(kind, case.status, case.held_from)
     now = work.now
     values: dict[str, Any] = {}
+    decided = _decide(work, case, kind, order, by=by) if kind in lifecycle.DECISIONS else None
+    if decided is not None:
+        values.update(decided.values)
     if outcome.status != case.status:
         values["status"] = outcome.status
     if outcome.clock_stops:
         values.update(due_at=None, colour=None)
     if outcome.finished:
         values.update(closed_at=now, held_at=None, held_from=None, held_due_at=None)
+    if outcome.clock_stops or outcome.reassigns:
+        # The clock a pause stopped is gone (finished, or replaced by the new assignment's).
+        values.update(paused_at=None, paused_due_at=None)
     if kind == v.ORDER_HOLD:
         values.update(held_at=now, held_from=case.status, held_due_at=case.due_at)
+        if case.paused_at is not None:
+            # Put on the long-term list while paused (挂起): the clock has stood still since the
+            # pause, so release resumes it as from then.
+            values.update(held_at=case.paused_at, held_due_at=case.paused_due_at)
     elif kind == v.ORDER_RELEASE:
         values.update(held_at=None, held_from=None, held_due_at=None)
         if case.held_due_at is not None and case.held_at is not None:
@@ -133,6 +207,7 @@ def give_order(work: Work, case_id: str, order: dict, *, by: str) -> dict:
         "category": order.get("category"),
         "into": into,
         "status_before": case.status,
+        **(decided.detail if decided is not None else {}),
     }
     h._note(work, case_id, v.ENTRY_ORDER, now, **{k: x for k, x in detail.items() if x})
     if target is not None:
@@ -168,6 +243,10 @@ def give_order(work: Work, case_id: str, order: dict, *, by: str) -> dict:
             "status": outcome.status,
             "holder": case.holder,
             "jurisdiction_version": case.jurisdiction_version,
+            # approve / refuse: the request decided, and the due instant an approved extension
+            # gives the clock.
+            "request": decided.request if decided is not None else None,
+            "due": decided.due.isoformat() if decided is not None and decided.due else None,
         },
     )
     return {"case_id": case_id, "kind": kind, "status": outcome.status}

@@ -14,9 +14,16 @@ import sqlalchemy as sa
 
 from gridflow_common import contracts as c
 from gridflow_common import metrics
-from gridflow_common.domain import colours
+from gridflow_common.domain import colours, lifecycle
 from gridflow_common.domain import vocabulary as v
-from gridflow_common.domain.calendar import SlaClock, TimeLimit, TimeUnit, resumed_due
+from gridflow_common.domain.calendar import (
+    SlaClock,
+    TimeLimit,
+    TimeUnit,
+    colour_for,
+    extended_total,
+    resumed_due,
+)
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import ServiceRuntime, Work
 from gridflow_common.service import ServiceDefinition
@@ -145,6 +152,10 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
 
 def on_case_status_reported(work: Work, event: c.Event) -> None:
     p = event.payload
+    if p["status"] == v.RESUMED:
+        # The holder's word that an approved pause (挂起) is over: as a release.
+        _release(work, event)
+        return
     if p["status"] != v.RESOLVED:
         return
     # Awaiting verification: the clock stands still.
@@ -183,7 +194,8 @@ def _active_clock(work: Work, case_id: str):
 
 
 def _hold(work: Work, event: c.Event) -> None:
-    """挂账: the clock stops where it stands; its colour is kept for when it runs again."""
+    """挂账 (or an approved pause, 挂起): the clock stops where it stands; its colour is kept for
+    when it runs again."""
     row = _active_clock(work, event.payload["case_id"])
     if row is None or row.running_since is None:
         return  # no clock, or already stopped (a redelivered order changes nothing)
@@ -230,6 +242,42 @@ def _release(work: Work, event: c.Event) -> None:
         _advance(work, row.assignment_id, city_now)
 
 
+def _extend(work: Work, event: c.Event) -> None:
+    """An approved extension (延期): the requested instant becomes the clock's due instant; the
+    limit becomes the time from dispatch to it in the limit's own time (less any time stopped),
+    and the colour is the one the clock has against it now (back to green, it may be)."""
+    new_due = lifecycle.parse_due(event.payload.get("due"))
+    row = _active_clock(work, event.payload["case_id"])
+    if row is None or new_due is None or new_due <= row.due:
+        return  # no clock, or already extended this far (a redelivered approval moves nothing)
+    j = work.jurisdiction(row.jurisdiction_version)
+    clock = _domain_clock(row)
+    at = event.occurred_at
+    try:
+        total = extended_total(row.total_seconds, row.due, new_due, clock.limit, j.calendar)
+    except colours.BEYOND_CALENDAR:
+        log.warning("extension_beyond_calendar", assignment_id=row.assignment_id)
+        return
+    clock.total_seconds, clock.due = total, new_due
+    colour, nxt = row.colour, None
+    if clock.running_since is not None:
+        try:
+            level = colour_for(clock.fraction(at, j.calendar), j.warning_levels)
+        except colours.BEYOND_CALENDAR:
+            level = None
+        if level is not None and level.colour != row.colour:
+            colour = level.colour
+            _announce(work, row, colour, level.action, clock.fraction(at, j.calendar), at)
+        nxt = colours.next_colour_at(clock, at, j.warning_levels, j.calendar)
+    work.db.execute(
+        sa.update(clocks)
+        .where(clocks.c.assignment_id == row.assignment_id)
+        .values(due=new_due, total_seconds=total, colour=colour, next_transition_at=nxt)
+    )
+    if nxt is not None and nxt <= (city_now := work.city_now()):
+        _advance(work, row.assignment_id, city_now)
+
+
 def _stop(work: Work, event: c.Event) -> None:
     work.db.execute(
         sa.update(clocks)
@@ -242,7 +290,12 @@ def on_case_order_given(work: Work, event: c.Event) -> None:
     """The clock's part of the command center's orders. A new assignment's clock (assign,
     escalate, reopen) starts with its dispatch (``on_case_dispatched``)."""
     kind = event.payload["kind"]
-    if kind == v.ORDER_HOLD:
+    if kind == v.ORDER_APPROVE and event.payload.get("request") == "extension":
+        _extend(work, event)
+    elif kind == v.ORDER_APPROVE and event.payload.get("request") == "pause":
+        # 挂起: the clock stops as on hold, until the holder reports resumed.
+        _hold(work, event)
+    elif kind == v.ORDER_HOLD:
         _hold(work, event)
     elif kind == v.ORDER_RELEASE:
         _release(work, event)

@@ -285,6 +285,22 @@ def resumed_due(
     return calendar.local(advance(due, on_hold, limit, calendar))
 
 
+def extended_total(
+    total_seconds: float,
+    due: datetime,
+    new_due: datetime,
+    limit: TimeLimit,
+    calendar: WorkingCalendar,
+) -> float:
+    """The limit of a clock whose due instant an approved extension (延期) moves from ``due`` to
+    ``new_due``: the time from dispatch to ``new_due`` in the limit's own kind of time (working
+    time for a limit in working hours or days), less whatever the clock spent stopped (挂账,
+    挂起), which counts on neither side. ``total_seconds`` is the limit the clock ran against
+    until now; the extension adds the time between the two due instants. An instant at or
+    before ``due`` adds nothing (an extension never shortens a limit)."""
+    return total_seconds + measure(due, new_due, limit, calendar)
+
+
 @dataclass(frozen=True)
 class WarningLevel:
     colour: str

@@ -48,7 +48,8 @@ _UPDATE_ALLOWED_FROM: dict[str, tuple[str, ...]] = {
 HANDING_BACK = (v.RETURNED, v.BEYOND_AUTHORITY)
 # The reports that leave the case as it is (协同): a note, and a request for more time, which
 # waits for the command center's decision. A case takes them until it is finished.
-KEEPING_STATUS = (v.NOTE, v.EXTENSION_REQUESTED)
+# A pause request (挂起) and the holder's word that the pause is over (resumed) keep it too.
+KEEPING_STATUS = (v.NOTE, v.EXTENSION_REQUESTED, v.PAUSE_REQUESTED, v.RESUMED)
 FINISHED_STATUSES = (v.CLOSED, v.REJECTED)
 # What an assisting department (协办) may send: notes. Everything else is the holder's.
 ASSISTING_MAY_SEND = (v.NOTE,)
@@ -93,6 +94,11 @@ class InvalidRequest(LifecycleError):
 
 class Conflict(LifecycleError):
     """Wrong for the case as it stands now (an HTTP 409)."""
+
+
+class Unprocessable(LifecycleError):
+    """Well formed, and refused for what it asks (an HTTP 422): an extension to an instant that
+    has passed, or that would move the due instant backwards."""
 
 
 def holds(sender: str, holder: str | None, lead: str | None) -> bool:
@@ -180,7 +186,8 @@ def check_extension(
         raise InvalidRequest("hours", f"ask for 1 to {MAX_EXTENSION_HOURS} hours, not {hours}")
     if due is not None:
         if due <= now:
-            raise InvalidRequest("due", "the instant asked for has already passed")
+            # Well formed, and refused for what it asks: more time that has already run out.
+            raise Unprocessable("due", "the instant asked for has already passed")
         if due - now > dt.timedelta(hours=MAX_EXTENSION_HOURS):
             raise InvalidRequest(
                 "due", f"the instant asked for is more than {MAX_EXTENSION_HOURS} hours ahead"
@@ -245,16 +252,119 @@ def check_evaluation(current_status: str, satisfaction: int | None) -> None:
 
 
 # The requests a holder makes that wait for the command center's decision, by timeline kind.
-REQUESTS = {v.EXTENSION_REQUESTED: "extension"}
+REQUEST_EXTENSION = "extension"
+REQUEST_PAUSE = "pause"
+REQUESTS = {v.EXTENSION_REQUESTED: REQUEST_EXTENSION, v.PAUSE_REQUESTED: REQUEST_PAUSE}
+# A request's ``decision`` in its timeline entry: pending until the command center's order.
+DECISION_APPROVED = "approved"
+DECISION_REFUSED = "refused"
+DECISIONS = {v.ORDER_APPROVE: DECISION_APPROVED, v.ORDER_REFUSE: DECISION_REFUSED}
 
 
-def pending_request(entries: list[tuple[str, dict]]) -> str | None:
-    """The kind of the holder's request still awaiting a decision (``extension``), or None:
-    ``entries`` are the case's timeline (kind, detail), oldest first; the latest request
-    counts, and only while its decision is pending."""
+@dataclass(frozen=True)
+class ClockState:
+    """What a holder's request is checked against: the case's running clock as intake sees it.
+    ``due``: the running clock's due instant (None when no clock runs); ``paused``: an approved
+    pause (挂起) stopped it; ``pending``: the kind of the request awaiting a decision."""
+
+    status: str
+    due: dt.datetime | None
+    paused: bool
+    pending: str | None
+
+
+def requested_due(
+    current_due: dt.datetime, hours: int | None, due: dt.datetime | None
+) -> dt.datetime:
+    """The due instant an extension request asks for: ``due`` when it names one, else ``hours``
+    (natural hours) after the clock's current due instant."""
+    if due is not None:
+        return due
+    assert hours is not None  # check_extension: exactly one of them
+    return current_due + dt.timedelta(hours=hours)
+
+
+def check_request(
+    update_status: str,
+    state: ClockState,
+    *,
+    hours: int | None = None,
+    due: dt.datetime | None = None,
+    note: str | None = None,
+) -> dt.datetime | None:
+    """Refuse a holder's request (extension, pause) or ``resumed`` that the case cannot take as
+    it stands; for an extension, the due instant it asks for. Other reports pass (None).
+
+    - one request at a time: a second waits until the first is decided (409);
+    - extension and pause need a running clock, not paused (409: on hold, awaiting
+      verification, already paused);
+    - an extension moves the due instant later: one at or before the current due instant is
+      refused (422, naming ``due`` or ``hours``);
+    - a pause says why (400 ``note``);
+    - ``resumed`` ends an approved pause: with none in effect it is refused (409)."""
+    if update_status == v.RESUMED:
+        if not state.paused:
+            raise Conflict(
+                "status",
+                "the clock of this case is not paused (挂起): there is nothing to resume",
+            )
+        return None
+    if update_status not in REQUESTS:
+        return None
+    if update_status == v.PAUSE_REQUESTED and not (note and note.strip()):
+        raise InvalidRequest("note", "a pause request (申请挂起) says why the work must wait")
+    if state.pending is not None:
+        raise Conflict(
+            "status",
+            f"a request ({state.pending}) already awaits the command center's decision; "
+            "one request at a time",
+        )
+    if state.paused:
+        raise Conflict("status", "the clock is paused (挂起); report resumed before asking more")
+    if state.due is None or not has_running_clock(state.status):
+        what = "extend" if update_status == v.EXTENSION_REQUESTED else "pause"
+        raise Conflict(
+            "status",
+            f"no clock runs on a case that is {state.status} ({v.zh(state.status)}): "
+            f"there is no time limit to {what}",
+        )
+    if update_status != v.EXTENSION_REQUESTED:
+        return None
+    asked = requested_due(state.due, hours, due)
+    if asked <= state.due:
+        raise Unprocessable(
+            "due" if due is not None else "hours",
+            f"an extension moves the due instant later: {asked.isoformat()} is not after the "
+            f"current due instant {state.due.isoformat()}",
+        )
+    return asked
+
+
+def check_decision(kind: str, pending: str | None) -> None:
+    """An approval or refusal decides the holder's pending request: with none, 409."""
+    if kind in DECISIONS and pending is None:
+        raise Conflict(
+            "kind",
+            f"{kind} ({v.zh(kind)}) decides a holder's request, and none awaits a decision",
+        )
+
+
+def pending_request(
+    entries: list[tuple[str, dict]], assignment_id: str | None = None
+) -> str | None:
+    """The kind of the holder's request still awaiting a decision (``extension`` or ``pause``),
+    or None: ``entries`` are the case's timeline (kind, detail), oldest first; the latest
+    request counts, and only while its decision is pending and, when ``assignment_id`` (the
+    case's current one) is given, while the case is still on the assignment the request was made
+    for: a request lapses when the case moves to another holder (with another clock)."""
     for kind, detail in reversed(entries):
         if kind in REQUESTS:
-            return REQUESTS[kind] if detail.get("decision") == EXTENSION_PENDING else None
+            if detail.get("decision") != EXTENSION_PENDING:
+                return None
+            made_for = detail.get("assignment_id")
+            if assignment_id is not None and made_for is not None and made_for != assignment_id:
+                return None
+            return REQUESTS[kind]
     return None
 
 
@@ -348,12 +458,15 @@ def supersedes(
     return colour_rank(announced_colour) > colour_rank(stored_colour)
 
 
-def colour_shown(status: str, has_assignment: bool, announced: str | None) -> str | None:
+def colour_shown(
+    status: str, has_assignment: bool, announced: str | None, paused: bool = False
+) -> str | None:
     """The colour the case view shows: the last colour announced for the running clock, and
     green for a running clock whose first colour has not been announced yet (SLA announces from
     yellow on), whether or not the case has a category: an unclassified case at the command
-    center runs a triage clock too."""
-    if not (has_running_clock(status) and has_assignment):
+    center runs a triage clock too. A clock stopped by an approved pause (``paused``) shows
+    none."""
+    if not (has_running_clock(status) and has_assignment) or paused:
         return None
     return announced or v.GREEN
 
@@ -379,9 +492,13 @@ ORDER_ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     v.ORDER_SUPERVISE: HOLDER_STATUSES,
     # A leader may comment on any case, finished ones included (考核 reads them).
     v.ORDER_COMMENT: v.CASE_STATUSES,
+    # Deciding a holder's request: approving acts on the running clock of a case being worked on;
+    # refusing clears a request from any case that is not finished.
+    v.ORDER_APPROVE: HOLDER_STATUSES,
+    v.ORDER_REFUSE: (*OPEN_STATUSES, v.ON_HOLD),
 }
 # The orders that must say why (the reporter is told a rejection's reason).
-ORDERS_NEEDING_REASON = (v.ORDER_HOLD, v.ORDER_REJECT, v.ORDER_COMMENT)
+ORDERS_NEEDING_REASON = (v.ORDER_HOLD, v.ORDER_REJECT, v.ORDER_COMMENT, v.ORDER_REFUSE)
 # The orders that routing answers with a new assignment (a new holder and a new clock).
 ORDERS_REASSIGNING = (v.ORDER_ASSIGN, v.ORDER_ESCALATE, v.ORDER_REOPEN)
 MAX_ORDER_REASON = 500
@@ -397,6 +514,8 @@ _WHY_NOT: dict[str, str] = {
     v.ORDER_REOPEN: "only a closed case is reopened",
     v.ORDER_MERGE: "a finished case is not merged",
     v.ORDER_SUPERVISE: "only a case a unit holds is supervised (督办)",
+    v.ORDER_APPROVE: "only a request on a case being worked on is approved",
+    v.ORDER_REFUSE: "the case is finished",
 }
 
 
@@ -476,11 +595,15 @@ def apply_order(kind: str, status: str, held_from: str | None = None) -> OrderOu
 
 
 def clock_columns(
-    status: str, has_assignment: bool, due: dt.datetime | None, announced: str | None
+    status: str,
+    has_assignment: bool,
+    due: dt.datetime | None,
+    announced: str | None,
+    paused: bool = False,
 ) -> tuple[dt.datetime | None, str | None]:
     """The case row's ``due_at`` and ``colour`` (the lists filter and sort by them): the running
     clock's due instant and the colour shown (``colour_shown``); both None when no clock runs."""
-    colour = colour_shown(status, has_assignment, announced)
+    colour = colour_shown(status, has_assignment, announced, paused)
     return (due if colour is not None else None), colour
 
 

@@ -30,6 +30,10 @@ BEYOND_AUTHORITY = "beyond_authority"
 # the holder, awaiting the command center's decision.
 NOTE = "note"
 EXTENSION_REQUESTED = "extension_requested"
+# A pause (挂起) of the clock, asked for with a reason (waiting for the resident, for weather, for
+# another body), and the holder's word that the wait is over: the clock runs again.
+PAUSE_REQUESTED = "pause_requested"
+RESUMED = "resumed"
 UPDATE_STATUSES = (
     ACCEPTED,
     IN_PROGRESS,
@@ -38,6 +42,8 @@ UPDATE_STATUSES = (
     BEYOND_AUTHORITY,
     NOTE,
     EXTENSION_REQUESTED,
+    PAUSE_REQUESTED,
+    RESUMED,
 )
 
 # -- a unit's part in a case (主办 / 协办) -----------------------------------------------------
@@ -74,6 +80,9 @@ ORDER_REOPEN = "reopen"
 ORDER_MERGE = "merge"
 ORDER_SUPERVISE = "supervise"
 ORDER_COMMENT = "comment"
+# The command center's decision on a holder's pending request (extension or pause).
+ORDER_APPROVE = "approve"
+ORDER_REFUSE = "refuse"
 ORDER_KINDS = (
     ORDER_ASSIGN,
     ORDER_ESCALATE,
@@ -84,6 +93,8 @@ ORDER_KINDS = (
     ORDER_MERGE,
     ORDER_SUPERVISE,
     ORDER_COMMENT,
+    ORDER_APPROVE,
+    ORDER_REFUSE,
 )
 # A case's timeline records each order as an entry of this kind (detail: the order's kind, who
 # gave it and why); a merge also leaves an entry on the case the other joined.
@@ -158,6 +169,8 @@ ZH: dict[str, str] = {
     BEYOND_AUTHORITY: "超出权限",
     NOTE: "备注",
     EXTENSION_REQUESTED: "申请延期",
+    PAUSE_REQUESTED: "申请挂起",
+    RESUMED: "恢复计时",
     LEAD: "主办",
     ASSISTING: "协办",
     REASON_NEW: "新派遣",
@@ -174,6 +187,8 @@ ZH: dict[str, str] = {
     ORDER_MERGE: "合并",
     ORDER_SUPERVISE: "督办",
     ORDER_COMMENT: "点评",
+    ORDER_APPROVE: "批准",
+    ORDER_REFUSE: "不予批准",
     ENTRY_ORDER: "指令",
     ENTRY_MERGED_FROM: "并入",
     AWAITING_ORDER: "待指挥中心指令",
