@@ -40,6 +40,10 @@ RUBBISH = {
     "location": {"lat": 28.05, "lon": 120.556},
 }
 HOLDER_DEPARTMENT = "urban_management"
+# The squad of the street the rubbish is in, and the names Lucheng gives it and its bureau.
+SQUAD = "urban_management-330302005"
+SQUAD_NAME = "南汇执法中队"
+BUREAU_NAME = "鹿城区综合行政执法局"
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +182,11 @@ def watch_a_case_turn_orange(server: Site, context: BrowserContext, case_id: str
     )
     if not (summary.status_code == 404 and "path" in summary.json()["errors"]):
         assert summary.status_code == 200, summary.text
-        expect(
-            page.locator(f'#late tr[data-case-id="{rubbish}"][data-colour="orange"]')
-        ).to_be_visible()
+        late = page.locator(f'#late tr[data-case-id="{rubbish}"][data-colour="orange"]')
+        expect(late).to_be_visible()
+        # Named for a Chinese reader: the category and the holder by name, codes as tooltips.
+        expect(late).to_contain_text("暴露垃圾")
+        expect(late.locator(f'[title="{SQUAD}"]')).to_have_text(SQUAD_NAME)
     assert page.evaluate("window.boardMarker") == "still here"
     assert navigations == []
     page.screenshot(path=shots / "03-orange.png", full_page=True)
@@ -191,6 +197,18 @@ def watch_a_case_turn_orange(server: Site, context: BrowserContext, case_id: str
     expect(page.locator("body")).to_have_attribute("data-loaded", "200")
     expect(page.locator("body")).to_have_attribute("data-colour", "orange")
     expect(page.locator("#case-title")).to_have_text(rubbish)
+    # Names beside the codes: the category, the holder (its code kept beside its name), the
+    # lead and the grid, each code the name's tooltip.
+    category = page.locator('[data-field="category"]')
+    expect(category).to_have_text("暴露垃圾")
+    expect(category).to_have_attribute("title", RUBBISH["category"])
+    expect(page.locator('[data-field="holder-name"]')).to_have_text(SQUAD_NAME)
+    expect(page.locator('[data-field="holder-name"]')).to_have_attribute("title", SQUAD)
+    expect(page.locator('[data-field="holder"]')).to_have_text(SQUAD)
+    expect(page.locator('[data-field="lead"]')).to_have_text(BUREAU_NAME)
+    area = page.locator('[data-field="area"]')
+    expect(area).to_have_text(re.compile(r"网格"))
+    expect(area).to_have_attribute("title", re.compile(r"^\d{15}$"))
     expect(page.locator("#map svg path.area")).to_have_count(1)
     expect(page.locator('#map svg circle[data-point="case"]')).to_have_count(1)
     assert page.locator("#map svg path.neighbour").count() >= 1
@@ -211,6 +229,7 @@ def watch_a_case_turn_orange(server: Site, context: BrowserContext, case_id: str
     _admin(server, "PUT", "/api/v1/admin/clock", {"now": ESCALATED})
     _case_until(server, rubbish, "handler", DISTRICT_BUREAU)
     expect(page.locator('[data-field="holder"]')).to_have_text(DISTRICT_BUREAU)
+    expect(page.locator('[data-field="holder-name"]')).to_have_text(BUREAU_NAME)
     assert page.evaluate("window.caseMarker") == "still here"
     assert navigations == []
     page.screenshot(path=shots / "05-escalated.png", full_page=True)

@@ -525,3 +525,37 @@ def test_dispatch_fills_the_clock_columns_a_colour_changes_them_and_resolving_st
     _pump(gridflow)
     last = row()
     assert last.status == v.RESOLVED and last.due_at is None and last.colour is None
+
+
+def test_list_items_and_the_late_list_name_their_holder_and_lead(city):
+    # One case of known codes (a station of Nanhui, its bureau leading), late and open.
+    now = city.now()
+    [row] = city.seed(1, random.Random(1), prefix="GF-NAMES")
+    with city.g.engine.begin() as conn:
+        conn.execute(
+            sa.update(models.cases)
+            .where(models.cases.c.case_id == row["case_id"])
+            .values(
+                category="event.exposed_rubbish",
+                holder="urban_management-330302005",
+                lead="urban_management",
+                status=v.DISPATCHED,
+                colour="red",
+                due_at=now - dt.timedelta(days=400),
+            )
+        )
+    [item] = [i for i in city.all_pages() if i["case_id"] == row["case_id"]]
+    assert (item["handler"], item["handler_name"]) == ("urban_management-330302005", "南汇执法中队")
+    assert (item["lead"], item["lead_name"]) == ("urban_management", "鹿城区综合行政执法局")
+    assert item["category_name"] == "暴露垃圾"
+    # The summary's late list: the most late case first, named the same way.
+    _, summary = city.get("/api/v1/board/summary")
+    first = summary["late"][0]
+    assert first["case_id"] == row["case_id"]
+    assert (first["handler_name"], first["lead_name"]) == ("南汇执法中队", "鹿城区综合行政执法局")
+    # Every item: a unit's name for its holder, a department's for its lead, None for none.
+    units = {u.code: u.name for u in city.j.units}
+    departments = {d.code: d.name_zh for d in city.j.departments}
+    for i in city.all_pages():
+        assert i["handler_name"] == (units[i["handler"]] if i["handler"] else None), i
+        assert i["lead_name"] == (departments[i["lead"]] if i["lead"] else None), i

@@ -426,3 +426,63 @@ def test_a_jurisdiction_in_another_zone_shows_the_case_in_that_zone(g, intake):
     assert dt.datetime.fromisoformat(view["registered_at"]).utcoffset() == dt.timedelta(
         hours=5, minutes=45
     )
+
+
+# ------------------------------------------------------------ names beside the codes
+
+
+def test_the_case_view_names_its_category_holder_lead_assisting_and_area(g, intake):
+    case_id = _register(intake)
+    _pump(g)
+    view = _view(intake, case_id)
+    # The codes as they were, and beside them the names a Chinese reader needs (Lucheng's).
+    assert (view["category"], view["handler"], view["lead"], view["assisting"]) == (
+        "event.medical_waste",
+        ENVIRONMENT_STATION,
+        "environment",
+        ["health"],
+    )
+    assert view["area_code"] == "330302104001001"
+    assert (view["category_name"], view["handler_name"], view["lead_name"]) == (
+        "医疗废弃物违规堆放",
+        "藤桥环保所",
+        "鹿城区生态环境分局",
+    )
+    assert view["assisting_names"] == ["鹿城区卫生健康局"]
+    assert view["area_name"] == "戍浦社区第1网格"
+    assert c.CaseSchema().validate(view) == {}
+
+
+def test_the_case_view_names_from_the_cases_own_jurisdiction_and_none_for_unknown_codes(g, intake):
+    case_id = _register(intake)
+    _pump(g)
+    # The case was made under another version (not the active one), which names the station
+    # otherwise and lacks its department: the view follows the case's version, and a code that
+    # version does not know has no name (the code is still shown).
+    store = g.runtimes[c.INTAKE].jurisdictions
+    _, j = store.active()
+    renamed = tuple(
+        dataclasses.replace(u, name="藤桥环保所（旧）") if u.code == ENVIRONMENT_STATION else u
+        for u in j.units
+    )
+    store._cache[99] = dataclasses.replace(
+        j, units=renamed, departments=tuple(d for d in j.departments if d.code != "environment")
+    )
+    with g.engine.begin() as conn:
+        conn.execute(
+            sa.update(models.cases)
+            .where(models.cases.c.case_id == case_id)
+            .values(jurisdiction_version=99)
+        )
+    view = _view(intake, case_id)
+    assert view["handler_name"] == "藤桥环保所（旧）"
+    assert view["lead"] == "environment" and view["lead_name"] is None
+    assert view["assisting_names"] == ["鹿城区卫生健康局"]
+
+
+def test_a_case_nobody_holds_yet_has_no_holder_names(g, intake, undelivered):
+    case_id, _ = undelivered
+    view = _view(intake, case_id)
+    assert (view["handler"], view["handler_name"], view["lead_name"]) == (None, None, None)
+    assert view["category_name"] == "医疗废弃物违规堆放"
+    assert view["assisting"] == [] and view["assisting_names"] == []

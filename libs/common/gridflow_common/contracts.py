@@ -538,6 +538,14 @@ class CaseSchema(Schema):
     handler = fields.String(allow_none=True)
     lead = fields.String(allow_none=True)
     assisting = fields.List(fields.String(), required=True)
+    # The names beside the codes (the case's jurisdiction version): the category's Chinese
+    # name, the holder's, lead's and assisting parties' (a unit's name, else its department's),
+    # the area's; null (in assisting_names: a null item) where the jurisdiction lacks the code.
+    category_name = fields.String(allow_none=True)
+    handler_name = fields.String(allow_none=True)
+    lead_name = fields.String(allow_none=True)
+    assisting_names = fields.List(fields.String(allow_none=True), required=True)
+    area_name = fields.String(allow_none=True)
     colour = fields.String(allow_none=True, validate=validate.OneOf(COLOURS))
     # The running clock's due instant (ISO 8601, the city's zone); null when no clock runs.
     due = fields.String(allow_none=True)

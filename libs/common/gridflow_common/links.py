@@ -100,9 +100,14 @@ def _b64decode(text: str) -> bytes:
     if not text or not set(text) <= _B64URL or len(text) % 4 == 1:
         raise LinkInvalid()
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise LinkInvalid() from None
+    # One string per token: the last character's unused bits must be zero, as sign() writes
+    # them (otherwise four spellings of one signature would all verify).
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=").decode("ascii") != text:
+        raise LinkInvalid()
+    return decoded
 
 
 def _mac(key: bytes, payload: str) -> bytes:

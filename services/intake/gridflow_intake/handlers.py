@@ -671,6 +671,8 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
     def shown(text: str) -> str:
         return text if reveal_reporters else privacy.mask_free_text(text, names)
 
+    category = j.category(case.category) if case.category else None
+    area = j.area(case.area_code) if case.area_code else None
     return {
         "case_id": case.case_id,
         "status": case.status,
@@ -682,6 +684,13 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
         "handler": case.holder,
         "lead": case.lead,
         "assisting": list(case.assisting or []),
+        # The names a reader needs beside the codes, from the case's own jurisdiction version;
+        # None where the jurisdiction does not know the code.
+        "category_name": category.name_zh if category else None,
+        "handler_name": j.holder_name(case.holder),
+        "lead_name": j.holder_name(case.lead),
+        "assisting_names": [j.holder_name(code) for code in case.assisting or []],
+        "area_name": area.name if area else None,
         "colour": lifecycle.colour_shown(
             case.status, case.assignment_id is not None, announced, case.paused_at is not None
         ),

@@ -229,6 +229,17 @@ class Jurisdiction:
     def department(self, code: str) -> Department | None:
         return self._departments.get(code)
 
+    def holder_name(self, code: str | None) -> str | None:
+        """The name people read for a code that holds, leads or assists a case: a unit's
+        name (南汇执法中队), else a department's Chinese name; None when neither knows it."""
+        if not code:
+            return None
+        unit = self._units.get(code)
+        if unit is not None:
+            return unit.name
+        department = self._departments.get(code)
+        return department.name_zh if department is not None else None
+
     def person(self, person_id: str) -> Person | None:
         return self._people.get(person_id)
 

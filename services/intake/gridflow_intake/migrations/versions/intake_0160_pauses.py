@@ -2,7 +2,7 @@
 due instant it had when it stopped
 
 Revision ID: intake_0160
-Revises: intake_0130
+Revises: intake_0150
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from gridflow_common.db import UtcDateTime
 
 revision = "intake_0160"
-down_revision = "intake_0130"
+down_revision = "intake_0150"
 branch_labels = None
 depends_on = None
 

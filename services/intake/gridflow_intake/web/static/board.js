@@ -3,7 +3,7 @@
 'use strict';
 
 (() => {
-  const { t, word, el, svg, clear, badge, when, caseLink, api } = GF;
+  const { t, word, el, svg, clear, badge, when, named, caseLink, api } = GF;
   const COLOURS = ['green', 'yellow', 'orange', 'red'];
   const FILTERS = ['street', 'department', 'category', 'colour'];
 
@@ -32,7 +32,7 @@
   function fillTable(id, rows) {
     const body = document.querySelector('#' + id + ' tbody');
     clear(body);
-    for (const r of rows) body.append(el('tr', { 'data-key': r.key }, el('td', { text: r.name }), el('td', { text: String(r.count) })));
+    for (const r of rows) body.append(el('tr', { 'data-key': r.key }, el('td', { text: r.name, title: r.key }), el('td', { text: String(r.count) })));
   }
 
   function fillList(id, values) {
@@ -98,8 +98,8 @@
     for (const c of late) {
       body.append(el('tr', { 'data-case-id': c.case_id, 'data-colour': c.colour || 'none' },
         el('td', {}, caseLink(c.case_id)), el('td', {}, badge(c.colour)),
-        el('td', { text: c.category_name || c.category || '—' }),
-        el('td', { text: c.holder || c.handler || '—' }), el('td', { text: when(c.due || c.due_at) })));
+        el('td', {}, named(c.category_name, c.category)),
+        el('td', {}, named(c.handler_name, c.handler)), el('td', { text: when(c.due || c.due_at) })));
     }
   }
 
@@ -123,8 +123,8 @@
     for (const c of answer.data.items) {
       body.append(el('tr', { 'data-case-id': c.case_id, 'data-colour': c.colour || 'none' },
         el('td', {}, caseLink(c.case_id)), el('td', { text: word('status', c.status) }), el('td', {}, badge(c.colour)),
-        el('td', { text: c.category_name || c.category || '—' }), el('td', { text: c.handler || '—' }),
-        el('td', { text: when(c.due) }), el('td', { text: c.street_name || c.street || '—' })));
+        el('td', {}, named(c.category_name, c.category)), el('td', {}, named(c.handler_name, c.handler)),
+        el('td', { text: when(c.due) }), el('td', {}, named(c.street_name, c.street))));
     }
   }
 
@@ -183,7 +183,7 @@
     if (!answer.data.items.length) list.append(el('li', { class: 'muted', text: t('hotspots.none') }));
     for (const h of answer.data.items) {
       list.append(el('li', { 'data-hotspot': h.id },
-        t('hotspot.text', { area: h.area_code, category: h.category, count: h.count, window: h.window_minutes, threshold: h.threshold }),
+        t('hotspot.text', { area: h.area_name || h.area_code, category: h.category_name || h.category, count: h.count, window: h.window_minutes, threshold: h.threshold }),
         ' ', ...(h.case_ids || []).slice(0, 5).map((id) => caseLink(id))));
     }
   }

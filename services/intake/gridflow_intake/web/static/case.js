@@ -4,7 +4,7 @@
 'use strict';
 
 (() => {
-  const { t, word, fieldName, fieldValue, el, svg, clear, badge, when, api } = GF;
+  const { t, word, fieldName, fieldValue, el, svg, clear, badge, when, named, api } = GF;
   const caseId = decodeURIComponent(location.pathname.replace(/^\/cases\//, '').replace(/\/$/, ''));
   const NOTE_KINDS = new Set(['comment', 'note', 'order', 'supervise', 'supervised', 'commented']);
   const VERIFY_KINDS = new Set(['verified', 'verification_failed', 'evaluated']);
@@ -12,18 +12,31 @@
   function item(list, ...parts) { list.append(el('li', {}, ...parts)); }
   function empty(list, text) { if (!list.children.length) list.append(el('li', { class: 'muted', text: text || t('case.nothing') })); }
 
+  function assisting(view) {
+    const codes = view.assisting || [];
+    const names = view.assisting_names || [];
+    const box = el('span', { 'data-field': 'assisting' });
+    codes.forEach((code, i) => box.append(...(i ? ['、'] : []), named(names[i], code)));
+    if (!codes.length) box.textContent = '—';
+    return box;
+  }
+
   function facts(view) {
     const dl = document.getElementById('facts');
     clear(dl);
     const rows = [
       ['fact.status', el('span', { 'data-field': 'status', text: word('status', view.status) })],
       ['fact.colour', el('span', { 'data-field': 'colour' }, badge(view.colour))],
-      ['fact.category', view.category_name || view.category || '—'],
+      ['fact.category', named(view.category_name, view.category, { 'data-field': 'category' })],
       ['fact.tier', word('tier', view.tier)],
-      ['fact.holder', el('span', { 'data-field': 'holder', text: view.handler || '—' })],
-      ['fact.lead', view.lead || '—'],
-      ['fact.assisting', (view.assisting || []).join('、') || '—'],
-      ['fact.area', view.area_code || '—'],
+      // The holder by name, its code beside it (what the orders' unit prompt takes).
+      ['fact.holder', el('span', {},
+        view.handler_name ? named(view.handler_name, view.handler, { 'data-field': 'holder-name' }) : '',
+        view.handler_name ? ' ' : '',
+        el('span', { 'data-field': 'holder', class: view.handler_name ? 'muted code' : null, text: view.handler || '—' }))],
+      ['fact.lead', named(view.lead_name, view.lead, { 'data-field': 'lead' })],
+      ['fact.assisting', assisting(view)],
+      ['fact.area', named(view.area_name, view.area_code, { 'data-field': 'area' })],
       ['fact.registered', when(view.registered_at)],
       ['fact.due', when(view.due)],
       ['fact.escalations', String(view.escalations ?? 0)],

@@ -260,6 +260,11 @@ const GF = (() => {
     // Shown as the city's clocks show it: the API's instants carry the city's offset already.
     return String(iso).replace('T', ' ').replace(/(:\d\d)(\.\d+)?([+-]\d\d:\d\d|Z)$/, '$1');
   }
+  // A code as a reader wants it: its name (the jurisdiction's), the code as the tooltip; the
+  // code itself where the jurisdiction gave no name.
+  function named(name, code, attrs) {
+    return el('span', { ...(attrs || {}), title: code || null, 'data-code': code || null, text: name || code || '—' });
+  }
   function caseLink(caseId) {
     const a = el('a', { href: '/cases/' + encodeURIComponent(caseId) + (lang === 'en' ? '?lang=en' : ''), text: caseId });
     a.setAttribute('data-case-link', caseId);
@@ -341,6 +346,6 @@ const GF = (() => {
     return source;
   }
 
-  return { t, word, fieldName, fieldValue, lang, translate, api, errorText, el, svg, clear, badge, when, caseLink,
-           debounce, showUnavailable, session, live };
+  return { t, word, fieldName, fieldValue, lang, translate, api, errorText, el, svg, clear, badge, when, named,
+           caseLink, debounce, showUnavailable, session, live };
 })();
