@@ -117,33 +117,7 @@ def test_twenty_reports_at_once_across_the_threshold_make_one_alert_and_one_even
 def test_the_period_sums_in_postgresql_match_the_hand_computed_week(intake):
     prefix = f"PG{uuid.uuid4().hex[:6]}-"
     rows = [dataclasses.replace(s, case_id=prefix + s.case_id) for s in week.seeds()]
-    with intake.work() as work:
-        version = work.active_jurisdiction()[0]
-        for s in rows:
-            work.db.execute(
-                sa.insert(models.cases),
-                dict(
-                    case_id=s.case_id,
-                    status=s.status,
-                    category="component.streetlight",
-                    description="路灯不亮",
-                    area_code=s.area,
-                    assisting=[],
-                    holder=s.holder,
-                    lead=s.lead,
-                    escalations=0,
-                    reporters=1,
-                    satisfaction=s.satisfaction,
-                    jurisdiction_version=version,
-                    registered_at=s.registered,
-                    closed_at=s.closed,
-                ),
-            )
-            for kind, instant, detail in [("registered", s.registered, {}), *s.entries]:
-                work.db.execute(
-                    sa.insert(models.timeline),
-                    dict(case_id=s.case_id, at=instant, kind=kind, detail=detail),
-                )
+    week.seed_into(intake, rows)
     start, end = asm.period(dt.date(2026, 1, 5), dt.date(2026, 1, 11), week.CST)
     mine = models.cases.c.case_id.like(prefix + "%")
     with intake.work() as work:

@@ -103,38 +103,13 @@ def test_a_status_message_during_a_database_outage_is_taken_once_it_is_back(
     container_factory, amqp_uri, own_database, squad, broker, monkeypatch
 ):
     from gridflow_intake import service
-    from gridflow_intake.service import IntakeService
 
     # No retrying in place: the first try's failure hands the message back to the broker
     # (what happens once the retry window is spent in a longer outage).
     monkeypatch.setattr(service, "STATUS_RETRY_IN_PLACE_SECONDS", 0.0)
 
-    url, engine, admin, name = own_database
-    config = {
-        keys.AMQP_URI: amqp_uri,
-        keys.DATABASE_URL: url,
-        keys.GRIDFLOW_CLOCK: "real",
-        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
-        "max_workers": 4,
-    }
-    intake = container_factory(IntakeService, config)
-    intake.start()
-    runtime = ServiceRuntime(
-        c.INTAKE, engine, RealClock(), JurisdictionStore(engine), h.DEFINITION.tables()
-    )
-    with runtime.work() as work:
-        _, answer = h.register_report(
-            work,
-            {
-                "channel": "hotline",
-                "external_id": f"outage-{uuid.uuid4().hex[:8]}",
-                "description": "五马街道井盖缺失",
-                "location": {"grid_code": "330302001001001"},
-            },
-        )
-    case_id = answer["case_id"]
-    with entrypoint_waiter(intake, "on_case_dispatched"):
-        publish(broker, c.DEPARTMENTS, c.CASE_DISPATCHED, dispatched_payload(engine, case_id))
+    _, engine, admin, name = own_database
+    intake, case_id = _dispatched_on_intake(container_factory, amqp_uri, own_database, broker)
 
     _close(admin, name)
     try:
@@ -173,34 +148,8 @@ def test_messages_sent_back_to_back_during_an_outage_are_taken_in_their_order_on
     """Held, not refused and not reordered: the first message is tried again in place while the
     database is down and the second waits behind it; once the database is back both are taken,
     accepted first, and the case ends resolved."""
-    from gridflow_intake.service import IntakeService
-
-    url, engine, admin, name = own_database
-    config = {
-        keys.AMQP_URI: amqp_uri,
-        keys.DATABASE_URL: url,
-        keys.GRIDFLOW_CLOCK: "real",
-        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
-        "max_workers": 4,
-    }
-    intake = container_factory(IntakeService, config)
-    intake.start()
-    runtime = ServiceRuntime(
-        c.INTAKE, engine, RealClock(), JurisdictionStore(engine), h.DEFINITION.tables()
-    )
-    with runtime.work() as work:
-        _, answer = h.register_report(
-            work,
-            {
-                "channel": "hotline",
-                "external_id": f"outage-{uuid.uuid4().hex[:8]}",
-                "description": "五马街道井盖缺失",
-                "location": {"grid_code": "330302001001001"},
-            },
-        )
-    case_id = answer["case_id"]
-    with entrypoint_waiter(intake, "on_case_dispatched"):
-        publish(broker, c.DEPARTMENTS, c.CASE_DISPATCHED, dispatched_payload(engine, case_id))
+    _, engine, admin, name = own_database
+    _, case_id = _dispatched_on_intake(container_factory, amqp_uri, own_database, broker)
 
     _close(admin, name)
     try:
@@ -231,3 +180,37 @@ def test_messages_sent_back_to_back_during_an_outage_are_taken_in_their_order_on
         )
     assert status == v.RESOLVED
     assert kinds.index(v.ACCEPTED) < kinds.index(v.RESOLVED)
+
+
+def _dispatched_on_intake(container_factory, amqp_uri, own_database, broker):
+    """Intake running on the test's own database with a case of its own, dispatched (as
+    intake sees it): the container and the case's id."""
+    from gridflow_intake.service import IntakeService
+
+    url, engine, _, _ = own_database
+    config = {
+        keys.AMQP_URI: amqp_uri,
+        keys.DATABASE_URL: url,
+        keys.GRIDFLOW_CLOCK: "real",
+        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+        "max_workers": 4,
+    }
+    intake = container_factory(IntakeService, config)
+    intake.start()
+    runtime = ServiceRuntime(
+        c.INTAKE, engine, RealClock(), JurisdictionStore(engine), h.DEFINITION.tables()
+    )
+    with runtime.work() as work:
+        _, answer = h.register_report(
+            work,
+            {
+                "channel": "hotline",
+                "external_id": f"outage-{uuid.uuid4().hex[:8]}",
+                "description": "五马街道井盖缺失",
+                "location": {"grid_code": "330302001001001"},
+            },
+        )
+    case_id = answer["case_id"]
+    with entrypoint_waiter(intake, "on_case_dispatched"):
+        publish(broker, c.DEPARTMENTS, c.CASE_DISPATCHED, dispatched_payload(engine, case_id))
+    return intake, case_id

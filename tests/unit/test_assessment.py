@@ -173,7 +173,12 @@ def seeds() -> list[Seed]:
 
 
 def seed(gridflow, rows: list[Seed]) -> None:
-    intake = gridflow.runtimes[c.INTAKE]
+    seed_into(gridflow.runtimes[c.INTAKE], rows)
+
+
+def seed_into(intake, rows: list[Seed]) -> None:
+    """The cases and their timelines as rows, into intake's tables (``intake``: its runtime);
+    the PostgreSQL test seeds the same week the same way."""
     with intake.work() as work:
         version = work.active_jurisdiction()[0]
         for s in rows:

@@ -11,7 +11,6 @@ approval.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 
 import pytest
@@ -30,7 +29,7 @@ from gridflow_common.domain.calendar import (
 )
 from gridflow_common.domain.jurisdiction_files import load_folder
 from gridflow_intake import handlers as h
-from gridflow_intake import models, orders
+from gridflow_intake import models
 from gridflow_sla.handlers import sweep
 from gridflow_sla.models import clocks
 from tests.unit.service_harness import ServiceUnderTest, new_case_id
@@ -41,6 +40,7 @@ from tests.unit.test_orders import (
     City,
     _instant,
     intake_on_postgresql,  # noqa: F401  (a fixture)
+    orders_at_once,
 )
 from tests.unit.test_orders_domain import LUCHENG
 from tests.unit.test_service_rules import _dispatch
@@ -401,28 +401,9 @@ def test_ten_approvals_at_once_give_one_202_and_nine_409s(intake_on_postgresql):
             due=at(5, 17, 30).isoformat(),
             decision=lifecycle.EXTENSION_PENDING,
         )
-    start = threading.Barrier(10)
-    outcomes: list[object] = []
-
-    def approve() -> None:
-        start.wait()
-        try:
-            with runtime.work() as work:
-                orders.give_order(
-                    work,
-                    case_id,
-                    {"kind": "approve", "reason": None, "unit": None, "category": None},
-                    by="user:racer",
-                )
-            outcomes.append(202)
-        except h.Rejected as exc:
-            outcomes.append(exc.status)
-
-    threads = [threading.Thread(target=approve) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    outcomes = orders_at_once(
+        runtime, case_id, {"kind": "approve", "reason": None, "unit": None, "category": None}
+    )
     assert sorted(outcomes) == [202] + [409] * 9, outcomes
     with runtime.work() as work:
         row = work.db.execute(sa.select(models.cases)).one()

@@ -513,28 +513,11 @@ def test_ten_holds_at_once_give_one_202_and_nine_409s(intake_on_postgresql):
                 colour=v.GREEN,
             ),
         )
-    start = threading.Barrier(10)
-    outcomes: list[object] = []
-
-    def hold() -> None:
-        start.wait()
-        try:
-            with runtime.work() as work:
-                orders.give_order(
-                    work,
-                    "GF-20260302-PARALLEL",
-                    {"kind": "hold", "reason": "并发", "unit": None, "category": None},
-                    by="user:racer",
-                )
-            outcomes.append(202)
-        except h.Rejected as exc:
-            outcomes.append(exc.status)
-
-    threads = [threading.Thread(target=hold) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    outcomes = orders_at_once(
+        runtime,
+        "GF-20260302-PARALLEL",
+        {"kind": "hold", "reason": "并发", "unit": None, "category": None},
+    )
     assert sorted(outcomes) == [202] + [409] * 9, outcomes
     with runtime.work() as work:
         row = work.db.execute(sa.select(models.cases)).one()
@@ -544,3 +527,26 @@ def test_ten_holds_at_once_give_one_202_and_nine_409s(intake_on_postgresql):
     assert (row.status, row.held_from, row.due_at) == (v.ON_HOLD, v.DISPATCHED, None)
     assert entries == 1
     assert runtime.pending_outbox() == 1
+
+
+def orders_at_once(runtime, case_id: str, order: dict, n: int = 10) -> list[object]:
+    """``n`` threads give the same order on one case at the same instant: the status each got
+    (202, or the refusal's)."""
+    start = threading.Barrier(n)
+    outcomes: list[object] = []
+
+    def give() -> None:
+        start.wait()
+        try:
+            with runtime.work() as work:
+                orders.give_order(work, case_id, dict(order), by="user:racer")
+            outcomes.append(202)
+        except h.Rejected as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=give) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return outcomes
