@@ -411,7 +411,7 @@ class BoardEndpoints:
                 beat = time.monotonic()
             if len(rows) < BATCH:
                 # time.sleep looked up now: under nameko it is eventlet's green sleep.
-                time.sleep(POLL_SECONDS)
+                time.sleep(POLL_SECONDS)  # bounded: the poll interval; the stream's life is too
         # The end of this stream's time: the browser reconnects with the last id.
         yield f"event: bye\nid: {cursor.after}\ndata: {{}}\n\n".encode()
 

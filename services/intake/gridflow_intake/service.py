@@ -205,6 +205,6 @@ class IntakeService(GridflowService):
                     delay = self.runtime.outage.delay()
                     # Held unacknowledged for the outage's backoff (green: other senders'
                     # workers run) and tried again, bounded; then handed back.
-                    time.sleep(delay)
+                    time.sleep(delay)  # bounded: the outage's backoff, capped; give_up ends it
                     if time.monotonic() >= give_up:
                         raise RequeueLater(str(exc)) from None
