@@ -549,8 +549,10 @@ class CaseSchema(Schema):
     colour = fields.String(allow_none=True, validate=validate.OneOf(COLOURS))
     # The running clock's due instant (ISO 8601, the city's zone); null when no clock runs.
     due = fields.String(allow_none=True)
-    # The holder's request awaiting the command center's decision: extension (or null).
+    # The holder's request awaiting the command center's decision: extension or pause (or null).
     pending = fields.String(allow_none=True)
+    # Since when an approved pause (挂起) holds the clock still (the city's zone); null when none.
+    paused_since = fields.String(allow_none=True)
     # Approved extensions, and leader comments (点评).
     extensions = fields.Integer(required=True)
     comments = fields.Integer(required=True)
