@@ -9,6 +9,7 @@ days makes every colour in between happen in order. Which colours those are is t
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -233,13 +234,19 @@ def _release(work: Work, event: c.Event) -> None:
     clock.resume(resumed_at)
     clock.due = due
     nxt = colours.next_colour_at(clock, resumed_at, j.warning_levels, j.calendar)
+    _store(work, row.assignment_id, nxt, running_since=resumed_at, due=due, paused_at=None)
+
+
+def _store(work: Work, assignment_id: str, nxt: Any, **values: Any) -> None:
+    """A clock changed by an order: its new values and next colour instant stored, and a
+    colour already due by then acted on at once."""
     work.db.execute(
         sa.update(clocks)
-        .where(clocks.c.assignment_id == row.assignment_id)
-        .values(running_since=resumed_at, due=due, paused_at=None, next_transition_at=nxt)
+        .where(clocks.c.assignment_id == assignment_id)
+        .values(next_transition_at=nxt, **values)
     )
     if nxt is not None and nxt <= (city_now := work.city_now()):
-        _advance(work, row.assignment_id, city_now)
+        _advance(work, assignment_id, city_now)
 
 
 def _extend(work: Work, event: c.Event) -> None:
@@ -269,13 +276,7 @@ def _extend(work: Work, event: c.Event) -> None:
             colour = level.colour
             _announce(work, row, colour, level.action, clock.fraction(at, j.calendar), at)
         nxt = colours.next_colour_at(clock, at, j.warning_levels, j.calendar)
-    work.db.execute(
-        sa.update(clocks)
-        .where(clocks.c.assignment_id == row.assignment_id)
-        .values(due=new_due, total_seconds=total, colour=colour, next_transition_at=nxt)
-    )
-    if nxt is not None and nxt <= (city_now := work.city_now()):
-        _advance(work, row.assignment_id, city_now)
+    _store(work, row.assignment_id, nxt, due=new_due, total_seconds=total, colour=colour)
 
 
 def _stop(work: Work, event: c.Event) -> None:
