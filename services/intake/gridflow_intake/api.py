@@ -107,6 +107,14 @@ class Route:
     endpoint: str
     access: str
     body_limit: int | None = None
+    # What the OpenAPI document says of it (gridflow_intake/openapi.py builds the document from
+    # ROUTES): a one-line summary, the marshmallow schema of its JSON body and of its query, the
+    # schema of its success answer, and the content types its body may come in.
+    summary: str = ""
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    answer: type[Schema] | None = None
+    content_types: tuple[str, ...] = ("application/json",)
 
     @property
     def admin(self) -> bool:
