@@ -65,6 +65,8 @@ def compose(text: str) -> tuple[Node | None, list[RuleProblem]]:
         return None, [RuleProblem(line, f"not valid YAML: {exc.problem or exc}")]
     except yaml.YAMLError as exc:
         return None, [RuleProblem(0, f"not valid YAML: {exc}")]
+    except RecursionError:
+        return None, [RuleProblem(0, f"nested more than {MAX_DEPTH} levels deep")]
     if root is None:
         return None, []
     if _has_alias(root):
@@ -85,8 +87,6 @@ def _has_alias(root: Any) -> bool:
         if id(n) in seen:
             return True
         seen.add(id(n))
-        if getattr(n, "anchor", None):
-            return True
         if isinstance(n, yaml.SequenceNode):
             stack.extend(n.value)
         elif isinstance(n, yaml.MappingNode):
