@@ -61,7 +61,9 @@ rules:
     vendor = j.category("event.street_vendor")
     here = domain.route_by_rules(j, vendor, facts("event.street_vendor"))
     assert (here.holder, here.lead, here.rule_id) == ("market-330302001", "market", "R1")
-    assert here.explanation.startswith("按规则R1（五马街道占道经营交市场监管所）：派至五马市场监管所")
+    assert here.explanation.startswith(
+        "按规则R1（五马街道占道经营交市场监管所）：派至五马市场监管所"
+    )
     # 'market' leads now, so it is no longer listed as assisting.
     assert "market" not in here.assisting
     there = domain.route_by_rules(j, vendor, facts("event.street_vendor", TENGQIAO_GRID))
@@ -105,7 +107,9 @@ rules:
 """,
     )
     waste = j.category("event.medical_waste")  # street tier, environment
-    major = domain.route_by_rules(j, waste, facts("event.medical_waste", text="民房内存放大量医疗废弃物"))
+    major = domain.route_by_rules(
+        j, waste, facts("event.medical_waste", text="民房内存放大量医疗废弃物")
+    )
     assert (major.tier, major.holder, major.rule_id) == ("district", "environment-330302", "M1")
     minor = domain.route_by_rules(j, waste, facts("event.medical_waste", text="路边有几个输液袋"))
     assert (minor.tier, minor.holder) == ("street", "environment-330302001")
@@ -144,7 +148,9 @@ rules:
 
 
 def test_an_unclassified_case_goes_to_the_command_center_whatever_the_rules(lucheng):
-    j = with_rules(lucheng, "rules:\n  - id: A1\n    when: {}\n    then: {route_to_department: police}\n")
+    j = with_rules(
+        lucheng, "rules:\n  - id: A1\n    when: {}\n    then: {route_to_department: police}\n"
+    )
     decided = domain.route_by_rules(j, None, facts(None))
     assert decided.holder == "command-330302" and decided.rule_id == TAXONOMY
 
@@ -237,7 +243,7 @@ def one_rule(when: str, then: str = "{route_to_department: police}") -> str:
             "rules.yaml line 3: rule B1: 'text_any' is an empty list: the rule could never match",
         ),
         (
-            one_rule('{channel: fax}'),
+            one_rule("{channel: fax}"),
             "rules.yaml line 3: rule B1: unknown channel 'fax'; expected one of grid_app, "
             "hotline, wechat, web, sensor, open311, import",
         ),
@@ -279,7 +285,9 @@ def test_a_category_and_area_with_no_such_place_is_refused(lucheng):
     # no unit of health anywhere, so a rule sending 五马's cases there could never be obeyed.
     units = tuple(u for u in lucheng.units if u.department_code != "health")
     j = dataclasses.replace(lucheng, units=units)
-    text = one_rule('{category: event.food_safety, area: "330302001"}', "{route_to_department: health}")
+    text = one_rule(
+        '{category: event.food_safety, area: "330302001"}', "{route_to_department: health}"
+    )
     assert problems(j, text) == [
         "rules.yaml line 4: rule B1: department 'health' has no unit in 五马街道 (330302001): "
         "no station in the street and no bureau in the district, so the rule could never be "
@@ -319,9 +327,13 @@ def test_a_rule_repeating_another_could_never_fire(lucheng):
 
 def test_duplicate_ids_and_keys_and_aliases_are_refused(lucheng):
     text = one_rule("{}") + one_rule("{channel: web}").replace("rules:\n", "")
-    assert problems(lucheng, text) == ["rules.yaml line 5: rule B1: duplicate id 'B1' (first on line 2)"]
+    assert problems(lucheng, text) == [
+        "rules.yaml line 5: rule B1: duplicate id 'B1' (first on line 2)"
+    ]
     twice = "rules:\n  - id: B1\n    id: B2\n    when: {}\n    then: {start_tier: street}\n"
-    assert problems(lucheng, twice) == ["rules.yaml line 3: key 'id' is given twice (first on line 2)"]
+    assert problems(lucheng, twice) == [
+        "rules.yaml line 3: key 'id' is given twice (first on line 2)"
+    ]
     alias = "base: &b {start_tier: street}\nrules:\n  - id: B1\n    when: {}\n    then: *b\n"
     assert problems(lucheng, alias)[0].startswith("rules.yaml line 1: anchors and aliases")
 

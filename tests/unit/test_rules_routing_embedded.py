@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from gridflow_app.folders import jurisdiction_files
 from gridflow_routing.models import assignments
 from gridflow_sla.models import clocks
-from tests.unit.test_orders import CST, JUNK, MONDAY_0900, QINGYUAN, SQUAD, City
+from tests.unit.test_orders import CST, MONDAY_0900, QINGYUAN, SQUAD, City
 
 NIGHT = dt.datetime(2026, 3, 2, 22, 40, tzinfo=CST)
 POLICE_STATION = "police-330302001"
@@ -68,9 +68,7 @@ def _routing(city: City, case_id: str, who: str = "command") -> dict:
 
 def _assignment(city: City, case_id: str):
     with city.g.engine.connect() as conn:
-        return conn.execute(
-            sa.select(assignments).where(assignments.c.case_id == case_id)
-        ).first()
+        return conn.execute(sa.select(assignments).where(assignments.c.case_id == case_id)).first()
 
 
 def test_an_upload_with_a_night_rule_sends_night_noise_to_the_police_without_restart(city):

@@ -64,9 +64,7 @@ def test_the_rehearsal_prints_counts_per_unit_moves_and_new_reds(tmp_path, capsy
     ]
     # J1 took six hours: green against a working day, red against R7's four hours (x1.5).
     red = out.split("would have turned red under the new limits (1):\n")[1].splitlines()
-    assert red[0] == (
-        "  J1: limit 4 hours (R7), was 1 working_days; resolved 2026-03-02 15:00"
-    )
+    assert red[0] == ("  J1: limit 4 hours (R7), was 1 working_days; resolved 2026-03-02 15:00")
     assert red[1] == "  (1 case(s) not resolved: not judged)"
 
 
@@ -87,7 +85,9 @@ def test_a_bad_rules_file_prints_file_and_line_and_fails(tmp_path, capsys):
 
 
 def test_a_bad_cases_file_names_its_lines(tmp_path, capsys):
-    bad = CASES.replace("330302104001001,web", "999,web").replace("2026-03-02T10:00:00+08:00", "soon")
+    bad = CASES.replace("330302104001001,web", "999,web").replace(
+        "2026-03-02T10:00:00+08:00", "soon"
+    )
     rules, cases = _files(tmp_path, cases=bad)
     assert cli.main(["rules", "try", rules, "--cases", cases]) == 2
     err = capsys.readouterr().err
@@ -100,13 +100,29 @@ def test_rehearsing_the_database_cases_changes_nothing(gridflow, tmp_path, capsy
     city.clock(dt.datetime(2026, 3, 2, 23, 10, tzinfo=dt.timezone(dt.timedelta(hours=8))))
     noise = city.report(channel="hotline", category="event.noise", description="深夜太吵")
     with gridflow.engine.connect() as conn:
-        before = conn.execute(sa.select(assignments)).all(), conn.execute(sa.select(case_table)).all()
+        before = (
+            conn.execute(sa.select(assignments)).all(),
+            conn.execute(sa.select(case_table)).all(),
+        )
     rules, _ = _files(tmp_path)
     url = gridflow.engine.url.render_as_string(hide_password=False)
-    argv = ["rules", "try", rules, "--from", "2026-03-02", "--to", "2026-03-02", "--database-url", url]
+    argv = [
+        "rules",
+        "try",
+        rules,
+        "--from",
+        "2026-03-02",
+        "--to",
+        "2026-03-02",
+        "--database-url",
+        url,
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert f"  {noise}: environment-330302001 -> police-330302001 (rule R3; was taxonomy)" in out
     with gridflow.engine.connect() as conn:
-        after = conn.execute(sa.select(assignments)).all(), conn.execute(sa.select(case_table)).all()
+        after = (
+            conn.execute(sa.select(assignments)).all(),
+            conn.execute(sa.select(case_table)).all(),
+        )
     assert after == before

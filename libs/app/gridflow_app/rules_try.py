@@ -87,10 +87,14 @@ class Rehearsal:
         return [(u, now[u], then[u]) for u in units]
 
     def moves(self) -> list[tuple[Outcome, Outcome]]:
-        return [(a, b) for a, b in zip(self.current, self.proposed, strict=True) if a.holder != b.holder]
+        return [
+            (a, b) for a, b in zip(self.current, self.proposed, strict=True) if a.holder != b.holder
+        ]
 
     def newly_red(self) -> list[tuple[Outcome, Outcome]]:
-        return [(a, b) for a, b in zip(self.current, self.proposed, strict=True) if b.red and not a.red]
+        return [
+            (a, b) for a, b in zip(self.current, self.proposed, strict=True) if b.red and not a.red
+        ]
 
 
 # --------------------------------------------------------------------------- routing them
@@ -165,8 +169,10 @@ def read_cases(path: Path, j: Any) -> list[PastCase]:
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
         if missing:
             raise CasesRefused(
-                [f"{path.name} line 1: missing column(s) {', '.join(missing)}; the columns are "
-                 + ", ".join(CASE_COLUMNS)]
+                [
+                    f"{path.name} line 1: missing column(s) {', '.join(missing)}; the columns are "
+                    + ", ".join(CASE_COLUMNS)
+                ]
             )
         for number, row in enumerate(reader, start=2):
             records.append((number, {k: (v or "").strip() for k, v in row.items() if k}))
@@ -202,9 +208,7 @@ def read_cases(path: Path, j: Any) -> list[PastCase]:
     return cases
 
 
-def cases_from_database(
-    engine: Any, j: Any, first: dt.date, last: dt.date
-) -> list[PastCase]:
+def cases_from_database(engine: Any, j: Any, first: dt.date, last: dt.date) -> list[PastCase]:
     """Intake's cases registered on the city's local days ``first`` to ``last``, read in a
     read-only transaction (PostgreSQL refuses any write in it)."""
     import sqlalchemy as sa
@@ -232,8 +236,15 @@ def cases_from_database(
         rows = conn.execute(query).all()
         conn.rollback()
     return [
-        PastCase(r.case_id, r.category, r.area_code, r.channel, r.description or "",
-                 r.registered_at, r.closed_at)
+        PastCase(
+            r.case_id,
+            r.category,
+            r.area_code,
+            r.channel,
+            r.description or "",
+            r.registered_at,
+            r.closed_at,
+        )
         for r in rows
     ]
 
@@ -256,13 +267,18 @@ def report(rehearsal: Rehearsal, j: Any, out: Any) -> None:
     moves = rehearsal.moves()
     print(f"\nmoves ({len(moves)}):", file=out)
     for a, b in moves:
-        print(f"  {a.case.case_id}: {a.holder} -> {b.holder} (rule {b.rule_id}; was {a.rule_id})",
-              file=out)
+        print(
+            f"  {a.case.case_id}: {a.holder} -> {b.holder} (rule {b.rule_id}; was {a.rule_id})",
+            file=out,
+        )
     red = rehearsal.newly_red()
     print(f"\nwould have turned red under the new limits ({len(red)}):", file=out)
     for a, b in red:
-        print(f"  {b.case.case_id}: limit {b.limit_text}, was {a.limit_text}; resolved "
-              f"{j.local(b.case.resolved_at):%Y-%m-%d %H:%M}", file=out)
+        print(
+            f"  {b.case.case_id}: limit {b.limit_text}, was {a.limit_text}; resolved "
+            f"{j.local(b.case.resolved_at):%Y-%m-%d %H:%M}",
+            file=out,
+        )
     unjudged = sum(1 for o in rehearsal.proposed if o.red is None)
     if unjudged:
         print(f"  ({unjudged} case(s) not resolved: not judged)", file=out)
@@ -297,9 +313,7 @@ def _jurisdictions(args: Any, rules_text: str) -> tuple[Any, Any, str] | int:
 
         with engine.connect() as conn:
             files = conn.execute(
-                sa.select(jurisdiction_table.c.files).where(
-                    jurisdiction_table.c.version == version
-                )
+                sa.select(jurisdiction_table.c.files).where(jurisdiction_table.c.version == version)
             ).scalar_one()
         source = f"jurisdiction version {version}"
     try:
@@ -320,8 +334,10 @@ def cmd_rules_try(args: Any) -> int:
         print(f"cannot read {path}: {exc}", file=sys.stderr)
         return 2
     except UnicodeDecodeError as exc:
-        print(f"refused: {path}\n  rules.yaml: not UTF-8 (bad byte at offset {exc.start})",
-              file=sys.stderr)
+        print(
+            f"refused: {path}\n  rules.yaml: not UTF-8 (bad byte at offset {exc.start})",
+            file=sys.stderr,
+        )
         return 2
     if not args.cases and not (args.date_from and args.date_to):
         print("give --cases FILE, or --from DATE and --to DATE", file=sys.stderr)
@@ -356,7 +372,9 @@ def add_parser(sub: Any) -> None:
     )
     attempt.add_argument("rules", help="the proposed rules.yaml")
     attempt.add_argument("--cases", help="a CSV or JSON Lines file of past cases (docs/rules.md)")
-    attempt.add_argument("--from", dest="date_from", help="first day (YYYY-MM-DD), from the database")
+    attempt.add_argument(
+        "--from", dest="date_from", help="first day (YYYY-MM-DD), from the database"
+    )
     attempt.add_argument("--to", dest="date_to", help="last day (YYYY-MM-DD), included")
     attempt.add_argument(
         "--jurisdiction", help="with --cases: the jurisdiction folder (default: shipped Lucheng)"

@@ -32,8 +32,8 @@ from marshmallow import (
 )
 
 from gridflow_common.domain import privacy
-from gridflow_common.domain.calendar import TimeUnit
 from gridflow_common.domain import vocabulary as v
+from gridflow_common.domain.calendar import TimeUnit
 
 # Services: each one a process in the real topology, each owning its own tables.
 INTAKE = "intake"

@@ -7,13 +7,21 @@ rule is written out, not pointed at), so a hostile file cannot expand itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
-from gridflow_common.domain.rules import RULES_FILE, EMPTY, Node, RuleProblem, RuleSet, build_rule_set
+from gridflow_common.domain.rules import (
+    EMPTY,
+    RULES_FILE,
+    Node,
+    RuleProblem,
+    RuleSet,
+    build_rule_set,
+)
 
-_SCALARS = {
+_SCALARS: dict[str, Callable[[str], Any]] = {
     "tag:yaml.org,2002:int": int,
     "tag:yaml.org,2002:null": lambda _: None,
     "tag:yaml.org,2002:bool": lambda text: text.lower() in ("true", "yes", "on", "y"),
@@ -70,8 +78,12 @@ def compose(text: str) -> tuple[Node | None, list[RuleProblem]]:
     if root is None:
         return None, []
     if _has_alias(root):
-        return None, [RuleProblem(root.start_mark.line + 1, "anchors and aliases (&, *) are "
-                                  "not allowed: write each rule out")]
+        return None, [
+            RuleProblem(
+                root.start_mark.line + 1,
+                "anchors and aliases (&, *) are not allowed: write each rule out",
+            )
+        ]
     try:
         return _node(root), []
     except _Refused as exc:

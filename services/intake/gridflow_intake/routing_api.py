@@ -20,7 +20,12 @@ from gridflow_common.domain.rules import TAXONOMY
 from gridflow_intake.models import timeline
 
 # How a time limit's unit reads in a sentence.
-_UNIT_WORDS = {"minutes": "分钟", "hours": "小时", "working_hours": "个工作小时", "working_days": "个工作日"}
+_UNIT_WORDS = {
+    "minutes": "分钟",
+    "hours": "小时",
+    "working_hours": "个工作小时",
+    "working_days": "个工作日",
+}
 # What moved the case, as a clerk says it (vocabulary.REASON_*).
 _REASON_WORDS = {
     v.REASON_NEW: "派至",

@@ -9,8 +9,8 @@ reported together, each with the file, spreadsheet row and column a clerk needs 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -369,20 +369,22 @@ class _Loader:
 
         if self.problems or calendar is None or warning_levels is None:
             raise JurisdictionError(self.problems)
-        return self.load_rules(Jurisdiction(
-            areas=tuple(areas),
-            departments=tuple(departments),
-            units=tuple(units),
-            categories=tuple(categories),
-            people=tuple(people),
-            calendar=calendar,
-            warning_levels=warning_levels,
-            adapters=tuple(config for config, _ in adapters),
-            adapter_lines={config.code: line for config, line in adapters},
-            assessment_weights=weights,
-            hotspot_rules=hotspot_rules,
-            **settings,
-        ))
+        return self.load_rules(
+            Jurisdiction(
+                areas=tuple(areas),
+                departments=tuple(departments),
+                units=tuple(units),
+                categories=tuple(categories),
+                people=tuple(people),
+                calendar=calendar,
+                warning_levels=warning_levels,
+                adapters=tuple(config for config, _ in adapters),
+                adapter_lines={config.code: line for config, line in adapters},
+                assessment_weights=weights,
+                hotspot_rules=hotspot_rules,
+                **settings,
+            )
+        )
 
     def load_rules(self, j: Jurisdiction) -> Jurisdiction:
         """``rules.yaml`` (optional): checked against the rest of the folder, so read last."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from typing import Any
 
-from gridflow_common.domain.calendar import TimeLimit, TimeUnit
+from gridflow_common.domain.calendar import TimeLimit, TimeUnit, parse_time_unit
 from gridflow_common.domain.vocabulary import CHANNELS, COMMUNITY, DISTRICT, STREET, TIERS
 
 TAXONOMY = "taxonomy"  # the rule id of a decision no rule made: categories.csv decided
@@ -159,10 +159,8 @@ class RuleSet:
     rules: tuple[Rule, ...] = ()
     # area code -> parent code, to match an area condition against a case's place's ancestors.
     parents: Mapping[str, str | None] = field(default_factory=dict, compare=False, repr=False)
-    _by_category: dict[str | None, tuple[Rule, ...]] = field(
-        init=False, repr=False, compare=False
-    )
-    _lines: dict[str, int] = field(init=False, repr=False, compare=False)
+    _by_category: dict[str | None, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    _ancestors: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Rules that name categories are looked at only for those; the rest for every case.
@@ -171,9 +169,11 @@ class RuleSet:
         codes = {code for r in ordered for code in r.when.categories}
         index: dict[str | None, tuple[Rule, ...]] = {None: anywhere}
         for code in codes:
-            index[code] = tuple(r for r in ordered if not r.when.categories or code in r.when.categories)
+            index[code] = tuple(
+                r for r in ordered if not r.when.categories or code in r.when.categories
+            )
         object.__setattr__(self, "_by_category", index)
-        object.__setattr__(self, "_lines", {r.id: r.line for r in self.rules})
+        object.__setattr__(self, "_ancestors", {})
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -181,19 +181,26 @@ class RuleSet:
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
-    def _places(self, area_code: str) -> set[str]:
-        places = set()
+    def _places(self, area_code: str) -> frozenset[str]:
+        # An area and its ancestors, kept per area: bounded by the jurisdiction's areas.
+        known = self._ancestors.get(area_code)
+        if known is not None:
+            return known
+        places: set[str] = set()
         code: str | None = area_code
         while code is not None and code not in places:
             places.add(code)
             code = self.parents.get(code)
-        return places
+        found = frozenset(places)
+        if area_code in self.parents:
+            self._ancestors[area_code] = found
+        return found
 
     def decide(self, facts: Facts) -> Fired:
         candidates = self._by_category.get(facts.category) or self._by_category[None]
         if not candidates:
             return Fired()
-        places: set[str] | None = None
+        places: frozenset[str] | None = None
         route: Rule | None = None
         limit: Rule | None = None
         for rule in candidates:
@@ -289,8 +296,10 @@ class _Builder:
         keys = item.value
         rule_id = self.text(keys.get("id"), item.line, "id")
         if rule_id is not None and not _RULE_ID.match(rule_id):
-            self.add(keys["id"][1].line, f"id '{rule_id}' must be letters, digits, '_', '.' or "
-                     "'-' (at most 40), e.g. R3")
+            self.add(
+                keys["id"][1].line,
+                f"id '{rule_id}' must be letters, digits, '_', '.' or '-' (at most 40), e.g. R3",
+            )
             rule_id = None
         self.rule_id = rule_id
         before = len(self.problems)
@@ -303,11 +312,16 @@ class _Builder:
         priority = 0
         if "priority" in keys:
             node = keys["priority"][1]
-            if isinstance(node.value, bool) or not isinstance(node.value, int) or not (
-                -MAX_PRIORITY <= node.value <= MAX_PRIORITY
+            if (
+                isinstance(node.value, bool)
+                or not isinstance(node.value, int)
+                or not (-MAX_PRIORITY <= node.value <= MAX_PRIORITY)
             ):
-                self.add(node.line, f"priority '{node.raw}' must be a whole number from "
-                         f"{-MAX_PRIORITY} to {MAX_PRIORITY}")
+                self.add(
+                    node.line,
+                    f"priority '{node.raw}' must be a whole number from "
+                    f"{-MAX_PRIORITY} to {MAX_PRIORITY}",
+                )
             else:
                 priority = node.value
         when = self.conditions(keys.get("when"), item.line)
@@ -358,16 +372,26 @@ class _Builder:
         ok = True
         for key, (key_line, _) in keys.items():
             if key not in CONDITION_KEYS:
-                self.add(key_line, f"unknown condition '{key}'; expected one of "
-                         f"{', '.join(CONDITION_KEYS)}")
+                self.add(
+                    key_line,
+                    f"unknown condition '{key}'; expected one of {', '.join(CONDITION_KEYS)}",
+                )
                 ok = False
-        categories = self.codes(keys, "category", lambda c: self.j.category(c) is not None,
-                                "unknown category '{}'")
-        areas = self.codes(keys, "area", lambda c: self.j.area(c) is not None,
-                           "unknown area '{}': not in this jurisdiction, the rule could never "
-                           "match")
-        channels = self.codes(keys, "channel", lambda c: c in CHANNELS,
-                              "unknown channel '{}'; expected one of " + ", ".join(CHANNELS))
+        categories = self.codes(
+            keys, "category", lambda c: self.j.category(c) is not None, "unknown category '{}'"
+        )
+        areas = self.codes(
+            keys,
+            "area",
+            lambda c: self.j.area(c) is not None,
+            "unknown area '{}': not in this jurisdiction, the rule could never match",
+        )
+        channels = self.codes(
+            keys,
+            "channel",
+            lambda c: c in CHANNELS,
+            "unknown channel '{}'; expected one of " + ", ".join(CHANNELS),
+        )
         window = None
         if "time" in keys:
             window = self.window(keys["time"][1])
@@ -404,8 +428,10 @@ class _Builder:
             parent = self.j.area(code).parent_code
             while parent is not None:
                 if parent in areas:
-                    self.add(keys["area"][1].line, f"area '{code}' is inside '{parent}', "
-                             "also listed: list one of them")
+                    self.add(
+                        keys["area"][1].line,
+                        f"area '{code}' is inside '{parent}', also listed: list one of them",
+                    )
                     break
                 area = self.j.area(parent)
                 parent = area.parent_code if area else None
@@ -414,8 +440,11 @@ class _Builder:
         text = node.raw or ""
         match = _WINDOW.match(text)
         if match is None:
-            self.add(node.line, f"time '{text}' must be HH:MM-HH:MM in the city's local time "
-                     "(quote it: \"22:00-06:00\")")
+            self.add(
+                node.line,
+                f"time '{text}' must be HH:MM-HH:MM in the city's local time "
+                '(quote it: "22:00-06:00")',
+            )
             return None
         h1, m1, h2, m2 = (int(g) for g in match.groups())
         if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
@@ -423,8 +452,10 @@ class _Builder:
             return None
         start, end = time(h1, m1), time(0, 0) if h2 == 24 else time(h2, m2)
         if start == end:
-            self.add(node.line, f"time window '{text}' is empty (starts where it ends): the rule "
-                     "could never match")
+            self.add(
+                node.line,
+                f"time window '{text}' is empty (starts where it ends): the rule could never match",
+            )
             return None
         return TimeWindow(start, end)
 
@@ -438,15 +469,18 @@ class _Builder:
             return None
         node = entry[1]
         if not isinstance(node.value, dict) or not node.value:
-            self.add(node.line, "'then' must be a mapping with at least one action: "
-                     + ", ".join(ACTION_KEYS))
+            self.add(
+                node.line,
+                "'then' must be a mapping with at least one action: " + ", ".join(ACTION_KEYS),
+            )
             return None
         keys = node.value
         before = len(self.problems)
         for key, (key_line, _) in keys.items():
             if key not in ACTION_KEYS:
-                self.add(key_line, f"unknown action '{key}'; expected one of "
-                         f"{', '.join(ACTION_KEYS)}")
+                self.add(
+                    key_line, f"unknown action '{key}'; expected one of {', '.join(ACTION_KEYS)}"
+                )
         out: dict[str, Any] = {}
         if "route_to_unit" in keys:
             unit = self.text(keys["route_to_unit"], node.line, "route_to_unit")
@@ -455,8 +489,11 @@ class _Builder:
             out["unit"] = unit
             for other in ("route_to_department", "start_tier", "up_one_tier"):
                 if other in keys:
-                    self.add(keys[other][0], f"'{other}' cannot go with route_to_unit: the unit "
-                             "decides department and tier")
+                    self.add(
+                        keys[other][0],
+                        f"'{other}' cannot go with route_to_unit: the unit "
+                        "decides department and tier",
+                    )
         if "route_to_department" in keys:
             code = self.text(keys["route_to_department"], node.line, "route_to_department")
             if code is not None and self.j.department(code) is None:
@@ -465,8 +502,10 @@ class _Builder:
         if "start_tier" in keys:
             tier = self.text(keys["start_tier"], node.line, "start_tier")
             if tier is not None and tier not in TIERS:
-                self.add(keys["start_tier"][1].line, f"unknown tier '{tier}'; expected one of "
-                         f"{', '.join(TIERS)}")
+                self.add(
+                    keys["start_tier"][1].line,
+                    f"unknown tier '{tier}'; expected one of {', '.join(TIERS)}",
+                )
             out["start_tier"] = tier
             if "up_one_tier" in keys:
                 self.add(keys["up_one_tier"][0], "'up_one_tier' cannot go with start_tier")
@@ -499,11 +538,14 @@ class _Builder:
             if match:
                 amount, unit = int(match.group(1)), match.group(2)
         if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= 10_000:
-            self.add(node.line, "time_limit must be an amount from 1 to 10000 and a unit "
-                     f"({units}): '2 working_days' or {{amount: 2, unit: working_days}}")
+            self.add(
+                node.line,
+                "time_limit must be an amount from 1 to 10000 and a unit "
+                f"({units}): '2 working_days' or {{amount: 2, unit: working_days}}",
+            )
             return None
         try:
-            return TimeLimit(amount, unit or "")
+            return TimeLimit(amount, parse_time_unit(unit or ""))
         except ValueError:
             self.add(node.line, f"time_limit unit '{unit}' is not one of {units}")
             return None
@@ -517,8 +559,11 @@ class _Builder:
         tier = out.get("start_tier")
         where = keys["route_to_department"][1].line
         if tier == COMMUNITY:
-            self.add(where, "route_to_department cannot start at the community tier: a "
-                     "community office holds a case for no department")
+            self.add(
+                where,
+                "route_to_department cannot start at the community tier: a "
+                "community office holds a case for no department",
+            )
             return
         places = sorted(when.areas) or [a.code for a in self.j.areas_at(DISTRICT)]
         for code in places:
@@ -528,12 +573,16 @@ class _Builder:
             if tier == DISTRICT:
                 missing = [self.j.area(code)]
             else:
-                missing = [s for s in self._streets(code)
-                           if self.j.station(department, s.code) is None]
+                missing = [
+                    s for s in self._streets(code) if self.j.station(department, s.code) is None
+                ]
             if missing:
-                self.add(where, f"department '{department}' has no unit in {missing[0].name} "
-                         f"({missing[0].code}): no station in the street and no bureau in the "
-                         "district, so the rule could never be carried out there")
+                self.add(
+                    where,
+                    f"department '{department}' has no unit in {missing[0].name} "
+                    f"({missing[0].code}): no station in the street and no bureau in the "
+                    "district, so the rule could never be carried out there",
+                )
                 return
 
     def _streets(self, code: str) -> list[Any]:
@@ -561,9 +610,15 @@ class _Builder:
 
     def pair(self, rule: Rule, other: Rule, differ: bool, what: str) -> None:
         if differ:
-            self.add(rule.line, f"contradicts rule {other.id} (line {other.line}): same "
-                     f"conditions and priority, different {what}; give one a higher priority "
-                     "or different conditions")
+            self.add(
+                rule.line,
+                f"contradicts rule {other.id} (line {other.line}): same "
+                f"conditions and priority, different {what}; give one a higher priority "
+                "or different conditions",
+            )
         else:
-            self.add(rule.line, f"repeats rule {other.id} (line {other.line}): same conditions, "
-                     f"priority and {what}, so it could never fire")
+            self.add(
+                rule.line,
+                f"repeats rule {other.id} (line {other.line}): same conditions, "
+                f"priority and {what}, so it could never fire",
+            )
