@@ -30,6 +30,13 @@ rules:
       time: "22:00-06:00"
     then:
       route_to_department: police
+  - id: R5
+    name: 夜间噪声限时3小时
+    when:
+      category: event.noise
+      time: "22:00-06:00"
+    then:
+      time_limit: 3 hours
   - id: R7
     name: 五马街道堆物限时4小时
     when:
@@ -88,6 +95,7 @@ def test_an_upload_with_a_night_rule_sends_night_noise_to_the_police_without_res
     body = _routing(city, after)
     assert body["sentence"] == (
         f"按规则 R3（夜间噪声转公安）于3月2日22:40派至鹿城区公安分局五马派出所；规则版本 {version}"
+        "；时限按规则 R5 定为3小时"
     )
     current = body["current"]
     assert current["rule_id"] == "R3" and current["rule_version"] == version
@@ -130,6 +138,23 @@ def test_the_history_lists_every_decision_in_order(city):
     assert decisions[1]["time_limit"]["rule_id"] == "R7"
 
 
+def test_a_night_limit_follows_the_case_when_it_is_escalated(city):
+    _install(city, RULES)
+    city.clock(NIGHT)
+    case_id = city.report(**NOISE)
+    city.clock(NIGHT + dt.timedelta(hours=1))  # before the 3-hour limit turns it red
+    assert city.order(case_id, kind="escalate", reason="需区级协调").status == 202
+    decisions = _routing(city, case_id)["decisions"]
+    assert [(d["reason"], d["rule_id"]) for d in decisions] == [
+        ("new", "R3"),
+        ("escalated", "taxonomy"),
+    ]
+    # The report came at night: the night limit holds for the district's assignment too.
+    assert [d["time_limit"] for d in decisions] == [
+        {"amount": 3, "unit": "hours", "rule_id": "R5"}
+    ] * 2
+
+
 def test_a_bad_rules_file_is_refused_with_file_and_line_and_the_old_rules_stay(city):
     version = _install(city, RULES)
     bad = RULES.replace("route_to_department: police", "route_to_department: polise")
@@ -155,3 +180,18 @@ def test_routing_of_a_case_the_caller_may_not_see_is_not_found(city):
     assert answer.status == 404
     missing = city.call("GET", "/api/v1/cases/nonexistent-1/routing")
     assert missing.status == 404
+
+
+@pytest.mark.parametrize(
+    "case_id", ["%00", "GF-" + "9" * 5000, "%E4%BD%A0%FF", "..%2F..%2Fetc", "1e999999"]
+)
+def test_hostile_case_ids_are_refused_by_name_never_a_500(city, case_id):
+    answer = city.call("GET", f"/api/v1/cases/{case_id}/routing")
+    # Not text (NUL) is a 400 on case_id; a path that names no case, or no route, a 404.
+    assert answer.status in (400, 404), answer.body
+    assert set(answer.body["errors"]) <= {"case_id", "path"} and answer.body["errors"]
+
+
+def test_routing_needs_a_credential(city):
+    answer = city.api.handle("GET", f"/api/v1/cases/{city.report()}/routing", b"", {})
+    assert answer.status == 401
