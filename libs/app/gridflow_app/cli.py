@@ -513,6 +513,12 @@ def cmd_amqp_users(args) -> int:
     return 0
 
 
+def cmd_rules(args) -> int:
+    from gridflow_app import rules_try
+
+    return rules_try.cmd_rules_try(args)
+
+
 def parser() -> argparse.ArgumentParser:
     from gridflow_common import contracts as c
 
@@ -543,6 +549,10 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--url", default=None, help="default: GRIDFLOW_URL, else http://127.0.0.1:GRIDFLOW_PORT"
     )
+    # `gridflow rules try`: rehearse a rules file on past cases (rules_try.py).
+    from gridflow_app import rules_try
+
+    rules_try.add_parser(sub)
     mig = sub.add_parser("migrate", help="upgrade every service's tables")
     mig.add_argument("--database-url", default=None)
     ens = sub.add_parser(
@@ -632,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         "users": cmd_users,
         "keys": cmd_keys,
         "amqp-users": cmd_amqp_users,
+        "rules": cmd_rules,
     }[args.command](args)
 
 

@@ -59,6 +59,7 @@ from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
 from gridflow_intake.orders_api import OrderEndpoints
 from gridflow_intake.peers import Peers, PeerUnavailable
 from gridflow_intake.ratelimit import parse_limit
+from gridflow_intake.routing_api import CaseRoutingSchema, RoutingEndpoints
 from gridflow_intake.sessions import AUDITS_ITSELF, SessionEndpoints
 
 log = get_logger(__name__)
@@ -188,6 +189,15 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/cases/<case_id>/place", "get_case_place", SIGNED_IN),
     # The notices sent for a case (notify's record, asked of notify): scoped as the case is.
     Route("GET", "/api/v1/cases/<case_id>/notifications", "get_case_notifications", SIGNED_IN),
+    # Why the case went where it went: the rule that fired and its version (routing_api.py).
+    Route(
+        "GET",
+        "/api/v1/cases/<case_id>/routing",
+        "get_case_routing",
+        SIGNED_IN,
+        summary="The case's routing decisions, explained (rule fired, rule version)",
+        answer=CaseRoutingSchema,
+    ),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
 )
@@ -316,6 +326,7 @@ class IntakeApi(
     CaseListEndpoints,
     BoardEndpoints,
     OrderEndpoints,
+    RoutingEndpoints,
 ):
     def __init__(
         self, runtime: ServiceRuntime, peers: Peers, inbox_waiters: ib.Waiters | None = None

@@ -232,6 +232,7 @@ def register_report(
                 "jurisdiction_version": version,
                 "location": {"lat": lat, "lon": lon} if lat is not None else None,
                 "reporter": privacy.mask_reporter(report.get("reporter")),
+                "channel": report["channel"],  # the city's rules may route by it
             },
         )
         # Many new cases of one kind in one place within a short window (热点): one upsert per
@@ -822,6 +823,10 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
         lead=p["lead"],
         assisting=p["assisting"],
         explanation=p["explanation"],
+        # GET /api/v1/cases/{id}/routing reads the decisions back from here (routing_api).
+        rule_id=p.get("rule_id"),
+        rule_version=p.get("rule_version"),
+        time_limit=p.get("time_limit"),
     )
     _note_fact(work, event, v.DISPATCHED, assignment_id, handler=p["holder"], queue=p["queue"])
     _project_inbox(work, event)

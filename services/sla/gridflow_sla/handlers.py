@@ -99,6 +99,9 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
     # A case nobody could classify waits for the command center's triage (研判), which has a
     # time limit of its own.
     limit = category.limit if category is not None else j.triage_limit
+    if category is not None and p.get("time_limit"):
+        # A city rule's limit for this assignment (rules.yaml), carried by routing's decision.
+        limit = TimeLimit(p["time_limit"]["amount"], p["time_limit"]["unit"])
     started = event.occurred_at
     begun = colours.start(started, limit, j.warning_levels, j.calendar)
     if begun is None:

@@ -20,6 +20,8 @@ from gridflow_common.domain.calendar import (
     WorkingCalendar,
 )
 from gridflow_common.domain.geo import Polygon
+from gridflow_common.domain.rules import EMPTY as NO_RULES
+from gridflow_common.domain.rules import RuleSet
 from gridflow_common.domain.vocabulary import UNIT_KINDS
 
 LEVELS = ("district", "street", "community", "grid")
@@ -156,6 +158,8 @@ class Jurisdiction:
     # hotspots.csv: how many reports of a kind in a grid or community, within how long, make
     # an alert (absent: the defaults).
     hotspot_rules: HotspotRules = field(default_factory=HotspotRules)
+    # rules.yaml: the city's routing rules beyond the taxonomy (absent: none; domain.rules).
+    rules: RuleSet = NO_RULES
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)
