@@ -314,7 +314,7 @@ def start_service() -> tuple[subprocess.Popen, int, Path]:
             "run",
             "--config",
             str(ROOT / "services" / "sla" / "config.yaml"),
-            "gridflow_sla.service",
+            "gridflow_sla.service:SlaService",
         ],
         env=env,
         cwd=ROOT,
