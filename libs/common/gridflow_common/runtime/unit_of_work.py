@@ -100,24 +100,31 @@ class Work:
             return
         exchange = contracts.event_exchange(self.runtime.service)
         created_at = self.runtime.operational_now()
-        params = [
-            dict(
-                exchange=exchange,
-                routing_key=event_type,
-                body=json.dumps(
+        bodies = [
+            (
+                event_type,
+                json.dumps(
                     contracts.make_event(
                         self.runtime.service, event_type, occurred_at or self.now, payload
                     ).to_message(),
                     ensure_ascii=False,
                 ),
-                attempts=0,
-                created_at=created_at,
             )
             for event_type, payload, occurred_at in events
         ]
+        params = [
+            dict(
+                exchange=exchange,
+                routing_key=key,
+                body=body,
+                attempts=0,
+                created_at=created_at,
+            )
+            for key, body in bodies
+        ]
         ids = self.db.execute(self.runtime.statements.outbox_insert_many, params).scalars().all()
-        for param, row_id in zip(params, ids, strict=True):
-            self.outboxed.append(OutboxRow(row_id, exchange, param["routing_key"], param["body"]))
+        for (key, body), row_id in zip(bodies, ids, strict=True):
+            self.outboxed.append(OutboxRow(row_id, exchange, key, body))
 
     def send_to_unit(self, department: str | None, unit: str, message: dict) -> None:
         """Queue a department message for a unit's system, in this transaction: the topic
