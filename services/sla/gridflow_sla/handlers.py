@@ -331,8 +331,9 @@ def sweep(work: Work, until: dt.datetime, batch: int = SWEEP_BATCH) -> int:
     Rows another replica holds are skipped (SKIP LOCKED), and each clock is walked from the
     colour stored in the row this statement locked (a row changed meanwhile is re-read, and
     dropped when it is no longer due), so a colour is announced once, and a clock's colours in
-    order, however many replicas sweep. Three statements a batch, whatever its size: the locking
-    SELECT, one insert of every colour into the outbox, one UPDATE of every clock."""
+    order, however many replicas sweep. A handful of statements a batch, whatever its size: the
+    locking SELECT, a multi-row insert of every colour into the outbox, one UPDATE of every
+    clock."""
     rows = work.db.execute(
         sa.select(clocks)
         .where(clocks.c.active, clocks.c.next_transition_at <= until)
