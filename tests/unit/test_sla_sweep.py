@@ -6,6 +6,7 @@ taken on every tick."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -167,3 +168,20 @@ def test_the_open_clock_count_is_taken_now_and_then_not_on_every_tick(sla, monke
     monkeypatch.setattr(handlers, "OPEN_CLOCKS_EVERY_SECONDS", 0.0)
     handlers.periodic(sla.runtime)
     assert _gauge()[v.GREEN] == 2
+
+
+def test_emit_many_writes_each_event_in_order_under_the_id_of_its_own_row(sla):
+    committed: list = []
+    sla.runtime.on_commit(committed.extend)
+    with sla.runtime.work(now=T0) as work:
+        work.emit_many(
+            [
+                (c.CLOCK_ADVANCED, {"now": (T0 + dt.timedelta(hours=i)).isoformat()}, None)
+                for i in range(5)
+            ]
+        )
+    written = {r["id"]: r["body"] for r in sla.rows(sla.runtime.tables["outbox"])}
+    assert [row.body for row in committed] == [written[row.id] for row in committed]
+    nows = [dt.datetime.fromisoformat(json.loads(row.body)["payload"]["now"]) for row in committed]
+    assert nows == [T0 + dt.timedelta(hours=i) for i in range(5)]
+    assert [row.id for row in committed] == sorted(row.id for row in committed)
