@@ -6,6 +6,7 @@ nothing due touches no row; the sweep's query can use the partial index of due c
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections import defaultdict
 
@@ -81,25 +82,33 @@ def test_two_replicas_announce_each_crossed_colour_once_in_order_after_a_jump(
         )
         publish(broker, c.INTAKE, c.CLOCK_ADVANCED, {"now": later.isoformat()})
         mine = set(ids)
-        seen: dict[str, list[tuple[str, dt.datetime]]] = defaultdict(list)
-        for message in take(broker, colours.name, want=3 * CLOCKS + 3, timeout=60):
-            p = message["payload"]
-            if p["assignment_id"] in mine:
-                at = dt.datetime.fromisoformat(message["occurred_at"])
-                seen[p["assignment_id"]].append((p["colour"], at))
+        # Per clock, each distinct event (by event id) in the order it first arrived. The relay
+        # publishes at least once: when a replica's fast path lags more than its grace (5 s),
+        # another replica's outbox sweep may publish the same row again, and consumers drop it
+        # by its event id (the idempotent consumer). What the SLA decides, one event per colour
+        # crossed, is what this test pins.
+        seen: dict[str, dict[str, tuple[str, dt.datetime]]] = defaultdict(dict)
+
+        def collect(timeout: float) -> None:
+            for message in take(broker, colours.name, want=10_000, timeout=timeout):
+                p = message["payload"]
+                if p["assignment_id"] in mine:
+                    at = dt.datetime.fromisoformat(message["occurred_at"])
+                    seen[p["assignment_id"]].setdefault(message["event_id"], (p["colour"], at))
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and sum(len(e) for e in seen.values()) < 3 * CLOCKS:
+            collect(timeout=1.0)
+        # And whatever a second walk would announce: a further look by either replica.
+        collect(timeout=2.0)
         assert set(seen) == mine
         wrong = {
-            aid: [col for col, _ in got]
+            aid: [col for col, _ in got.values()]
             for aid, got in seen.items()
-            if [col for col, _ in got] != ["yellow", "orange", "red"]
-            or [at for _, at in got] != sorted(at for _, at in got)
+            if [col for col, _ in got.values()] != ["yellow", "orange", "red"]
+            or [at for _, at in got.values()] != sorted(at for _, at in got.values())
         }
         assert wrong == {}
-        # And nothing after: a later look by either replica finds these clocks done.
-        assert all(
-            m["payload"]["assignment_id"] not in mine
-            for m in take(broker, colours.name, want=1, timeout=1.5)
-        )
         with engine.connect() as conn:
             left = conn.execute(
                 sa.text(
