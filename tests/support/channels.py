@@ -5,7 +5,6 @@ a look at what a request left behind."""
 from __future__ import annotations
 
 import json
-
 from typing import Any
 from urllib.parse import urlencode
 
