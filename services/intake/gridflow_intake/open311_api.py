@@ -241,10 +241,9 @@ class Open311Endpoints(ChannelIntake):
                 raise of.Open311Error(
                     400, [("end_date", f"a range spans at most {of.MAX_RANGE_DAYS} days")]
                 )
-            if start is None and end is None:
-                start = _utc(self.runtime.clock.now()) - span
-            elif start is None:
-                start = end - span  # type: ignore[operator]
+            if start is None:
+                # Without a start: the 90 days before the end (or before now, with no end).
+                start = (end or _utc(self.runtime.clock.now())) - span
             elif end is None:
                 end = start + span
             where.append(cases.c.registered_at >= start)

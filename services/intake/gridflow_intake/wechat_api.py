@@ -135,14 +135,14 @@ class WeChatEndpoints(ChannelIntake):
             if known:
                 return f"您反映的问题已受理，案件编号 {known}。"
         if message.msg_type == "location":
-            location = {"lat": message.lat, "lon": message.lon}
+            location: dict[str, Any] = {"lat": message.lat, "lon": message.lon}
             description = pending.take(pending.texts, openid)
             if description is None:
                 pending.put(pending.locations, openid, location)
                 return "已收到您的位置，请发送文字描述您要反映的问题。"
             return self._wechat_report(call, message, description, location)
         if message.msg_type == "text" and message.content:
-            location = pending.take(pending.locations, openid)
+            location = pending.take(pending.locations, openid)  # type: ignore[no-redef]
             if location is None:
                 location = {"address": message.content[:500]}
                 try:
