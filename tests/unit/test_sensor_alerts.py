@@ -194,3 +194,12 @@ def test_an_admin_issues_a_device_key_with_a_place(gridflow, api):
             headers=admin,
         )
         assert refused.status in (400, 422) and field in refused.body["errors"], refused.body
+
+
+def test_the_command_center_may_enter_an_alert_by_hand_without_a_device(gridflow, api):
+    user = gridflow.identities().create_user(gridflow.store.active()[1], "cc-1", "command_center")
+    _, token = gridflow.identities().issue("bearer", label="cc", user_id=user["user_id"])
+    answer = alert(api, token, location=POINT, category="component.streetlight")
+    assert answer.status == 201 and answer.body["device"] is None
+    [row] = report_rows(gridflow, "sensor")
+    assert row["device"] is None

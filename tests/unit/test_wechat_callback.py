@@ -182,7 +182,7 @@ def test_hostile_xml_is_refused(gridflow, api, body, content_type, status):
     assert counts(gridflow) == (0, 0)
 
 
-def test_an_unconfigured_callback_answers_503(gridflow, monkeypatch):
+def test_an_unconfigured_callback_is_not_there(gridflow, monkeypatch):
     monkeypatch.delenv("GRIDFLOW_WECHAT_TOKEN_REF", raising=False)
     answer = call(
         gridflow.api(),
@@ -192,5 +192,5 @@ def test_an_unconfigured_callback_answers_503(gridflow, monkeypatch):
         content_type="text/xml",
         query=signed(),
     )
-    assert answer.status == 503 and "wechat" in answer.body["errors"]
+    assert answer.status == 404 and "wechat" in answer.body["errors"]
     assert counts(gridflow) == (0, 0)

@@ -109,7 +109,7 @@ class Open311Endpoints(ChannelIntake):
         def run(fmt: str) -> Any:
             category = self._jurisdiction().category(code)  # type: ignore[attr-defined]
             if category is None:
-                raise of.Open311Error(404, [("service_code", f"no service {code!r}")])
+                raise of.Open311Error(404, [("service_code", "no such service")])
             return _answer(fmt, 200, "service_definition", None, of.service_definition(category))
 
         return self._open311(fmt, run)
@@ -260,9 +260,8 @@ class Open311Endpoints(ChannelIntake):
             with self.runtime.work() as work:
                 items = self._request_items(work, [cases.c.case_id == request_id])
             if not items:
-                raise of.Open311Error(
-                    404, [("service_request_id", f"no service request {request_id!r}")]
-                )
+                # What was asked is not repeated: a path can hold anything, a secret too.
+                raise of.Open311Error(404, [("service_request_id", "no such service request")])
             return _answer(fmt, 200, "service_requests", "request", items)
 
         return self._open311(fmt, run)
@@ -281,7 +280,7 @@ class Open311Endpoints(ChannelIntake):
                         )
                     ).scalar()
             if case_id is None:
-                raise of.Open311Error(404, [("token", f"no token {token[:40]!r}")])
+                raise of.Open311Error(404, [("token", "no such token")])
             item = {"service_request_id": case_id, "token": token}
             return _answer(fmt, 200, "service_requests", "request", [item])
 

@@ -2,7 +2,9 @@
 ``sensor`` that names its device: ``POST /api/v1/admin/keys {"channel": "sensor", "device":
 "wl-0042", "device_place": {"lat": .., "lon": ..}}``). The device is the key's, never the body's
 (a body naming one is refused); the place is the body's ``location`` or the device's registered
-place. A device's alerts join its open case (gridflow_intake/device_merge.py).
+place. A device's alerts join its open case (gridflow_intake/device_merge.py). The command
+center (or an admin), who may report on any channel, may enter an alert by hand: it has no
+device and merges by place like any report.
 """
 
 from __future__ import annotations
@@ -40,22 +42,23 @@ class SensorAlertSchema(s._Strict):
 class SensorAnswerSchema(s._Strict):
     case_id = fields.String(required=True)
     outcome = fields.String(required=True)
-    device = fields.String(required=True)
+    device = fields.String(required=True, allow_none=True)
 
 
 _ALERT_SCHEMA = SensorAlertSchema()
 
 
-def alert_report(alert: dict, device: str, place: dict | None) -> dict:
+def alert_report(alert: dict, device: str | None, place: dict | None) -> dict:
     """The report an alert is: described in Chinese with the reading, located by the body or
-    the device's registered place."""
+    the device's registered place. No device: the command center entering an alert by hand
+    (merged by place, as any report)."""
     location = alert["location"] or place
     if location is None:
         raise h.Rejected(
             422,
             {"location": ["give the alert's location: this device has no registered place"]},
         )
-    words = [f"传感器告警 (sensor alert) {alert['kind']}", f"设备 {device}"]
+    words = [f"传感器告警 (sensor alert) {alert['kind']}"] + ([f"设备 {device}"] if device else [])
     reading = alert["reading"]
     if reading is not None:
         words.append(
@@ -67,7 +70,7 @@ def alert_report(alert: dict, device: str, place: dict | None) -> dict:
         words.append(alert["description"])
     return {
         "channel": CHANNEL,
-        "external_id": f"{device}:{alert['alert_id']}" if alert["alert_id"] else None,
+        "external_id": f"{device or 'manual'}:{alert['alert_id']}" if alert["alert_id"] else None,
         "description": "；".join(words),
         "category": alert["category"],
         "location": location,
@@ -85,7 +88,7 @@ class SensorEndpoints(ChannelIntake):
         caller = self.header_channel_caller(call, CHANNEL)
         record = caller.credential or {}
         device = record.get("device")
-        if not device:
+        if caller.principal is not None and not caller.principal.is_user and not device:
             raise h.Rejected(
                 403, {"authorization": ["this sensor key names no device; issue one with device"]}
             )

@@ -79,8 +79,9 @@ class WeChatEndpoints(ChannelIntake):
         try:
             token = _token()
         except SecretUnavailable as exc:
+            # No account configured: there is no callback here (not a server fault).
             raise h.Rejected(
-                503, {"wechat": [f"the WeChat callback is not configured: {exc}"]}
+                404, {"wechat": [f"no WeChat account is configured here: {exc}"]}
             ) from None
         try:
             wf.check_signature(token, query, time.time())
