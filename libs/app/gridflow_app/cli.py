@@ -279,6 +279,9 @@ def cmd_keys(args) -> int:
                     "label": args.label,
                     "expires_in_days": args.expires_in_days,
                     "rate_limit": args.rate_limit,
+                    # A sensor's key: its device and the device's place (docs/channels.md).
+                    "device": args.device,
+                    "device_place": args.device_place,
                 }
                 answer = api.call(
                     "POST", "/api/v1/admin/keys", {k: v for k, v in body.items() if v is not None}
@@ -348,6 +351,13 @@ def _access_parsers(sub) -> None:
     kc.add_argument("--label", default=None)
     kc.add_argument("--expires-in-days", type=int, default=None)
     kc.add_argument("--rate-limit", default=None, help="e.g. 600/min")
+    kc.add_argument("--device", default=None, help="a sensor key's device id (--channel sensor)")
+    kc.add_argument(
+        "--device-place",
+        default=None,
+        type=json.loads,
+        help='the device\'s place, e.g. \'{"lat": 28.0, "lon": 120.6}\'',
+    )
     action(key_actions, "list", "every key, one JSON object a line")
     revoke = action(key_actions, "revoke", "a key, by its credential id")
     revoke.add_argument("credential_id")

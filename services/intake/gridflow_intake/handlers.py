@@ -25,6 +25,7 @@ from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Handler, Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_intake import assessment
+from gridflow_intake.device_merge import open_case_of_device
 from gridflow_intake.figures import open_cases
 from gridflow_intake.models import (
     OWN_TABLES,
@@ -178,7 +179,8 @@ def register_report(
         category = classify(report["description"], j.categories)
         classified = category is not None
 
-    joined = _open_duplicate(work, category, lat, lon)
+    # A sensor's alert joins its device's open case first (gridflow_intake/device_merge.py).
+    joined = open_case_of_device(work, report) or _open_duplicate(work, category, lat, lon)
     case_id = joined or _new_case_id(j.local(work.now))
     if joined:
         work.db.execute(
@@ -248,6 +250,7 @@ def register_report(
             reporter=report.get("reporter"),
             received_at=work.now,
             progress_token_hash=progress_token_hash,
+            device=report.get("device"),
         ),
     )
     if joined:
