@@ -156,6 +156,8 @@ class Jurisdiction:
     # hotspots.csv: how many reports of a kind in a grid or community, within how long, make
     # an alert (absent: the defaults).
     hotspot_rules: HotspotRules = field(default_factory=HotspotRules)
+    # synonyms.csv: the city's words for classification, (word, standard) (absent: none).
+    synonyms: tuple[tuple[str, str], ...] = ()
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)
