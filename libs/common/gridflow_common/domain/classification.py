@@ -136,6 +136,9 @@ class Counts:
                 row = self.features[f.name] = [0.0] * n
             row[i] += weight * f.weight
             self.totals[i] += weight * f.weight
+            if weight < 0 and all(abs(x) < 1e-9 for x in row):
+                # Taken back to nothing: the feature leaves the vocabulary it was never in.
+                del self.features[f.name]
         self.documents[i] += weight
         return True
 
