@@ -14,9 +14,8 @@ from gridflow_common import contracts as c
 from gridflow_common.clock import RealClock
 from gridflow_common.jurisdictions import JurisdictionStore
 from gridflow_common.runtime import ServiceRuntime
-from gridflow_intake import classifying
+from gridflow_intake import classifying, models
 from gridflow_intake import handlers as h
-from gridflow_intake import models
 from tests.conftest import lucheng_files
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,11 @@ from gridflow_app.folders import LUCHENG
 from gridflow_common.domain import classification as cl
 from gridflow_common.domain import classification_eval as ev
 from gridflow_common.domain.classify import classify as keyword_classify
-from gridflow_common.domain.jurisdiction_files import load_folder, parse_jurisdiction
-from gridflow_common.domain.jurisdiction_files import JurisdictionError
+from gridflow_common.domain.jurisdiction_files import (
+    JurisdictionError,
+    load_folder,
+    parse_jurisdiction,
+)
 from gridflow_common.domain.resident_text import Normaliser
 from tests.conftest import lucheng_files
 
