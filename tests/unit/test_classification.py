@@ -23,9 +23,11 @@ from gridflow_common.domain.resident_text import Normaliser
 from tests.conftest import lucheng_files
 
 LABELLED = Path(__file__).resolve().parents[1] / "fixtures/classification/labelled.csv"
-# What the model reaches on the held-out part (figures in docs/classification.md), with margin.
-ACCURACY_FLOOR = 0.55
-ABSTAIN_CEILING = 0.25
+# What the model reaches on the held-out part (figures in docs/classification.md: accuracy
+# 75.9%, abstained 12.9%, right when answering 87.2%), with margin.
+ACCURACY_FLOOR = 0.72
+ABSTAIN_CEILING = 0.18
+PRECISION_FLOOR = 0.85
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,8 @@ def test_the_labelled_set_covers_every_category_in_residents_ways(lucheng, label
     assert {r["category"] for r in labelled} <= codes
     kinds = {r["kind"] for r in labelled}
     assert kinds == {"paraphrase", "dialect", "typo", "traditional", "no_keyword", "misleading"}
+    # batch 1: the first 309 reports; batch 2: 264 more, 12 per category, by another writer.
+    assert {r["batch"] for r in labelled} == {"1", "2"}
     assert len({r["text"] for r in labelled}) == len(labelled), "a text appears twice"
     held = sum(ev.is_held_out(r["text"]) for r in labelled)
     assert 0.2 * len(labelled) < held < 0.4 * len(labelled)
@@ -73,10 +77,20 @@ def test_held_out_accuracy_beats_the_keyword_classifier(lucheng, labelled, train
     print("\n".join(keywords.lines("keyword baseline (held-out)")[:1]))
     print("\n".join(prior.lines("model, taxonomy only (held-out)")[:1]))
     print("\n".join(model.lines("model, taxonomy + history (held-out)")))
+    for batch in ("1", "2"):
+        part = [(r["text"], r["category"]) for r in _held(labelled) if r["batch"] == batch]
+        shown = ev.evaluate(lambda t: trained.classify(t).category, part)
+        print(shown.lines(f"  of which batch {batch} ({len(part)} texts)")[0])
     assert model.accuracy >= ACCURACY_FLOOR
     assert model.abstain_rate <= ABSTAIN_CEILING
+    # When it answers it is right: a wrong category sends the case to the wrong department.
+    assert model.precision >= PRECISION_FLOOR
     assert model.accuracy > keywords.accuracy + 0.2
     assert prior.accuracy > keywords.accuracy
+
+
+def _held(labelled: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [r for r in labelled if ev.is_held_out(r["text"])]
 
 
 def test_a_landmark_keyword_does_not_make_the_case(prior_only):

@@ -89,7 +89,7 @@ DEFAULT_VARIANTS: Mapping[str, str] = {
 }
 
 # A keyword followed by one of these names a place, not the problem: in 路灯下面有人摆摊 the
-# streetlight is where the stall is (地标), so the keyword counts as a landmark there.
+# streetlight is where the stall is (地标), so the keyword is left out of the features there.
 LANDMARK_AFTER = (
     "下面",
     "底下",
@@ -101,6 +101,11 @@ LANDMARK_AFTER = (
     "附近",
     "前面",
     "后面",
+    "上面",
+    "上头",
+    "跟前",
+    "周围",
+    "一带",
     "边",
     "下",
 )
