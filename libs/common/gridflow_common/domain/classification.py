@@ -35,7 +35,7 @@ from gridflow_common.domain.resident_text import LANDMARK_AFTER, Normaliser
 # by five-fold cross-validation on the training part of the labelled set only (never the
 # held-out part) as the lowest score whose answers are right at least 90% of the time there
 # (docs/classification.md has the figures).
-DEFAULT_MIN_SCORE = 0.70
+DEFAULT_MIN_SCORE = 0.80
 DEFAULT_MIN_MARGIN = 0.10
 # Laplace smoothing of the n-gram counts.
 SMOOTHING = 0.2
