@@ -82,7 +82,7 @@ bench-command-center: $(STAMP) ## the board's first load, case lists and a year'
 bench-board-latency: $(STAMP) ## a colour change's delay to the board's live feed and summary on the real topology (simulated clock), beside a 1 s polling SELECT
 	$(BIN)/python -m bench.board_latency
 
-bench-classify: $(STAMP) ## classifications/s of the model beside the keyword classifier, training time, held-out accuracy of the labelled set
+bench-classify: $(STAMP) ## classifications/s beside the keyword classifier, training time, held-out accuracy and precision, cross-validated thresholds
 	$(BIN)/python -m bench.classify
 
 tools: $(ASYNCAPI_CLI) ## install @asyncapi/cli (npm) into .tools/, for the AsyncAPI validation test

@@ -1,6 +1,7 @@
 """Classification at intake: classifications per second of the model beside the keyword
 classifier it replaces (same run, same texts), the cost of training it on a grown history,
-and accuracy on the held-out part of the labelled set.
+accuracy, abstention and precision when answering on the held-out part of the labelled set,
+and the cross-validated threshold table of the training part the abstention is chosen from.
 
     make bench-classify            # about 10 s
     python -m bench.classify --quick
@@ -37,7 +38,8 @@ def main() -> None:
     seconds = 0.5 if parser.parse_args().quick else 3.0
     j = load_folder(LUCHENG)
     with LABELLED.open(encoding="utf-8", newline="") as f:
-        rows = [(r["text"], r["category"]) for r in csv.DictReader(f)]
+        labelled = list(csv.DictReader(f))
+    rows = [(r["text"], r["category"]) for r in labelled]
     training = [r for r in rows if not ev.is_held_out(r[0])]
     held = [r for r in rows if ev.is_held_out(r[0])]
     texts = [t for t, _ in rows]
@@ -67,6 +69,24 @@ def main() -> None:
         ("model", lambda t: model.classify(t).category),
     ):
         print(ev.evaluate(classify, held).lines(f"held-out {name}")[0])
+    for batch in sorted({r["batch"] for r in labelled}):
+        part = [
+            (r["text"], r["category"])
+            for r in labelled
+            if r["batch"] == batch and ev.is_held_out(r["text"])
+        ]
+        shown = ev.evaluate(lambda t: model.classify(t).category, part)
+        print(shown.lines(f"  of which batch {batch} ({len(part)})")[0])
+    print("cross-validated on the training part (5 folds), by abstention threshold:")
+    answers = ev.cross_validate_model(j.categories, j.synonyms, training)
+    for step in range(8, 20):
+        min_score = round(step * 0.05, 2)
+        at = ev.at_threshold(answers, min_score, cl.DEFAULT_MIN_MARGIN)
+        mark = "  <- chosen" if min_score == cl.DEFAULT_MIN_SCORE else ""
+        print(
+            f"  score >= {min_score:.2f}: accuracy {at.accuracy:.1%}, abstained "
+            f"{at.abstain_rate:.1%}, right when answering {at.precision:.1%}{mark}"
+        )
 
 
 if __name__ == "__main__":

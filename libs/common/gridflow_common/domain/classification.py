@@ -215,10 +215,9 @@ class Model:
         ]
         if not features or not self.codes:
             return Classification(None, 0.0)
-        totals = list(self.priors)
-        for f, w in features:
-            for i, x in enumerate(w):
-                totals[i] += f.weight * x
+        # Column sums over the features' weight rows: summed in C, not one category at a time.
+        rows = [w if f.weight == 1.0 else tuple(f.weight * x for x in w) for f, w in features]
+        totals = [p + math.fsum(column) for p, column in zip(self.priors, zip(*rows))]
         top = max(totals)
         exp = [math.exp((t - top) / TEMPERATURE) for t in totals]
         norm = sum(exp)
