@@ -217,7 +217,8 @@ class Model:
             return Classification(None, 0.0)
         # Column sums over the features' weight rows: summed in C, not one category at a time.
         rows = [w if f.weight == 1.0 else tuple(f.weight * x for x in w) for f, w in features]
-        totals = [p + math.fsum(column) for p, column in zip(self.priors, zip(*rows))]
+        columns = zip(*rows, strict=True)
+        totals = [p + math.fsum(c) for p, c in zip(self.priors, columns, strict=True)]
         top = max(totals)
         exp = [math.exp((t - top) / TEMPERATURE) for t in totals]
         norm = sum(exp)
