@@ -114,6 +114,9 @@ def test_a_landmark_keyword_does_not_make_the_case(prior_only):
     assert result.category == "event.street_vendor"
     assert "摆摊" in result.reasons["event.street_vendor"]
     assert prior_only.classify("路灯坏了好几天").category == "component.streetlight"
+    # A place word that starts another word leaves the keyword what it is: the cover sank.
+    for text in ("井盖下陷了，车子开过去咣当响", "井盖边缘碎了一圈"):
+        assert prior_only.classify(text).category == "component.manhole_cover", text
 
 
 def test_traditional_full_width_typo_and_city_words_read_as_the_standard_word(prior_only):

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gridflow_common.domain.jurisdiction import Category
-from gridflow_common.domain.resident_text import LANDMARK_AFTER, Normaliser
+from gridflow_common.domain.resident_text import LANDMARK_AFTER, NOT_LANDMARK_AFTER, Normaliser
 
 # Below this posterior for the best category, or this close to the second, the text is left
 # unclassified (待分拣): a city prefers triage to a case sent to the wrong department. Chosen
@@ -111,7 +111,9 @@ def _without_landmarks(text: str, keywords: Sequence[str]) -> str:
         start = text.find(keyword)
         while start >= 0:
             end = start + len(keyword)
-            if text.startswith(LANDMARK_AFTER, end):
+            if text.startswith(LANDMARK_AFTER, end) and not text.startswith(
+                NOT_LANDMARK_AFTER, end
+            ):
                 blanked = blanked if blanked is not None else list(text)
                 blanked[start:end] = " " * (end - start)
             start = text.find(keyword, end)

@@ -110,6 +110,22 @@ LANDMARK_AFTER = (
     "下",
 )
 
+# ... unless the place word is the start of another word: 井盖下陷, 井盖边缘碎了 speak of the
+# manhole cover itself.
+NOT_LANDMARK_AFTER = (
+    "下陷",
+    "下沉",
+    "下去",
+    "下来",
+    "下午",
+    "下雨",
+    "下水",
+    "下班",
+    "边缘",
+    "边角",
+    "边框",
+)
+
 _NOT_WORD = re.compile(r"[^\w]+")
 
 
