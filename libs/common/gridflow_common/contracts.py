@@ -582,6 +582,10 @@ class CaseSchema(Schema):
     reporters = fields.Integer(required=True)
     reports = fields.List(fields.Nested(CaseReportSchema), required=True)
     satisfaction = fields.Integer(allow_none=True)
+    # How the text was classified at registration: category (null: left for triage), score,
+    # scores (the top categories) and reasons (the words that weighed, per category); null
+    # when the report named its category.
+    classification = fields.Dict(allow_none=True)
     registered_at = fields.String(required=True)
     closed_at = fields.String(allow_none=True)
     timeline = fields.List(fields.Nested(TimelineEntrySchema), required=True)

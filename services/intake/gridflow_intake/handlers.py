@@ -19,12 +19,11 @@ from gridflow_common import contracts as c
 from gridflow_common.domain import lifecycle, merging, privacy
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.calendar import resumed_due
-from gridflow_common.domain.classify import classify
 from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Handler, Work
 from gridflow_common.service import ServiceDefinition
-from gridflow_intake import assessment
+from gridflow_intake import assessment, classifying
 from gridflow_intake.device_merge import open_case_of_device
 from gridflow_intake.figures import open_cases
 from gridflow_intake.models import (
@@ -174,10 +173,10 @@ def register_report(
         problems["category"] = [f"unknown category {category!r}"]
     if problems:
         raise Rejected(422, problems)
-    classified = False
-    if category is None:
-        category = classify(report["description"], j.categories)
-        classified = category is not None
+    classified, classification = False, None
+    if category is None:  # a supplied category wins; else the text's, or None for triage
+        classification = classifying.classify_report(work, j, report["description"])
+        category, classified = classification.category, classification.category is not None
 
     # A sensor's alert joins its device's open case first (gridflow_intake/device_merge.py).
     joined = open_case_of_device(work, report) or _open_duplicate(work, category, lat, lon)
@@ -219,6 +218,7 @@ def register_report(
             category=category,
             classified=classified,
             area_code=area_code,
+            **classifying.timeline_detail(classification),
         )
         # What leaves intake is masked (routing, departments and every department system read
         # it); the case row and the report keep the original for those who may see it.
@@ -535,6 +535,8 @@ def report_status(
     elif status == v.RESUMED and values.get("due_at") is not None:
         detail["due"] = j.local(values["due_at"]).isoformat()
     _note(work, case_id, status, work.now, **detail)
+    # A department's return names the category it should have been: classification learns it.
+    classifying.learn(work, case_id, case.description, category, classifying.SOURCE_RETURNED)
     work.emit(
         c.CASE_STATUS_REPORTED,
         {
@@ -573,6 +575,10 @@ def verify(work: Work, case_id: str, verification: dict) -> tuple[int, dict]:
         outcome = lifecycle.verify(case.status, verification["passed"])
     except lifecycle.LifecycleError as exc:
         raise _refused(exc) from None
+    if outcome.closed:  # the category it was closed under teaches classification
+        classifying.learn(
+            work, case_id, case.description, case.category, classifying.SOURCE_VERIFIED
+        )
     work.db.execute(
         sa.update(cases)
         .where(cases.c.case_id == case_id)
@@ -730,6 +736,8 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
             for r in received
         ],
         "satisfaction": case.satisfaction,
+        # Why the text was read as its category (score, reasons); null when the report named it.
+        "classification": classifying.shown(events),
         # Every instant leaves Gridflow in the city's zone.
         "registered_at": j.local(case.registered_at).isoformat(),
         "closed_at": j.local(case.closed_at).isoformat() if case.closed_at else None,

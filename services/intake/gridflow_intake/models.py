@@ -211,7 +211,24 @@ hotspots = sa.Table(
     sa.Index("ix_intake_hotspots_alerted_last", "alerted_at", "last_at"),
 )
 
+# What the city's history teaches classification (gridflow_intake/classifying.py): a case's
+# description and the category it was given after registration (a department's return with
+# another category, an assign order naming one, a verified close). Appended, never updated: a
+# case's latest row is its label, and the largest id is the version replicas compare.
+classification_examples = sa.Table(
+    "intake_classification_examples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(40), nullable=False, index=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("category", sa.String(100), nullable=False),
+    # returned | ordered | verified
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("labelled_at", UtcDateTime(), nullable=False),
+)
+
 OWN_TABLES = [
+    classification_examples,
     hotspots,
     department_messages,
     inbox,

@@ -21,6 +21,7 @@ from gridflow_common.domain import lifecycle
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.calendar import resumed_due
 from gridflow_common.runtime import Work
+from gridflow_intake import classifying
 from gridflow_intake import handlers as h
 from gridflow_intake.models import cases, colours, timeline
 
@@ -210,6 +211,10 @@ def give_order(work: Work, case_id: str, order: dict, *, by: str) -> dict:
         **(decided.detail if decided is not None else {}),
     }
     h._note(work, case_id, v.ENTRY_ORDER, now, **{k: x for k, x in detail.items() if x})
+    # An order naming a category reclassifies the case: classification learns it.
+    classifying.learn(
+        work, case_id, case.description, order.get("category"), classifying.SOURCE_ORDERED
+    )
     if target is not None:
         # The reports of the merged case count on the one it joined (合并).
         work.db.execute(

@@ -160,6 +160,8 @@ class Jurisdiction:
     hotspot_rules: HotspotRules = field(default_factory=HotspotRules)
     # rules.yaml: the city's routing rules beyond the taxonomy (absent: none; domain.rules).
     rules: RuleSet = NO_RULES
+    # synonyms.csv: the city's words for classification, (word, standard) (absent: none).
+    synonyms: tuple[tuple[str, str], ...] = ()
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gridflow_common.domain import assessment, vocabulary
+from gridflow_common.domain import assessment, synonyms_file, vocabulary
 from gridflow_common.domain.calendar import (
     TimeLimit,
     TimeUnit,
@@ -103,6 +103,8 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "hotspots.csv": ("category", "level", "threshold", "window_minutes"),
     # The city's routing rules (YAML, not a table: domain.rules; absent: the taxonomy alone).
     "rules.yaml": (),
+    # The city's words for classification (synonyms_file; absent: the built-in ones only).
+    synonyms_file.FILE: synonyms_file.COLUMNS,
 }
 SETTING_TIME_ZONE = "time_zone"
 SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
@@ -354,6 +356,7 @@ class _Loader:
         settings = self.load_settings()
         weights = self.load_assessment()
         hotspot_rules = self.load_hotspots(categories)
+        synonyms = synonyms_file.load_synonyms(self)
         zone = ZoneInfo(settings.get("time_zone", DEFAULT_TIME_ZONE))
 
         calendar: WorkingCalendar | None = None
@@ -382,6 +385,7 @@ class _Loader:
                 adapter_lines={config.code: line for config, line in adapters},
                 assessment_weights=weights,
                 hotspot_rules=hotspot_rules,
+                synonyms=synonyms,
                 **settings,
             )
         )
