@@ -87,8 +87,8 @@ bench-board-latency: $(STAMP) ## a colour change's delay to the board's live fee
 
 bench-clock: $(STAMP) ## the SLA sweep with 1,000,000 open clocks: nothing due, 10,000 crossing at once, each warning's lateness on the real clock, beside raw SELECT/UPDATE (QUICK=1: 100,000)
 	$(BIN)/python -m bench.clock $(if $(QUICK),--quick)
-bench-classify: $(STAMP) ## classifications/s beside the keyword classifier, training time, held-out accuracy and precision, cross-validated thresholds
 
+bench-classify: $(STAMP) ## classifications/s beside the keyword classifier, training time, held-out accuracy and precision, cross-validated thresholds
 	$(BIN)/python -m bench.classify
 
 tools: $(ASYNCAPI_CLI) ## install @asyncapi/cli (npm) into .tools/, for the AsyncAPI validation test
