@@ -20,6 +20,7 @@ from gridflow_common.domain import lifecycle, merging, privacy
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.calendar import resumed_due
 from gridflow_common.domain.classify import classify
+from gridflow_common.domain.intake_batch import observed_detail, photo_path
 from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Handler, Work
@@ -206,6 +207,7 @@ def register_report(
                 **_place_columns(j, area_code),
                 channel=report["channel"],
                 address=report["location"].get("address"),
+                observed_at=report.get("observed_at"),
             ),
         )
         _note(
@@ -217,6 +219,7 @@ def register_report(
             category=category,
             classified=classified,
             area_code=area_code,
+            **observed_detail(report),
         )
         # What leaves intake is masked (routing, departments and every department system read
         # it); the case row and the report keep the original for those who may see it.
@@ -232,6 +235,10 @@ def register_report(
                 "jurisdiction_version": version,
                 "location": {"lat": lat, "lon": lon} if lat is not None else None,
                 "reporter": privacy.mask_reporter(report.get("reporter")),
+                # Photos (paths under the API, read with the case's rights) and the instant the
+                # report was observed (gridflow_intake/batch.py).
+                "photos": [photo_path(p) for p in report.get("photos") or []],
+                **observed_detail(report),
             },
         )
         # Many new cases of one kind in one place within a short window (热点): one upsert per
@@ -247,6 +254,7 @@ def register_report(
             reporter=report.get("reporter"),
             received_at=work.now,
             progress_token_hash=progress_token_hash,
+            observed_at=report.get("observed_at"),
         ),
     )
     if joined:
@@ -662,7 +670,9 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
         .order_by(timeline.c.at, timeline.c.id)
     ).all()
     received = work.db.execute(
-        sa.select(reports.c.channel, reports.c.received_at, reports.c.reporter)
+        sa.select(
+            reports.c.channel, reports.c.received_at, reports.c.reporter, reports.c.observed_at
+        )
         .where(reports.c.case_id == case_id)
         .order_by(reports.c.id)
     ).all()
@@ -721,6 +731,7 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
             {
                 "channel": r.channel,
                 "received_at": j.local(r.received_at).isoformat(),
+                "observed_at": j.local(r.observed_at).isoformat() if r.observed_at else None,
                 "reporter": r.reporter if reveal_reporters else privacy.mask_reporter(r.reporter),
             }
             for r in received
@@ -728,12 +739,21 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
         "satisfaction": case.satisfaction,
         # Every instant leaves Gridflow in the city's zone.
         "registered_at": j.local(case.registered_at).isoformat(),
+        # When its first report was observed (null when it did not say), and its photos.
+        "observed_at": j.local(case.observed_at).isoformat() if case.observed_at else None,
+        "photos": case_photos(work, case_id),
         "closed_at": j.local(case.closed_at).isoformat() if case.closed_at else None,
         "timeline": [
             {"at": j.local(e.at).isoformat(), "kind": e.kind, **_detail(e.detail, shown)}
             for e in events
         ],
     }
+
+
+def case_photos(work: Work, case_id: str) -> list[dict]:
+    from gridflow_intake.photos import of_case  # photos imports this module
+
+    return of_case(work, case_id)
 
 
 def _detail(detail: dict | None, shown: Callable[[str], str]) -> dict:
