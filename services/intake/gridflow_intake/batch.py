@@ -20,6 +20,7 @@ from gridflow_common.domain import access as a
 from gridflow_common.domain import intake_batch as ib
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.runtime import Work
+from gridflow_intake import bodies
 from gridflow_intake import handlers as h
 from gridflow_intake import photos as ph
 from gridflow_intake import schemas as s
@@ -80,6 +81,9 @@ def load_item(item: Any) -> dict:
     """One batch item loaded as a single report is, with ``external_id`` required."""
     if not isinstance(item, dict):
         raise h.Rejected(400, {"_body": ["must be a report object"]})
+    problems = bodies.untakeable_values(item)
+    if problems:
+        raise h.Rejected(400, problems)
     try:
         return _ITEM_SCHEMA.load(item)
     except ValidationError as exc:

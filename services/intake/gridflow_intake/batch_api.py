@@ -54,7 +54,16 @@ class BatchAnswerSchema(Schema):
 
 
 def _items(body: bytes) -> list[Any]:
-    data = bodies.load_json_object(body)
+    data = bodies.parse_json_object(body)
+    # What no item could hold is refused with its item (load_item); anything else, the whole body.
+    outside = {
+        name: why
+        for name, why in bodies.untakeable_values(
+            {k: v for k, v in data.items() if k != "items"}
+        ).items()
+    }
+    if outside:
+        raise h.Rejected(400, outside)
     unknown = sorted(set(data) - {"items"})
     if unknown:
         raise h.Rejected(400, {name: ["Unknown field."] for name in unknown})

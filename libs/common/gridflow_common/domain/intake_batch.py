@@ -68,22 +68,83 @@ def content_address(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# The columns an import file may have (the header row names them, in any order; others are
+# refused so a misspelt column is not silently dropped). description, and one location form
+# (lat+lon, grid_code or address), are what a report needs.
+IMPORT_COLUMNS = (
+    "external_id",
+    "channel",
+    "description",
+    "category",
+    "lat",
+    "lon",
+    "grid_code",
+    "address",
+    "observed_at",
+    "reporter_name",
+    "reporter_phone",
+)
+
+
 @dataclass(frozen=True)
 class ImportRow:
-    """One row of an import file, as read: its 1-based number (the header is row 1) and its
-    cells by column name."""
+    """One row of an import file, as read: its number in the file (the header is row 1) and
+    its non-empty cells by column name, as text (numbers and instants already written out)."""
 
     number: int
     cells: dict[str, str]
 
 
-def import_external_id(file_digest: str, row: ImportRow) -> str:
-    """The row's own external_id, or one derived from the file's content and the row's number
-    (``import-<12 hex>-<row>``), so importing the same file again changes nothing."""
-    given = (row.cells.get("external_id") or "").strip()
+def import_external_id(row: ImportRow) -> str:
+    """The row's own external_id, or one derived from what the row says (``import-`` and 24 hex
+    of the sha256 of its cells): importing the same file again, or a file with rows added or
+    fixed, changes nothing for the rows already taken. Two rows saying exactly the same are
+    one report."""
+    given = row.cells.get("external_id", "").strip()
     if given:
         return given
-    return f"import-{file_digest[:12]}-{row.number}"
+    canonical = "\x1f".join(f"{k}={row.cells[k]}" for k in sorted(row.cells))
+    return "import-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
+
+
+def _number(text: str) -> float | str:
+    """A coordinate as a JSON number when it reads as one; else the text, for the API to refuse
+    naming the field (one validation: the API's)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if value == value and abs(value) != float("inf") else text
+
+
+def import_report(row: ImportRow, channel: str) -> dict:
+    """The report a row asks for, shaped as ``POST /api/v1/reports/batch`` takes an item."""
+    cells = row.cells
+    report: dict = {
+        "channel": cells.get("channel") or channel,
+        "external_id": import_external_id(row),
+        "description": cells.get("description", ""),
+    }
+    location: dict = {}
+    for name in ("lat", "lon"):
+        if name in cells:
+            location[name] = _number(cells[name])
+    for name in ("grid_code", "address"):
+        if name in cells:
+            location[name] = cells[name]
+    report["location"] = location
+    if "category" in cells:
+        report["category"] = cells["category"]
+    if "observed_at" in cells:
+        report["observed_at"] = cells["observed_at"]
+    reporter = {k: cells[f"reporter_{k}"] for k in ("name", "phone") if f"reporter_{k}" in cells}
+    if reporter:
+        report["reporter"] = reporter
+    return report
+
+
+def unknown_columns(header: list[str]) -> list[str]:
+    return [name for name in header if name and name not in IMPORT_COLUMNS]
 
 
 def photo_path(photo_id: str) -> str:
