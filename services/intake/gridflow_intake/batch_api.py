@@ -19,10 +19,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema, fields
+from sqlalchemy.exc import OperationalError
 
 from gridflow_common import metrics
 from gridflow_common.domain import intake_batch as ib
 from gridflow_common.domain import vocabulary as v
+from gridflow_common.logging import get_logger
 from gridflow_intake import batch, bodies
 from gridflow_intake import handlers as h
 from gridflow_intake import progress as pg
@@ -30,6 +32,22 @@ from gridflow_intake import progress as pg
 if TYPE_CHECKING:
     from gridflow_intake.access import Access
     from gridflow_intake.api import Answer, Call
+
+
+log = get_logger(__name__)
+# A batch rolled back by a deadlock or a serialisation failure is run again this many times in
+# all.
+RETRIES = 3
+# deadlock_detected, serialization_failure
+_CONFLICTS = ("40P01", "40001")
+
+
+def _pgcode(exc: OperationalError) -> str | None:
+    return getattr(exc.orig, "pgcode", None)
+
+
+def _conflict(exc: OperationalError) -> bool:
+    return _pgcode(exc) in _CONFLICTS
 
 
 class BatchSchema(Schema):
@@ -97,9 +115,19 @@ class BatchEndpoints:
             # The public form's budget is per report, whether they come one by one or together.
             for _ in items:
                 self.access.limit_public_report(call.caller)
-        with self.runtime.work() as work:
-            results = batch.take_batch(work, items, call.principal, pg.new_progress_token)
-            self._audit_within(work, call, 200)
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self.runtime.work() as work:
+                    results = batch.take_batch(work, items, call.principal, pg.new_progress_token)
+                    self._audit_within(work, call, 200)
+                break
+            except OperationalError as exc:
+                # Two batches of one neighbourhood each hold merge locks (and hotspot rows) the
+                # other's next item needs: PostgreSQL breaks the deadlock by rolling one back
+                # whole, which is then sent again (nothing of it was committed).
+                if attempt == RETRIES or not _conflict(exc):
+                    raise
+                log.info("batch_retried", attempt=attempt, pgcode=_pgcode(exc))
         host = call.request.host_url
         summary = {
             o: 0
