@@ -130,7 +130,7 @@ class Progress:
 
 def _errors_text(errors: dict[str, list[str]], index: int) -> str:
     prefix = f"items.{index}"
-    parts = []
+    parts: list[str] = []
     for name, messages in errors.items():
         field = name[len(prefix) + 1 :] if name.startswith(prefix + ".") else name
         field = field if name != prefix else "row"
