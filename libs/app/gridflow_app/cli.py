@@ -56,6 +56,12 @@ def cmd_replay(rest: list[str]) -> int:
     return replay.main(rest)
 
 
+def cmd_import_reports(args) -> int:
+    from gridflow_app import import_reports
+
+    return import_reports.main(args)
+
+
 def cmd_import(args) -> int:
     """Validate a jurisdiction folder and install it through the admin API."""
     import httpx
@@ -563,6 +569,15 @@ def parser() -> argparse.ArgumentParser:
     from gridflow_app import rules_try
 
     rules_try.add_parser(sub)
+    # Reports from a CSV or Excel file, through the batch API (gridflow_app/import_reports.py).
+    ir = sub.add_parser("import-reports", help="import reports from a CSV or .xlsx file")
+    ir.add_argument("file")
+    ir.add_argument(
+        "--url", default=None, help="default: GRIDFLOW_URL, else http://127.0.0.1:GRIDFLOW_PORT"
+    )
+    ir.add_argument("--token", default=None, help="a channel key or user token; default: admin")
+    ir.add_argument("--channel", default="import", help="for rows without a channel column")
+    ir.add_argument("--time-zone", default="Asia/Shanghai", help="for instants without an offset")
     mig = sub.add_parser("migrate", help="upgrade every service's tables")
     mig.add_argument("--database-url", default=None)
     ens = sub.add_parser(
@@ -645,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "asyncapi": cmd_asyncapi,
         "import": cmd_import,
+        "import-reports": cmd_import_reports,
         "migrate": cmd_migrate,
         "ensure-jurisdiction": cmd_ensure_jurisdiction,
         "dead-letters": cmd_dead_letters,

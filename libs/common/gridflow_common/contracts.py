@@ -220,6 +220,10 @@ class CaseRegisteredV1(_Payload):
     # The channel the first report came by (vocabulary.CHANNELS): the city's rules may route
     # by it (additive; null from an older intake).
     channel = fields.String(allow_none=True, load_default=None)
+    # The report's photos, as paths under Gridflow's API (read with the case's rights), and
+    # when it was observed, ISO 8601 (additive; absent: none, not said).
+    photos = fields.List(fields.String(), load_default=list)
+    observed_at = fields.String(allow_none=True, load_default=None)
 
 
 class CaseStatusReportedV1(_Payload):
@@ -287,6 +291,9 @@ class CaseRoutedV1(_Payload):
     # A rule's time limit for this assignment, instead of its category's: SLA's clock and the
     # due instant given to departments count it (additive; null: the category's).
     time_limit = fields.Nested(RuleTimeLimitSchema, allow_none=True, load_default=None)
+    # The registering report's photos (paths under the API; additive, on a new case's first
+    # assignment).
+    photos = fields.List(fields.String(), load_default=list)
 
 
 class DeliverySchema(Schema):
@@ -486,6 +493,9 @@ class DepartmentMessageV2(Schema):
     # sees_reporter): the path of the case, whose reports name them whole when read with the
     # department's credential. Null otherwise (additive).
     reporter_contact_url = fields.String(allow_none=True, load_default=None)
+    # The case's photos: paths under Gridflow's API, read with the department's credential
+    # (additive; empty when none came with the case's first assignment).
+    photos = fields.List(fields.String(), load_default=list)
     dispatched_at = fields.String(required=True)
     status_back = fields.Nested(StatusBackSchema, required=True)
 
@@ -543,6 +553,8 @@ class CaseReportSchema(Schema):
 
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
     received_at = fields.String(required=True)
+    # When the reporter saw it (null when the report did not say).
+    observed_at = fields.String(allow_none=True, load_default=None)
     reporter = fields.Dict(allow_none=True, required=True)
 
 
@@ -587,6 +599,10 @@ class CaseSchema(Schema):
     # when the report named its category.
     classification = fields.Dict(allow_none=True)
     registered_at = fields.String(required=True)
+    # When its first report was observed (null when not said); registered_at is its arrival.
+    observed_at = fields.String(allow_none=True)
+    # Its photos: photo_id, url (a path under the API), content_type, size, width, height, sha256.
+    photos = fields.List(fields.Dict(), load_default=list)
     closed_at = fields.String(allow_none=True)
     timeline = fields.List(fields.Nested(TimelineEntrySchema), required=True)
 

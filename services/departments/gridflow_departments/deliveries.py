@@ -167,6 +167,7 @@ def case_message(
             # (its queues are persistent, and read by whoever administers it).
             "reporter": payload["reporter"],
             "reporter_contact_url": reporter_contact_url(j, payload, department, role),
+            "photos": list(payload.get("photos") or []),
             "dispatched_at": j.local(dispatched).isoformat(),
             "status_back": {
                 "exchange": c.STATUS_EXCHANGE,

@@ -31,6 +31,7 @@ from gridflow_common import metrics
 from gridflow_common import reset as r
 from gridflow_common.clock import ClockRefused
 from gridflow_common.domain import access as a
+from gridflow_common.domain.intake_batch import MAX_BATCH_BODY_BYTES, PHOTO_TYPES
 from gridflow_common.domain.jurisdiction import DEFAULT_TIME_ZONE
 from gridflow_common.domain.jurisdiction_files import JurisdictionError
 from gridflow_common.jurisdictions import NoJurisdiction
@@ -51,6 +52,8 @@ from gridflow_intake.access import (
     signin_url,
 )
 from gridflow_intake.assessment_api import AssessmentEndpoints
+from gridflow_intake.batch import take_report
+from gridflow_intake.batch_api import BatchAnswerSchema, BatchEndpoints, BatchSchema
 from gridflow_intake.board_api import BoardEndpoints
 from gridflow_intake.cases_api import CaseListEndpoints
 from gridflow_intake.department_api import DepartmentEndpoints
@@ -59,6 +62,7 @@ from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
 from gridflow_intake.open311_api import Open311Endpoints
 from gridflow_intake.orders_api import OrderEndpoints
 from gridflow_intake.peers import Peers, PeerUnavailable
+from gridflow_intake.photos_api import PhotoEndpoints, PhotoSchema
 from gridflow_intake.ratelimit import parse_limit
 from gridflow_intake.routing_api import CaseRoutingSchema, RoutingEndpoints
 from gridflow_intake.sensors_api import SensorAlertSchema, SensorAnswerSchema, SensorEndpoints
@@ -128,6 +132,34 @@ class Route:
 B = s.MAX_BODY_BYTES
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/reports", "post_report", ANYONE, B),
+    # A phone's reports after a day offline, one answer per item; photos for reports, read with
+    # the rights of their case (gridflow_intake/batch_api.py, photos_api.py).
+    Route(
+        "POST",
+        "/api/v1/reports/batch",
+        "post_reports_batch",
+        ANYONE,
+        MAX_BATCH_BODY_BYTES,
+        summary="Send up to 100 reports at once (a phone after a day offline)",
+        body=BatchSchema,
+        answer=BatchAnswerSchema,
+    ),
+    Route(
+        "POST",
+        "/api/v1/photos",
+        "post_photo",
+        ANY_CREDENTIAL,
+        summary="Upload a photo (raw JPEG, PNG or WebP body) for a report to name",
+        answer=PhotoSchema,
+        content_types=PHOTO_TYPES,
+    ),
+    Route(
+        "GET",
+        "/api/v1/photos/<photo_id>",
+        "get_photo",
+        ANY_CREDENTIAL,
+        summary="A photo, with the rights of reading its case (or its uploader's, unattached)",
+    ),
     # Finding cases and the board's summary, cut to the caller's scope (cases_api.py).
     Route("GET", "/api/v1/cases", "get_cases", SIGNED_IN),
     Route("GET", "/api/v1/board/summary", "get_board_summary", SIGNED_IN),
@@ -410,6 +442,8 @@ class IntakeApi(
     BoardEndpoints,
     OrderEndpoints,
     RoutingEndpoints,
+    BatchEndpoints,
+    PhotoEndpoints,
 ):
     def __init__(
         self, runtime: ServiceRuntime, peers: Peers, inbox_waiters: ib.Waiters | None = None
@@ -620,7 +654,8 @@ class IntakeApi(
             token, token_hash = pg.new_progress_token()
             try:
                 with self.runtime.work() as work:
-                    status, answer = h.register_report(work, report, token_hash)
+                    credential_id = call.principal.credential_id if call.principal else None
+                    status, answer = take_report(work, report, credential_id, token_hash)
                     self._audit_within(work, call, status)
                 break
             except IntegrityError:

@@ -19,6 +19,7 @@ from gridflow_common import contracts as c
 from gridflow_common.domain import lifecycle, merging, privacy
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.calendar import resumed_due
+from gridflow_common.domain.intake_batch import observed_detail, photo_path
 from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Handler, Work
@@ -207,6 +208,7 @@ def register_report(
                 **_place_columns(j, area_code),
                 channel=report["channel"],
                 address=report["location"].get("address"),
+                observed_at=report.get("observed_at"),
             ),
         )
         _note(
@@ -219,6 +221,7 @@ def register_report(
             classified=classified,
             area_code=area_code,
             **classifying.timeline_detail(classification),
+            **observed_detail(report),
         )
         # What leaves intake is masked (routing, departments and every department system read
         # it); the case row and the report keep the original for those who may see it.
@@ -235,6 +238,10 @@ def register_report(
                 "location": {"lat": lat, "lon": lon} if lat is not None else None,
                 "reporter": privacy.mask_reporter(report.get("reporter")),
                 "channel": report["channel"],  # the city's rules may route by it
+                # Photos (paths under the API, read with the case's rights) and the instant the
+                # report was observed (gridflow_intake/batch.py).
+                "photos": [photo_path(p) for p in report.get("photos") or []],
+                **observed_detail(report),
             },
         )
         # Many new cases of one kind in one place within a short window (热点): one upsert per
@@ -251,6 +258,7 @@ def register_report(
             received_at=work.now,
             progress_token_hash=progress_token_hash,
             device=report.get("device"),
+            observed_at=report.get("observed_at"),
         ),
     )
     if joined:
@@ -672,7 +680,9 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
         .order_by(timeline.c.at, timeline.c.id)
     ).all()
     received = work.db.execute(
-        sa.select(reports.c.channel, reports.c.received_at, reports.c.reporter)
+        sa.select(
+            reports.c.channel, reports.c.received_at, reports.c.reporter, reports.c.observed_at
+        )
         .where(reports.c.case_id == case_id)
         .order_by(reports.c.id)
     ).all()
@@ -731,6 +741,7 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
             {
                 "channel": r.channel,
                 "received_at": j.local(r.received_at).isoformat(),
+                "observed_at": j.local(r.observed_at).isoformat() if r.observed_at else None,
                 "reporter": r.reporter if reveal_reporters else privacy.mask_reporter(r.reporter),
             }
             for r in received
@@ -740,12 +751,21 @@ def case_view(work: Work, case_id: str, *, reveal_reporters: bool = False) -> di
         "classification": classifying.shown(events),
         # Every instant leaves Gridflow in the city's zone.
         "registered_at": j.local(case.registered_at).isoformat(),
+        # When its first report was observed (null when it did not say), and its photos.
+        "observed_at": j.local(case.observed_at).isoformat() if case.observed_at else None,
+        "photos": case_photos(work, case_id),
         "closed_at": j.local(case.closed_at).isoformat() if case.closed_at else None,
         "timeline": [
             {"at": j.local(e.at).isoformat(), "kind": e.kind, **_detail(e.detail, shown)}
             for e in events
         ],
     }
+
+
+def case_photos(work: Work, case_id: str) -> list[dict]:
+    from gridflow_intake.photos import of_case  # photos imports this module
+
+    return of_case(work, case_id)
 
 
 def _detail(detail: dict | None, shown: Callable[[str], str]) -> dict:

@@ -58,6 +58,9 @@ cases = sa.Table(
     sa.Column("community_code", sa.String(32), nullable=True),
     sa.Column("channel", sa.String(20), nullable=True),
     sa.Column("address", sa.Text, nullable=True),
+    # When its first report was observed (a grid worker's phone may send it hours later;
+    # intake_0170); null when the report did not say. registered_at stays the arrival.
+    sa.Column("observed_at", UtcDateTime(), nullable=True),
     sa.Index("ix_intake_cases_status_due", "status", "due_at", "case_id"),
     sa.Index("ix_intake_cases_registered", "registered_at", "case_id"),
     sa.Index("ix_intake_cases_colour_due", "colour", "due_at"),
@@ -87,6 +90,8 @@ reports = sa.Table(
     # SHA-256 of the reporter's progress token (gridflow_intake/progress.py): the token is shown
     # once, in the answer to the report, and never stored. Null for reports taken before links.
     sa.Column("progress_token_hash", sa.String(64), nullable=True),
+    # When the reporter saw it (intake_0170); received_at is when it reached Gridflow.
+    sa.Column("observed_at", UtcDateTime(), nullable=True),
     sa.Index("uq_intake_reports_progress_token_hash", "progress_token_hash", unique=True),
     # A case's reports, for its view and for the lists' masking (intake_0110).
     sa.Index("ix_intake_reports_case_id", "case_id"),
@@ -227,8 +232,29 @@ classification_examples = sa.Table(
     sa.Column("labelled_at", UtcDateTime(), nullable=False),
 )
 
+# A photo uploaded for a report (gridflow_intake/photos.py, intake_0170): the bytes live in the
+# photo folder under their sha256; the row says who uploaded it and, once a report referenced
+# it, which case (and report) it belongs to. Unattached, only its uploader may read it.
+photos = sa.Table(
+    "intake_photos",
+    metadata,
+    sa.Column("photo_id", sa.String(40), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content_type", sa.String(40), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    # The credential id of the uploader (never its secret).
+    sa.Column("uploaded_by", sa.String(100), nullable=False),
+    sa.Column("uploaded_at", UtcDateTime(), nullable=False),
+    sa.Column("case_id", sa.String(40), sa.ForeignKey("intake_cases.case_id"), nullable=True),
+    sa.Column("report_id", sa.Integer, nullable=True),
+    sa.Index("ix_intake_photos_case_id", "case_id"),
+)
+
 OWN_TABLES = [
     classification_examples,
+    photos,
     hotspots,
     department_messages,
     inbox,

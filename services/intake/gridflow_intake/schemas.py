@@ -18,6 +18,7 @@ from marshmallow import (
 from gridflow_common.contracts import CHANNELS, UPDATE_STATUSES
 from gridflow_common.domain import access, lifecycle
 from gridflow_common.domain import vocabulary as v
+from gridflow_common.domain.intake_batch import MAX_PHOTOS_PER_REPORT
 from gridflow_common.domain.lifecycle import MAX_EXTENSION_HOURS
 
 # Every body but a jurisdiction upload: a report with a 2,000-character Chinese description is
@@ -130,6 +131,14 @@ class ReportSchema(_Strict):
     category = fields.String(validate=validate.Length(1, 100), allow_none=True, load_default=None)
     location = fields.Nested(LocationSchema, required=True)
     reporter = fields.Nested(ReporterSchema, allow_none=True, load_default=None)
+    # When the reporter saw it (a phone's queued report arrives later); bounds against the
+    # city's clock in gridflow_common.domain.intake_batch. Photos: ids from POST /api/v1/photos.
+    observed_at = fields.AwareDateTime(allow_none=True, load_default=None, validate=_sane_instant)
+    photos = fields.List(
+        fields.String(validate=validate.Length(1, 40)),
+        validate=validate.Length(max=MAX_PHOTOS_PER_REPORT),
+        load_default=list,
+    )
 
 
 class StatusUpdateSchema(_Strict):

@@ -32,6 +32,7 @@ from gridflow_intake.peers import (
     NOTIFICATIONS_TIMEOUT_SECONDS,
     PeerUnavailable,
 )
+from gridflow_intake.photos import PHOTOS_DIR, PhotoFolder
 from gridflow_intake.status_consumer import StatusConsumer, StatusDelivery, Transient
 
 # Department systems publish status messages here (docs/integrators.md): a durable queue bound
@@ -168,6 +169,7 @@ class IntakeService(GridflowService):
     sla = RpcProxy(c.SLA)
     notify = RpcProxy(c.NOTIFY)
     inbox_waiters = InboxWaiters()
+    photo_folder = PhotoFolder()
     # The API the entrypoint answers with (the identity benchmark's twin swaps it).
     api_class: type[IntakeApi] = IntakeApi
 
@@ -184,6 +186,7 @@ class IntakeService(GridflowService):
     @http(ALL_METHODS, "/")
     @http(ALL_METHODS, "/<path:rest>")
     def api(self, request, rest=None):
+        self.runtime.extras.setdefault(PHOTOS_DIR, self.photo_folder)
         return self.api_class(self.runtime, self._peers(), self.inbox_waiters).respond(request)
 
     @status_messages(STATUS_QUEUE, requeue_on_error=True, expected_exceptions=(RequeueLater,))

@@ -50,6 +50,8 @@ def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
             "description": privacy.mask_personal_numbers(row["description"]),
             "location": row["location"],
             "reporter": row.get("reporter"),
+            # A new case's photos ride its first assignment only (routing keeps no column).
+            "photos": row.get("photos") or [],
         },
         occurred_at=event.occurred_at,
     )
@@ -114,7 +116,12 @@ def on_case_registered(work: Work, event: c.Event) -> None:
         **_fields(decision),
     )
     work.db.execute(sa.insert(assignments), row)
-    _announce(work, {**row, "explanation": decision.explanation}, v.REASON_NEW, event)
+    _announce(
+        work,
+        {**row, "explanation": decision.explanation, "photos": p.get("photos") or []},
+        v.REASON_NEW,
+        event,
+    )
 
 
 def _current(work: Work, case_id: str, *, lock: bool = True) -> dict | None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "intake_0180"
-down_revision = "intake_0160"
+down_revision = "intake_0170"
 branch_labels = None
 depends_on = None
 

@@ -11,7 +11,7 @@ from alembic import op
 from gridflow_common.db import UtcDateTime
 
 revision = "intake_0190"
-down_revision = "intake_0160"
+down_revision = "intake_0180"
 branch_labels = None
 depends_on = None
 
