@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gridflow_common.domain import assessment, vocabulary
+from gridflow_common.domain import addresses, assessment, vocabulary
 from gridflow_common.domain.calendar import (
     TimeLimit,
     TimeUnit,
@@ -87,6 +87,8 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "departments.csv": ("sees_reporter",),
     # An adapter that needs none of these leaves them out.
     "adapters.csv": ("endpoint", "credential_ref", "status_map", "options"),
+    # A building or compound may give its road and house number(s), and a point of its own.
+    "addresses.csv": ("road", "from", "to", "parity", "lat", "lon"),
 }
 # The clerks who keep these spreadsheets write 是/否 as often as yes/no.
 _YES = ("yes", "true", "1", "是")
@@ -100,6 +102,9 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "assessment.csv": ("weight", "value"),
     # Hotspot thresholds and windows per category and level (absent: the defaults).
     "hotspots.csv": ("category", "level", "threshold", "window_minutes"),
+    # The address list: buildings, compounds and road sections -> grid and point (absent:
+    # addresses resolve by street, community and grid names only). domain/addresses.py.
+    "addresses.csv": ("kind", "name", "grid_code"),
 }
 SETTING_TIME_ZONE = "time_zone"
 SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
@@ -351,6 +356,7 @@ class _Loader:
         settings = self.load_settings()
         weights = self.load_assessment()
         hotspot_rules = self.load_hotspots(categories)
+        address_list = self.load_addresses(areas)
         zone = ZoneInfo(settings.get("time_zone", DEFAULT_TIME_ZONE))
 
         calendar: WorkingCalendar | None = None
@@ -378,6 +384,7 @@ class _Loader:
             adapter_lines={config.code: line for config, line in adapters},
             assessment_weights=weights,
             hotspot_rules=hotspot_rules,
+            addresses=address_list,
             **settings,
         )
 
@@ -477,6 +484,15 @@ class _Loader:
                 continue
             rules.append(assessment.HotspotRule(level, threshold or 0, minutes or 0, category))
         return assessment.HotspotRules(tuple(rules))
+
+    def load_addresses(self, areas: list[Area]) -> tuple[addresses.AddressEntry, ...]:
+        """``addresses.csv`` (optional), read and checked by ``domain.addresses``."""
+        file = "addresses.csv"
+        return addresses.read_address_rows(
+            self.table(file) or [],
+            {a.code: a for a in areas},
+            lambda line, column, message: self.add(file, line, column, message),
+        )
 
     def whole_number(self, file: str, row: _Row, column: str, low: int, high: int) -> int | None:
         text = self.required(file, row, column)
