@@ -150,10 +150,15 @@ class AddressMatch:
 
 
 class _AreaLike(Protocol):
-    code: str
-    name: str
-    level: str
-    polygon: Polygon
+    # Read-only, as the frozen Area has them.
+    @property
+    def code(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def polygon(self) -> Polygon: ...
 
 
 # ------------------------------------------------------------------------------- reading
@@ -193,9 +198,9 @@ def read_address_rows(
             )
         road = row["road"].strip() or None
         name = row["name"].strip() or (road if kind == KIND_ROAD else None)
-        if name is None:
+        if name is None and kind != KIND_ROAD:  # a section without a road is told so below
             say(row.line, "name", "is empty")
-        elif len(normalise(name)) < 2:
+        elif name is not None and len(normalise(name)) < 2:
             say(row.line, "name", f"'{name}' is too short to be found in an address")
         grid = _grid(row, areas, say)
         number_from, number_to, parity = _range(row, kind, road, say)
@@ -222,9 +227,7 @@ def read_address_rows(
                 continue
             names[key] = row.line
         if road is not None and number_from is not None:
-            overlap = next(
-                (e for e in ranges.get(normalise(road), ()) if _overlap(e, entry)), None
-            )
+            overlap = next((e for e in ranges.get(normalise(road), ()) if _overlap(e, entry)), None)
             if overlap is not None and overlap.kind == kind:
                 say(
                     row.line,
@@ -302,7 +305,9 @@ def _range(
         elif parity != PARITY_ALL and number_from == number_to and _parity(number_from) != parity:
             say(row.line, "parity", f"{number_from} is not {parity}: the range is empty")
         elif parity != PARITY_ALL and _parity(number_from) != parity:
-            say(row.line, "from", f"{number_from} is not {parity}; the range is of {parity} numbers")
+            say(
+                row.line, "from", f"{number_from} is not {parity}; the range is of {parity} numbers"
+            )
         elif parity != PARITY_ALL and _parity(number_to) != parity:
             say(row.line, "to", f"{number_to} is not {parity}; the range is of {parity} numbers")
     return number_from, number_to, parity
@@ -323,7 +328,9 @@ def _overlap(a: AddressEntry, b: AddressEntry) -> bool:
     return False
 
 
-def _point(row: _RowLike, grid: _AreaLike | None, say: Problem) -> tuple[float | None, float | None]:
+def _point(
+    row: _RowLike, grid: _AreaLike | None, say: Problem
+) -> tuple[float | None, float | None]:
     texts = {c: row[c].strip() for c in ("lat", "lon")}
     if not any(texts.values()):
         return None, None
@@ -382,7 +389,9 @@ def representative_point(polygon: Polygon) -> tuple[float, float]:
         for (x0, y0), (x1, y1) in zip(shell, shell[1:], strict=False)
         if (y0 > lat) != (y1 > lat)
     )
-    stretches = [(b - a, (a + b) / 2) for a, b in zip(crossings[::2], crossings[1::2], strict=False)]
+    stretches = [
+        (b - a, (a + b) / 2) for a, b in zip(crossings[::2], crossings[1::2], strict=False)
+    ]
     if stretches:
         return lat, max(stretches)[1]
     return shell[0][1], shell[0][0]

@@ -157,6 +157,9 @@ class Jurisdiction:
     # hotspots.csv: how many reports of a kind in a grid or community, within how long, make
     # an alert (absent: the defaults).
     hotspot_rules: HotspotRules = field(default_factory=HotspotRules)
+    # settings.csv merge_by_grid: whether a report located only by a grid (its code or name,
+    # no point) joins an open point-less case of its category in that grid (docs/addresses.md).
+    merge_by_grid: bool = False
     # addresses.csv: buildings, compounds and road sections -> grid and point (absent: none).
     addresses: tuple[AddressEntry, ...] = ()
 

@@ -109,7 +109,14 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
 SETTING_TIME_ZONE = "time_zone"
 SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
 SETTING_TRIAGE_TIME_UNIT = "triage_time_unit"
-SETTINGS = (SETTING_TIME_ZONE, SETTING_TRIAGE_TIME_LIMIT, SETTING_TRIAGE_TIME_UNIT)
+# Whether reports located only by a grid (no point) merge within it (docs/addresses.md).
+SETTING_MERGE_BY_GRID = "merge_by_grid"
+SETTINGS = (
+    SETTING_TIME_ZONE,
+    SETTING_TRIAGE_TIME_LIMIT,
+    SETTING_TRIAGE_TIME_UNIT,
+    SETTING_MERGE_BY_GRID,
+)
 _ALL_FILES = {**FILES, **OPTIONAL_FILES}
 
 _LIST_SEPARATOR = re.compile(r"[;；]")  # Chinese keyboards type the full-width semicolon
@@ -408,6 +415,11 @@ class _Loader:
                 self.add(
                     file, line, "value", f"'{zone}' is not an IANA time zone (e.g. Asia/Shanghai)"
                 )
+        if SETTING_MERGE_BY_GRID in values:
+            text, line = values[SETTING_MERGE_BY_GRID]
+            answer = self.yes_or_no(file, _Row(line, {"value": text}), "value")
+            if answer is not None:
+                settings["merge_by_grid"] = answer
         amount = values.get(SETTING_TRIAGE_TIME_LIMIT)
         unit = values.get(SETTING_TRIAGE_TIME_UNIT)
         if (amount is None) != (unit is None):
