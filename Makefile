@@ -79,6 +79,9 @@ bench-departments: $(STAMP) ## pushes/s through the AMQP and webhook adapters be
 bench-command-center: $(STAMP) ## the board's first load, case lists and a year's assessment on 100,000 open and 1,000,000 closed cases (PostgreSQL), beside a raw GROUP BY
 	$(BIN)/python -m bench.command_center
 
+bench-addresses: $(STAMP) ## address -> grid lookups per second (Lucheng's list and a 20,000-entry city) beside a naive scan of the same list
+	$(BIN)/python -m bench.addresses
+
 bench-board-latency: $(STAMP) ## a colour change's delay to the board's live feed and summary on the real topology (simulated clock), beside a 1 s polling SELECT
 	$(BIN)/python -m bench.board_latency
 
