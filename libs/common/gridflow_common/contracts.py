@@ -187,6 +187,13 @@ class _Payload(Schema):
         unknown = EXCLUDE
 
 
+def _masked_only(reporter: dict | None) -> bool:
+    problems = privacy.unmasked_reporter_fields(reporter) if reporter else []
+    if problems:
+        raise ValidationError({field: ["must be masked"] for field in problems})
+    return True
+
+
 class MaskedReporterSchema(Schema):
     """A reporter as it travels between services: masked (``domain.privacy.mask_reporter``).
     The contract refuses a clear name or number, so a producer that forgot to mask fails its
@@ -198,9 +205,12 @@ class MaskedReporterSchema(Schema):
     name = fields.String(allow_none=True, load_default=None)
     phone = fields.String(allow_none=True, load_default=None)
 
-    @validates_schema
-    def masked(self, data: dict, **_: object) -> None:
-        problems = privacy.unmasked_reporter_fields(data)
+    @validates_schema(pass_original=True)
+    def masked(self, data: dict, original: Any, **_: object) -> None:
+        # Every field the producer gave, not only those kept: a contact field this schema does
+        # not name yet (e-mail, openid) given in clear is a producer that forgot to mask.
+        given = original if isinstance(original, dict) else data
+        problems = privacy.unmasked_reporter_fields({**given, **data})
         if problems:
             raise ValidationError({field: ["must be masked"] for field in problems})
 
@@ -458,8 +468,8 @@ class DepartmentMessageV2(Schema):
     # The holder's due instant and colour, in the city's zone; null before a clock runs.
     due_at = fields.String(allow_none=True, required=True)
     colour = fields.String(allow_none=True, required=True, validate=validate.OneOf(COLOURS))
-    # Masked, always: a name and a number never ride the broker.
-    reporter = fields.Dict(allow_none=True, required=True)
+    # Masked, always: a name and a number never ride the broker (checked, every field).
+    reporter = fields.Dict(allow_none=True, required=True, validate=lambda r: _masked_only(r))
     # For the lead department the city's data lets see reporters (departments.csv
     # sees_reporter): the path of the case, whose reports name them whole when read with the
     # department's credential. Null otherwise (additive).
