@@ -187,11 +187,10 @@ class _Payload(Schema):
         unknown = EXCLUDE
 
 
-def _masked_only(reporter: dict | None) -> bool:
+def _masked_only(reporter: dict | None) -> None:
     problems = privacy.unmasked_reporter_fields(reporter) if reporter else []
     if problems:
-        raise ValidationError({field: ["must be masked"] for field in problems})
-    return True
+        raise ValidationError({"reporter": {field: ["must be masked"] for field in problems}})
 
 
 class MaskedReporterSchema(Schema):
@@ -469,13 +468,17 @@ class DepartmentMessageV2(Schema):
     due_at = fields.String(allow_none=True, required=True)
     colour = fields.String(allow_none=True, required=True, validate=validate.OneOf(COLOURS))
     # Masked, always: a name and a number never ride the broker (checked, every field).
-    reporter = fields.Dict(allow_none=True, required=True, validate=lambda r: _masked_only(r))
+    reporter = fields.Dict(allow_none=True, required=True)
     # For the lead department the city's data lets see reporters (departments.csv
     # sees_reporter): the path of the case, whose reports name them whole when read with the
     # department's credential. Null otherwise (additive).
     reporter_contact_url = fields.String(allow_none=True, load_default=None)
     dispatched_at = fields.String(required=True)
     status_back = fields.Nested(StatusBackSchema, required=True)
+
+    @validates_schema
+    def reporter_masked(self, data: dict, **_: object) -> None:
+        _masked_only(data.get("reporter"))
 
 
 class StatusMessageV1(Schema):
