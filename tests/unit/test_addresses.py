@@ -267,3 +267,18 @@ def test_merge_by_grid_is_a_yes_or_no_setting():
     assert [(p.file, p.line, p.column) for p in caught.value.problems] == [
         ("settings.csv", 2, "value")
     ]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "\x00\x00人民西路\x0012号",
+        "🏠" * 500,
+        "人民西路" + "9" * 400 + "号",
+        "号" * 2000,
+        "十" * 300 + "号",
+    ],
+)
+def test_hostile_addresses_are_answered_not_crashed_on(lucheng, hostile):
+    match = lucheng.resolve_address(hostile)
+    assert match is None or lucheng.area(match.area_code) is not None

@@ -223,3 +223,22 @@ def test_the_holders_department_sees_the_contact_only_where_the_city_says_so(jou
     assert answer.status == 200, answer.body
     assert answer.body["handler"] == HOLDER
     assert not _leaks(json.dumps(answer.body, ensure_ascii=False))
+
+
+def test_the_progress_page_names_no_reporter(gridflow):
+    api = SignedApi(gridflow)
+    body = {
+        "channel": "hotline",
+        "description": "华侨饭店门口路灯不亮",
+        "category": "component.streetlight",
+        "location": {"address": "五马街三十六号华侨饭店"},
+        "reporter": {"name": NAME, "phone": PHONE},
+    }
+    posted = api.handle("POST", "/api/v1/reports", json.dumps(body, ensure_ascii=False).encode())
+    assert posted.status == 201, posted.body
+    gridflow.drain()
+    path = "/api/v1/progress/" + posted.body["progress_url"].rsplit("/", 1)[-1]
+    page = gridflow.api().handle("GET", path, b"", {})
+    assert page.status == 200, page.body
+    assert page.body["case_id"] == posted.body["case_id"]
+    assert not _leaks(json.dumps(page.body, ensure_ascii=False))
