@@ -82,6 +82,9 @@ bench-command-center: $(STAMP) ## the board's first load, case lists and a year'
 bench-rules: $(STAMP) ## routing decisions/s as a pure function with a 38-rule Lucheng rules file, beside taxonomy-only routing
 	$(BIN)/python -m bench.rules
 
+bench-addresses: $(STAMP) ## address -> grid lookups per second (Lucheng's list and a 20,000-entry city) beside a naive scan of the same list
+	$(BIN)/python -m bench.addresses
+
 bench-board-latency: $(STAMP) ## a colour change's delay to the board's live feed and summary on the real topology (simulated clock), beside a 1 s polling SELECT
 	$(BIN)/python -m bench.board_latency
 

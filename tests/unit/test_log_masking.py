@@ -104,10 +104,34 @@ def test_case_ids_made_by_intake_are_never_masked():
 # ----------------------------------------------------------------------------- the processor
 
 
+def test_processor_masks_a_reporter_and_contact_keys_whatever_their_fields():
+    event = {
+        "event": "reporter_seen",
+        "reporter": {"name": "庄思思", "phone": PHONE, "email": "zss@example.org", "x": "秘"},
+        "reporters": [{"name": "李四海", "wechat_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}],
+        "email": "zss@example.org",
+        "wechat_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        "error": "IntegrityError [parameters: {'reporter': {'name': '庄思思', 'email': 'zss@q.cn'}}]",
+        "adapter": {"name": "amqp"},  # "name" alone is not a contact: loggers, adapters...
+    }
+    masked = mask_processor(None, "info", event)
+    assert masked["reporter"] == {
+        "name": "庄**",
+        "phone": PHONE_MASKED,
+        "email": "z***@example.org",
+        "x": "***",
+    }
+    assert masked["reporters"] == [{"name": "李**", "phone": None, "wechat_openid": "o***"}]
+    assert (masked["email"], masked["wechat_openid"]) == ("z***@example.org", "o***")
+    assert "庄思思" not in masked["error"] and "zss@q.cn" not in masked["error"]
+    assert "'name': '庄**'" in masked["error"]
+    assert masked["adapter"] == {"name": "amqp"}
+
+
 def test_processor_masks_strings_nested_in_dicts_lists_and_tuples():
     event = {
         "event": f"report from {PHONE}",
-        "reporter": {"name": "张三", "phone": PHONE, "ids": [ID_NUMBER, {"alt": "13812345678"}]},
+        "details": {"name": "张三", "phone": PHONE, "ids": [ID_NUMBER, {"alt": "13812345678"}]},
         "pair": (PHONE, 3),
         "case_id": "GF20260302A1B2C3D4E5",
         "count": 13900000001,
@@ -117,7 +141,7 @@ def test_processor_masks_strings_nested_in_dicts_lists_and_tuples():
     masked = mask_processor(None, "info", event)
     assert masked == {
         "event": f"report from {PHONE_MASKED}",
-        "reporter": {
+        "details": {
             "name": "张三",
             "phone": PHONE_MASKED,
             "ids": [ID_MASKED, {"alt": "138****5678"}],

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 # The rules live with the rest of the privacy rules; every log line applies them.
+from gridflow_common.domain.privacy import mask_contact_fields_in_text, mask_field, mask_reporter
 from gridflow_common.domain.privacy import mask_personal_numbers as _mask_numbers
 
 # Gridflow's tokens (gfs_ session, gft_ bearer, gfl_ sign-in link, gfk_ channel key, gfd_ holder
@@ -27,21 +28,35 @@ def mask_personal_numbers(text: str) -> str:
     """Any Gridflow token cut to its prefix, phone and ID-card numbers masked."""
     # Tokens first: a token's digits could read as a phone number, and masking those first
     # would cut the token in two and leave its second half in clear.
-    return _mask_numbers(_TOKEN.sub(r"\1***", text))
+    # Contact fields written as a dict (a reporter in an error's SQL parameters): names and
+    # e-mail addresses have no shape a number rule could find.
+    return _mask_numbers(mask_contact_fields_in_text(_TOKEN.sub(r"\1***", text)))
 
 
-def _mask(value: Any) -> Any:
+# Keys whose value is a person's contact wherever a log call passes one (a reporter, or one of
+# its fields); "name" alone is not among them: a logger, an adapter or a queue has a name too.
+_CONTACT_KEYS = ("phone", "email", "wechat_openid", "openid")
+_REPORTER_KEYS = ("reporter", "contact")
+
+
+def _mask(value: Any, key: str | None = None) -> Any:
+    if key in _REPORTER_KEYS and isinstance(value, dict):
+        return mask_reporter(value)
+    if key in ("reporters", "contacts") and isinstance(value, (list, tuple)):
+        return type(value)(mask_reporter(v) if isinstance(v, dict) else _mask(v) for v in value)
+    if key in _CONTACT_KEYS and isinstance(value, str):
+        return mask_field(key, value)
     if isinstance(value, str):
         return mask_personal_numbers(value)
     if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
+        return {k: _mask(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_mask(v) for v in value)
     return value
 
 
 def mask_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict:
-    return {key: _mask(value) for key, value in event_dict.items()}
+    return {key: _mask(value, key) for key, value in event_dict.items()}
 
 
 def mask_record(record: logging.LogRecord) -> logging.LogRecord:

@@ -20,11 +20,10 @@ from gridflow_common.domain import lifecycle, merging, privacy
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.calendar import resumed_due
 from gridflow_common.domain.intake_batch import observed_detail, photo_path
-from gridflow_common.domain.jurisdiction import LEVELS
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Handler, Work
 from gridflow_common.service import ServiceDefinition
-from gridflow_intake import assessment, classifying
+from gridflow_intake import assessment, classifying, locating
 from gridflow_intake.device_merge import open_case_of_device
 from gridflow_intake.figures import open_cases
 from gridflow_intake.models import (
@@ -92,7 +91,9 @@ def _note_fact(work: Work, event: c.Event, kind: str, *fact: str, **detail: Any)
 
 
 def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float | None]:
-    """The grid (or, failing that, the deepest area) a report's location denotes."""
+    """The grid (or, failing that, the deepest area) a report's location denotes, and its
+    point: the one given, or an address's (its listed point or its grid's centroid); none for
+    a grid code (such reports are merged by grid)."""
     if "lat" in location:
         area = j.locate_point(location["lat"], location["lon"])
         if area is None:
@@ -113,26 +114,8 @@ def resolve_location(j: Any, location: dict) -> tuple[str, float | None, float |
                 422, {"location.grid_code": [f"unknown grid code {location['grid_code']!r}"]}
             )
         return area.code, None, None
-    address = location["address"]
-    # A first version: the deepest area whose name the address mentions. Geocoding comes later.
-    best = None
-    for level in reversed(LEVELS):  # the deepest first
-        for area in j.areas_at(level):
-            if area.name and area.name in address:
-                best = area
-                break
-        if best:
-            break
-    if best is None:
-        raise Rejected(
-            422,
-            {
-                "location.address": [
-                    "no street, community or grid of the jurisdiction is named in the address"
-                ]
-            },
-        )
-    return best.code, None, None
+    # The address list (addresses.csv), else the areas' names: docs/addresses.md.
+    return locating.resolve_address(j, location["address"], Rejected)
 
 
 def _place_columns(j: Any, area_code: str) -> dict[str, str | None]:
@@ -180,7 +163,9 @@ def register_report(
         category, classified = classification.category, classification.category is not None
 
     # A sensor's alert joins its device's open case first (gridflow_intake/device_merge.py).
-    joined = open_case_of_device(work, report) or _open_duplicate(work, category, lat, lon)
+    joined = open_case_of_device(work, report) or _open_duplicate(
+        work, category, lat, lon, locating.merge_grid(j, area_code)
+    )
     case_id = joined or _new_case_id(j.local(work.now))
     if joined:
         work.db.execute(
@@ -281,8 +266,15 @@ def _serialise_merge_decision(work: Work, keys: tuple[int, ...]) -> None:
 
 
 def _open_duplicate(
-    work: Work, category: str | None, lat: float | None, lon: float | None
+    work: Work,
+    category: str | None,
+    lat: float | None,
+    lon: float | None,
+    grid_code: str | None = None,
 ) -> str | None:
+    if lat is None or lon is None:
+        # Located by a grid only (its code or its name): merged within the grid.
+        return locating.open_duplicate_in_grid(work, category, grid_code)
     if not merging.mergeable(category, lat, lon):
         return None
     assert lat is not None and lon is not None  # mergeable() said so

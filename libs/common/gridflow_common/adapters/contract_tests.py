@@ -114,7 +114,7 @@ def sample_delivery(
         "area_code": "330302104001001",
         "due_at": "2026-03-03T09:00:00+08:00",
         "colour": "yellow" if kind == KIND_CHANGE else "green",
-        "reporter": {"name": "张*", "phone": "138****0000"},
+        "reporter": {"name": "张**", "phone": "138****0000"},
         "dispatched_at": "2026-03-02T09:00:00+08:00",
         "status_back": {
             "exchange": contracts.STATUS_EXCHANGE,

@@ -12,6 +12,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gridflow_common.domain.addresses import AddressEntry, AddressIndex, AddressMatch
 from gridflow_common.domain.assessment import HotspotRules, Weights
 from gridflow_common.domain.calendar import (
     TimeLimit,
@@ -162,6 +163,11 @@ class Jurisdiction:
     rules: RuleSet = NO_RULES
     # synonyms.csv: the city's words for classification, (word, standard) (absent: none).
     synonyms: tuple[tuple[str, str], ...] = ()
+    # settings.csv merge_by_grid: whether a report located only by a grid (its code or name,
+    # no point) joins an open point-less case of its category in that grid (docs/addresses.md).
+    merge_by_grid: bool = False
+    # addresses.csv: buildings, compounds and road sections -> grid and point (absent: none).
+    addresses: tuple[AddressEntry, ...] = ()
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)
@@ -176,6 +182,7 @@ class Jurisdiction:
     _people: dict[str, Person] = field(init=False, repr=False, compare=False)
     _people_at: dict[str, tuple[Person, ...]] = field(init=False, repr=False, compare=False)
     _adapters: dict[str, AdapterConfig] = field(init=False, repr=False, compare=False)
+    _address_index: AddressIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         children: dict[str, list[Area]] = {}
@@ -199,6 +206,8 @@ class Jurisdiction:
         set_(self, "_people", {p.id: p for p in self.people})
         set_(self, "_people_at", {k: tuple(v) for k, v in people_at.items()})
         set_(self, "_adapters", {a.code: a for a in self.adapters})
+        # Built once per jurisdiction (so once per version): a lookup never scans the list.
+        set_(self, "_address_index", AddressIndex(self.addresses, self.areas))
 
     @property
     def zone(self) -> tzinfo:
@@ -261,6 +270,15 @@ class Jurisdiction:
             found = hit
             candidates = self._children.get(hit.code, ())
         return found
+
+    def resolve_address(self, address: str) -> AddressMatch | None:
+        """The most specific place ``address`` names (domain.addresses): a building, compound
+        or road section of addresses.csv, else the deepest area named; None when nothing."""
+        return self._address_index.resolve(address)
+
+    def grid_point(self, area_code: str) -> tuple[float, float] | None:
+        """A point (lat, lon) inside the area: its centroid for a convex one."""
+        return self._address_index.point_of(area_code)
 
     def ancestor(self, area_code: str, level: str) -> Area | None:
         if level not in LEVELS:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gridflow_common.domain import assessment, synonyms_file, vocabulary
+from gridflow_common.domain import addresses, assessment, synonyms_file, vocabulary
 from gridflow_common.domain.calendar import (
     TimeLimit,
     TimeUnit,
@@ -88,6 +88,8 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "departments.csv": ("sees_reporter",),
     # An adapter that needs none of these leaves them out.
     "adapters.csv": ("endpoint", "credential_ref", "status_map", "options"),
+    # A building or compound may give its road and house number(s), and a point of its own.
+    "addresses.csv": ("road", "from", "to", "parity", "lat", "lon"),
 }
 # The clerks who keep these spreadsheets write 是/否 as often as yes/no.
 _YES = ("yes", "true", "1", "是")
@@ -105,11 +107,21 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "rules.yaml": (),
     # The city's words for classification (synonyms_file; absent: the built-in ones only).
     synonyms_file.FILE: synonyms_file.COLUMNS,
+    # The address list: buildings, compounds and road sections -> grid and point (absent:
+    # addresses resolve by street, community and grid names only). domain/addresses.py.
+    "addresses.csv": ("kind", "name", "grid_code"),
 }
 SETTING_TIME_ZONE = "time_zone"
 SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
 SETTING_TRIAGE_TIME_UNIT = "triage_time_unit"
-SETTINGS = (SETTING_TIME_ZONE, SETTING_TRIAGE_TIME_LIMIT, SETTING_TRIAGE_TIME_UNIT)
+# Whether reports located only by a grid (no point) merge within it (docs/addresses.md).
+SETTING_MERGE_BY_GRID = "merge_by_grid"
+SETTINGS = (
+    SETTING_TIME_ZONE,
+    SETTING_TRIAGE_TIME_LIMIT,
+    SETTING_TRIAGE_TIME_UNIT,
+    SETTING_MERGE_BY_GRID,
+)
 _ALL_FILES = {**FILES, **OPTIONAL_FILES}
 
 _LIST_SEPARATOR = re.compile(r"[;；]")  # Chinese keyboards type the full-width semicolon
@@ -357,6 +369,7 @@ class _Loader:
         weights = self.load_assessment()
         hotspot_rules = self.load_hotspots(categories)
         synonyms = synonyms_file.load_synonyms(self)
+        address_list = self.load_addresses(areas)
         zone = ZoneInfo(settings.get("time_zone", DEFAULT_TIME_ZONE))
 
         calendar: WorkingCalendar | None = None
@@ -386,6 +399,7 @@ class _Loader:
                 assessment_weights=weights,
                 hotspot_rules=hotspot_rules,
                 synonyms=synonyms,
+                addresses=address_list,
                 **settings,
             )
         )
@@ -425,6 +439,11 @@ class _Loader:
                 self.add(
                     file, line, "value", f"'{zone}' is not an IANA time zone (e.g. Asia/Shanghai)"
                 )
+        if SETTING_MERGE_BY_GRID in values:
+            text, line = values[SETTING_MERGE_BY_GRID]
+            answer = self.yes_or_no(file, _Row(line, {"value": text}), "value")
+            if answer is not None:
+                settings["merge_by_grid"] = answer
         amount = values.get(SETTING_TRIAGE_TIME_LIMIT)
         unit = values.get(SETTING_TRIAGE_TIME_UNIT)
         if (amount is None) != (unit is None):
@@ -501,6 +520,15 @@ class _Loader:
                 continue
             rules.append(assessment.HotspotRule(level, threshold or 0, minutes or 0, category))
         return assessment.HotspotRules(tuple(rules))
+
+    def load_addresses(self, areas: list[Area]) -> tuple[addresses.AddressEntry, ...]:
+        """``addresses.csv`` (optional), read and checked by ``domain.addresses``."""
+        file = "addresses.csv"
+        return addresses.read_address_rows(
+            self.table(file) or [],
+            {a.code: a for a in areas},
+            lambda line, column, message: self.add(file, line, column, message),
+        )
 
     def whole_number(self, file: str, row: _Row, column: str, low: int, high: int) -> int | None:
         text = self.required(file, row, column)

@@ -133,3 +133,44 @@ def lock_keys_for(
     for category, lat, lon in reports:
         keys.update(lock_keys(category, lat, lon))
     return tuple(sorted(keys))
+
+
+# --------------------------------------------------------------------------- merging by grid
+# A report that names only a grid (its code, or a grid's name in an address) has no point, so no
+# distance: it joins the open case of its category in that grid that has no point either (the
+# first registered). A case with a point is not joined from the grid: the grid is hundreds of
+# metres across and the point says where the problem is; a grid-only report beside it may well
+# be another one (docs/addresses.md).
+
+
+def grid_mergeable(category: str | None, grid_code: str | None) -> bool:
+    return category is not None and grid_code is not None
+
+
+def grid_case_to_join(
+    candidates: Iterable[tuple[Candidate, str]], category: str | None, grid_code: str | None
+) -> str | None:
+    """Of ``(candidate, its area code)``: the open, pointless case of ``category`` in
+    ``grid_code`` registered first (the case id breaks a tie)."""
+    if not grid_mergeable(category, grid_code):
+        return None
+    matches = [
+        c
+        for c, area_code in candidates
+        if area_code == grid_code
+        and c.category == category
+        and is_open(c.status)
+        and (c.lat is None or c.lon is None)
+    ]
+    if not matches:
+        return None
+    return min(matches, key=lambda c: (c.registered_at, c.case_id)).case_id
+
+
+def grid_lock_keys(category: str | None, grid_code: str | None) -> tuple[int, ...]:
+    """The key held while deciding whether a grid-only report joins a case: one per category
+    and grid, apart from the point keys (a point report never joins a grid-only case)."""
+    if not grid_mergeable(category, grid_code):
+        return ()
+    assert category is not None and grid_code is not None
+    return (_key(category, "grid", grid_code),)

@@ -112,16 +112,44 @@ def _mainland_mobile(digits: str) -> str | None:
     return None
 
 
+def mask_opaque(value: str) -> str:
+    """A contact that is neither a name, a phone nor an e-mail address (a WeChat openid, say):
+    its first character and three stars, nothing at all when it is that short; whatever it
+    is, it says who someone is, and nobody but the holder of the whole needs any of it."""
+    cleaned = "".join(ch for ch in value if ch.isprintable()).strip()
+    if not cleaned:
+        return ""
+    return (cleaned[0] if len(cleaned) > 4 else "") + "***"
+
+
+# How each field of a reporter is masked; a field not named here is masked by mask_opaque:
+# every contact field, including ones added after this was written (email and wechat_openid
+# from the WeChat and Open311 channels), leaves intake masked unless the caller may see it.
+CONTACT_MASKS: dict[str, Any] = {
+    "name": mask_name,
+    "phone": mask_phone,
+    "email": mask_email,
+}
+# The fields every masked reporter carries (null when the report gave none): the contract's.
+_ALWAYS = ("name", "phone")
+
+
+def mask_field(field: str, value: Any) -> str | None:
+    """One contact field masked as its kind is masked (``CONTACT_MASKS``, else opaque)."""
+    return _masked(value, CONTACT_MASKS.get(field, mask_opaque))
+
+
 def mask_reporter(reporter: dict | None) -> dict | None:
-    """A reporter ``{name, phone}`` as anyone but those who may see it see it: always both keys,
-    each masked or null. Nothing else of the dict is passed on: a key this function does not
-    know is a key it cannot mask."""
+    """A reporter as anyone but those who may see it see it: ``name`` and ``phone`` always
+    (each masked or null), and every other field it has masked too (``mask_field``), so a
+    channel that adds a contact field to reporters is covered without a change here."""
     if reporter is None:
         return None
-    return {
-        "name": _masked(reporter.get("name"), mask_name),
-        "phone": _masked(reporter.get("phone"), mask_phone),
-    }
+    masked: dict[str, str | None] = {key: None for key in _ALWAYS}
+    for key, value in reporter.items():
+        if value is not None or key in _ALWAYS:
+            masked[str(key)] = mask_field(str(key), value)
+    return masked
 
 
 def _masked(value: Any, mask: Any) -> str | None:
@@ -130,21 +158,44 @@ def _masked(value: Any, mask: Any) -> str | None:
     return mask(value if isinstance(value, str) else str(value)) or None
 
 
-# The shapes mask_name and mask_phone produce (an empty result travels as null).
+# The shapes the masks produce (an empty result travels as null).
 _MASKED_NAME = re.compile(r"\*|.\*\*", re.DOTALL)
 _MASKED_PHONE = re.compile(r"\+?(?:[0-9]{3}\*+[0-9]{4}|\*+[0-9]{4}|\*+)")
+_MASKED_EMAIL = re.compile(r"[^@\s]?\*\*\*(?:@[^\s]*)?")
+_MASKED_OPAQUE = re.compile(r".?\*\*\*", re.DOTALL)
+_MASKED_SHAPES = {"name": _MASKED_NAME, "phone": _MASKED_PHONE, "email": _MASKED_EMAIL}
 
 
 def unmasked_reporter_fields(reporter: dict) -> list[str]:
     """The fields of ``reporter`` that are not in a masked shape: what a contract refuses to
-    carry between services."""
+    carry between services. Every field is looked at, not only the ones known today."""
     problems = []
-    name, phone = reporter.get("name"), reporter.get("phone")
-    if name is not None and not (isinstance(name, str) and _MASKED_NAME.fullmatch(name)):
-        problems.append("name")
-    if phone is not None and not (isinstance(phone, str) and _MASKED_PHONE.fullmatch(phone)):
-        problems.append("phone")
+    for key, value in reporter.items():
+        if value is None:
+            continue
+        shape = _MASKED_SHAPES.get(str(key), _MASKED_OPAQUE)
+        if not (isinstance(value, str) and shape.fullmatch(value)):
+            problems.append(str(key))
     return problems
+
+
+# A contact field written out as a dict or JSON is (a SQL statement's parameters in an error, a
+# repr): 'name': '庄思思' or "phone": "138...". Log lines mask the value.
+_CONTACT_IN_TEXT = re.compile(
+    r"""(?P<key>(?<!\w)["']?(?P<field>name|phone|email|wechat_openid|openid)["']?\s*[:=]\s*)"""
+    r"""(?P<quote>["'])(?P<value>[^"'\\]{1,200})(?P=quote)"""
+)
+
+
+def mask_contact_fields_in_text(text: str) -> str:
+    """``text`` with the value of every contact field written in it as a dict or JSON masked:
+    what a log line does with a reporter it did not mean to carry."""
+
+    def masked(m: re.Match[str]) -> str:
+        value = mask_field(m.group("field"), m.group("value")) or ""
+        return f"{m.group('key')}{m.group('quote')}{value}{m.group('quote')}"
+
+    return _CONTACT_IN_TEXT.sub(masked, text)
 
 
 # --------------------------------------------------------------------------- who sees it whole
