@@ -197,11 +197,12 @@ def test_the_shipped_list_loads_and_every_point_lies_in_its_grid(lucheng):
 def test_the_shared_lucheng_is_the_shipped_one_without_its_address_list():
     """The scenarios load ../shared/fixtures/lucheng, the embedded default the shipped copy: the
     shared files are the shipped files, byte for byte; only the address list is the shipped
-    copy's own (so the scenarios resolve addresses by area names, as they were written for)."""
+    copy's own (so the scenarios resolve addresses by area names, as they were written for), and
+    so are its classification synonyms."""
     shared = SHARED / "fixtures" / "lucheng"
     shared_names = {p.name for p in shared.glob("*.csv")}
     shipped_names = {p.name for p in Path(LUCHENG).glob("*.csv")}
-    assert shipped_names - shared_names == {"addresses.csv"}
+    assert shipped_names - shared_names == {"addresses.csv", "synonyms.csv"}
     for name in shared_names:
         assert (shared / name).read_bytes() == (LUCHENG / name).read_bytes(), name
     # and the list fits the shared areas
