@@ -10,7 +10,6 @@ import time
 from xml.etree import ElementTree as ET
 
 import pytest
-
 import sqlalchemy as sa
 
 from gridflow_intake import wechat_format as wf
