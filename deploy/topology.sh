@@ -20,6 +20,11 @@ export GRIDFLOW_TRUSTED_PROXIES=${GRIDFLOW_TRUSTED_PROXIES:-127.0.0.1}
 # Rate limits shared by every intake replica.
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 mkdir -p "$VAR_DIR"
+# The WeChat account's token, by reference (docs/channels.md): a token file in VAR_DIR serves
+# when no reference is set; neither: the callback is not there (404).
+if [[ -z ${GRIDFLOW_WECHAT_TOKEN_REF:-} && -f $VAR_DIR/wechat-token ]]; then
+  export GRIDFLOW_WECHAT_TOKEN_REF=file:$VAR_DIR/wechat-token
+fi
 
 ensure_database() {
   "$BIN/python" - <<'PY'

@@ -5,12 +5,15 @@ making one report, and hostile XML (entities, external entities, NUL, oversize) 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from xml.etree import ElementTree as ET
 
 import pytest
+import sqlalchemy as sa
 
 from gridflow_intake import wechat_format as wf
+from gridflow_intake.models import cases, wechat_pending
 from tests.support.channels import POINT, call, counts, report_rows
 
 TOKEN = "wechat-test-token-7d1f"
@@ -194,3 +197,40 @@ def test_an_unconfigured_callback_is_not_there(gridflow, monkeypatch):
     )
     assert answer.status == 404 and "wechat" in answer.body["errors"]
     assert counts(gridflow) == (0, 0)
+
+
+def _waiting(gridflow) -> list[tuple[str, str]]:
+    with gridflow.engine.connect() as conn:
+        rows = conn.execute(sa.select(wechat_pending.c.openid, wechat_pending.c.kind)).all()
+    return sorted((openid, kind) for openid, kind in rows)
+
+
+def test_halves_wait_in_the_database_and_expired_ones_are_swept(gridflow, api):
+    # Two residents' halves left long ago (an abandoned location, an abandoned text).
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with gridflow.engine.begin() as conn:
+        conn.execute(
+            sa.insert(wechat_pending),
+            [
+                {"openid": "o_gone_1", "kind": "location", "value": POINT, "held_until": past},
+                {"openid": "o_gone_2", "kind": "text", "value": "路灯坏了", "held_until": past},
+            ],
+        )
+    located = send(
+        api,
+        message("location", "4001", Location_X=str(POINT["lat"]), Location_Y=str(POINT["lon"])),
+    )
+    assert "位置" in reply_text(located)
+    assert _waiting(gridflow) == [(OPENID, "location")]
+    # A second location replaces the first: one half of a kind per resident.
+    send(api, message("location", "4002", Location_X="28.0", Location_Y="120.6"))
+    assert _waiting(gridflow) == [(OPENID, "location")]
+    text = send(api, message("text", "4003", Content="路灯不亮，晚上很黑"))
+    assert "案件编号" in reply_text(text)
+    [row] = report_rows(gridflow, "wechat")
+    with gridflow.engine.connect() as conn:
+        place = conn.execute(
+            sa.select(cases.c.lat, cases.c.lon).where(cases.c.case_id == row["case_id"])
+        ).one()
+    assert tuple(place) == (28.0, 120.6)
+    assert _waiting(gridflow) == []

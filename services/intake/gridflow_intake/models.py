@@ -252,9 +252,23 @@ photos = sa.Table(
     sa.Index("ix_intake_photos_case_id", "case_id"),
 )
 
+# A resident's WeChat location or text waiting (briefly) for the other half of a report, shared
+# by every intake replica (intake_0180).
+wechat_pending = sa.Table(
+    "intake_wechat_pending",
+    metadata,
+    sa.Column("openid", sa.String(64), primary_key=True),
+    # location ({lat, lon}) | text (the resident's words)
+    sa.Column("kind", sa.String(10), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    # Operational (real) time: the platform's messages arrive in it.
+    sa.Column("held_until", UtcDateTime(), nullable=False, index=True),
+)
+
 OWN_TABLES = [
     classification_examples,
     photos,
+    wechat_pending,
     hotspots,
     department_messages,
     inbox,

@@ -13,7 +13,6 @@ report's external id, so a retry answers the same case.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Any
 
@@ -24,44 +23,13 @@ from gridflow_intake import bodies
 from gridflow_intake import handlers as h
 from gridflow_intake import progress as pg
 from gridflow_intake import wechat_format as wf
+from gridflow_intake import wechat_pending as wp
 from gridflow_intake.channels import ChannelIntake
 from gridflow_intake.models import reports
 
 CHANNEL = "wechat"
 TOKEN_REF_ENV = "GRIDFLOW_WECHAT_TOKEN_REF"
-# How long a resident's last location (or last text) waits for the other half of a report.
-PAIRING_SECONDS = 600
-MAX_REMEMBERED = 10_000
 XML_MEDIA_TYPES = ("text/xml", "application/xml")
-
-
-class Pending:
-    """The last location and text per openid, briefly, in this process (a resident's two
-    messages reach one replica in the embedded default; across replicas see docs/channels.md)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.locations: dict[str, tuple[float, dict]] = {}
-        self.texts: dict[str, tuple[float, str]] = {}
-
-    def _fresh(self, table: dict, openid: str) -> Any:
-        entry = table.get(openid)
-        if entry is None or time.monotonic() - entry[0] > PAIRING_SECONDS:
-            table.pop(openid, None)
-            return None
-        return entry[1]
-
-    def put(self, table: dict, openid: str, value: Any) -> None:
-        with self.lock:
-            if len(table) >= MAX_REMEMBERED:
-                table.clear()
-            table[openid] = (time.monotonic(), value)
-
-    def take(self, table: dict, openid: str) -> Any:
-        with self.lock:
-            value = self._fresh(table, openid)
-            table.pop(openid, None)
-            return value
 
 
 def _token() -> str:
@@ -120,12 +88,14 @@ class WeChatEndpoints(ChannelIntake):
             200, wf.reply(message, text, int(time.time())), "application/xml; charset=utf-8"
         )
 
-    def _wechat_pending(self) -> Pending:
-        return self.runtime.extras.setdefault("wechat_pending", Pending())
+    def _wechat_pair(self, openid: str, kind: str, value: Any) -> Any:
+        """The resident's waiting other half, or None (``value`` then waits for its pair;
+        ``value`` None: nothing is kept)."""
+        with self.runtime.work() as work:
+            return wp.pair(work, openid, kind, value, self.runtime.operational_now())
 
     def _wechat_reply_text(self, call: Any, message: wf.Message) -> str:
         openid = message.from_user
-        pending = self._wechat_pending()
         if message.msg_id:
             with self.runtime.work() as work:
                 known = work.db.execute(
@@ -137,20 +107,22 @@ class WeChatEndpoints(ChannelIntake):
                 return f"您反映的问题已受理，案件编号 {known}。"
         if message.msg_type == "location":
             location: dict[str, Any] = {"lat": message.lat, "lon": message.lon}
-            description = pending.take(pending.texts, openid)
+            description = self._wechat_pair(openid, wp.LOCATION, location)
             if description is None:
-                pending.put(pending.locations, openid, location)
                 return "已收到您的位置，请发送文字描述您要反映的问题。"
             return self._wechat_report(call, message, description, location)
         if message.msg_type == "text" and message.content:
-            location = pending.take(pending.locations, openid)  # type: ignore[no-redef]
-            if location is None:
-                location = {"address": message.content[:500]}
-                try:
-                    h.resolve_location(self._jurisdiction(), location)  # type: ignore[attr-defined]
-                except h.Rejected:
-                    pending.put(pending.texts, openid, message.content)
+            address = {"address": message.content[:500]}
+            try:
+                h.resolve_location(self._jurisdiction(), address)  # type: ignore[attr-defined]
+            except h.Rejected:
+                # Not a place of the city: the text waits for a location, or takes a waiting one.
+                location = self._wechat_pair(openid, wp.TEXT, message.content)
+                if location is None:
                     return "已收到，请发送您的位置（点击“+”选择“位置”），以便我们派人处理。"
+            else:
+                # A text naming a place is a report on its own; a waiting location is preferred.
+                location = self._wechat_pair(openid, wp.TEXT, None) or address
             return self._wechat_report(call, message, message.content, location)
         if message.msg_type == "event" and message.event == "subscribe":
             return "欢迎关注！发送文字描述问题并发送位置，即可反映城市管理问题。"

@@ -1,6 +1,7 @@
 """intake: channels behind keys: a sensor's key names its device (and may carry the device's
 registered place); a report remembers the device that sent it, so a device's alerts merge into
-its open case
+its open case; a resident's WeChat location or text waits for the other half of a report in a
+table every intake replica shares
 
 Revision ID: intake_0180
 Revises: intake_0160
@@ -8,6 +9,8 @@ Revises: intake_0160
 
 import sqlalchemy as sa
 from alembic import op
+
+from gridflow_common.db import UtcDateTime
 
 revision = "intake_0180"
 down_revision = "intake_0170"
@@ -20,9 +23,19 @@ def upgrade() -> None:
     op.add_column("intake_credentials", sa.Column("device_place", sa.JSON, nullable=True))
     op.add_column("intake_reports", sa.Column("device", sa.String(64), nullable=True))
     op.create_index("ix_intake_reports_device", "intake_reports", ["device"])
+    op.create_table(
+        "intake_wechat_pending",
+        sa.Column("openid", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(10), primary_key=True),
+        sa.Column("value", sa.JSON, nullable=False),
+        sa.Column("held_until", UtcDateTime(), nullable=False),
+    )
+    op.create_index("ix_intake_wechat_pending_held_until", "intake_wechat_pending", ["held_until"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_intake_wechat_pending_held_until", table_name="intake_wechat_pending")
+    op.drop_table("intake_wechat_pending")
     op.drop_index("ix_intake_reports_device", table_name="intake_reports")
     with op.batch_alter_table("intake_reports") as batch_op:
         batch_op.drop_column("device")
