@@ -20,6 +20,7 @@ from gridflow_common.domain.calendar import (
     WorkingCalendar,
 )
 from gridflow_common.domain.geo import Polygon
+from gridflow_common.domain.notify_plan import NotifyPlan
 from gridflow_common.domain.vocabulary import UNIT_KINDS
 
 LEVELS = ("district", "street", "community", "grid")
@@ -156,6 +157,8 @@ class Jurisdiction:
     # hotspots.csv: how many reports of a kind in a grid or community, within how long, make
     # an alert (absent: the defaults).
     hotspot_rules: HotspotRules = field(default_factory=HotspotRules)
+    # notify.csv, notify_templates.csv and settings quiet_hours / urgent_categories.
+    notify_plan: NotifyPlan = field(default_factory=NotifyPlan)
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)

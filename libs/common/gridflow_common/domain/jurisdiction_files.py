@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gridflow_common.domain import assessment, vocabulary
+from gridflow_common.domain import assessment, notify_plan, vocabulary
 from gridflow_common.domain.calendar import (
     TimeLimit,
     TimeUnit,
@@ -100,11 +100,22 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "assessment.csv": ("weight", "value"),
     # Hotspot thresholds and windows per category and level (absent: the defaults).
     "hotspots.csv": ("category", "level", "threshold", "window_minutes"),
+    # Channels per person and the city's own message templates (domain.notify_plan).
+    "notify.csv": ("person", "channels"),
+    "notify_templates.csv": ("kind", "template"),
 }
 SETTING_TIME_ZONE = "time_zone"
 SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
 SETTING_TRIAGE_TIME_UNIT = "triage_time_unit"
-SETTINGS = (SETTING_TIME_ZONE, SETTING_TRIAGE_TIME_LIMIT, SETTING_TRIAGE_TIME_UNIT)
+SETTING_QUIET_HOURS = "quiet_hours"
+SETTING_URGENT_CATEGORIES = "urgent_categories"
+SETTINGS = (
+    SETTING_TIME_ZONE,
+    SETTING_TRIAGE_TIME_LIMIT,
+    SETTING_TRIAGE_TIME_UNIT,
+    SETTING_QUIET_HOURS,
+    SETTING_URGENT_CATEGORIES,
+)
 _ALL_FILES = {**FILES, **OPTIONAL_FILES}
 
 _LIST_SEPARATOR = re.compile(r"[;；]")  # Chinese keyboards type the full-width semicolon
@@ -223,6 +234,7 @@ class _Loader:
         self.area_levels: dict[str, str | None] | None = None
         self.department_codes: set[str] | None = None
         self.unit_kinds: dict[str, str | None] | None = None
+        self.notify_settings: dict[str, tuple[str, int]] = {}
 
     def add(self, file: str, line: int, column: str | None, message: str) -> None:
         self.problems.append(Problem(file, line, column, message))
@@ -351,6 +363,7 @@ class _Loader:
         settings = self.load_settings()
         weights = self.load_assessment()
         hotspot_rules = self.load_hotspots(categories)
+        plan = notify_plan.load(self.texts, self.notify_settings, people, categories, self.add)
         zone = ZoneInfo(settings.get("time_zone", DEFAULT_TIME_ZONE))
 
         calendar: WorkingCalendar | None = None
@@ -378,6 +391,7 @@ class _Loader:
             adapter_lines={config.code: line for config, line in adapters},
             assessment_weights=weights,
             hotspot_rules=hotspot_rules,
+            notify_plan=plan,
             **settings,
         )
 
@@ -392,6 +406,10 @@ class _Loader:
             value = self.required(file, row, "value")
             if key is not None and self.unique(file, row, "key", key, seen) and value:
                 values[key] = (value, row.line)
+        # Notify's settings go to its own parser (domain.notify_plan.load).
+        self.notify_settings = {
+            k: values.pop(k) for k in (SETTING_QUIET_HOURS, SETTING_URGENT_CATEGORIES) if k in values
+        }
         settings: dict[str, Any] = {}
         if SETTING_TIME_ZONE in values:
             zone, line = values[SETTING_TIME_ZONE]

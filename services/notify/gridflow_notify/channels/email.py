@@ -1,0 +1,109 @@
+"""``email``: the message as a plain-text UTF-8 mail over SMTP.
+
+Options: ``smtp_url`` (``smtp://host:port`` or ``smtps://host:port``), ``starttls`` (false),
+``username`` and ``password_ref`` (``env:``/``file:``) when the server wants a login,
+``from_address`` (``noreply@gridflow.invalid``), ``timeout`` (seconds for the conversation, 10).
+
+The Message-ID is made from the message id, the same on every try, so a mail system that drops
+duplicates shows one mail when Gridflow sent it twice. SMTP answers map to the contract: no
+connection, a timeout or a 4xx is ``ChannelUnavailable``; a 5xx is ``ChannelRefused``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import smtplib
+import ssl
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime
+from urllib.parse import urlsplit
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from gridflow_common.notify_channels import (
+    EMAIL,
+    ChannelRefused,
+    ChannelUnavailable,
+    NotifyChannel,
+    OutgoingMessage,
+    SendResult,
+)
+
+SENDER_NAME = "网格化管理平台"
+
+
+class EmailConfig(Schema):
+    smtp_url = fields.String(required=True)
+    starttls = fields.Boolean(load_default=False)
+    username = fields.String(load_default=None, allow_none=True)
+    password_ref = fields.String(load_default=None, allow_none=True)
+    from_address = fields.Email(load_default="noreply@gridflow.invalid")
+    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=300))
+
+    @validates("smtp_url")
+    def _url(self, value: str, **_: object) -> None:
+        parts = urlsplit(value)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValidationError("must be smtp://host:port or smtps://host:port")
+        if parts.username or parts.password:
+            raise ValidationError("must not carry a user or password: use password_ref")
+
+
+class EmailChannel(NotifyChannel):
+    config_schema = EmailConfig
+    contact = EMAIL
+
+    def compose(self, message: OutgoingMessage) -> EmailMessage:
+        mail = EmailMessage(policy=SMTP_POLICY)
+        mail["Subject"] = message.subject
+        mail["From"] = Address(display_name=SENDER_NAME, addr_spec=self.options["from_address"])
+        mail["To"] = message.address or ""
+        mail["Date"] = format_datetime(self.context.now())
+        digest = hashlib.sha256(message.message_id.encode("utf-8")).hexdigest()[:32]
+        mail["Message-ID"] = f"<{digest}@notify.gridflow>"
+        mail["X-Gridflow-Message"] = message.message_id
+        mail["X-Gridflow-Case"] = message.case_id
+        if message.urgent:
+            mail["X-Priority"] = "1"
+        mail.set_content(message.text, charset="utf-8")
+        return mail
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        if not message.address:
+            raise ChannelRefused("no e-mail address")
+        mail = self.compose(message)
+        parts = urlsplit(self.options["smtp_url"])
+        port = parts.port or (465 if parts.scheme == "smtps" else 25)
+        timeout = self.options["timeout"]
+        try:
+            client: smtplib.SMTP
+            if parts.scheme == "smtps":
+                client = smtplib.SMTP_SSL(
+                    parts.hostname, port, timeout=timeout, context=ssl.create_default_context()
+                )
+            else:
+                client = smtplib.SMTP(parts.hostname, port, timeout=timeout)
+            with client:
+                if self.options["starttls"]:
+                    client.starttls(context=ssl.create_default_context())
+                if self.options["username"]:
+                    password = self.context.secret(self.options["password_ref"] or "")
+                    client.login(self.options["username"], password)
+                refused = client.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise _by_code(min(code for code, _ in exc.recipients.values()), "recipient") from None
+        except smtplib.SMTPResponseException as exc:
+            raise _by_code(exc.smtp_code, "message") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ChannelUnavailable(f"SMTP conversation failed ({type(exc).__name__})") from None
+        if refused:
+            raise ChannelRefused("the recipient was refused")
+        return SendResult(detail="accepted by the SMTP server")
+
+
+def _by_code(code: int, what: str) -> Exception:
+    if 400 <= code < 500:
+        return ChannelUnavailable(f"the SMTP server deferred the {what} ({code})")
+    return ChannelRefused(f"the SMTP server refused the {what} ({code})")
