@@ -9,7 +9,6 @@ later.
 from __future__ import annotations
 
 import datetime as dt
-
 from typing import Any
 
 import sqlalchemy as sa

@@ -408,7 +408,9 @@ class _Loader:
                 values[key] = (value, row.line)
         # Notify's settings go to its own parser (domain.notify_plan.load).
         self.notify_settings = {
-            k: values.pop(k) for k in (SETTING_QUIET_HOURS, SETTING_URGENT_CATEGORIES) if k in values
+            k: values.pop(k)
+            for k in (SETTING_QUIET_HOURS, SETTING_URGENT_CATEGORIES)
+            if k in values
         }
         settings: dict[str, Any] = {}
         if SETTING_TIME_ZONE in values:
