@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -26,7 +27,7 @@ class IntakeContacts:
         self._config = {AMQP_URI: amqp_uri}
         self._lock = threading.Lock()
         self._cluster: ClusterRpcProxy | None = None
-        self._proxy = None
+        self._proxy: Any = None
 
     def __call__(self, case_id: str) -> list[dict]:
         with self._lock:
@@ -34,7 +35,7 @@ class IntakeContacts:
                 self._cluster = ClusterRpcProxy(self._config, timeout=CONTACTS_TIMEOUT_SECONDS)
                 self._proxy = self._cluster.start()
             try:
-                return self._proxy[c.INTAKE].reporter_contacts(case_id)
+                return list(self._proxy[c.INTAKE].reporter_contacts(case_id))
             except Exception:
                 self.close()
                 raise
