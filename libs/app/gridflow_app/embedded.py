@@ -117,11 +117,13 @@ class EmbeddedGridflow:
         self._access()
         self._figure_sources = self._add_figures()
 
-    def reporter_contacts(self, case_id: str) -> list[dict]:
+    def reporter_contacts(
+        self, case_id: str, report_id: int | None = None, links: bool = True
+    ) -> list[dict]:
         from gridflow_intake.contacts import reporter_contacts
 
         with self.runtimes[c.INTAKE].work() as work:
-            return reporter_contacts(work, case_id)
+            return reporter_contacts(work, case_id, report_id, links)
 
     def _add_figures(self) -> list:
         """The global figures of /metrics, read from this process's database and bus (one

@@ -185,9 +185,11 @@ class IntakeService(GridflowService):
     # Residents hear back: notify asks for a case's reporter contacts when it sends
     # (gridflow_intake.contacts); contacts never travel in events.
     @rpc
-    def reporter_contacts(self, case_id: str) -> list[dict]:
+    def reporter_contacts(
+        self, case_id: str, report_id: int | None = None, links: bool = True
+    ) -> list[dict]:
         with self.runtime.work() as work:
-            return contacts.reporter_contacts(work, case_id)
+            return contacts.reporter_contacts(work, case_id, report_id, links)
 
     @http(ALL_METHODS, "/")
     @http(ALL_METHODS, "/<path:rest>")

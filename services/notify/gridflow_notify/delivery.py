@@ -17,6 +17,17 @@
 - **Quiet hours** are decided when the row is made (``not_before``, city time).
 - **A delivery log**: every try is a row of ``notify_attempts`` (at, channel, outcome, error),
   listed with the message (``handlers.case_notices``).
+- **Every reporter, each once**: a resident's message is first one row for the case's
+  reporters (person ``reporter``); its first pass asks intake who they are (the case's reports
+  and those of cases merged into it) and *expands* it into one row per reporter, keyed by a
+  digest of the contact (a resident who reported twice hears once), each then sent like any
+  other, its contact asked of intake at send.
+- **Nothing recorded is lost**: a message made while no channel that reaches its person was
+  configured is ``recorded``. A process that has such a channel takes those rows up at start
+  (and any made since by a replica without it) and sends them, when no older than
+  ``GRIDFLOW_NOTIFY_BACKLOG_HOURS`` (72) on the city's clock; older ones are marked ``expired``
+  (a warning about a week-old case helps nobody at 3 a.m.), logged and counted
+  (``gridflow_notify_unsent_total``).
 
 Channels are configured per process by ``GRIDFLOW_NOTIFY_CHANNELS``: a JSON object ``{name:
 options}`` or ``file:/path.json``, each name a channel installed in ``gridflow.notify_channels``
@@ -27,6 +38,7 @@ unconfigured here is only recorded (status ``recorded``), as before channels exi
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import threading
@@ -38,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from prometheus_client import Counter
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gridflow_common import notify_channels as nc
 from gridflow_common import notify_templates, secrets
@@ -53,6 +67,7 @@ CHANNELS_ENV = "GRIDFLOW_NOTIFY_CHANNELS"
 LEASE_ENV = "GRIDFLOW_NOTIFY_LEASE_SECONDS"
 BACKOFF_ENV = "GRIDFLOW_NOTIFY_BACKOFF_SECONDS"  # "base,cap"
 CONCURRENCY_ENV = "GRIDFLOW_NOTIFY_CONCURRENCY"
+BACKLOG_ENV = "GRIDFLOW_NOTIFY_BACKLOG_HOURS"
 
 WORKER_KEY = "notify_delivery"
 CONTACTS_KEY = "reporter_contacts"  # runtime.extras: case_id -> intake's reporter contacts
@@ -61,11 +76,28 @@ PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
 RECORDED = "recorded"
+EXPANDED = "expanded"  # a case's reporters' message, made into one row per reporter
+EXPIRED = "expired"  # recorded while no channel could send it, too old when one could
 REPORTER = "reporter"
+RESIDENT_CHANNELS = frozenset({np.SMS, np.EMAIL, np.WECHAT_OFFICIAL})
 
 OUTCOME_SENT = "sent"
 OUTCOME_RETRY = "retry"
 OUTCOME_REFUSED = "refused"
+OUTCOME_EXPANDED = "expanded"
+
+SENDS = Counter(
+    "gridflow_notify_sends_total",
+    "Tries to send a notification, by channel and outcome (sent, retry, refused)",
+    ["channel", "outcome"],
+)
+UNSENT = Counter(
+    "gridflow_notify_unsent_total",
+    "Notifications not sent: recorded while no channel that reaches the person was configured "
+    "(no_channel), taken up later by a process that has one (adopted), or too old by then "
+    "(expired)",
+    ["reason"],
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +109,8 @@ class Settings:
     tries_per_channel: int = np.DEFAULT_MAX_ATTEMPTS
     concurrency: int = 8
     batch: int = 64
+    # Recorded messages older than this (city time) when a channel comes are not sent.
+    backlog_hours: float = 72.0
     # A pass keeps claiming while it finds full batches, for at most this long.
     pass_budget_seconds: float = 5.0
 
@@ -93,6 +127,7 @@ class Settings:
             backoff_base=base,
             backoff_cap=cap,
             concurrency=max(1, int(env.get(CONCURRENCY_ENV) or cls.concurrency)),
+            backlog_hours=float(env.get(BACKLOG_ENV) or cls.backlog_hours),
         )
 
 
@@ -127,7 +162,10 @@ class Claim:
     id: int
     lease: dt.datetime
     case_id: str
+    assignment_id: str
     person_id: str
+    role: str
+    created_at: dt.datetime
     kind: str
     subject: str
     text: str
@@ -152,6 +190,8 @@ class Outcome:
     channels: tuple[str, ...] | None = None
     text: str | None = None
     address: str | None = None
+    # An expansion's: one (contact digest, report id) per reporter to tell.
+    reporters: list[tuple[str, int]] | None = None
 
 
 class DeliveryWorker:
@@ -160,7 +200,7 @@ class DeliveryWorker:
         runtime: ServiceRuntime,
         channels: dict[str, nc.NotifyChannel],
         settings: Settings | None = None,
-        contacts: Callable[[str], list[dict]] | None = None,
+        contacts: Callable[[str, int | None, bool], list[dict]] | None = None,
     ):
         self.runtime = runtime
         self.channels = channels
@@ -171,6 +211,8 @@ class DeliveryWorker:
         )
         self._lock = threading.Lock()
         self._closed = False
+        # Recorded rows up to this id were looked at by ``adopt`` (each once per process).
+        self._adopted_up_to = 0
 
     def close(self) -> None:
         self._closed = True
@@ -191,14 +233,17 @@ class DeliveryWorker:
         try:
             done = 0
             started = time.monotonic()
+            if self.channels:
+                self.adopt()
             while not self._closed:
                 claims = self.claim(self.settings.batch)
                 if not claims:
                     break
                 outcomes = list(self._pool.map(self.send, claims))
-                self.record(outcomes)
+                made = self.record(outcomes)
                 done += len(claims)
-                if len(claims) < self.settings.batch:
+                # A batch not full is all that was due, unless it made reporters' rows.
+                if len(claims) < self.settings.batch and not made:
                     break
                 if time.monotonic() - started > self.settings.pass_budget_seconds:
                     break
@@ -238,7 +283,10 @@ class DeliveryWorker:
                 id=r.id,
                 lease=lease,
                 case_id=r.case_id,
+                assignment_id=r.assignment_id,
                 person_id=r.person_id,
+                role=r.role,
+                created_at=r.created_at,
                 kind=r.kind or "",
                 subject=r.subject or "",
                 text=r.text,
@@ -257,8 +305,10 @@ class DeliveryWorker:
 
     def send(self, claim: Claim) -> Outcome:
         composed: dict[str, Any] = {}
+        if claim.person_id == REPORTER:
+            return self._expand(claim)
         try:
-            if claim.person_id == REPORTER:
+            if claim.role == REPORTER:
                 channels, address_of, text = self._resident(claim)
                 composed = {"channels": channels, "text": text}
             else:
@@ -283,8 +333,9 @@ class DeliveryWorker:
             text=text,
             urgent=claim.urgent,
             address=address,
+            recipient_name=(claim.context or {}).get("person"),
         )
-        masked = privacy.mask_contact(address or "") if claim.person_id == REPORTER else None
+        masked = privacy.mask_contact(address or "") if claim.role == REPORTER else None
         try:
             channel.send(message)
         except nc.ChannelUnavailable as exc:
@@ -300,10 +351,33 @@ class DeliveryWorker:
             return Outcome(claim, name, OUTCOME_RETRY, _short(type(exc).__name__), **composed)
         return Outcome(claim, name, OUTCOME_SENT, None, address=masked, **composed)
 
+    def _expand(self, claim: Claim) -> Outcome:
+        """The case's reporters, one (contact digest, report id) each: a resident who left the
+        same contact on two reports (or on a case merged into this one) is told once."""
+        try:
+            if self.contacts is None:
+                raise LookupError("no way to ask intake for contacts in this process")
+            found = self.contacts(claim.case_id, None, False)
+        except Exception as exc:
+            return Outcome(claim, "-", OUTCOME_RETRY, _short(f"contacts unavailable: {exc}"))
+        reporters: dict[str, int] = {}
+        for contact in found:
+            key = "|".join(str(contact.get(f) or "") for f in nc.CONTACT_FIELDS)
+            digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+            reporters.setdefault(digest, int(contact["report_id"]))
+        return Outcome(
+            claim,
+            "-",
+            OUTCOME_EXPANDED,
+            f"{len(reporters)} reporter(s) to tell",
+            reporters=list(reporters.items()),
+        )
+
     def _resident(self, claim: Claim) -> tuple[tuple[str, ...], dict, str]:
         if self.contacts is None:
             raise LookupError("no way to ask intake for contacts in this process")
-        found = self.contacts(claim.case_id)
+        report_id = (claim.context or {}).get("report_id")
+        found = self.contacts(claim.case_id, report_id, True) if report_id is not None else []
         contact = found[0] if found else {}
         channels = np.resident_channels(contact.get("channel"), contact)
         # Intake knows the case as it stands (its category, once classified); the event did not.
@@ -318,19 +392,25 @@ class DeliveryWorker:
 
     # -- recording ---------------------------------------------------------------------------
 
-    def record(self, outcomes: list[Outcome]) -> None:
+    def record(self, outcomes: list[Outcome]) -> int:
+        """Every outcome, each guarded by its claim's lease; how many reporters' rows an
+        expansion made."""
         n = notifications.c
         now = self.runtime.operational_now()
+        made = 0
         with self.runtime.work() as work:
             for o in outcomes:
                 c = o.claim
+                SENDS.labels(o.channel, o.result).inc()
                 values: dict[str, Any] = {"lease_until": None}
                 if o.channels is not None:
                     values["channels"] = list(o.channels)
                 if o.text is not None:
                     values["text"] = o.text
                 channels = o.channels if o.channels is not None else (c.channels or ())
-                if o.result == OUTCOME_SENT:
+                if o.result == OUTCOME_EXPANDED:
+                    values.update(status=EXPANDED, sent_at=now, last_error=None)
+                elif o.result == OUTCOME_SENT:
                     values.update(status=SENT, sent_at=now, channel=o.channel[:20], last_error=None)
                     if o.address is not None:
                         values["address"] = o.address
@@ -358,6 +438,8 @@ class DeliveryWorker:
                     .where(n.id == c.id, n.lease_until == c.lease)
                     .values(**values)
                 ).rowcount
+                if updated and o.reporters:
+                    made += self._add_reporters(work, c, o.reporters, now)
                 if updated:
                     work.db.execute(
                         sa.insert(attempts),
@@ -369,6 +451,96 @@ class DeliveryWorker:
                             error=o.error,
                         ),
                     )
+        return made
+
+    def _add_reporters(
+        self, work: Any, parent: Claim, reporters: list[tuple[str, int]], now: dt.datetime
+    ) -> int:
+        """One row per reporter, keyed (contact digest, case, kind): a second expansion (a
+        replica whose lease ran out) inserts none again."""
+        dialect = postgresql if work.db.dialect.name == "postgresql" else sqlite
+        made = 0
+        for digest, report_id in reporters:
+            made += work.db.execute(
+                dialect.insert(notifications)
+                .values(
+                    message_key=f"{REPORTER}:{digest}|{parent.case_id}|{parent.kind}"[:240],
+                    case_id=parent.case_id,
+                    assignment_id=parent.assignment_id,
+                    person_id=f"{REPORTER}:{report_id}"[:40],
+                    role=REPORTER,
+                    channel=np.SMS,
+                    address="",
+                    reason=parent.kind,
+                    kind=parent.kind,
+                    subject=parent.subject,
+                    text="",
+                    context={**(parent.context or {}), "report_id": report_id},
+                    channels=None,
+                    urgent=parent.urgent,
+                    status=PENDING,
+                    next_attempt_at=now,
+                    created_at=parent.created_at,
+                )
+                .on_conflict_do_nothing(index_elements=["message_key"])
+            ).rowcount
+        return made
+
+    # -- what was recorded while no channel could send it --------------------------------------
+
+    def adopt(self) -> int:
+        """Recorded rows this process can send (one of their channels is configured here) go
+        pending, or expire when older than the backlog allows; each row looked at once per
+        process (a cursor on the id). How many went pending."""
+        n = notifications.c
+        adopted = expired = 0
+        with self.runtime.work() as work:
+            rows = work.db.execute(
+                sa.select(n.id, n.role, n.channels, n.created_at)
+                .where(n.status == RECORDED, n.id > self._adopted_up_to)
+                .order_by(n.id)
+                .limit(1000)
+            ).all()
+            if not rows:
+                return 0
+            oldest = work.now - dt.timedelta(hours=self.settings.backlog_hours)
+            configured = set(self.channels)
+            fresh: list[int] = []
+            stale: list[int] = []
+            for r in rows:
+                wanted = RESIDENT_CHANNELS if r.role == REPORTER else set(r.channels or ())
+                if not wanted & configured:
+                    continue
+                (fresh if r.created_at >= oldest else stale).append(r.id)
+            if fresh:
+                adopted = work.db.execute(
+                    sa.update(notifications)
+                    .where(n.id.in_(fresh), n.status == RECORDED)
+                    .values(status=PENDING, next_attempt_at=None)
+                ).rowcount
+            if stale:
+                expired = work.db.execute(
+                    sa.update(notifications)
+                    .where(n.id.in_(stale), n.status == RECORDED)
+                    .values(
+                        status=EXPIRED,
+                        last_error=(
+                            "recorded while no channel could send it; older than "
+                            f"{self.settings.backlog_hours:g} h when one could"
+                        ),
+                    )
+                ).rowcount
+            self._adopted_up_to = rows[-1].id
+        if adopted or expired:
+            UNSENT.labels("adopted").inc(adopted)
+            UNSENT.labels("expired").inc(expired)
+            log.warning(
+                "notify_recorded_messages_taken_up",
+                adopted=adopted,
+                expired=expired,
+                channels=sorted(self.channels),
+            )
+        return adopted
 
 
 def _staff_addresses(claim: Claim) -> dict[str, str | None]:
@@ -391,7 +563,19 @@ def worker_of(runtime: ServiceRuntime) -> DeliveryWorker:
             contacts=runtime.extras.get(CONTACTS_KEY),
         )
         runtime.extras[WORKER_KEY] = worker
+        if not worker.channels:
+            # Said once per process, loudly: what notify records here is not sent until a
+            # process with a channel takes it up (docs/notifications.md).
+            log.warning(
+                "notify_no_channel_configured",
+                hint=f"messages are recorded, not sent; set {CHANNELS_ENV}",
+            )
     return worker
+
+
+def recorded_unsent(runtime: ServiceRuntime, count: int = 1) -> None:
+    """A message recorded that no channel here can send (counted; ``adopt`` takes it up)."""
+    UNSENT.labels("no_channel").inc(count)
 
 
 def configured(runtime: ServiceRuntime) -> set[str]:

@@ -22,11 +22,52 @@ from gridflow_common.domain import vocabulary as v
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_notify import delivery
-from gridflow_notify.models import OWN_TABLES, attempts, metadata, notifications
+from gridflow_notify.models import OWN_TABLES, attempts, case_facts, metadata, notifications
 
 
-def _names(j: Any, p: dict) -> dict[str, Any]:
-    """What every template may name: the case, its category, place and holder, in Chinese."""
+def _remember(work: Work, case_id: str, category: str | None, area_code: str | None) -> None:
+    """Keep what an event told of a case (its category, its place) for the events that do not
+    say: a colour change, a return, an undeliverable case. A later word wins; a word left out
+    (an unclassified registration, an order naming no category) keeps what was known."""
+    if category is None and area_code is None:
+        return
+    dialect = postgresql if work.db.dialect.name == "postgresql" else sqlite
+    row = {"case_id": case_id, "category": category, "area_code": area_code}
+    insert = dialect.insert(case_facts).values(**row, updated_at=work.now)
+    work.db.execute(
+        insert.on_conflict_do_update(
+            index_elements=["case_id"],
+            set_={
+                "category": sa.func.coalesce(insert.excluded.category, case_facts.c.category),
+                "area_code": sa.func.coalesce(insert.excluded.area_code, case_facts.c.area_code),
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
+    )
+
+
+def _known(work: Work, p: dict) -> dict:
+    """The payload, with the category and place notify was told earlier where it gives none."""
+    if p.get("category") and p.get("area_code"):
+        return p
+    known = work.db.execute(
+        sa.select(case_facts.c.category, case_facts.c.area_code).where(
+            case_facts.c.case_id == p["case_id"]
+        )
+    ).first()
+    if known is None:
+        return p
+    return {
+        **p,
+        "category": p.get("category") or known.category,
+        "area_code": p.get("area_code") or known.area_code,
+    }
+
+
+def _names(work: Work, j: Any, p: dict) -> dict[str, Any]:
+    """What every template may name: the case, its category, place and holder, in Chinese
+    (the category and place as the event says, else as notify was told before)."""
+    p = _known(work, p)
     category = j.category(p["category"]) if p.get("category") else None
     area = j.area(p["area_code"]) if p.get("area_code") else None
     holder = j.unit(p["holder"]) if p.get("holder") else None
@@ -74,6 +115,9 @@ def _record(
         person = notice.person
         subject, text = notify_templates.render(kind, {**context, "person": person.name}, plan)
         channels = plan.channels_for(person.id, kind, person.phone, person.email)
+        status = delivery.PENDING if set(channels) & available else delivery.RECORDED
+        if status == delivery.RECORDED:
+            delivery.recorded_unsent(work.runtime)
         _insert(
             work,
             dict(
@@ -91,7 +135,7 @@ def _record(
                 context={"contacts": {"phone": person.phone, "email": person.email}},
                 channels=list(channels),
                 urgent=urgent,
-                status=delivery.PENDING if set(channels) & available else delivery.RECORDED,
+                status=status,
                 not_before=hold.astimezone(dt.timezone.utc) if hold else None,
                 created_at=event.occurred_at,
             ),
@@ -107,7 +151,10 @@ def _record_resident(work: Work, event: c.Event, kind: str, context: dict[str, A
     resident_kind = np.RESIDENT_PREFIX + kind
     hold = np.hold_until(j.local(event.occurred_at), plan.quiet_hours, False)
     available = delivery.configured(work.runtime)
-    subject, _ = notify_templates.SUBJECTS[resident_kind], None
+    subject = notify_templates.SUBJECTS[resident_kind]
+    status = delivery.PENDING if available & delivery.RESIDENT_CHANNELS else delivery.RECORDED
+    if status == delivery.RECORDED:
+        delivery.recorded_unsent(work.runtime)
     _insert(
         work,
         dict(
@@ -125,11 +172,7 @@ def _record_resident(work: Work, event: c.Event, kind: str, context: dict[str, A
             context=context,
             channels=None,
             urgent=False,
-            status=(
-                delivery.PENDING
-                if available & {np.SMS, np.EMAIL, np.WECHAT_OFFICIAL}
-                else delivery.RECORDED
-            ),
+            status=status,
             not_before=hold.astimezone(dt.timezone.utc) if hold else None,
             created_at=event.occurred_at,
         ),
@@ -148,8 +191,9 @@ def on_case_registered(work: Work, event: c.Event) -> None:
     """The grid worker of the case's grid is told of a new case there; the reporter that it
     is registered, with its number and progress link."""
     p = event.payload
+    _remember(work, p["case_id"], p.get("category"), p.get("area_code"))
     j = work.jurisdiction(p["jurisdiction_version"])
-    context = _names(j, p)
+    context = _names(work, j, p)
     workers = list(j.people_for(p["area_code"], (v.ROLE_GRID_WORKER,)))
     notices = [recipients.Notice(w, np.REGISTERED, "") for w in workers]
     _record(work, event, notices, kind=np.REGISTERED, context=context, cause=np.REGISTERED)
@@ -162,17 +206,18 @@ def on_case_verified(work: Work, event: c.Event) -> None:
     if not p["passed"]:
         return
     j = work.jurisdiction(p["jurisdiction_version"])
-    context = _names(j, p)
+    context = _names(work, j, p)
     _record_resident(work, event, np.RESOLVED, context)
     _record_resident(work, event, np.EVALUATION, context)
 
 
 def on_case_dispatched(work: Work, event: c.Event) -> None:
     p = event.payload
+    _remember(work, p["case_id"], p.get("category"), p.get("area_code"))
     j = work.jurisdiction(p["jurisdiction_version"])
     category = j.category(p["category"]) if p["category"] else None
     name = category.name_zh if category else None
-    context = {**_names(j, p), "due": _due(j, p.get("due_at"))}
+    context = {**_names(work, j, p), "due": _due(j, p.get("due_at"))}
     context["reason"] = "" if p["reason"] == v.REASON_NEW else v.zh(p["reason"])
     assisting_units = [d["unit"] for d in p.get("deliveries") or () if d["role"] == v.ASSISTING]
     cause = p["assignment_id"]
@@ -209,7 +254,7 @@ def on_case_undeliverable(work: Work, event: c.Event) -> None:
         recipients.undeliverable(j, p["case_id"], p["unit"], p["role"], p["attempts"]),
         kind=np.UNDELIVERABLE,
         context={
-            **_names(j, p),
+            **_names(work, j, p),
             "unit": unit.name if unit else p["unit"],
             "role": v.zh(p["role"]),
             "attempts": p["attempts"],
@@ -229,9 +274,10 @@ def on_case_colour_changed(work: Work, event: c.Event) -> None:
         event,
         recipients.colour_changed(j, p["case_id"], p["holder"], p["colour"], p["action"]),
         kind=kind,
-        context={**_names(j, p), "due": ""},
+        context={**_names(work, j, p), "due": ""},
         # One message per person per warning: the assignment's colour, however often announced.
         cause=f"warning:{p['assignment_id']}:{p['colour']}",
+        category=_known(work, p).get("category"),
     )
 
 
@@ -244,7 +290,11 @@ def on_case_awaiting_order(work: Work, event: c.Event) -> None:
         event,
         recipients.awaiting_order(j, p["case_id"], p["holder"], p["cause"]),
         kind=kind,
-        context={**_names(j, p), "reason": v.zh(p["cause"]), "note": p.get("explanation") or ""},
+        context={
+            **_names(work, j, p),
+            "reason": v.zh(p["cause"]),
+            "note": p.get("explanation") or "",
+        },
         cause=f"awaiting:{p['assignment_id']}:{event.event_id}",
     )
 
@@ -280,6 +330,8 @@ def on_hotspot_detected(work: Work, event: c.Event) -> None:
 
 def on_case_order_given(work: Work, event: c.Event) -> None:
     p = event.payload
+    # A reclassification names the new category: later warnings name it too.
+    _remember(work, p["case_id"], p.get("category"), None)
     if p["kind"] != v.ORDER_SUPERVISE or p["assignment_id"] is None:
         return
     j = work.jurisdiction(p["jurisdiction_version"])
@@ -288,7 +340,7 @@ def on_case_order_given(work: Work, event: c.Event) -> None:
         event,
         recipients.supervised(j, p["case_id"], p["holder"], p["reason"]),
         kind=np.SUPERVISION,
-        context={**_names(j, p), "note": p["reason"] or ""},
+        context={**_names(work, j, p), "note": p["reason"] or ""},
         cause=f"supervision:{p['order_id']}",
         category=p["category"],
     )
@@ -324,7 +376,8 @@ def case_notices(work: Work, case_id: str) -> dict:
                 notifications.c.status,
                 notifications.c.id,
             )
-            .where(notifications.c.case_id == case_id)
+            # A reporters' message made into one per reporter is listed as those.
+            .where(notifications.c.case_id == case_id, notifications.c.status != delivery.EXPANDED)
             .order_by(notifications.c.id.desc())
             .limit(recipients.MAX_LISTED + 1)
         )

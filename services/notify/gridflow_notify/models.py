@@ -53,5 +53,17 @@ attempts = sa.Table(
     sa.Column("error", sa.String(500), nullable=True),
 )
 
-OWN_TABLES = [notifications, attempts]
+# What notify was told of each case (notify_0021): a colour change, an undeliverable case or a
+# returned one does not carry the category nor the place, and a warning that names them reads
+# better than one that says "待分类事项" (uncategorised).
+case_facts = sa.Table(
+    "notify_case_facts",
+    metadata,
+    sa.Column("case_id", sa.String(40), primary_key=True),
+    sa.Column("category", sa.String(100), nullable=True),
+    sa.Column("area_code", sa.String(32), nullable=True),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+OWN_TABLES = [notifications, attempts, case_facts]
 messaging = messaging_tables(metadata, "notify")

@@ -29,13 +29,15 @@ class IntakeContacts:
         self._cluster: ClusterRpcProxy | None = None
         self._proxy: Any = None
 
-    def __call__(self, case_id: str) -> list[dict]:
+    def __call__(
+        self, case_id: str, report_id: int | None = None, links: bool = True
+    ) -> list[dict]:
         with self._lock:
             if self._proxy is None:
                 self._cluster = ClusterRpcProxy(self._config, timeout=CONTACTS_TIMEOUT_SECONDS)
                 self._proxy = self._cluster.start()
             try:
-                return list(self._proxy[c.INTAKE].reporter_contacts(case_id))
+                return list(self._proxy[c.INTAKE].reporter_contacts(case_id, report_id, links))
             except Exception:
                 self.close()
                 raise
