@@ -19,7 +19,7 @@ ASYNCAPI_CLI_VERSION := 6.2.0
 TOOLS := .tools
 ASYNCAPI_CLI := $(TOOLS)/asyncapi/node_modules/.bin/asyncapi
 
-.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency lint migrate clean tools asyncapi
+.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency bench-notify lint migrate clean tools asyncapi
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ bench-command-center: $(STAMP) ## the board's first load, case lists and a year'
 
 bench-board-latency: $(STAMP) ## a colour change's delay to the board's live feed and summary on the real topology (simulated clock), beside a 1 s polling SELECT
 	$(BIN)/python -m bench.board_latency
+
+bench-notify: $(STAMP) ## notifications/s through the e-mail (aiosmtpd) and webhook channels beside raw smtplib and raw HTTP (BENCH_ARGS=--quick for a short run)
+	$(BIN)/python -m bench.notify $(BENCH_ARGS)
 
 tools: $(ASYNCAPI_CLI) ## install @asyncapi/cli (npm) into .tools/, for the AsyncAPI validation test
 

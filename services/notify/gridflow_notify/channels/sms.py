@@ -16,11 +16,10 @@ from marshmallow import Schema, fields, validate
 from gridflow_common.notify_channels import (
     PHONE,
     ChannelRefused,
-    NotifyChannel,
     OutgoingMessage,
     SendResult,
 )
-from gridflow_notify.channels.http import json_answer, post_json
+from gridflow_notify.channels.http import HttpChannel, json_answer, post_json
 
 
 class SmsConfig(Schema):
@@ -30,7 +29,7 @@ class SmsConfig(Schema):
     timeout = fields.Float(load_default=5.0, validate=validate.Range(min=0.1, max=120))
 
 
-class SmsChannel(NotifyChannel):
+class SmsChannel(HttpChannel):
     config_schema = SmsConfig
     contact = PHONE
 
@@ -43,6 +42,7 @@ class SmsChannel(NotifyChannel):
                 f"Bearer {self.context.secret(self.options['credential_ref'])}"
             )
         answer = post_json(
+            self.client(),
             self.options["url"],
             {
                 "message_id": message.message_id,

@@ -20,8 +20,8 @@ import time
 
 from marshmallow import Schema, fields, validate
 
-from gridflow_common.notify_channels import NotifyChannel, OutgoingMessage, SendResult
-from gridflow_notify.channels.http import post_json
+from gridflow_common.notify_channels import OutgoingMessage, SendResult
+from gridflow_notify.channels.http import HttpChannel, post_json
 
 TIMESTAMP_HEADER = "X-Gridflow-Timestamp"
 SIGNATURE_HEADER = "X-Gridflow-Signature"
@@ -44,7 +44,7 @@ def verify(key: bytes, timestamp: str, body: bytes, given: str) -> bool:
     return hmac.compare_digest(signature(key, timestamp, body), given)
 
 
-class WebhookChannel(NotifyChannel):
+class WebhookChannel(HttpChannel):
     config_schema = WebhookConfig
     contact = None
 
@@ -64,6 +64,7 @@ class WebhookChannel(NotifyChannel):
         ).encode("utf-8")
         timestamp = str(int(time.time()))
         answer = post_json(
+            self.client(),
             self.options["url"],
             body,
             headers={

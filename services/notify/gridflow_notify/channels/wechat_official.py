@@ -19,11 +19,10 @@ from gridflow_common.notify_channels import (
     WECHAT_OPENID,
     ChannelRefused,
     ChannelUnavailable,
-    NotifyChannel,
     OutgoingMessage,
     SendResult,
 )
-from gridflow_notify.channels.http import json_answer, post_json
+from gridflow_notify.channels.http import HttpChannel, json_answer, post_json
 
 SEND_PATH = "/cgi-bin/message/custom/send"
 # busy, an expired token (40001, 42001: the city's refresher will have a new one soon)
@@ -38,7 +37,7 @@ class WechatOfficialConfig(Schema):
     timeout = fields.Float(load_default=5.0, validate=validate.Range(min=0.1, max=120))
 
 
-class WechatOfficialChannel(NotifyChannel):
+class WechatOfficialChannel(HttpChannel):
     config_schema = WechatOfficialConfig
     contact = WECHAT_OPENID
 
@@ -47,6 +46,7 @@ class WechatOfficialChannel(NotifyChannel):
             raise ChannelRefused("no openid")
         token = self.context.secret(self.options["token_ref"])
         answer = post_json(
+            self.client(),
             self.options["api_base"].rstrip("/") + SEND_PATH,
             {"touser": message.address, "msgtype": "text", "text": {"content": message.text}},
             params={"access_token": token},

@@ -19,11 +19,10 @@ from marshmallow import Schema, fields, validate
 from gridflow_common.notify_channels import (
     ChannelRefused,
     ChannelUnavailable,
-    NotifyChannel,
     OutgoingMessage,
     SendResult,
 )
-from gridflow_notify.channels.http import json_answer, post_json
+from gridflow_notify.channels.http import HttpChannel, json_answer, post_json
 
 # errcodes the robot API uses for "too many calls" and "busy": worth another try.
 _TRANSIENT = {-1, 45009}
@@ -53,7 +52,7 @@ def robot_body(message: OutgoingMessage, msgtype: str, mention: bool) -> dict:
     return {"msgtype": "text", "text": text}
 
 
-class WecomRobotChannel(NotifyChannel):
+class WecomRobotChannel(HttpChannel):
     config_schema = WecomRobotConfig
     # The robot posts in a group; a phone, when the person has one, is @-mentioned.
     contact = None
@@ -62,7 +61,11 @@ class WecomRobotChannel(NotifyChannel):
         key = self.context.secret(self.options["key_ref"])
         body = robot_body(message, self.options["msgtype"], self.options["mention_mobiles"])
         answer = post_json(
-            self.options["url"], body, params={"key": key}, timeout=self.options["timeout"]
+            self.client(),
+            self.options["url"],
+            body,
+            params={"key": key},
+            timeout=self.options["timeout"],
         )
         data = json_answer(answer)
         code = data.get("errcode")
