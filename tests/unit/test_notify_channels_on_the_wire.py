@@ -75,7 +75,8 @@ def test_email_goes_as_utf8_plain_text_with_a_stable_message_id_after_a_login_by
     email.send(message(address="li@urban.example"))
     email.send(message(address="li@urban.example"))  # the same message again (a crash's copy)
     first, second = smtp.received
-    assert smtp.logins == ["gridflow", "gridflow"]
+    # One conversation, logged in once, kept for the next mail.
+    assert smtp.logins == ["gridflow"]
     assert first.mail_from == "notify@lucheng.example"
     assert first.rcpt_tos == ["li@urban.example"]
     mail = first.message
@@ -353,3 +354,30 @@ def test_sms_posts_to_the_gateway_with_bearer_and_idempotency_key(receiver, monk
         "text": TEXT,
     }
     assert result.external_ref == "gw-991"
+
+
+def test_email_makes_a_new_connection_when_the_server_let_the_kept_one_go(smtp, monkeypatch):
+    monkeypatch.setenv("SMTP_PASSWORD", "mail-pass-9")
+    email = channel(
+        "email",
+        {
+            "smtp_url": smtp.url,
+            "username": "gridflow",
+            "password_ref": "env:SMTP_PASSWORD",
+            "messages_per_connection": 2,
+        },
+    )
+    email.send(message(address="a@urban.example"))
+    smtp.go_down()  # the kept connection dies with the server
+    smtp.come_back()
+    email.send(message(address="b@urban.example"))  # not an outage: a new conversation
+    email.send(message(address="c@urban.example"))
+    email.send(message(address="d@urban.example"))  # two a connection: a third login
+    email.close()
+    assert [r.rcpt_tos[0] for r in smtp.received] == [
+        "a@urban.example",
+        "b@urban.example",
+        "c@urban.example",
+        "d@urban.example",
+    ]
+    assert smtp.logins == ["gridflow"] * 3

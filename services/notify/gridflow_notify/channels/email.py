@@ -4,6 +4,12 @@ Options: ``smtp_url`` (``smtp://host:port`` or ``smtps://host:port``), ``starttl
 ``username`` and ``password_ref`` (``env:``/``file:``) when the server wants a login,
 ``from_address`` (``noreply@gridflow.invalid``), ``timeout`` (seconds for the conversation, 10).
 
+Each of the delivery worker's threads keeps its SMTP connection (logged in) for the next mail,
+checked with NOOP before reuse and made again when the server let it go, and given up after
+``messages_per_connection`` (100) mails or any error: against a real server a TLS handshake
+and a login per mail cost more than the mail (on loopback aiosmtpd, with neither, ``make
+bench-notify`` finds the two ways within its noise).
+
 The Message-ID is made from the message id, the same on every try, so a mail system that drops
 duplicates shows one mail when Gridflow sent it twice. SMTP answers map to the contract: no
 connection, a timeout or a 4xx is ``ChannelUnavailable``; a 5xx is ``ChannelRefused``.
@@ -14,10 +20,12 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import ssl
+import threading
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
@@ -41,6 +49,9 @@ class EmailConfig(Schema):
     password_ref = fields.String(load_default=None, allow_none=True)
     from_address = fields.Email(load_default="noreply@gridflow.invalid")
     timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=300))
+    messages_per_connection = fields.Integer(
+        load_default=100, validate=validate.Range(min=1, max=100000)
+    )
 
     @validates("smtp_url")
     def _url(self, value: str, **_: object) -> None:
@@ -54,6 +65,12 @@ class EmailConfig(Schema):
 class EmailChannel(NotifyChannel):
     config_schema = EmailConfig
     contact = EMAIL
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local = threading.local()
+        self._open: set[smtplib.SMTP] = set()
+        self._open_lock = threading.Lock()
 
     def compose(self, message: OutgoingMessage) -> EmailMessage:
         mail = EmailMessage(policy=SMTP_POLICY)
@@ -70,28 +87,71 @@ class EmailChannel(NotifyChannel):
         mail.set_content(message.text, charset="utf-8")
         return mail
 
+    def _connect(self) -> smtplib.SMTP:
+        parts = urlsplit(self.options["smtp_url"])
+        port = parts.port or (465 if parts.scheme == "smtps" else 25)
+        timeout = self.options["timeout"]
+        client: smtplib.SMTP
+        if parts.scheme == "smtps":
+            client = smtplib.SMTP_SSL(
+                parts.hostname, port, timeout=timeout, context=ssl.create_default_context()
+            )
+        else:
+            client = smtplib.SMTP(parts.hostname, port, timeout=timeout)
+        try:
+            if self.options["starttls"]:
+                client.starttls(context=ssl.create_default_context())
+            if self.options["username"]:
+                password = self.context.secret(self.options["password_ref"] or "")
+                client.login(self.options["username"], password)
+        except BaseException:
+            _quit(client)
+            raise
+        with self._open_lock:
+            self._open.add(client)
+        return client
+
+    def _connection(self) -> smtplib.SMTP:
+        """This thread's connection: the kept one when the server still answers NOOP."""
+        client = getattr(self._local, "client", None)
+        if client is not None and self._local.sent < self.options["messages_per_connection"]:
+            try:
+                if client.noop()[0] == 250:
+                    return client
+            except (OSError, smtplib.SMTPException):
+                pass
+        self._drop()
+        self._local.client = self._connect()
+        self._local.sent = 0
+        return self._local.client
+
+    def _drop(self) -> None:
+        client = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is not None:
+            with self._open_lock:
+                self._open.discard(client)
+            _quit(client)
+
+    def close(self) -> None:
+        with self._open_lock:
+            clients, self._open = list(self._open), set()
+        for client in clients:
+            _quit(client)
+
     def send(self, message: OutgoingMessage) -> SendResult:
         if not message.address:
             raise ChannelRefused("no e-mail address")
         mail = self.compose(message)
-        parts = urlsplit(self.options["smtp_url"])
-        port = parts.port or (465 if parts.scheme == "smtps" else 25)
-        timeout = self.options["timeout"]
         try:
-            client: smtplib.SMTP
-            if parts.scheme == "smtps":
-                client = smtplib.SMTP_SSL(
-                    parts.hostname, port, timeout=timeout, context=ssl.create_default_context()
-                )
-            else:
-                client = smtplib.SMTP(parts.hostname, port, timeout=timeout)
-            with client:
-                if self.options["starttls"]:
-                    client.starttls(context=ssl.create_default_context())
-                if self.options["username"]:
-                    password = self.context.secret(self.options["password_ref"] or "")
-                    client.login(self.options["username"], password)
+            client = self._connection()
+            try:
                 refused = client.send_message(mail)
+                self._local.sent += 1
+            except BaseException:
+                # Whatever state the conversation is in, the next mail starts a new one.
+                self._drop()
+                raise
         except smtplib.SMTPRecipientsRefused as exc:
             raise _by_code(min(code for code, _ in exc.recipients.values()), "recipient") from None
         except smtplib.SMTPResponseException as exc:
@@ -101,6 +161,13 @@ class EmailChannel(NotifyChannel):
         if refused:
             raise ChannelRefused("the recipient was refused")
         return SendResult(detail="accepted by the SMTP server")
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()
 
 
 def _by_code(code: int, what: str) -> Exception:
