@@ -196,6 +196,9 @@ def test_a_failing_channel_is_retried_with_backoff_while_another_delivers(
         assert wait_for(lambda: hooked().status == delivery.SENT, 30), tries()
         taken = [p for p in hook.taken() if p.json()["case_id"] == case_id]
         assert len(taken) == 1 and "橙色预警" in taken[0].json()["text"]
+        # The person by name, never a contact: the receiver is the city's system.
+        assert taken[0].json()["recipient"] == "郝琳雪"
+        assert "13866000081" not in taken[0].body.decode()
         assert len(hook.failed) >= 3
     finally:
         hook.close()

@@ -132,7 +132,11 @@ def _record(
                 kind=kind,
                 subject=subject,
                 text=text,
-                context={"contacts": {"phone": person.phone, "email": person.email}},
+                # The contacts people.csv gave, and the name a webhook's receiver is told.
+                context={
+                    "contacts": {"phone": person.phone, "email": person.email},
+                    "person": person.name,
+                },
                 channels=list(channels),
                 urgent=urgent,
                 status=status,
