@@ -279,6 +279,9 @@ def cmd_keys(args) -> int:
                     "label": args.label,
                     "expires_in_days": args.expires_in_days,
                     "rate_limit": args.rate_limit,
+                    # A sensor's key: its device and the device's place (docs/channels.md).
+                    "device": args.device,
+                    "device_place": args.device_place,
                 }
                 answer = api.call(
                     "POST", "/api/v1/admin/keys", {k: v for k, v in body.items() if v is not None}
@@ -348,6 +351,13 @@ def _access_parsers(sub) -> None:
     kc.add_argument("--label", default=None)
     kc.add_argument("--expires-in-days", type=int, default=None)
     kc.add_argument("--rate-limit", default=None, help="e.g. 600/min")
+    kc.add_argument("--device", default=None, help="a sensor key's device id (--channel sensor)")
+    kc.add_argument(
+        "--device-place",
+        default=None,
+        type=json.loads,
+        help='the device\'s place, e.g. \'{"lat": 28.0, "lon": 120.6}\'',
+    )
     action(key_actions, "list", "every key, one JSON object a line")
     revoke = action(key_actions, "revoke", "a key, by its credential id")
     revoke.add_argument("credential_id")
@@ -513,6 +523,12 @@ def cmd_amqp_users(args) -> int:
     return 0
 
 
+def cmd_rules(args) -> int:
+    from gridflow_app import rules_try
+
+    return rules_try.cmd_rules_try(args)
+
+
 def parser() -> argparse.ArgumentParser:
     from gridflow_common import contracts as c
 
@@ -543,6 +559,10 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--url", default=None, help="default: GRIDFLOW_URL, else http://127.0.0.1:GRIDFLOW_PORT"
     )
+    # `gridflow rules try`: rehearse a rules file on past cases (rules_try.py).
+    from gridflow_app import rules_try
+
+    rules_try.add_parser(sub)
     mig = sub.add_parser("migrate", help="upgrade every service's tables")
     mig.add_argument("--database-url", default=None)
     ens = sub.add_parser(
@@ -632,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         "users": cmd_users,
         "keys": cmd_keys,
         "amqp-users": cmd_amqp_users,
+        "rules": cmd_rules,
     }[args.command](args)
 
 

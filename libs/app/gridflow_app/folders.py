@@ -13,8 +13,10 @@ LUCHENG = Path(gridflow_common.__file__).parent / "fixtures" / "lucheng"
 
 
 def jurisdiction_files(folder: Path = LUCHENG) -> dict[str, str]:
-    """A jurisdiction folder as the admin API takes it: each CSV file's name and text."""
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.csv"))}
+    """A jurisdiction folder as the admin API takes it: each CSV file's name and text, and
+    the city's rules.yaml when it has one."""
+    paths = [*sorted(folder.glob("*.csv")), *sorted(folder.glob("rules.yaml"))]
+    return {p.name: p.read_text(encoding="utf-8") for p in paths}
 
 
 # -- the admin's token ---------------------------------------------------------------------------

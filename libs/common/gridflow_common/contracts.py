@@ -33,6 +33,7 @@ from marshmallow import (
 
 from gridflow_common.domain import privacy
 from gridflow_common.domain import vocabulary as v
+from gridflow_common.domain.calendar import TimeUnit
 
 # Services: each one a process in the real topology, each owning its own tables.
 INTAKE = "intake"
@@ -219,6 +220,9 @@ class CaseRegisteredV1(_Payload):
     jurisdiction_version = fields.Integer(required=True)
     # The first report's reporter, masked; null when the report named none (additive).
     reporter = fields.Nested(MaskedReporterSchema, allow_none=True, load_default=None)
+    # The channel the first report came by (vocabulary.CHANNELS): the city's rules may route
+    # by it (additive; null from an older intake).
+    channel = fields.String(allow_none=True, load_default=None)
 
 
 class CaseStatusReportedV1(_Payload):
@@ -242,6 +246,17 @@ class CaseVerifiedV1(_Payload):
     # Masked like a description (intake's timeline keeps the original).
     note = fields.String(allow_none=True, load_default=None)
     jurisdiction_version = fields.Integer(required=True)
+
+
+class RuleTimeLimitSchema(Schema):
+    """A city rule's time limit for one assignment, instead of its category's (rules.yaml)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    amount = fields.Integer(required=True, validate=validate.Range(min=0))
+    unit = fields.String(required=True, validate=validate.OneOf([u.value for u in TimeUnit]))
+    rule_id = fields.String(allow_none=True, load_default=None)
 
 
 class CaseRoutedV1(_Payload):
@@ -268,6 +283,13 @@ class CaseRoutedV1(_Payload):
     description = fields.String(load_default="")
     location = fields.Dict(allow_none=True, load_default=None)
     reporter = fields.Nested(MaskedReporterSchema, allow_none=True, load_default=None)
+    # The rule that chose the holder (rules.yaml), or "taxonomy" when none did, and the version
+    # of the city's rules (its jurisdiction version) it was decided under (additive).
+    rule_id = fields.String(allow_none=True, load_default=None)
+    rule_version = fields.Integer(allow_none=True, load_default=None)
+    # A rule's time limit for this assignment, instead of its category's: SLA's clock and the
+    # due instant given to departments count it (additive; null: the category's).
+    time_limit = fields.Nested(RuleTimeLimitSchema, allow_none=True, load_default=None)
 
 
 class DeliverySchema(Schema):

@@ -28,6 +28,7 @@ from gridflow_common.adapters import (
     LEAD,
     AdapterConfig,
 )
+from gridflow_common.domain.calendar import TimeLimit
 from gridflow_common.domain.calendar import due_at as calendar_due_at
 from gridflow_common.domain.jurisdiction import Jurisdiction
 from gridflow_common.runtime import Work
@@ -94,15 +95,22 @@ def place(j: Jurisdiction, area_code: str, location: dict | None) -> dict:
     }
 
 
-def due(j: Jurisdiction, category_code: str | None, dispatched: dt.datetime) -> str | None:
+def due(
+    j: Jurisdiction,
+    category_code: str | None,
+    dispatched: dt.datetime,
+    rule_limit: dict | None = None,
+) -> str | None:
     """The holder's due instant in the city's zone, as SLA's clock counts it from dispatch:
-    the category's time limit; null with no category (a triage clock is the command
+    the category's time limit, or a city rule's for this assignment (``rule_limit``, the
+    routing decision's ``time_limit``); null with no category (a triage clock is the command
     center's, not a department's) or beyond the calendar the city gave."""
     category = j.category(category_code) if category_code else None
     if category is None:
         return None
+    limit = TimeLimit(rule_limit["amount"], rule_limit["unit"]) if rule_limit else category.limit
     try:
-        return j.local(calendar_due_at(dispatched, category.limit, j.calendar)).isoformat()
+        return j.local(calendar_due_at(dispatched, limit, j.calendar)).isoformat()
     except ValueError:
         return None
 

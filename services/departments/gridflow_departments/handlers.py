@@ -85,7 +85,7 @@ def on_case_routed(work: Work, event: c.Event) -> None:
         ),
     )
     d.withdraw_previous_lead(work, event, p["holder"])
-    due_at = d.due(j, p["category"], event.occurred_at)
+    due_at = d.due(j, p["category"], event.occurred_at, p.get("time_limit"))
     given = []
     for unit, department, role in units_for(j, p):
         message = d.case_message(

@@ -56,10 +56,14 @@ from gridflow_intake.cases_api import CaseListEndpoints
 from gridflow_intake.department_api import DepartmentEndpoints
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
+from gridflow_intake.open311_api import Open311Endpoints
 from gridflow_intake.orders_api import OrderEndpoints
 from gridflow_intake.peers import Peers, PeerUnavailable
 from gridflow_intake.ratelimit import parse_limit
+from gridflow_intake.routing_api import CaseRoutingSchema, RoutingEndpoints
+from gridflow_intake.sensors_api import SensorAlertSchema, SensorAnswerSchema, SensorEndpoints
 from gridflow_intake.sessions import AUDITS_ITSELF, SessionEndpoints
+from gridflow_intake.wechat_api import WeChatEndpoints
 
 log = get_logger(__name__)
 # Built once: a marshmallow schema is reusable, and building one per request costs more than
@@ -188,6 +192,92 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/cases/<case_id>/place", "get_case_place", SIGNED_IN),
     # The notices sent for a case (notify's record, asked of notify): scoped as the case is.
     Route("GET", "/api/v1/cases/<case_id>/notifications", "get_case_notifications", SIGNED_IN),
+    # Why the case went where it went: the rule that fired and its version (routing_api.py).
+    Route(
+        "GET",
+        "/api/v1/cases/<case_id>/routing",
+        "get_case_routing",
+        SIGNED_IN,
+        summary="The case's routing decisions, explained (rule fired, rule version)",
+        answer=CaseRoutingSchema,
+    ),
+    # Channels behind keys (docs/channels.md). Open311 GeoReport v2: reading is public, posting
+    # needs the form's api_key (an open311 channel key; checked by the endpoint, which reads the
+    # form itself). Paths without a format suffix answer XML, the spec's default.
+    *(
+        Route(
+            "GET", f"/open311/v2/{name}{suffix}", endpoint, OPEN, summary=summary, content_types=()
+        )
+        for name, endpoint, summary in (
+            ("discovery", "get_open311_discovery", "Open311 GeoReport v2 discovery"),
+            ("services", "get_open311_services", "Open311 services: the city's categories"),
+            ("requests", "get_open311_requests", "Open311 service requests, filtered"),
+        )
+        for suffix in ("", ".<fmt>")
+    ),
+    *(
+        Route(
+            "POST",
+            f"/open311/v2/requests{suffix}",
+            "post_open311_request",
+            OPEN,
+            summary="Open311: post a service request (form-encoded, api_key required)",
+            content_types=("application/x-www-form-urlencoded",),
+        )
+        for suffix in ("", ".<fmt>")
+    ),
+    Route(
+        "GET",
+        "/open311/v2/services/<code>",
+        "get_open311_service",
+        OPEN,
+        summary="Open311 service definition ({code}.xml or {code}.json)",
+        content_types=(),
+    ),
+    Route(
+        "GET",
+        "/open311/v2/requests/<request_id>",
+        "get_open311_request",
+        OPEN,
+        summary="Open311: one service request ({id}.xml or {id}.json)",
+        content_types=(),
+    ),
+    Route(
+        "GET",
+        "/open311/v2/tokens/<token>",
+        "get_open311_token",
+        OPEN,
+        summary="Open311: the service request a token became",
+        content_types=(),
+    ),
+    # The WeChat official account's callback: the platform's signature is the credential.
+    Route(
+        "GET",
+        "/wechat/callback",
+        "get_wechat_callback",
+        OPEN,
+        summary="WeChat callback URL check (echostr)",
+        content_types=(),
+    ),
+    Route(
+        "POST",
+        "/wechat/callback",
+        "post_wechat_callback",
+        OPEN,
+        summary="WeChat message callback: a resident's text or location becomes a report",
+        content_types=("text/xml",),
+    ),
+    # Sensors: a device's key (a sensor channel key naming its device).
+    Route(
+        "POST",
+        "/api/v1/sensors/alerts",
+        "post_sensor_alert",
+        ANYONE,
+        B,
+        summary="A sensor's alert, merged per device while its case is open",
+        body=SensorAlertSchema,
+        answer=SensorAnswerSchema,
+    ),
     Route("GET", "/healthz", "healthz", OPEN),
     Route("GET", "/metrics", "get_metrics", OPEN),
 )
@@ -309,6 +399,9 @@ def _no_case(case_id: str) -> h.Rejected:
 
 
 class IntakeApi(
+    Open311Endpoints,
+    WeChatEndpoints,
+    SensorEndpoints,
     SessionEndpoints,
     LinkEndpoints,
     DepartmentEndpoints,
@@ -316,6 +409,7 @@ class IntakeApi(
     CaseListEndpoints,
     BoardEndpoints,
     OrderEndpoints,
+    RoutingEndpoints,
 ):
     def __init__(
         self, runtime: ServiceRuntime, peers: Peers, inbox_waiters: ib.Waiters | None = None
@@ -781,6 +875,13 @@ class IntakeApi(
                     422,
                     {"holder": [f"no department or unit {data['holder']!r} in the jurisdiction"]},
                 )
+        if data["device_place"] is not None:
+            try:
+                h.resolve_location(self._jurisdiction(), data["device_place"])
+            except h.Rejected as exc:
+                raise h.Rejected(
+                    422, {f"device_place.{k}".rstrip("."): v for k, v in exc.errors.items()}
+                ) from None
         if data["rate_limit"] is not None:
             try:
                 parse_limit(data["rate_limit"])
@@ -796,6 +897,8 @@ class IntakeApi(
             holder=data["holder"],
             ttl=dt.timedelta(days=days) if days else None,
             rate_limit=data["rate_limit"],
+            device=data["device"],
+            device_place=data["device_place"],
         )
         return Answer(201, {"key": record, "token": token})
 

@@ -25,6 +25,7 @@ from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Handler, Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_intake import assessment
+from gridflow_intake.device_merge import open_case_of_device
 from gridflow_intake.figures import open_cases
 from gridflow_intake.models import (
     OWN_TABLES,
@@ -178,7 +179,8 @@ def register_report(
         category = classify(report["description"], j.categories)
         classified = category is not None
 
-    joined = _open_duplicate(work, category, lat, lon)
+    # A sensor's alert joins its device's open case first (gridflow_intake/device_merge.py).
+    joined = open_case_of_device(work, report) or _open_duplicate(work, category, lat, lon)
     case_id = joined or _new_case_id(j.local(work.now))
     if joined:
         work.db.execute(
@@ -232,6 +234,7 @@ def register_report(
                 "jurisdiction_version": version,
                 "location": {"lat": lat, "lon": lon} if lat is not None else None,
                 "reporter": privacy.mask_reporter(report.get("reporter")),
+                "channel": report["channel"],  # the city's rules may route by it
             },
         )
         # Many new cases of one kind in one place within a short window (热点): one upsert per
@@ -247,6 +250,7 @@ def register_report(
             reporter=report.get("reporter"),
             received_at=work.now,
             progress_token_hash=progress_token_hash,
+            device=report.get("device"),
         ),
     )
     if joined:
@@ -822,6 +826,10 @@ def on_case_dispatched(work: Work, event: c.Event) -> None:
         lead=p["lead"],
         assisting=p["assisting"],
         explanation=p["explanation"],
+        # GET /api/v1/cases/{id}/routing reads the decisions back from here (routing_api).
+        rule_id=p.get("rule_id"),
+        rule_version=p.get("rule_version"),
+        time_limit=p.get("time_limit"),
     )
     _note_fact(work, event, v.DISPATCHED, assignment_id, handler=p["holder"], queue=p["queue"])
     _project_inbox(work, event)

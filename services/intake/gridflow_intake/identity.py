@@ -251,8 +251,11 @@ class IdentityStore:
         holder: str | None = None,
         ttl: dt.timedelta | None = None,
         rate_limit: str | None = None,
+        device: str | None = None,
+        device_place: dict | None = None,
     ) -> tuple[dict, str]:
-        """A new credential: its public record and the token, which is never shown again."""
+        """A new credential: its public record and the token, which is never shown again.
+        ``device`` (and its registered place): a sensor's channel key (sensors_api.py)."""
         if kind not in CREDENTIAL_KINDS:
             raise ValueError(f"unknown credential kind {kind!r}")
         token = new_token(kind)
@@ -266,6 +269,8 @@ class IdentityStore:
             holder=holder,
             label=label[:100],
             rate_limit=rate_limit,
+            device=device,
+            device_place=device_place,
             created_at=now,
             expires_at=now + min(ttl, MAX_TTL) if ttl is not None else None,
             revoked_at=None,
@@ -416,6 +421,8 @@ class IdentityStore:
             holder=old["holder"],
             ttl=ttl,
             rate_limit=old["rate_limit"],
+            device=old.get("device"),
+            device_place=old.get("device_place"),
         )
 
     def credentials(
@@ -558,6 +565,7 @@ def _public_credential(row: dict) -> dict:
         "channel": row["channel"],
         "holder": row["holder"],
         "rate_limit": row["rate_limit"],
+        "device": row.get("device"),
         "created_at": when("created_at"),
         "expires_at": when("expires_at"),
         "revoked_at": when("revoked_at"),

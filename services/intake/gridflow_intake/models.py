@@ -93,6 +93,10 @@ reports = sa.Table(
     # A resubmission of (channel, external_id) is the same report, however often a phone that was
     # offline sends it.
     sa.UniqueConstraint("channel", "external_id", name="uq_intake_reports_channel_external_id"),
+    # The sensor that sent the report (its key's device, gridflow_intake/sensors_api.py): a
+    # device's alerts join its open case (intake_0180).
+    sa.Column("device", sa.String(64), nullable=True),
+    sa.Index("ix_intake_reports_device", "device"),
 )
 
 # More progress links for a report (gridflow_intake/contacts.py: the link in a resident's
@@ -272,6 +276,10 @@ credentials = sa.Table(
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
     # A one-time sign-in link is spent once.
     sa.Column("used_at", UtcDateTime(), nullable=True),
+    # A sensor's channel key names its device, and may carry the device's registered place (a
+    # report location: {lat, lon}, {grid_code} or {address}) (intake_0180).
+    sa.Column("device", sa.String(64), nullable=True),
+    sa.Column("device_place", sa.JSON, nullable=True),
 )
 
 audit = sa.Table(

@@ -116,6 +116,9 @@ class ReporterSchema(_Strict):
         validate=validate.Regexp(r"^\+?[0-9][0-9 -]{2,19}$", error="not a phone number"),
         allow_none=True,
     )
+    # Added with the channels (Open311's email): optional. ``wechat_openid`` is set only by the
+    # WeChat callback (gridflow_intake/wechat_api.py), never taken from the public JSON API.
+    email = fields.Email(validate=validate.Length(max=254), allow_none=True)
 
 
 class ReportSchema(_Strict):
@@ -250,11 +253,24 @@ class KeyCreateSchema(_Strict):
     label = fields.String(validate=[validate.Length(1, 100), _not_blank], load_default=None)
     expires_in_days = StrictInteger(validate=validate.Range(1, 3650), load_default=None)
     rate_limit = fields.String(validate=validate.Length(1, 32), load_default=None)
+    # A sensor's key names its device (the alerts' device is the key's, never the body's) and
+    # may carry the device's registered place (gridflow_intake/sensors_api.py).
+    device = fields.String(
+        validate=[validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"), _not_blank],
+        load_default=None,
+    )
+    device_place = fields.Nested(LocationSchema, load_default=None)
 
     @validates_schema
     def one_subject(self, data: dict, **_: object) -> None:
         if (data.get("channel") is None) == (data.get("holder") is None):
             raise ValidationError(["give exactly one of channel (a channel's key) or holder"])
+        if data.get("channel") == "sensor" and data.get("device") is None:
+            raise ValidationError({"device": ["a sensor's key names its device"]})
+        if data.get("device") is not None and data.get("channel") != "sensor":
+            raise ValidationError({"device": ["only a sensor's key (channel sensor) has a device"]})
+        if data.get("device_place") is not None and data.get("device") is None:
+            raise ValidationError({"device_place": ["a place belongs to a device"]})
 
 
 class EmptySchema(_Strict):

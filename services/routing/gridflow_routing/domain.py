@@ -20,10 +20,13 @@ Standard library only: the jurisdiction object is passed in.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from gridflow_common.domain import vocabulary as v
+from gridflow_common.domain.calendar import TimeLimit
+from gridflow_common.domain.rules import TAXONOMY, Facts, Fired, Rule
 from gridflow_common.domain.vocabulary import (
     BEYOND_AUTHORITY,
     COMMUNITY,
@@ -45,6 +48,11 @@ class Assignment:
     assisting: tuple[str, ...] = ()
     explanation: str = ""
     at_command: bool = field(default=False)
+    # The city's rule that decided the holder (rules.yaml), or ``taxonomy`` (categories.csv).
+    rule_id: str = TAXONOMY
+    # A rule's time limit for this assignment instead of the category's, and that rule's id.
+    time_limit: TimeLimit | None = None
+    limit_rule_id: str | None = None
 
 
 def _rank(tier: str) -> int:
@@ -201,3 +209,75 @@ def reopen(current: Assignment, reason: str | None) -> Assignment:
     return Assignment(
         current.tier, current.holder, current.lead, current.assisting, why, current.at_command
     )
+
+
+# --------------------------------------------------------------------------- the city's rules
+
+
+def _rule_words(rule: Rule) -> str:
+    return f"按规则{rule.id}" + (f"（{rule.name}）" if rule.name else "")
+
+
+def _by_rule(j: Any, rule: Rule, category: Any, area_code: str) -> Assignment:
+    """The holder ``rule`` names for a case of ``category`` (not None) in ``area_code``."""
+    if rule.unit is not None:
+        unit = j.unit(rule.unit)
+        lead = unit.department_code
+        assisting = tuple(d for d in category.assisting_departments if d != lead)
+        if unit.kind == v.COMMUNITY_OFFICE:
+            lead, assisting = None, ()
+        why = f"派至{unit.name}"
+        return Assignment(
+            TIER_OF_UNIT_KIND.get(unit.kind, DISTRICT),
+            unit.code,
+            lead,
+            assisting,
+            why,
+            at_command=unit.kind == v.COMMAND_CENTER,
+        )
+    if rule.department is not None:
+        category = dataclasses.replace(
+            category,
+            lead_department=rule.department,
+            assisting_departments=tuple(
+                d for d in category.assisting_departments if d != rule.department
+            ),
+        )
+    tier = rule.start_tier or category.default_tier
+    if rule.up_one_tier:
+        if tier == DISTRICT:
+            return _command_center(j, area_code, f"{category.name_zh}属重大情形，升一级")
+        tier = TIER_ORDER[_rank(tier) + 1]
+    return assign_at_tier(j, tier, category, area_code)
+
+
+def route_by_rules(j: Any, category: Any | None, facts: Facts) -> Assignment:
+    """A new case routed by the jurisdiction's rules (``j.rules``) over its taxonomy: the rule
+    that fired names the holder, else the taxonomy does (``route_new_case``); a rule's time
+    limit, when one fires, rides on the assignment. A case nobody could classify goes to the
+    command center whatever the rules say (its category is for the command center to find)."""
+    fired = j.rules.decide(facts) if j.rules and category is not None else Fired()
+    if fired.route is None:
+        decided = route_new_case(j, category, facts.area_code)
+    else:
+        decided = _by_rule(j, fired.route, category, facts.area_code)
+        decided = dataclasses.replace(
+            decided,
+            rule_id=fired.route.id,
+            explanation=f"{_rule_words(fired.route)}：{decided.explanation}",
+        )
+    return with_limit(decided, fired.limit)
+
+
+def with_limit(decided: Assignment, rule: Rule | None) -> Assignment:
+    """``decided`` with ``rule``'s time limit (None: the category's own)."""
+    if rule is None or rule.time_limit is None:
+        return decided
+    return dataclasses.replace(decided, time_limit=rule.time_limit, limit_rule_id=rule.id)
+
+
+def limit_rule(j: Any, facts: Facts) -> Rule | None:
+    """The rule whose time limit applies to an assignment of a case with ``facts``, if any."""
+    if not j.rules or facts.category is None:
+        return None
+    return j.rules.decide(facts).limit

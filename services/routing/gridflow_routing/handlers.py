@@ -6,6 +6,7 @@ own view may lag behind (intake asks it through RPC).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from gridflow_common import contracts as c
 from gridflow_common.domain import privacy
 from gridflow_common.domain import vocabulary as v
+from gridflow_common.domain.rules import TAXONOMY, Facts
 from gridflow_common.runtime import Work
 from gridflow_common.service import ServiceDefinition
 from gridflow_routing import domain
@@ -40,6 +42,10 @@ def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
             "area_code": row["area_code"],
             "jurisdiction_version": row["jurisdiction_version"],
             "explanation": row.get("explanation", ""),
+            # Which rule decided, under which version of the city's rules (its jurisdiction).
+            "rule_id": row.get("rule_id") or TAXONOMY,
+            "rule_version": row["jurisdiction_version"],
+            "time_limit": row.get("time_limit"),
             # Masked by intake; again here for assignments of cases registered before it did.
             "description": privacy.mask_personal_numbers(row["description"]),
             "location": row["location"],
@@ -50,12 +56,33 @@ def _announce(work: Work, row: dict, reason: str, event: c.Event) -> None:
 
 
 def _fields(a: domain.Assignment) -> dict[str, Any]:
+    limit = None
+    if a.time_limit is not None:
+        limit = {
+            "amount": a.time_limit.amount,
+            "unit": a.time_limit.unit.value,
+            "rule_id": a.limit_rule_id,
+        }
     return dict(
         tier=a.tier,
         holder=a.holder,
         lead=a.lead,
         assisting=list(a.assisting),
         at_command=a.at_command,
+        rule_id=a.rule_id,
+        time_limit=limit,
+    )
+
+
+def _facts(j: Any, row: dict, category: str | None, at: Any) -> Facts:
+    """What the city's rules look at in the case: its report's local clock time (the row's,
+    else ``at`` for rows from before routing kept it)."""
+    return Facts(
+        category=category,
+        area_code=row["area_code"],
+        channel=row.get("channel"),
+        local_time=j.local(row.get("registered_at") or at).time(),
+        text=row.get("description") or "",
     )
 
 
@@ -63,7 +90,14 @@ def on_case_registered(work: Work, event: c.Event) -> None:
     p = event.payload
     j = work.jurisdiction(p["jurisdiction_version"])
     category = j.category(p["category"]) if p["category"] else None
-    decision = domain.route_new_case(j, category, p["area_code"])
+    facts = Facts(
+        category=p["category"],
+        area_code=p["area_code"],
+        channel=p.get("channel"),
+        local_time=j.local(event.occurred_at).time(),
+        text=p["description"],
+    )
+    decision = domain.route_by_rules(j, category, facts)
     row = dict(
         case_id=p["case_id"],
         category=p["category"],
@@ -75,6 +109,8 @@ def on_case_registered(work: Work, event: c.Event) -> None:
         returns=0,
         seq=1,
         jurisdiction_version=p["jurisdiction_version"],
+        channel=p.get("channel"),
+        registered_at=event.occurred_at,
         **_fields(decision),
     )
     work.db.execute(sa.insert(assignments), row)
@@ -112,7 +148,15 @@ def _as_assignment(row: dict) -> domain.Assignment:
 def _reassign(
     work: Work, row: dict, decision: domain.Assignment, reason: str, event: c.Event, **changes: Any
 ) -> None:
-    row.update(_fields(decision), seq=row["seq"] + 1, **changes)
+    row.update(changes)
+    # A rule's time limit holds for every assignment of a case its conditions still match (a
+    # reclassified case may leave it); the holder is not a rule's to choose after the first.
+    j = work.jurisdiction(row["jurisdiction_version"])
+    limit = domain.limit_rule(j, _facts(j, row, row["category"], event.occurred_at))
+    # Rework goes back to the same holder: the rule that chose it still stands behind it.
+    kept = (row.get("rule_id") or TAXONOMY) if reason == v.REASON_REWORK else TAXONOMY
+    decision = domain.with_limit(dataclasses.replace(decision, rule_id=kept), limit)
+    row.update(_fields(decision), seq=row["seq"] + 1)
     work.db.execute(
         sa.update(assignments)
         .where(assignments.c.case_id == row["case_id"])

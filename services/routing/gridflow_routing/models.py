@@ -3,7 +3,7 @@ case (one row per case; ``seq`` counts its assignments)."""
 
 import sqlalchemy as sa
 
-from gridflow_common.db import messaging_tables
+from gridflow_common.db import UtcDateTime, messaging_tables
 
 metadata = sa.MetaData()
 
@@ -29,6 +29,13 @@ assignments = sa.Table(
     sa.Column("jurisdiction_version", sa.Integer, nullable=False),
     # The last command-center order acted on (routing_0040): a redelivered order moves nothing.
     sa.Column("last_order", sa.String(40), nullable=True),
+    # What the city's rules (rules.yaml) look at and decided (routing_0050): the report's
+    # channel and instant, the rule that chose the holder (``taxonomy`` when none did; null on
+    # rows from before), and a rule's time limit for this assignment ({amount, unit, rule_id}).
+    sa.Column("channel", sa.String(32), nullable=True),
+    sa.Column("registered_at", UtcDateTime(), nullable=True),
+    sa.Column("rule_id", sa.String(40), nullable=True),
+    sa.Column("time_limit", sa.JSON, nullable=True),
 )
 
 OWN_TABLES = [assignments]

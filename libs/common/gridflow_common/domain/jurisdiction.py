@@ -21,6 +21,8 @@ from gridflow_common.domain.calendar import (
 )
 from gridflow_common.domain.geo import Polygon
 from gridflow_common.domain.notify_plan import NotifyPlan
+from gridflow_common.domain.rules import EMPTY as NO_RULES
+from gridflow_common.domain.rules import RuleSet
 from gridflow_common.domain.vocabulary import UNIT_KINDS
 
 LEVELS = ("district", "street", "community", "grid")
@@ -159,6 +161,8 @@ class Jurisdiction:
     hotspot_rules: HotspotRules = field(default_factory=HotspotRules)
     # notify.csv, notify_templates.csv and settings quiet_hours / urgent_categories.
     notify_plan: NotifyPlan = field(default_factory=NotifyPlan)
+    # rules.yaml: the city's routing rules beyond the taxonomy (absent: none; domain.rules).
+    rules: RuleSet = NO_RULES
 
     # Indexes are derived, so they stay out of equality, repr and the constructor.
     _areas: dict[str, Area] = field(init=False, repr=False, compare=False)

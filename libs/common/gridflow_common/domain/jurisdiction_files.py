@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -103,6 +104,8 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     # Channels per person and the city's own message templates (domain.notify_plan).
     "notify.csv": ("person", "channels"),
     "notify_templates.csv": ("kind", "template"),
+    # The city's routing rules (YAML, not a table: domain.rules; absent: the taxonomy alone).
+    "rules.yaml": (),
 }
 SETTING_TIME_ZONE = "time_zone"
 SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
@@ -379,21 +382,38 @@ class _Loader:
 
         if self.problems or calendar is None or warning_levels is None:
             raise JurisdictionError(self.problems)
-        return Jurisdiction(
-            areas=tuple(areas),
-            departments=tuple(departments),
-            units=tuple(units),
-            categories=tuple(categories),
-            people=tuple(people),
-            calendar=calendar,
-            warning_levels=warning_levels,
-            adapters=tuple(config for config, _ in adapters),
-            adapter_lines={config.code: line for config, line in adapters},
-            assessment_weights=weights,
-            hotspot_rules=hotspot_rules,
-            notify_plan=plan,
-            **settings,
+        return self.load_rules(
+            Jurisdiction(
+                areas=tuple(areas),
+                departments=tuple(departments),
+                units=tuple(units),
+                categories=tuple(categories),
+                people=tuple(people),
+                calendar=calendar,
+                warning_levels=warning_levels,
+                adapters=tuple(config for config, _ in adapters),
+                adapter_lines={config.code: line for config, line in adapters},
+                assessment_weights=weights,
+                hotspot_rules=hotspot_rules,
+                notify_plan=plan,
+                **settings,
+            )
         )
+
+    def load_rules(self, j: Jurisdiction) -> Jurisdiction:
+        """``rules.yaml`` (optional): checked against the rest of the folder, so read last."""
+        text = self.texts.get("rules.yaml")
+        if text is None:
+            return j
+        # The YAML composer is the boundary's; the rule language itself is domain.rules.
+        from gridflow_common.rules_file import parse_rules
+
+        rule_set, problems = parse_rules(text, j)
+        for p in problems:
+            self.add("rules.yaml", p.line, p.rule_id and f"rule {p.rule_id}", p.message)
+        if self.problems:
+            raise JurisdictionError(self.problems)
+        return dataclasses.replace(j, rules=rule_set)
 
     def load_settings(self) -> dict[str, Any]:
         """``settings.csv`` (optional): one ``key,value`` row per setting; absent ones default."""

@@ -50,6 +50,10 @@ class Statements:
         outbox, processed = tables["outbox"], tables["processed"]
         self.claim = dialect.insert(processed).on_conflict_do_nothing()
         self.outbox_insert = sa.insert(outbox).returning(outbox.c.id)
+        # Many rows in one statement (insertmanyvalues), their ids in the order given.
+        self.outbox_insert_many = sa.insert(outbox).returning(
+            outbox.c.id, sort_by_parameter_order=True
+        )
 
 
 class Work:
@@ -87,6 +91,40 @@ class Work:
             event_type,
             json.dumps(event.to_message(), ensure_ascii=False),
         )
+
+    def emit_many(self, events: list[tuple[str, dict, dt.datetime | None]]) -> None:
+        """``emit`` for each (event type, payload, occurred_at), in order, written to the outbox
+        in one statement rather than one round trip each (the SLA sweep's hundreds of colours
+        a batch)."""
+        if not events:
+            return
+        exchange = contracts.event_exchange(self.runtime.service)
+        created_at = self.runtime.operational_now()
+        bodies = [
+            (
+                event_type,
+                json.dumps(
+                    contracts.make_event(
+                        self.runtime.service, event_type, occurred_at or self.now, payload
+                    ).to_message(),
+                    ensure_ascii=False,
+                ),
+            )
+            for event_type, payload, occurred_at in events
+        ]
+        params = [
+            dict(
+                exchange=exchange,
+                routing_key=key,
+                body=body,
+                attempts=0,
+                created_at=created_at,
+            )
+            for key, body in bodies
+        ]
+        ids = self.db.execute(self.runtime.statements.outbox_insert_many, params).scalars().all()
+        for (key, body), row_id in zip(bodies, ids, strict=True):
+            self.outboxed.append(OutboxRow(row_id, exchange, key, body))
 
     def send_to_unit(self, department: str | None, unit: str, message: dict) -> None:
         """Queue a department message for a unit's system, in this transaction: the topic

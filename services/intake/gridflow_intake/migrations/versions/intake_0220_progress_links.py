@@ -1,7 +1,7 @@
 """intake: more progress links per report (a resident's message carries one)
 
 Revision ID: intake_0220
-Revises: intake_0160
+Revises: intake_0180
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import gridflow_common.db
 
 revision = "intake_0220"
-down_revision = "intake_0160"
+down_revision = "intake_0180"
 branch_labels = None
 depends_on = None
 
