@@ -398,10 +398,57 @@ class DeliveryWorker:
         n = notifications.c
         now = self.runtime.operational_now()
         made = 0
+        # A staff message sent as it was made (the common case) changes the same columns the
+        # same way: one UPDATE per channel and lease, one INSERT of their log rows. Two
+        # statements a row cost about 4.6 ms a message on a busy PostgreSQL (bench-notify),
+        # more than sending it.
+        plain: dict[tuple[str, dt.datetime], list[Outcome]] = {}
+        rest: list[Outcome] = []
+        for o in outcomes:
+            SENDS.labels(o.channel, o.result).inc()
+            if (
+                o.result == OUTCOME_SENT
+                and o.address is None
+                and o.channels is None
+                and o.text is None
+            ):
+                plain.setdefault((o.channel, o.claim.lease), []).append(o)
+            else:
+                rest.append(o)
         with self.runtime.work() as work:
-            for o in outcomes:
+            for (channel, lease), group in plain.items():
+                recorded = (
+                    work.db.execute(
+                        sa.update(notifications)
+                        .where(n.id.in_([o.claim.id for o in group]), n.lease_until == lease)
+                        .values(
+                            status=SENT,
+                            sent_at=now,
+                            channel=channel[:20],
+                            last_error=None,
+                            lease_until=None,
+                        )
+                        .returning(n.id)
+                    )
+                    .scalars()
+                    .all()
+                )
+                if recorded:
+                    work.db.execute(
+                        sa.insert(attempts),
+                        [
+                            dict(
+                                notification_id=i,
+                                at=now,
+                                channel=channel[:40],
+                                outcome=OUTCOME_SENT,
+                                error=None,
+                            )
+                            for i in sorted(recorded)
+                        ],
+                    )
+            for o in rest:
                 c = o.claim
-                SENDS.labels(o.channel, o.result).inc()
                 values: dict[str, Any] = {"lease_until": None}
                 if o.channels is not None:
                     values["channels"] = list(o.channels)
