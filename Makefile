@@ -19,7 +19,7 @@ ASYNCAPI_CLI_VERSION := 6.2.0
 TOOLS := .tools
 ASYNCAPI_CLI := $(TOOLS)/asyncapi/node_modules/.bin/asyncapi
 
-.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency bench-rules lint migrate clean tools asyncapi bench-clock bench-classify bench-intake
+.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency bench-rules lint migrate clean tools asyncapi bench-clock bench-classify bench-intake bench-notify
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ bench-addresses: $(STAMP) ## address -> grid lookups per second (Lucheng's list 
 
 bench-board-latency: $(STAMP) ## a colour change's delay to the board's live feed and summary on the real topology (simulated clock), beside a 1 s polling SELECT
 	$(BIN)/python -m bench.board_latency
+
+bench-notify: $(STAMP) ## notifications/s through the e-mail (aiosmtpd) and webhook channels beside raw smtplib and raw HTTP (BENCH_ARGS=--quick for a short run)
+	$(BIN)/python -m bench.notify $(BENCH_ARGS)
 
 bench-clock: $(STAMP) ## the SLA sweep with 1,000,000 open clocks: nothing due, 10,000 crossing at once, each warning's lateness on the real clock, beside raw SELECT/UPDATE (QUICK=1: 100,000)
 	$(BIN)/python -m bench.clock $(if $(QUICK),--quick)

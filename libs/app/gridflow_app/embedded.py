@@ -30,6 +30,7 @@ from gridflow_common.jurisdictions import JurisdictionStore
 from gridflow_common.logging import get_logger
 from gridflow_common.runtime import RelayLoop, ServiceRuntime
 from gridflow_common.service import ServiceDefinition
+from gridflow_notify import delivery as notify_delivery
 from gridflow_notify import handlers as notify_handlers
 from gridflow_routing import handlers as routing_handlers
 
@@ -108,10 +109,21 @@ class EmbeddedGridflow:
             )
             runtime.on_commit(self._publish_after_commit(runtime))
             self.runtimes[name] = runtime
+        # Notify asks intake for a resident's contacts when it sends (intake's RPC
+        # reporter_contacts under nameko): here a call into intake's runtime.
+        self.runtimes[c.NOTIFY].extras[notify_delivery.CONTACTS_KEY] = self.reporter_contacts
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._access()
         self._figure_sources = self._add_figures()
+
+    def reporter_contacts(
+        self, case_id: str, report_id: int | None = None, links: bool = True
+    ) -> list[dict]:
+        from gridflow_intake.contacts import reporter_contacts
+
+        with self.runtimes[c.INTAKE].work() as work:
+            return reporter_contacts(work, case_id, report_id, links)
 
     def _add_figures(self) -> list:
         """The global figures of /metrics, read from this process's database and bus (one
@@ -166,9 +178,10 @@ class EmbeddedGridflow:
         # Pushes in flight end with the process; their leases run out and they are pushed
         # again by the next start (same delivery_id).
         for runtime in self.runtimes.values():
-            worker = runtime.extras.pop("delivery_worker", None)
-            if worker is not None:
-                worker.close()
+            for key in ("delivery_worker", notify_delivery.WORKER_KEY):
+                worker = runtime.extras.pop(key, None)
+                if worker is not None:
+                    worker.close()
 
     def close(self) -> None:
         """Stop, let go of the database and remove the temporary folder it was made in."""

@@ -169,6 +169,9 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(INTAKE, CASE_ORDER_GIVEN, ROUTING, "on_case_order_given"),
     Subscription(INTAKE, CASE_ORDER_GIVEN, SLA, "on_case_order_given"),
     Subscription(INTAKE, CASE_ORDER_GIVEN, NOTIFY, "on_case_order_given"),
+    # Residents hear back (notify): registered, and closed after verification.
+    Subscription(INTAKE, CASE_REGISTERED, NOTIFY, "on_case_registered"),
+    Subscription(INTAKE, CASE_VERIFIED, NOTIFY, "on_case_verified"),
     # Department systems hear that a case they work on was finished by order (rejected, merged).
     Subscription(INTAKE, CASE_ORDER_GIVEN, DEPARTMENTS, "on_case_order_given"),
 )

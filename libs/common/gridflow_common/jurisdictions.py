@@ -40,6 +40,21 @@ def check_adapters(jurisdiction: Jurisdiction) -> None:
         raise JurisdictionError(problems)
 
 
+def check_templates(jurisdiction: Jurisdiction) -> None:
+    """Refuse a jurisdiction whose message templates (its own notify_templates.csv, or those
+    they fall back to) cannot render (``notify_templates.problems``): found at import, not
+    when the first message at night fails."""
+    from gridflow_common import notify_templates
+    from gridflow_common.domain.jurisdiction_files import Problem
+
+    problems = [
+        Problem(file, line, "template", f"{kind}: {why}")
+        for file, line, kind, why in notify_templates.problems(jurisdiction.notify_plan)
+    ]
+    if problems:
+        raise JurisdictionError(problems)
+
+
 class JurisdictionStore:
     def __init__(self, engine: sa.Engine, lock: Any = None):
         self._engine = engine
@@ -53,6 +68,7 @@ class JurisdictionStore:
         names an adapter not installed here or configures one as it cannot be used."""
         parsed = parse_jurisdiction(files)
         check_adapters(parsed)
+        check_templates(parsed)
         with self._lock, self._engine.begin() as conn:
             conn.execute(sa.update(jurisdiction_table).values(active=False))
             version = conn.execute(

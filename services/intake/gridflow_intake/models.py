@@ -104,6 +104,16 @@ reports = sa.Table(
     sa.Index("ix_intake_reports_device", "device"),
 )
 
+# More progress links for a report (gridflow_intake/contacts.py: the link in a resident's
+# message), by the SHA-256 of their token like the report's own.
+progress_links = sa.Table(
+    "intake_progress_links",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("report_id", sa.Integer, nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
 colours = sa.Table(
     "intake_colours",
     metadata,
@@ -269,6 +279,7 @@ OWN_TABLES = [
     classification_examples,
     photos,
     wechat_pending,
+    progress_links,
     hotspots,
     department_messages,
     inbox,

@@ -26,7 +26,7 @@ from gridflow_common.runtime import Work
 from gridflow_intake import handlers as h
 from gridflow_intake.access import public_url
 from gridflow_intake.identity import PREFIXES, REPORTER, new_token, token_hash
-from gridflow_intake.models import cases, reports, timeline
+from gridflow_intake.models import cases, progress_links, reports, timeline
 
 PROGRESS_PATH = "/api/v1/progress"
 # Matched whole (fullmatch): ``$`` would let a trailing newline through.
@@ -81,6 +81,13 @@ def _report_of(work: Work, token: str) -> Any:
             reports.c.progress_token_hash == token_hash(token)
         )
     ).first()
+    if row is None:
+        # A link made later for the same report (a resident's message: gridflow_intake.contacts).
+        row = work.db.execute(
+            sa.select(reports.c.case_id, reports.c.received_at)
+            .join(progress_links, progress_links.c.report_id == reports.c.id)
+            .where(progress_links.c.token_hash == token_hash(token))
+        ).first()
     if row is None:
         raise _no_link()
     return row

@@ -10,7 +10,7 @@ import eventlet
 import kombu
 from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer
-from nameko.rpc import RpcProxy
+from nameko.rpc import RpcProxy, rpc
 from nameko.web.handlers import http
 
 from gridflow_common import contracts as c
@@ -23,6 +23,7 @@ from gridflow_common.nameko_support import (
     _DeadLetteringQueueConsumer,
     subscribe,
 )
+from gridflow_intake import contacts
 from gridflow_intake.access import Access
 from gridflow_intake.api import IntakeApi
 from gridflow_intake.handlers import DEFINITION
@@ -182,6 +183,15 @@ class IntakeService(GridflowService):
                 c.NOTIFY: self.notify,
             }
         )
+
+    # Residents hear back: notify asks for a case's reporter contacts when it sends
+    # (gridflow_intake.contacts); contacts never travel in events.
+    @rpc
+    def reporter_contacts(
+        self, case_id: str, report_id: int | None = None, links: bool = True
+    ) -> list[dict]:
+        with self.runtime.work() as work:
+            return contacts.reporter_contacts(work, case_id, report_id, links)
 
     @http(ALL_METHODS, "/")
     @http(ALL_METHODS, "/<path:rest>")

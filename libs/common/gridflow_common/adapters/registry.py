@@ -8,12 +8,11 @@ of the city's data and again when the departments service starts.
 
 from __future__ import annotations
 
-import inspect
-from importlib.metadata import entry_points
 from urllib.parse import urlsplit
 
-from marshmallow import Schema, ValidationError
+from marshmallow import ValidationError
 
+from gridflow_common import plugins
 from gridflow_common.adapters.contract import DepartmentAdapter
 
 # What serves a department or unit the city's data names no adapter for (defined with the
@@ -21,6 +20,7 @@ from gridflow_common.adapters.contract import DepartmentAdapter
 from gridflow_common.domain.jurisdiction import DEFAULT_ADAPTER, AdapterConfig
 
 ENTRY_POINT_GROUP = "gridflow.department_adapters"
+_BASE = "gridflow_common.adapters.DepartmentAdapter"
 __all__ = ["DEFAULT_ADAPTER", "ENTRY_POINT_GROUP", "AdapterContractError", "config_problems"]
 
 
@@ -31,50 +31,26 @@ class AdapterContractError(TypeError):
 
 def installed() -> dict[str, str]:
     """Adapter name -> the ``module:Class`` it points at, for every installed adapter."""
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return plugins.installed(ENTRY_POINT_GROUP)
 
 
 def check_class(name: str, cls: object) -> type[DepartmentAdapter]:
     """``cls`` if it keeps the contract, else ``AdapterContractError`` saying how it does not."""
-    if not (inspect.isclass(cls) and issubclass(cls, DepartmentAdapter)):
-        raise AdapterContractError(
-            f"adapter {name!r} ({cls!r}) does not subclass "
-            "gridflow_common.adapters.DepartmentAdapter"
-        )
-    missing = sorted(getattr(cls, "__abstractmethods__", ()))
-    if missing:
-        raise AdapterContractError(
-            f"adapter {name!r} ({cls.__module__}.{cls.__qualname__}) does not implement "
-            + ", ".join(missing)
-        )
-    schema = getattr(cls, "config_schema", None)
-    if not (inspect.isclass(schema) and issubclass(schema, Schema)):
-        raise AdapterContractError(
-            f"adapter {name!r}: config_schema must be a marshmallow Schema class"
-        )
-    return cls
+    return plugins.check_class(
+        name, cls, DepartmentAdapter, what="adapter", error=AdapterContractError, base_name=_BASE
+    )
 
 
 def load(name: str) -> type[DepartmentAdapter]:
     """The adapter class installed under ``name``."""
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not found:
-        known = ", ".join(sorted(installed())) or "none"
-        raise AdapterContractError(
-            f"no adapter {name!r} is installed (entry-point group {ENTRY_POINT_GROUP}; "
-            f"installed: {known})"
-        )
-    if len(found) > 1:
-        raise AdapterContractError(
-            f"adapter {name!r} is installed twice: " + ", ".join(ep.value for ep in found)
-        )
-    try:
-        cls = found[0].load()
-    except Exception as exc:
-        raise AdapterContractError(
-            f"adapter {name!r} ({found[0].value}) cannot be imported: {exc!r}"
-        ) from None
-    return check_class(name, cls)
+    return plugins.load(
+        ENTRY_POINT_GROUP,
+        name,
+        DepartmentAdapter,
+        what="adapter",
+        error=AdapterContractError,
+        base_name=_BASE,
+    )
 
 
 def config_problems(config: AdapterConfig) -> list[tuple[str | None, str]]:

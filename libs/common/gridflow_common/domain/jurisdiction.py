@@ -21,6 +21,7 @@ from gridflow_common.domain.calendar import (
     WorkingCalendar,
 )
 from gridflow_common.domain.geo import Polygon
+from gridflow_common.domain.notify_plan import NotifyPlan
 from gridflow_common.domain.rules import EMPTY as NO_RULES
 from gridflow_common.domain.rules import RuleSet
 from gridflow_common.domain.vocabulary import UNIT_KINDS
@@ -159,6 +160,8 @@ class Jurisdiction:
     # hotspots.csv: how many reports of a kind in a grid or community, within how long, make
     # an alert (absent: the defaults).
     hotspot_rules: HotspotRules = field(default_factory=HotspotRules)
+    # notify.csv, notify_templates.csv and settings quiet_hours / urgent_categories.
+    notify_plan: NotifyPlan = field(default_factory=NotifyPlan)
     # rules.yaml: the city's routing rules beyond the taxonomy (absent: none; domain.rules).
     rules: RuleSet = NO_RULES
     # synonyms.csv: the city's words for classification, (word, standard) (absent: none).

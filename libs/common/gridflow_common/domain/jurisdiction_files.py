@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gridflow_common.domain import addresses, assessment, synonyms_file, vocabulary
+from gridflow_common.domain import addresses, assessment, notify_plan, synonyms_file, vocabulary
 from gridflow_common.domain.calendar import (
     TimeLimit,
     TimeUnit,
@@ -103,6 +103,9 @@ OPTIONAL_FILES: dict[str, tuple[str, ...]] = {
     "assessment.csv": ("weight", "value"),
     # Hotspot thresholds and windows per category and level (absent: the defaults).
     "hotspots.csv": ("category", "level", "threshold", "window_minutes"),
+    # Channels per person and the city's own message templates (domain.notify_plan).
+    "notify.csv": ("person", "channels"),
+    "notify_templates.csv": ("kind", "template"),
     # The city's routing rules (YAML, not a table: domain.rules; absent: the taxonomy alone).
     "rules.yaml": (),
     # The city's words for classification (synonyms_file; absent: the built-in ones only).
@@ -116,11 +119,15 @@ SETTING_TRIAGE_TIME_LIMIT = "triage_time_limit"
 SETTING_TRIAGE_TIME_UNIT = "triage_time_unit"
 # Whether reports located only by a grid (no point) merge within it (docs/addresses.md).
 SETTING_MERGE_BY_GRID = "merge_by_grid"
+SETTING_QUIET_HOURS = "quiet_hours"
+SETTING_URGENT_CATEGORIES = "urgent_categories"
 SETTINGS = (
     SETTING_TIME_ZONE,
     SETTING_TRIAGE_TIME_LIMIT,
     SETTING_TRIAGE_TIME_UNIT,
     SETTING_MERGE_BY_GRID,
+    SETTING_QUIET_HOURS,
+    SETTING_URGENT_CATEGORIES,
 )
 _ALL_FILES = {**FILES, **OPTIONAL_FILES}
 
@@ -240,6 +247,7 @@ class _Loader:
         self.area_levels: dict[str, str | None] | None = None
         self.department_codes: set[str] | None = None
         self.unit_kinds: dict[str, str | None] | None = None
+        self.notify_settings: dict[str, tuple[str, int]] = {}
 
     def add(self, file: str, line: int, column: str | None, message: str) -> None:
         self.problems.append(Problem(file, line, column, message))
@@ -370,6 +378,7 @@ class _Loader:
         hotspot_rules = self.load_hotspots(categories)
         synonyms = synonyms_file.load_synonyms(self)
         address_list = self.load_addresses(areas)
+        plan = notify_plan.load(self.texts, self.notify_settings, people, categories, self.add)
         zone = ZoneInfo(settings.get("time_zone", DEFAULT_TIME_ZONE))
 
         calendar: WorkingCalendar | None = None
@@ -400,6 +409,7 @@ class _Loader:
                 hotspot_rules=hotspot_rules,
                 synonyms=synonyms,
                 addresses=address_list,
+                notify_plan=plan,
                 **settings,
             )
         )
@@ -430,6 +440,12 @@ class _Loader:
             value = self.required(file, row, "value")
             if key is not None and self.unique(file, row, "key", key, seen) and value:
                 values[key] = (value, row.line)
+        # Notify's settings go to its own parser (domain.notify_plan.load).
+        self.notify_settings = {
+            k: values.pop(k)
+            for k in (SETTING_QUIET_HOURS, SETTING_URGENT_CATEGORIES)
+            if k in values
+        }
         settings: dict[str, Any] = {}
         if SETTING_TIME_ZONE in values:
             zone, line = values[SETTING_TIME_ZONE]
