@@ -105,7 +105,13 @@
         el('span', { class: 'muted', text: when(n.at) }), ' ',
         el('b', { text: word('notice', n.kind) }), ' → ', who,
         r.contact ? el('span', { class: 'muted', text: ' ' + r.contact }) : '',
-        ' · ', word('channel', n.channel), ' · ', el('span', { 'data-field': 'status', text: word('nstatus', n.status) })));
+        ' · ', word('channel', n.channel), ' · ', el('span', { 'data-field': 'status', text: word('nstatus', n.status) }),
+        // The delivery log: each try's time, channel and outcome, in the title; its count shown.
+        (n.attempts && n.attempts.length) ? el('span', {
+          class: 'muted', 'data-field': 'attempts',
+          text: ' · ' + n.attempts.length + ' ' + t('case.attempts'),
+          title: n.attempts.map((a) => [when(a.at), word('channel', a.channel), word('noutcome', a.outcome), a.error || ''].join(' ')).join('\n'),
+        }) : ''));
     }
     panel.dataset.count = String(answer.data.items.length);
     empty(list, t('case.no_notifications'));
