@@ -64,7 +64,10 @@ class JurisdictionAnswer(_Open):
 
 class ReportAnswer(_Open):
     case_id = _Str(required=True)
-    outcome = _Str(required=True, metadata={"enum": [v.OUTCOME_REGISTERED, v.OUTCOME_JOINED, v.OUTCOME_RESUBMISSION]})
+    outcome = _Str(
+        required=True,
+        metadata={"enum": [v.OUTCOME_REGISTERED, v.OUTCOME_JOINED, v.OUTCOME_RESUBMISSION]},
+    )
     progress_url = _Str(metadata={"description": "The reporter's link to follow the case."})
 
 

@@ -318,7 +318,12 @@ ROUTES: tuple[Route, ...] = (
         answer=ans.JurisdictionAnswer,
     ),
     Route(
-        "GET", "/api/v1/admin/users", "get_users", ADMIN, summary="The users", answer=ans.UsersAnswer
+        "GET",
+        "/api/v1/admin/users",
+        "get_users",
+        ADMIN,
+        summary="The users",
+        answer=ans.UsersAnswer,
     ),
     Route(
         "POST",
@@ -429,6 +434,7 @@ ROUTES: tuple[Route, ...] = (
         OPEN,
         summary="Spend a one-time sign-in link: starts a session and sends the browser on",
         query=s.SignInLinkQuerySchema,
+        answer=ans.SessionAnswer,
         ok=(303,),
         errors=(401,),
     ),
@@ -585,7 +591,14 @@ ROUTES: tuple[Route, ...] = (
         OPEN,
         summary="This document: OpenAPI 3.1",
     ),
-    Route("GET", "/api/v1/docs", "get_docs_page", OPEN, summary="The page to read it", answer_types=HTML),
+    Route(
+        "GET",
+        "/api/v1/docs",
+        "get_docs_page",
+        OPEN,
+        summary="The page to read it",
+        answer_types=HTML,
+    ),
 )
 
 # strict_slashes and merge_slashes off: a redirect is not an answer this API gives; a path

@@ -195,7 +195,12 @@ def tag_of(route: api.Route) -> str:
     if parts[:2] == ["api", "v1"]:
         rest = parts[2:]
         first = rest[0] if rest else "api"
-        return {"me": "session", "progress": "links", "units": "departments"}.get(first, first)
+        return {
+            "openapi.json": "docs",
+            "me": "session",
+            "progress": "links",
+            "units": "departments",
+        }.get(first, first)
     if not parts or parts[0] in ("cases", "static"):
         return "pages"
     if parts[0] in ("healthz", "metrics"):
@@ -286,8 +291,8 @@ def operation(route: api.Route) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in route.ok:
         responses[str(status)] = {
-            "description": "Done." if status != 303 else "Sent on (Location).",
-            **({"content": _answer_content(route)} if status not in (204, 303) else {}),
+            "description": "Done." if status != 303 else "Done; sent on (Location).",
+            **({"content": _answer_content(route)} if status != 204 else {}),
         }
     for status in error_statuses(route):
         responses[str(status)] = _refusal(route, status)

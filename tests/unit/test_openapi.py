@@ -1,0 +1,113 @@
+"""The OpenAPI document (gridflow_intake/openapi.py): every route in the routing table is
+described, and the document is valid OpenAPI 3.1. A route added without its description fails
+here until its fields are filled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from openapi_spec_validator import validate
+
+from gridflow_intake import openapi
+from gridflow_intake.api import ADMIN, OPEN, ROUTES, UNLIMITED
+
+# Answers of no fixed shape: the document itself (JSON of its own kind).
+NO_ANSWER_SCHEMA = {"get_openapi"}
+
+
+@pytest.fixture(scope="module")
+def document():
+    return openapi.build()
+
+
+def test_the_document_is_valid_openapi_3_1(document):
+    assert document["openapi"] == "3.1.0"
+    validate(document)
+    json.dumps(document)  # servable as JSON as it is
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.endpoint)
+def test_every_route_is_described(route, document):
+    assert route.summary.strip(), f"{route.endpoint}: fill Route.summary"
+    if route.body_limit is not None and route.content_types == ("application/json",):
+        assert route.body is not None, f"{route.endpoint} reads a JSON body: give Route.body"
+    if "application/json" in route.answer_types and route.endpoint not in NO_ANSWER_SCHEMA:
+        assert route.answer is not None, f"{route.endpoint}: give Route.answer (its schema)"
+    op = document["paths"][openapi.openapi_path(route.path)][route.method.lower()]
+    assert op["operationId"] == route.endpoint
+    assert op["summary"] == route.summary
+    for status in route.ok:
+        assert str(status) in op["responses"]
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.endpoint)
+def test_every_refusal_the_access_policy_implies_is_documented(route, document):
+    responses = document["paths"][openapi.openapi_path(route.path)][route.method.lower()][
+        "responses"
+    ]
+    if route.access != OPEN:
+        assert "401" in responses
+        assert op_security(document, route)
+    else:
+        assert op_security(document, route) == []
+    if route.body_limit is not None:
+        assert {"400", "413", "415"} <= set(responses)
+    if route.endpoint not in UNLIMITED:
+        assert "429" in responses
+    for status, response in responses.items():
+        if status.startswith(("4", "5")):
+            ref = response["content"]["application/json"]["schema"]["$ref"]
+            assert ref == "#/components/schemas/Error"
+
+
+def op_security(document, route):
+    return document["paths"][openapi.openapi_path(route.path)][route.method.lower()]["security"]
+
+
+def test_an_admin_route_takes_only_credentials_and_a_signature_is_a_department_systems():
+    document = openapi.build()
+    schemes = document["components"]["securitySchemes"]
+    assert set(schemes) == {
+        openapi.BEARER,
+        openapi.API_KEY,
+        openapi.SESSION,
+        openapi.SIGNATURE,
+    }
+    for route in ROUTES:
+        security = op_security(document, route)
+        named = {name for requirement in security for name in requirement}
+        if route.access == ADMIN:
+            assert {} not in security and openapi.SIGNATURE not in named
+        if openapi.SIGNATURE in named:
+            assert route.endpoint == "post_department_update"
+
+
+def test_a_route_outside_the_api_with_other_content_types_is_described_generically():
+    from marshmallow import Schema, fields
+
+    from gridflow_intake.api import Route
+
+    class Form(Schema):
+        api_key = fields.String(required=True)
+
+    route = Route(
+        "POST",
+        "/open311/v2/requests.<fmt>",
+        "post_open311_request",
+        OPEN,
+        1024,
+        summary="Post a service request",
+        body=Form,
+        content_types=("application/x-www-form-urlencoded",),
+        answer_types=("application/json", "text/xml"),
+        ok=(201,),
+    )
+    document = openapi.build((route,))
+    validate(document)
+    op = document["paths"]["/open311/v2/requests.{fmt}"]["post"]
+    assert op["tags"] == ["open311"]
+    body = op["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert body == {"$ref": "#/components/schemas/Form"}
+    assert set(op["responses"]["201"]["content"]) == {"application/json", "text/xml"}
+    assert set(op["responses"]["400"]["content"]) == {"application/json", "text/xml"}
