@@ -4,12 +4,19 @@ here until its fields are filled."""
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 
 import pytest
+from jsonschema import Draft202012Validator
+from marshmallow import Schema, ValidationError
 from openapi_spec_validator import validate
 
+from gridflow_common.domain import lifecycle
+from gridflow_common.domain import vocabulary as v
 from gridflow_intake import openapi
+from gridflow_intake import schemas as s
 from gridflow_intake.api import ADMIN, OPEN, ROUTES, UNLIMITED
 
 # Answers of no fixed shape: the document itself (JSON of its own kind).
@@ -111,3 +118,101 @@ def test_a_route_outside_the_api_with_other_content_types_is_described_generical
     assert body == {"$ref": "#/components/schemas/Form"}
     assert set(op["responses"]["201"]["content"]) == {"application/json", "text/xml"}
     assert set(op["responses"]["400"]["content"]) == {"application/json", "text/xml"}
+
+
+# -- rules across fields: the document's oneOf takes exactly what the API takes ------------------
+
+NOW = dt.datetime(2029, 12, 1, tzinfo=dt.timezone.utc)
+
+
+def _bodies(fixed: dict, optional: dict) -> list[dict]:
+    """``fixed`` with every subset of ``optional``."""
+    names = list(optional)
+    return [
+        {**fixed, **{n: optional[n] for n in chosen}}
+        for size in range(len(names) + 1)
+        for chosen in itertools.combinations(names, size)
+    ]
+
+
+def _api_takes(schema: Schema, body: dict, *checks) -> bool:
+    try:
+        loaded = schema.load(body)
+        for check in checks:
+            check(loaded)
+    except (ValidationError, lifecycle.LifecycleError):
+        return False
+    return True
+
+
+def _document_takes(document: dict, name: str, body: dict) -> bool:
+    return Draft202012Validator(document["components"]["schemas"][name]).is_valid(body)
+
+
+LOCATIONS = _bodies({}, {"lat": 28.0, "lon": 120.6, "grid_code": "g1", "address": "五马街"})
+ORDERS = [
+    body
+    for kind in v.ORDER_KINDS
+    for body in _bodies(
+        {"kind": kind}, {"unit": "u1", "category": "c1", "into": "GF-1", "reason": "因为"}
+    )
+]
+UPDATES = [
+    body
+    for status in v.UPDATE_STATUSES
+    for body in _bodies(
+        {"status": status},
+        {"category": "c1", "hours": 5, "due": "2029-12-20T00:00:00Z", "note": "好"},
+    )
+] + [{"status": v.EXTENSION_REQUESTED, "hours": 5, "due": None, "category": None}]
+KEYS = _bodies({"label": "k"}, {"channel": "web", "holder": "police"}) + [
+    {"channel": "web", "holder": None}
+]
+
+
+def _update_checks(loaded: dict) -> None:
+    lifecycle.check_update(loaded["status"], loaded.get("category"))
+    lifecycle.check_extension(loaded["status"], loaded.get("hours"), loaded.get("due"), NOW)
+
+
+@pytest.mark.parametrize(
+    ("name", "schema", "bodies", "checks"),
+    [
+        ("Location", s.LocationSchema(), LOCATIONS, ()),
+        ("Order", s.OrderSchema(), ORDERS, ()),
+        ("StatusUpdate", s.StatusUpdateSchema(), UPDATES, (_update_checks,)),
+        ("KeyCreate", s.KeyCreateSchema(), KEYS, ()),
+    ],
+)
+def test_the_document_takes_exactly_the_combinations_the_api_takes(
+    document, name, schema, bodies, checks
+):
+    taken = [b for b in bodies if _api_takes(schema, b, *checks)]
+    assert taken, "the API takes none of them: the bodies tried say nothing"
+    assert len(taken) < len(bodies)
+    disagree = [
+        (b, _api_takes(schema, b, *checks))
+        for b in bodies
+        if _document_takes(document, name, b) != _api_takes(schema, b, *checks)
+    ]
+    assert disagree == [], (
+        f"(body, what the API does) where the document says otherwise: {disagree}"
+    )
+
+
+def test_a_text_that_must_not_be_blank_says_so(document):
+    description = document["components"]["schemas"]["Report"]["properties"]["description"]
+    assert description["pattern"] == r"\S"
+    assert not Draft202012Validator(description).is_valid("   ")
+    with pytest.raises(ValidationError):
+        s.ReportSchema().load(
+            {"channel": "web", "description": "   ", "location": {"grid_code": "g"}}
+        )
+
+
+def test_an_integer_is_taken_as_json_writes_it():
+    # JSON Schema counts 3.0 as the integer 3, so the document promises it: the API takes it.
+    assert s.EvaluationSchema().load({"satisfaction": 3.0}) == {"satisfaction": 3, "note": None}
+    for not_one in (3.5, True, "3", float("inf")):
+        with pytest.raises(ValidationError):
+            s.EvaluationSchema().load({"satisfaction": not_one})

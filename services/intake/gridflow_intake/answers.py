@@ -68,7 +68,14 @@ class ReportAnswer(_Open):
         required=True,
         metadata={"enum": [v.OUTCOME_REGISTERED, v.OUTCOME_JOINED, v.OUTCOME_RESUBMISSION]},
     )
-    progress_url = _Str(metadata={"description": "The reporter's link to follow the case."})
+    progress_url = _Str(
+        allow_none=True,
+        metadata={
+            "description": "The reporter's link to follow the case; null for a resubmission "
+            "(the link came with the first answer), with progress_note saying so."
+        },
+    )
+    progress_note = _Str(metadata={"description": "Why a resubmission has no link."})
 
 
 class CaseStatusAnswer(_Open):
@@ -275,9 +282,12 @@ class OwnTokensAnswer(_Open):
 # -- the case list's query ----------------------------------------------------------------------
 
 
-def _multi(what: str) -> fields.List:
+def _multi(what: str, choices: tuple[str, ...] | None = None) -> fields.List:
+    """A filter's values; ``choices`` when the values are Gridflow's own words (the others are
+    the city's codes, known only to its jurisdiction)."""
+    item = validate.OneOf(choices) if choices else validate.Length(1, 100)
     return fields.List(
-        _Str(validate=validate.Length(1, 100)),
+        _Str(validate=item),
         validate=validate.Length(1, cs.MAX_VALUES),
         metadata={"description": f"{what}; repeated or comma-separated (any of them)."},
     )
@@ -287,16 +297,16 @@ class CaseFilterQuerySchema(Schema):
     """The filters of GET /api/v1/cases and GET /api/v1/board/summary (case_search.parse_query
     reads them; an unknown parameter or value is refused, naming it)."""
 
-    status = _multi(cs._WHAT["status"])
-    colour = _multi(cs._WHAT["colour"])
-    tier = _multi(cs._WHAT["tier"])
+    status = _multi(cs._WHAT["status"], (cs.OPEN, *v.CASE_STATUSES))
+    colour = _multi(cs._WHAT["colour"], (*v.COLOURS, cs.NO_COLOUR))
+    tier = _multi(cs._WHAT["tier"], v.TIERS)
     department = _multi(cs._WHAT["department"])
     unit = _multi(cs._WHAT["unit"])
     street = _multi(cs._WHAT["street"])
     community = _multi(cs._WHAT["community"])
     grid = _multi(cs._WHAT["grid"])
     category = _multi(cs._WHAT["category"])
-    channel = _multi(cs._WHAT["channel"])
+    channel = _multi(cs._WHAT["channel"], v.CHANNELS)
     registered_from = _Str(
         metadata={"description": "A date (YYYY-MM-DD, the city's day) or an instant with offset."}
     )

@@ -31,8 +31,11 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from gridflow_common import signing
+from gridflow_common.domain import lifecycle
+from gridflow_common.domain import vocabulary as v
 from gridflow_intake import access as acc
 from gridflow_intake import api
+from gridflow_intake import schemas as s
 
 TITLE = "Gridflow API"
 OPENAPI_VERSION = "3.1.0"
@@ -159,6 +162,207 @@ _HEADERS = {
     429: {"Retry-After": "Seconds until a request may be made again."},
     503: {"Retry-After": "Seconds until trying again makes sense."},
 }
+
+
+# -- rules across fields ---------------------------------------------------------------------------
+# marshmallow checks them in a schema's @validates_schema, which apispec cannot see; here each one
+# is said again as JSON Schema (``oneOf`` of closed object shapes), so a client, a generator and
+# the reader know which combinations are taken. Each shape is built from the properties apispec
+# made of the fields, so a field added later is in every shape it is not excluded from.
+
+# A report's location (LocationSchema.exactly_one_form): the forms, each with the fields it is.
+LOCATION_FORMS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("a point", ("lat", "lon")),
+    ("a grid", ("grid_code",)),
+    ("an address", ("address",)),
+)
+# An order's fields that only one kind takes (OrderSchema.what_the_kind_needs), and what each
+# kind must name.
+ORDER_FIELDS_OF_ONE_KIND = {
+    "unit": v.ORDER_ASSIGN,
+    "category": v.ORDER_ASSIGN,
+    "into": v.ORDER_MERGE,
+}
+ORDER_NEEDS: dict[str, tuple[str, ...]] = {
+    kind: (("unit",) if kind == v.ORDER_ASSIGN else ("into",) if kind == v.ORDER_MERGE else ())
+    + (("reason",) if kind in lifecycle.ORDERS_NEEDING_REASON else ())
+    for kind in v.ORDER_KINDS
+}
+
+
+def _present(prop: dict[str, Any]) -> dict[str, Any]:
+    """A property that must be given: null (taken as absent) is not a value for it."""
+    prop = dict(prop)
+    prop.pop("default", None)
+    if isinstance(prop.get("type"), list):
+        kinds = [t for t in prop["type"] if t != "null"]
+        prop["type"] = kinds[0] if len(kinds) == 1 else kinds
+    if "enum" in prop:
+        prop["enum"] = [e for e in prop["enum"] if e is not None]
+    return prop
+
+
+_ABSENT: dict[str, Any] = {"type": "null", "description": "Only null (or leave it out)."}
+
+
+def _shape(
+    title: str,
+    properties: dict[str, Any],
+    keep: Iterable[str],
+    needed: Iterable[str] = (),
+    absent: Iterable[str] = (),
+    **fixed: dict[str, Any],
+) -> dict[str, Any]:
+    """One closed object shape: ``keep`` of ``properties``, ``needed`` of them given (not null),
+    ``absent`` ones null if given, ``fixed`` ones with the schema given."""
+    needed = list(needed)
+    props = {name: properties[name] for name in keep if name in properties}
+    props.update({name: _present(properties[name]) for name in needed})
+    props.update({name: _ABSENT for name in absent if name in properties})
+    props.update(fixed)
+    return {
+        "type": "object",
+        "title": title,
+        "properties": props,
+        "required": sorted(set(needed) | set(fixed)),
+        "additionalProperties": False,
+    }
+
+
+def _alternatives(json_schema: dict[str, Any], shapes: list[dict[str, Any]], why: str) -> dict:
+    out = {k: val for k, val in json_schema.items() if k not in ("properties", "required")}
+    out.pop("additionalProperties", None)
+    out["description"] = " ".join(filter(None, [json_schema.get("description"), why]))
+    out["oneOf"] = shapes
+    return out
+
+
+def _location(js: dict[str, Any]) -> dict[str, Any]:
+    props = js["properties"]
+    formed = {name for _, form in LOCATION_FORMS for name in form}
+    shared = [name for name in props if name not in formed]
+    shapes = [_shape(title, props, shared, needed=form) for title, form in LOCATION_FORMS]
+    return _alternatives(
+        js, shapes, "Exactly one of a point {lat, lon}, a grid_code or an address."
+    )
+
+
+def _order(js: dict[str, Any]) -> dict[str, Any]:
+    props = js["properties"]
+    shapes = []
+    for kind in v.ORDER_KINDS:
+        keep = [
+            name
+            for name in props
+            if name != "kind" and ORDER_FIELDS_OF_ONE_KIND.get(name, kind) == kind
+        ]
+        shapes.append(
+            _shape(
+                f"{kind} ({v.zh(kind)})",
+                props,
+                keep,
+                needed=ORDER_NEEDS[kind],
+                kind={**props["kind"], "const": kind, "enum": [kind]},
+            )
+        )
+    return _alternatives(
+        js,
+        shapes,
+        "What an order names depends on its kind: assign names the unit (and may reclassify "
+        "with category), merge names the case it joins (into), "
+        + ", ".join(lifecycle.ORDERS_NEEDING_REASON)
+        + " say why (reason).",
+    )
+
+
+def _status_update(js: dict[str, Any]) -> dict[str, Any]:
+    props = js["properties"]
+    ext = v.EXTENSION_REQUESTED
+    naming = [st for st in props["status"]["enum"] if st in lifecycle.UPDATES_NAMING_A_CATEGORY]
+    others = [st for st in props["status"]["enum"] if st != ext and st not in naming]
+    rest = [name for name in props if name not in ("status", "category", "hours", "due")]
+    asks = {**props["status"], "const": ext, "enum": [ext]}
+    shapes = [
+        _shape(
+            "a report that may reclassify",
+            props,
+            [*rest, "category"],
+            absent=("hours", "due"),
+            status={**props["status"], "enum": naming},
+        ),
+        _shape(
+            "a report",
+            props,
+            rest,
+            absent=("category", "hours", "due"),
+            status={**props["status"], "enum": others},
+        ),
+        _shape(
+            f"{ext}: hours more",
+            props,
+            rest,
+            needed=("hours",),
+            absent=("category", "due"),
+            status=asks,
+        ),
+        _shape(
+            f"{ext}: until due",
+            props,
+            rest,
+            needed=("due",),
+            absent=("category", "hours"),
+            status=asks,
+        ),
+    ]
+    return _alternatives(
+        js,
+        shapes,
+        f"Only {' or '.join(naming)} names a category (routing then finds its holder). An {ext} "
+        f"update names either hours (how many more) or due (the instant asked for, ahead of "
+        f"now, at most {lifecycle.MAX_EXTENSION_HOURS} hours); no other update names either.",
+    )
+
+
+def _key_create(js: dict[str, Any]) -> dict[str, Any]:
+    props = js["properties"]
+    rest = [name for name in props if name not in ("channel", "holder")]
+    shapes = [
+        _shape("a channel's key", props, rest, needed=("channel",), absent=("holder",)),
+        _shape(
+            "a department's or unit's credential",
+            props,
+            rest,
+            needed=("holder",),
+            absent=("channel",),
+        ),
+    ]
+    return _alternatives(js, shapes, "Exactly one of channel or holder.")
+
+
+CROSS_FIELD_RULES: dict[type, Any] = {
+    s.LocationSchema: _location,
+    s.OrderSchema: _order,
+    s.StatusUpdateSchema: _status_update,
+    s.KeyCreateSchema: _key_create,
+}
+
+
+def _not_blank(converter: Any, field: Any, **_: Any) -> dict[str, Any]:
+    """A text field that must not be blank says so: at least one character that is not space."""
+    validators = getattr(field, "validators", ())
+    return {"pattern": r"\S"} if s._not_blank in validators else {}
+
+
+class _Plugin(MarshmallowPlugin):
+    def init_spec(self, spec: APISpec) -> None:
+        super().init_spec(spec)
+        assert self.converter is not None
+        self.converter.add_attribute_function(_not_blank)
+
+    def schema_helper(self, name: str, _: Any, schema: Any = None, **kwargs: Any) -> Any:
+        json_schema = super().schema_helper(name, _, schema=schema, **kwargs)
+        rule = CROSS_FIELD_RULES.get(schema if isinstance(schema, type) else type(schema))
+        return rule(json_schema) if rule and json_schema else json_schema
 
 
 def openapi_path(rule: str) -> str:
@@ -305,7 +509,7 @@ def build(routes: Iterable[api.Route] = api.ROUTES) -> dict[str, Any]:
         title=TITLE,
         version=API_VERSION,
         openapi_version=OPENAPI_VERSION,
-        plugins=[MarshmallowPlugin()],
+        plugins=[_Plugin()],
         info={
             "description": (
                 "Gridflow routes civic cases (报件) across a city's departments. Every answer, "

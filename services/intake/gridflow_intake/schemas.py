@@ -54,7 +54,8 @@ class StrictFloat(fields.Float):
 
 
 class StrictInteger(fields.Integer):
-    """A JSON integer: marshmallow's strict Integer still takes true as 1."""
+    """A JSON integer: marshmallow's strict Integer still takes true as 1, and refuses 3.0,
+    which JSON (and the OpenAPI document's JSON Schema) counts as the integer 3."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(strict=True, **kwargs)
@@ -62,6 +63,8 @@ class StrictInteger(fields.Integer):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, bool):
             raise self.make_error("invalid")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         return super()._deserialize(value, attr, data, **kwargs)
 
 

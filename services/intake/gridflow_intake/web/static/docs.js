@@ -38,7 +38,8 @@
       return el("span", {}, [document.createTextNode("array of "), typeOf(schema.items)]);
     }
     let text = Array.isArray(schema.type) ? schema.type.join(" | ") : schema.type || "any";
-    if (schema.enum) text += " (" + schema.enum.join(", ") + ")";
+    if (schema.const !== undefined) text += " = " + JSON.stringify(schema.const);
+    else if (schema.enum) text += " (" + schema.enum.join(", ") + ")";
     if (schema.format) text += " <" + schema.format + ">";
     return el("span", { text: text });
   }
@@ -66,6 +67,19 @@
       el("tr", {}, [el("th", { text: "field" }), el("th", { text: "type" }), el("th", { text: "notes" })]),
       ...rows,
     ]);
+  }
+
+  // A schema that takes one of several object shapes (a rule across its fields) shows each
+  // shape with its own fields; any other schema shows its fields.
+  function shapes(schema) {
+    const alts = (schema.oneOf || []).filter((alt) => alt.properties);
+    if (!alts.length) return [propertiesTable(schema)];
+    const out = [el("p", { class: "one-of", text: "One of " + alts.length + " shapes:" })];
+    alts.forEach((alt, i) => {
+      out.push(el("h4", { class: "shape", text: i + 1 + ". " + (alt.title || "shape") }));
+      out.push(propertiesTable(alt));
+    });
+    return out;
   }
 
   function parametersTable(parameters) {
@@ -164,7 +178,7 @@
         el("section", { id: "schema-" + name, class: "schema" }, [
           el("h3", { text: name }),
           schema.description ? el("p", { text: schema.description }) : null,
-          propertiesTable(schema),
+          ...shapes(schema),
         ])
       );
     }
