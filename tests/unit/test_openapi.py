@@ -9,6 +9,8 @@ import itertools
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from marshmallow import Schema, ValidationError
 from openapi_spec_validator import validate
@@ -17,6 +19,8 @@ from gridflow_common.domain import lifecycle
 from gridflow_common.domain import vocabulary as v
 from gridflow_intake import openapi
 from gridflow_intake import schemas as s
+from gridflow_intake.identity import USERNAME_RE
+from gridflow_intake.ratelimit import parse_limit
 from gridflow_intake.api import ADMIN, OPEN, ROUTES, UNLIMITED
 
 # Answers of no fixed shape: the document itself (JSON of its own kind).
@@ -216,3 +220,18 @@ def test_an_integer_is_taken_as_json_writes_it():
     for not_one in (3.5, True, "3", float("inf")):
         with pytest.raises(ValidationError):
             s.EvaluationSchema().load({"satisfaction": not_one})
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+@given(text=st.from_regex(s.RATE_LIMIT_PATTERN))
+def test_every_rate_limit_the_document_allows_is_taken(text):
+    if len(text) <= 32:
+        limit = parse_limit(text)
+        assert limit.count >= 1
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+@given(text=st.from_regex(s.USERNAME_PATTERN))
+def test_every_user_name_the_document_allows_is_taken(text):
+    assert USERNAME_RE.match(text)
+    assert "username" not in s.UserCreateSchema().validate({"username": text, "role": "admin"})

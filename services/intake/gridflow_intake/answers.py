@@ -83,6 +83,25 @@ class CaseStatusAnswer(_Open):
     status = _Str(required=True)
 
 
+class DepartmentUpdateAnswer(_Open):
+    """A department's status message, as taken: the word recognised (the case's status after
+    it), or kept on the timeline as a word nobody mapped (202, ``recognised`` false, ``status``
+    null, the case's status unchanged in ``case_status``)."""
+
+    case_id = _Str(required=True)
+    status = _Str(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The status taken; null when the word was not recognised."},
+    )
+    recognised = fields.Boolean(required=True)
+    word = _Str(metadata={"description": "The word as the department sent it."})
+    unit = _Str(metadata={"description": "The unit it was taken from."})
+    taken_as = _Str(metadata={"description": "The status a word of the city's map stands for."})
+    case_status = _opt_str()
+    message = _Str(metadata={"description": "What happened to a word not recognised."})
+
+
 class EvaluationAnswer(_Open):
     case_id = _Str(required=True)
     satisfaction = _Int(required=True)

@@ -235,7 +235,7 @@ ROUTES: tuple[Route, ...] = (
         B,
         summary="A department's system reports on a case (signed, or with its credential)",
         body=c.StatusMessageV1,
-        answer=ans.CaseStatusAnswer,
+        answer=ans.DepartmentUpdateAnswer,
         ok=(202, 200),
         errors=(409, 422),
     ),

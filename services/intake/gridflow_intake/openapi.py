@@ -483,10 +483,16 @@ def operation(route: api.Route) -> dict[str, Any]:
     if route.body_limit is not None:
         body_schema: Any = route.body if route.body is not None else {"type": "object"}
         op["requestBody"] = {
-            # An endpoint whose body has no required field takes an empty body as {}.
-            "required": route.body is not None
-            and any(f.required for f in route.body().fields.values()),
-            "description": f"At most {route.body_limit} bytes.",
+            # A JSON body is an object even when none of its fields is required: an empty body
+            # is refused (400, `_body`), `{}` is taken.
+            "required": JSON in route.content_types
+            or (route.body is not None and any(f.required for f in route.body().fields.values())),
+            "description": f"At most {route.body_limit} bytes."
+            + (
+                " A JSON object (`{}` when no field is given)."
+                if JSON in route.content_types
+                else ""
+            ),
             "content": {
                 ct: {"schema": body_schema if ct == JSON or route.body else {"type": "string"}}
                 for ct in route.content_types
