@@ -93,6 +93,16 @@ MUST_REACH = {
     ("admin", "get_inbox"): 3,
     ("channel", "post_report"): 5,
     ("stranger", "post_report"): 3,
+    # "resolved": as the admin, on cases their holders resolved (test_a_case_s_end_...).
+    ("resolved", "post_verify"): 1,
+    ("resolved", "post_evaluate"): 1,
+    ("admin", "get_progress"): 3,
+    ("admin", "delete_key"): 1,
+    ("admin", "post_key_rotate"): 1,
+    ("admin", "delete_my_token"): 1,
+    ("admin", "post_session"): 1,
+    ("reporter", "get_progress"): 3,
+    ("reporter", "post_progress_evaluation"): 1,
     ("holder", "post_update"): 2,
     ("holder", "post_department_update"): 1,
 }
@@ -145,6 +155,13 @@ class Steering:
     usernames: list[str] = field(default_factory=lambda: ["admin"])
     # The units and departments a path's {code} names.
     codes: list[str] = field(default_factory=lambda: UNIT_CODES + DEPARTMENT_CODES)
+    # Reporters' progress tokens, and credentials made to be revoked or rotated (never the
+    # run's own).
+    tokens: list[str] = field(default_factory=list)
+    # (by operationId: each revokes or rotates its own, so one does not use up another's)
+    credential_ids: dict[str, list[str]] = field(default_factory=dict)
+    # A user name and password that sign in.
+    sign_in: tuple[str, str] | None = None
 
 
 def city_location(pick: random.Random) -> dict:
@@ -174,6 +191,11 @@ def steered(draw, operation, steering: Steering):
         params["code"] = pick.choice(steering.codes)
     if "username" in params:
         params["username"] = pick.choice(steering.usernames)
+    if "token" in params and steering.tokens:
+        params["token"] = pick.choice(steering.tokens)
+    mine = steering.credential_ids.get(operation.definition.raw.get("operationId"))
+    if "credential_id" in params and mine:
+        params["credential_id"] = pick.choice(mine)
     query = case.query or {}
     for name in set(query) & set(CITY_VALUES):
         # A filter names the city's codes (one, or several comma-separated).
@@ -204,6 +226,8 @@ def steered(draw, operation, steering: Steering):
         if body.get("due") is not None and steering.now is not None:
             hours = pick.randint(1, MAX_EXTENSION_HOURS)
             body["due"] = (steering.now + dt.timedelta(hours=hours)).isoformat()
+        if steering.sign_in and operation.path.endswith("/session") and "password" in body:
+            body["username"], body["password"] = steering.sign_in
         if "from" in body:
             # The sender is the credential's own (a holder's key answers for its holder).
             body["from"] = None
@@ -307,7 +331,15 @@ def _issue_key(url, admin_headers, **subject) -> str:
 
 
 def _new_cases(url, headers, count, channel="hotline") -> list[str]:
-    ids = []
+    return [answer["case_id"] for answer in _new_reports(url, headers, count, channel)]
+
+
+def _progress_tokens(answers) -> list[str]:
+    return [a["progress_url"].rsplit("/", 1)[-1] for a in answers if a.get("progress_url")]
+
+
+def _new_reports(url, headers, count, channel="hotline") -> list[dict]:
+    answers = []
     for i in range(count):
         answer = httpx.post(
             url + "/api/v1/reports",
@@ -321,8 +353,8 @@ def _new_cases(url, headers, count, channel="hotline") -> list[str]:
             timeout=10,
         )
         assert answer.status_code in (200, 201), answer.text
-        ids.append(answer.json()["case_id"])
-    return ids
+        answers.append(answer.json())
+    return answers
 
 
 def _clock(url, headers) -> dt.datetime:
@@ -342,9 +374,49 @@ def _holder_of(url, headers, case_id, timeout=30.0) -> str:
     raise TimeoutError(f"case {case_id} was not dispatched within {timeout} s")
 
 
+def _throwaway_credentials(url, headers, count) -> dict[str, list[str]]:
+    """Keys and one's own tokens made only to be revoked or rotated by the fuzz, ``count`` for
+    each operation that does."""
+
+    def issue(path, body) -> str:
+        answer = httpx.post(url + path, json=body, headers=headers, timeout=10)
+        assert answer.status_code == 201, answer.text
+        issued = answer.json()
+        return (issued.get("key") or issued.get("credential"))["credential_id"]
+
+    key = ("/api/v1/admin/keys", {"channel": PUBLIC_CHANNEL, "label": "throwaway"})
+    own = ("/api/v1/me/tokens", {"label": "throwaway"})
+    return {
+        operation_id: [issue(*made) for _ in range(count)]
+        for operation_id, made in (
+            ("delete_key", key),
+            ("post_key_rotate", key),
+            ("delete_my_token", own),
+        )
+    }
+
+
+def _user_who_signs_in(url, headers) -> tuple[str, str]:
+    username, password = "fuzz-signer", "a long enough password 1"
+    answer = httpx.post(
+        url + "/api/v1/admin/users",
+        json={"username": username, "role": "command_center", "password": password},
+        headers=headers,
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+    return username, password
+
+
 @pytest.fixture(scope="module")
 def admin_steering(embedded_url, admin_headers):
-    return Steering(case_ids=_new_cases(embedded_url, admin_headers, 8))
+    reports = _new_reports(embedded_url, admin_headers, 8)
+    return Steering(
+        case_ids=[r["case_id"] for r in reports],
+        tokens=_progress_tokens(reports),
+        credential_ids=_throwaway_credentials(embedded_url, admin_headers, 4),
+        sign_in=_user_who_signs_in(embedded_url, admin_headers),
+    )
 
 
 # -- the fuzz ---------------------------------------------------------------------------------
@@ -393,6 +465,33 @@ def test_status_updates_keep_their_word_to_the_holder(embedded_url, live_operati
             examples=4 * STEERED_EXAMPLES,
         )
         _assert_reach("holder", endpoint, counts)
+
+
+def test_a_case_s_end_keeps_its_word(embedded_url, live_operations, admin_headers):
+    """Verification, evaluation and the reporter's own rating, on cases their holders resolved
+    (the only cases that take them)."""
+    reports = _new_reports(embedded_url, admin_headers, 8)
+    keys: dict[str, str] = {}
+    for report in reports:
+        holder = _holder_of(embedded_url, admin_headers, report["case_id"])
+        if holder not in keys:
+            keys[holder] = _issue_key(embedded_url, admin_headers, holder=holder)
+        answer = httpx.post(
+            f"{embedded_url}/api/v1/cases/{report['case_id']}/updates",
+            json={"status": "resolved", "note": "已修复"},
+            headers={"Authorization": f"Bearer {keys[holder]}"},
+            timeout=10,
+        )
+        assert answer.status_code in (200, 202), answer.text
+    steering = Steering([r["case_id"] for r in reports], tokens=_progress_tokens(reports))
+    for identity, endpoint, headers in (
+        ("resolved", "post_verify", admin_headers),
+        ("resolved", "post_evaluate", admin_headers),
+        ("reporter", "get_progress", {}),
+        ("reporter", "post_progress_evaluation", {}),
+    ):
+        counts = _fuzz(identity, endpoint, live_operations[endpoint], headers, steering)
+        _assert_reach(identity, endpoint, counts)
 
 
 def test_the_live_document_is_the_built_one_and_valid(embedded_url):

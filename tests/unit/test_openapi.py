@@ -19,9 +19,9 @@ from gridflow_common.domain import lifecycle
 from gridflow_common.domain import vocabulary as v
 from gridflow_intake import openapi
 from gridflow_intake import schemas as s
+from gridflow_intake.api import ADMIN, OPEN, ROUTES, UNLIMITED
 from gridflow_intake.identity import USERNAME_RE
 from gridflow_intake.ratelimit import parse_limit
-from gridflow_intake.api import ADMIN, OPEN, ROUTES, UNLIMITED
 
 # Answers of no fixed shape: the document itself (JSON of its own kind).
 NO_ANSWER_SCHEMA = {"get_openapi"}

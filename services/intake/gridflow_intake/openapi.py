@@ -359,7 +359,11 @@ class _Plugin(MarshmallowPlugin):
         assert self.converter is not None
         self.converter.add_attribute_function(_not_blank)
 
-    def schema_helper(self, name: str, _: Any, schema: Any = None, **kwargs: Any) -> Any:
+    # apispec's MarshmallowPlugin already differs from BasePlugin here (a `schema` parameter);
+    # this follows MarshmallowPlugin, which is what is called.
+    def schema_helper(  # type: ignore[override]
+        self, name: str, _: Any, schema: Any = None, **kwargs: Any
+    ) -> Any:
         json_schema = super().schema_helper(name, _, schema=schema, **kwargs)
         rule = CROSS_FIELD_RULES.get(schema if isinstance(schema, type) else type(schema))
         return rule(json_schema) if rule and json_schema else json_schema
