@@ -124,6 +124,15 @@ CITY_VALUES = {
     "grid": GRID_CODES,
     "category": CATEGORIES,
 }
+# A user's scope by role (access.check_scope): what each role's scope names in the city.
+SCOPES = {
+    "command_center": [a.code for a in CITY.areas_at(LEVELS[0])],
+    "leader": UNIT_CODES,
+    "department": DEPARTMENT_CODES,
+    "street": CITY_VALUES["street"],
+    "community": CITY_VALUES["community"],
+    "grid_worker": GRID_CODES,
+}
 CHANNEL = "grid_app"  # the channel of the key the run reports with
 PUBLIC_CHANNEL = "web"
 
@@ -228,6 +237,8 @@ def steered(draw, operation, steering: Steering):
             body["due"] = (steering.now + dt.timedelta(hours=hours)).isoformat()
         if steering.sign_in and operation.path.endswith("/session") and "password" in body:
             body["username"], body["password"] = steering.sign_in
+        if "role" in body and body.get("scope") is not None and body["role"] in SCOPES:
+            body["scope"] = pick.choice(SCOPES[body["role"]])
         if "from" in body:
             # The sender is the credential's own (a holder's key answers for its holder).
             body["from"] = None

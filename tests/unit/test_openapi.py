@@ -15,8 +15,10 @@ from jsonschema import Draft202012Validator
 from marshmallow import Schema, ValidationError
 from openapi_spec_validator import validate
 
-from gridflow_common.domain import lifecycle
+from gridflow_app.folders import LUCHENG
+from gridflow_common.domain import access, lifecycle
 from gridflow_common.domain import vocabulary as v
+from gridflow_common.domain.jurisdiction_files import load_folder
 from gridflow_intake import openapi
 from gridflow_intake import schemas as s
 from gridflow_intake.api import ADMIN, OPEN, ROUTES, UNLIMITED
@@ -235,3 +237,27 @@ def test_every_rate_limit_the_document_allows_is_taken(text):
 def test_every_user_name_the_document_allows_is_taken(text):
     assert USERNAME_RE.match(text)
     assert "username" not in s.UserCreateSchema().validate({"username": text, "role": "admin"})
+
+
+@pytest.mark.parametrize(
+    ("body", "taken"),
+    [
+        ({"username": "ab", "role": "admin"}, True),
+        ({"username": "ab", "role": "admin", "scope": "330302"}, False),
+        ({"username": "ab", "role": "command_center"}, True),
+        ({"username": "ab", "role": "command_center", "scope": "330302"}, True),
+        ({"username": "ab", "role": "grid_worker"}, False),
+        ({"username": "ab", "role": "grid_worker", "scope": "330302001001001"}, True),
+        ({"role": "command_center"}, False),
+    ],
+)
+def test_a_user_s_scope_follows_the_role_in_the_document_as_in_the_api(document, body, taken):
+    j = load_folder(LUCHENG)
+    try:
+        loaded = s.UserCreateSchema().load(body)
+        access.check_scope(loaded["role"], loaded["scope"], j)
+        api_takes = True
+    except (ValidationError, access.ScopeError):
+        api_takes = False
+    assert api_takes == taken
+    assert _document_takes(document, "UserCreate", body) == taken

@@ -31,6 +31,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from gridflow_common import signing
+from gridflow_common.domain import access as a
 from gridflow_common.domain import lifecycle
 from gridflow_common.domain import vocabulary as v
 from gridflow_intake import access as acc
@@ -229,10 +230,14 @@ def _shape(
     }
 
 
-def _alternatives(json_schema: dict[str, Any], shapes: list[dict[str, Any]], why: str) -> dict:
-    out = {k: val for k, val in json_schema.items() if k not in ("properties", "required")}
+def _alternatives(js: dict[str, Any], shapes: list[dict[str, Any]], why: str) -> dict:
+    out = {k: val for k, val in js.items() if k not in ("properties", "required")}
     out.pop("additionalProperties", None)
-    out["description"] = " ".join(filter(None, [json_schema.get("description"), why]))
+    out["description"] = " ".join(filter(None, [js.get("description"), why]))
+    # What the schema requires whatever the shape, each shape requires too.
+    for shape in shapes:
+        required = set(shape["required"]) | set(js.get("required", ()))
+        shape["required"] = sorted(name for name in required if name in shape["properties"])
     out["oneOf"] = shapes
     return out
 
@@ -339,11 +344,34 @@ def _key_create(js: dict[str, Any]) -> dict[str, Any]:
     return _alternatives(js, shapes, "Exactly one of channel or holder.")
 
 
+def _user_create(js: dict[str, Any]) -> dict[str, Any]:
+    props = js["properties"]
+    rest = [name for name in props if name not in ("role", "scope")]
+    scoped = [r for r in props["role"]["enum"] if r not in (a.ADMIN, a.COMMAND_CENTER)]
+
+    def role(*names: str) -> dict[str, Any]:
+        return {**props["role"], "enum": list(names)}
+
+    shapes = [
+        _shape("an admin", props, rest, absent=("scope",), role=role(a.ADMIN)),
+        _shape("a command center's user", props, [*rest, "scope"], role=role(a.COMMAND_CENTER)),
+        _shape("a scoped user", props, rest, needed=("scope",), role=role(*scoped)),
+    ]
+    return _alternatives(
+        js,
+        shapes,
+        "An admin has no scope; a command center's user may have a district; every other role "
+        "needs its scope (a leader: a unit; a department user: a department or one of its "
+        "units; street, community, grid_worker: an area of that level).",
+    )
+
+
 CROSS_FIELD_RULES: dict[type, Any] = {
     s.LocationSchema: _location,
     s.OrderSchema: _order,
     s.StatusUpdateSchema: _status_update,
     s.KeyCreateSchema: _key_create,
+    s.UserCreateSchema: _user_create,
 }
 
 
@@ -524,8 +552,10 @@ def build(routes: Iterable[api.Route] = api.ROUTES) -> dict[str, Any]:
             "description": (
                 "Gridflow routes civic cases (报件) across a city's departments. Every answer, "
                 "refusals included, is JSON unless the route says otherwise; every refusal "
-                "names each field and why. Built from the routing table and its marshmallow "
-                "schemas; a browsable page of it is at /api/v1/docs."
+                "names each field and why. No text in a body or a query may hold NUL (\\u0000) "
+                "or a lone surrogate (PostgreSQL stores neither): 400, naming the field. Built "
+                "from the routing table and its marshmallow schemas; a browsable page of it is "
+                "at /api/v1/docs."
             )
         },
     )
