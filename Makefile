@@ -64,6 +64,9 @@ test-integration: $(STAMP) ## one service at a time in a nameko container agains
 test-e2e: $(STAMP) ## every service as its own process, with a SIGKILL mid-stream
 	$(BIN)/pytest tests/e2e
 
+test-api-fuzz: $(STAMP) ## schemathesis against the live embedded default, from its own /api/v1/openapi.json, and the docs page in Chromium (about 3 min)
+	$(BIN)/pytest tests/e2e/test_openapi_live.py tests/e2e/test_docs_browser.py
+
 test-scenarios: $(STAMP) ## the shared scenarios against the embedded default
 	$(BIN)/pytest tests/scenarios
 

@@ -37,9 +37,11 @@ from gridflow_common.domain.jurisdiction_files import JurisdictionError
 from gridflow_common.jurisdictions import NoJurisdiction
 from gridflow_common.logging import get_logger, mask_personal_numbers
 from gridflow_common.runtime import ServiceRuntime
+from gridflow_intake import answers as ans
 from gridflow_intake import bodies
 from gridflow_intake import handlers as h
 from gridflow_intake import inbox as ib
+from gridflow_intake import open311_answers as o311
 from gridflow_intake import progress as pg
 from gridflow_intake import schemas as s
 from gridflow_intake.access import (
@@ -51,12 +53,19 @@ from gridflow_intake.access import (
     Unauthenticated,
     signin_url,
 )
-from gridflow_intake.assessment_api import AssessmentEndpoints
+from gridflow_intake.assessment_api import (
+    CSV_TYPE,
+    XLSX_TYPE,
+    AssessmentEndpoints,
+    AssessmentQuerySchema,
+    HotspotQuerySchema,
+)
 from gridflow_intake.batch import take_report
 from gridflow_intake.batch_api import BatchAnswerSchema, BatchEndpoints, BatchSchema
 from gridflow_intake.board_api import BoardEndpoints
 from gridflow_intake.cases_api import CaseListEndpoints
 from gridflow_intake.department_api import DepartmentEndpoints
+from gridflow_intake.docs_api import DocsEndpoints
 from gridflow_intake.identity import SIGNIN, SIGNIN_TTL, IdentityError
 from gridflow_intake.links_api import LinkEndpoints, LinkTokenConverter
 from gridflow_intake.open311_api import Open311Endpoints
@@ -121,8 +130,14 @@ class Route:
     summary: str = ""
     body: type[Schema] | None = None
     query: type[Schema] | None = None
-    answer: type[Schema] | None = None
+    # A class, or an instance with many=True for an answer that is a list (Open311's).
+    answer: type[Schema] | Schema | None = None
     content_types: tuple[str, ...] = ("application/json",)
+    # The success statuses, the refusals beyond those its access, body and parameters imply
+    # (openapi.error_statuses), and the content types its answer comes in.
+    ok: tuple[int, ...] = (200,)
+    errors: tuple[int, ...] = ()
+    answer_types: tuple[str, ...] = ("application/json",)
 
     @property
     def admin(self) -> bool:
@@ -130,8 +145,25 @@ class Route:
 
 
 B = s.MAX_BODY_BYTES
+# The answer types of a page and of a route that answers a browser with a page and a script
+# with JSON (by its Accept header).
+HTML = ("text/html",)
+HTML_OR_JSON = ("text/html", "application/json")
+# Open311 answers XML by default and JSON with a .json suffix (the spec's formats).
+OPEN311_TYPES = ("application/xml", "application/json")
 ROUTES: tuple[Route, ...] = (
-    Route("POST", "/api/v1/reports", "post_report", ANYONE, B),
+    Route(
+        "POST",
+        "/api/v1/reports",
+        "post_report",
+        ANYONE,
+        B,
+        summary="Report a problem (报件): registered as a case, or joined to an open one nearby",
+        body=s.ReportSchema,
+        answer=ans.ReportAnswer,
+        ok=(201, 200),
+        errors=(422,),
+    ),
     # A phone's reports after a day offline, one answer per item; photos for reports, read with
     # the rights of their case (gridflow_intake/batch_api.py, photos_api.py).
     Route(
@@ -140,7 +172,7 @@ ROUTES: tuple[Route, ...] = (
         "post_reports_batch",
         ANYONE,
         MAX_BATCH_BODY_BYTES,
-        summary="Send up to 100 reports at once (a phone after a day offline)",
+        summary="Send up to 100 reports at once (a phone after a day offline), one answer each",
         body=BatchSchema,
         answer=BatchAnswerSchema,
     ),
@@ -152,6 +184,8 @@ ROUTES: tuple[Route, ...] = (
         summary="Upload a photo (raw JPEG, PNG or WebP body) for a report to name",
         answer=PhotoSchema,
         content_types=PHOTO_TYPES,
+        ok=(201,),
+        errors=(400, 413, 415, 422),
     ),
     Route(
         "GET",
@@ -159,71 +193,431 @@ ROUTES: tuple[Route, ...] = (
         "get_photo",
         ANY_CREDENTIAL,
         summary="A photo, with the rights of reading its case (or its uploader's, unattached)",
+        answer_types=PHOTO_TYPES,
+        errors=(410,),
     ),
     # Finding cases and the board's summary, cut to the caller's scope (cases_api.py).
-    Route("GET", "/api/v1/cases", "get_cases", SIGNED_IN),
-    Route("GET", "/api/v1/board/summary", "get_board_summary", SIGNED_IN),
-    Route("GET", "/api/v1/cases/<case_id>", "get_case", SIGNED_IN),
-    Route("POST", "/api/v1/cases/<case_id>/updates", "post_update", SIGNED_IN, B),
-    Route("POST", "/api/v1/cases/<case_id>/verification", "post_verify", STAFF, B),
-    Route("POST", "/api/v1/cases/<case_id>/evaluation", "post_evaluate", COMMAND, B),
+    Route(
+        "GET",
+        "/api/v1/cases",
+        "get_cases",
+        SIGNED_IN,
+        summary="Find cases: filters, sort, cursor paging, totals by colour",
+        query=ans.CaseListQuerySchema,
+        answer=ans.CaseListAnswer,
+    ),
+    Route(
+        "GET",
+        "/api/v1/board/summary",
+        "get_board_summary",
+        SIGNED_IN,
+        summary="The board's counts of open cases and its late list",
+        query=ans.CaseFilterQuerySchema,
+        answer=ans.BoardSummaryAnswer,
+    ),
+    Route(
+        "GET",
+        "/api/v1/cases/<case_id>",
+        "get_case",
+        SIGNED_IN,
+        summary="A case with its timeline",
+        answer=ans.CaseAnswer,
+    ),
+    Route(
+        "POST",
+        "/api/v1/cases/<case_id>/updates",
+        "post_update",
+        SIGNED_IN,
+        B,
+        summary="A department or unit says what it did with a case",
+        body=s.StatusUpdateSchema,
+        answer=ans.CaseStatusAnswer,
+        ok=(202, 200),
+        errors=(409, 422),
+    ),
+    Route(
+        "POST",
+        "/api/v1/cases/<case_id>/verification",
+        "post_verify",
+        STAFF,
+        B,
+        summary="Verify (核查) a case the department says is done",
+        body=s.VerificationSchema,
+        answer=ans.CaseStatusAnswer,
+        errors=(409,),
+    ),
+    Route(
+        "POST",
+        "/api/v1/cases/<case_id>/evaluation",
+        "post_evaluate",
+        COMMAND,
+        B,
+        summary="Record the reporter's satisfaction (评价) with a closed case",
+        body=s.EvaluationSchema,
+        answer=ans.EvaluationAnswer,
+        errors=(409,),
+    ),
     # The command center's orders (指令); a leader's comment (gridflow_intake/orders_api.py).
-    Route("POST", "/api/v1/cases/<case_id>/orders", "post_order", STAFF, B),
+    Route(
+        "POST",
+        "/api/v1/cases/<case_id>/orders",
+        "post_order",
+        STAFF,
+        B,
+        summary="Give an order (指令) on a case, or comment (点评) as a leader",
+        body=s.OrderSchema,
+        answer=ans.CaseAnswer,
+        ok=(202,),
+        errors=(409, 422),
+    ),
     # Status back from a department's system (gridflow_intake/department_api.py).
     Route(
-        "POST", "/api/v1/departments/<code>/updates", "post_department_update", DEPARTMENT_SYSTEM, B
+        "POST",
+        "/api/v1/departments/<code>/updates",
+        "post_department_update",
+        DEPARTMENT_SYSTEM,
+        B,
+        summary="A department's system reports on a case (signed, or with its credential)",
+        body=c.StatusMessageV1,
+        answer=ans.DepartmentUpdateAnswer,
+        ok=(202, 200),
+        errors=(409, 422),
     ),
     # A unit's inbox (gridflow_intake/inbox.py): paged by cursor, long-polled with ?wait=.
-    Route("GET", "/api/v1/units/<code>/inbox", "get_inbox", SIGNED_IN),
+    Route(
+        "GET",
+        "/api/v1/units/<code>/inbox",
+        "get_inbox",
+        SIGNED_IN,
+        summary="A unit's inbox of cases sent to it, after a cursor, long-polled with wait",
+        query=s.InboxQuerySchema,
+        answer=ans.InboxAnswer,
+    ),
     # Assessment (考核) and hotspots (热点) of the caller's scope (assessment_api.py).
-    Route("GET", "/api/v1/assessment", "get_assessment", STAFF),
-    Route("GET", "/api/v1/hotspots", "get_hotspots", STAFF),
-    Route("GET", "/api/v1/admin/clock", "get_clock", COMMAND),
-    Route("PUT", "/api/v1/admin/clock", "put_clock", ADMIN, B),
-    Route("POST", "/api/v1/admin/reset", "post_reset", ADMIN, B),
-    Route("PUT", "/api/v1/admin/jurisdiction", "put_jurisdiction", ADMIN, s.MAX_JURISDICTION_BYTES),
-    Route("GET", "/api/v1/admin/jurisdiction", "get_jurisdiction", COMMAND),
-    Route("GET", "/api/v1/admin/users", "get_users", ADMIN),
-    Route("POST", "/api/v1/admin/users", "post_user", ADMIN, B),
-    Route("POST", "/api/v1/admin/users/<username>/disable", "post_user_disable", ADMIN, B),
-    Route("POST", "/api/v1/admin/users/<username>/signin-link", "post_signin_link", ADMIN, B),
-    Route("GET", "/api/v1/admin/keys", "get_keys", ADMIN),
-    Route("POST", "/api/v1/admin/keys", "post_key", ADMIN, B),
-    Route("DELETE", "/api/v1/admin/keys/<credential_id>", "delete_key", ADMIN),
-    Route("POST", "/api/v1/admin/keys/<credential_id>/rotate", "post_key_rotate", ADMIN, B),
-    Route("GET", "/api/v1/admin/audit", "get_audit", ADMIN),
+    Route(
+        "GET",
+        "/api/v1/assessment",
+        "get_assessment",
+        STAFF,
+        summary="Assessment (考核) figures of a period, as JSON, CSV or Excel",
+        query=AssessmentQuerySchema,
+        answer=ans.AssessmentAnswer,
+        answer_types=("application/json", CSV_TYPE.split(";")[0], XLSX_TYPE),
+    ),
+    Route(
+        "GET",
+        "/api/v1/hotspots",
+        "get_hotspots",
+        STAFF,
+        summary="Hotspots (热点): places with many open cases in the last hours",
+        query=HotspotQuerySchema,
+        answer=ans.HotspotsAnswer,
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/clock",
+        "get_clock",
+        COMMAND,
+        summary="Gridflow's clock, and whether it is simulated",
+        answer=ans.ClockAnswer,
+    ),
+    Route(
+        "PUT",
+        "/api/v1/admin/clock",
+        "put_clock",
+        ADMIN,
+        B,
+        summary="Move the simulated clock",
+        body=s.ClockSchema,
+        answer=ans.ClockAnswer,
+        errors=(409,),
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/reset",
+        "post_reset",
+        ADMIN,
+        B,
+        summary="Empty every service (simulated clock only); the jurisdiction stays",
+        body=s.ResetSchema,
+        answer=ans.ResetAnswer,
+        errors=(409,),
+    ),
+    Route(
+        "PUT",
+        "/api/v1/admin/jurisdiction",
+        "put_jurisdiction",
+        ADMIN,
+        s.MAX_JURISDICTION_BYTES,
+        summary="Install a jurisdiction (the city's CSV files) as the new version",
+        body=s.JurisdictionUploadSchema,
+        answer=ans.JurisdictionAnswer,
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/jurisdiction",
+        "get_jurisdiction",
+        COMMAND,
+        summary="The jurisdiction in force",
+        answer=ans.JurisdictionAnswer,
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/users",
+        "get_users",
+        ADMIN,
+        summary="The users",
+        answer=ans.UsersAnswer,
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/users",
+        "post_user",
+        ADMIN,
+        B,
+        summary="Create a user (with a password, or a one-time sign-in link)",
+        body=s.UserCreateSchema,
+        answer=ans.UserCreatedAnswer,
+        ok=(201,),
+        errors=(409, 422),
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/users/<username>/disable",
+        "post_user_disable",
+        ADMIN,
+        B,
+        summary="Disable a user: every credential of theirs stops working",
+        body=s.EmptySchema,
+        answer=ans.UserDisabledAnswer,
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/users/<username>/signin-link",
+        "post_signin_link",
+        ADMIN,
+        B,
+        summary="A new one-time sign-in link for a user (24 h)",
+        body=s.EmptySchema,
+        answer=ans.SigninLinkAnswer,
+        ok=(201,),
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/keys",
+        "get_keys",
+        ADMIN,
+        summary="Channel keys and department or unit credentials (never their secrets)",
+        answer=ans.KeysAnswer,
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/keys",
+        "post_key",
+        ADMIN,
+        B,
+        summary="Issue a channel's key or a department's or unit's credential",
+        body=s.KeyCreateSchema,
+        answer=ans.KeyIssuedAnswer,
+        ok=(201,),
+        errors=(422,),
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/admin/keys/<credential_id>",
+        "delete_key",
+        ADMIN,
+        summary="Revoke a key",
+        answer=ans.RevokedAnswer,
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/keys/<credential_id>/rotate",
+        "post_key_rotate",
+        ADMIN,
+        B,
+        summary="Rotate a key: a new secret, the old one working for a grace period",
+        body=s.RotateSchema,
+        answer=ans.KeyIssuedAnswer,
+        ok=(201,),
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/audit",
+        "get_audit",
+        ADMIN,
+        summary="The audit log, newest first, paged by id",
+        query=s.AuditQuerySchema,
+        answer=ans.AuditAnswer,
+    ),
     # Signing in and out, and a user's own credentials (gridflow_intake/sessions.py).
-    Route("POST", "/api/v1/session", "post_session", OPEN, B),
-    Route("DELETE", "/api/v1/session", "delete_session", STAFF),
-    Route("GET", "/api/v1/session/link", "get_session_link", OPEN),
-    Route("GET", "/api/v1/me", "get_me", ANY_CREDENTIAL),
-    Route("PUT", "/api/v1/me/password", "put_my_password", STAFF, B),
-    Route("POST", "/api/v1/me/tokens", "post_my_token", STAFF, B),
-    Route("GET", "/api/v1/me/tokens", "get_my_tokens", STAFF),
-    Route("DELETE", "/api/v1/me/tokens/<credential_id>", "delete_my_token", STAFF),
+    Route(
+        "POST",
+        "/api/v1/session",
+        "post_session",
+        OPEN,
+        B,
+        summary="Sign in with user name and password: starts a browser session (cookies)",
+        body=s.SignInSchema,
+        answer=ans.SessionAnswer,
+        errors=(401, 429),
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/session",
+        "delete_session",
+        STAFF,
+        summary="Sign out (the session in the cookie)",
+        answer=ans.SignedOutAnswer,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        "/api/v1/session/link",
+        "get_session_link",
+        OPEN,
+        summary="Spend a one-time sign-in link: starts a session and sends the browser on",
+        query=s.SignInLinkQuerySchema,
+        answer=ans.SessionAnswer,
+        ok=(303,),
+        errors=(401,),
+    ),
+    Route(
+        "GET",
+        "/api/v1/me",
+        "get_me",
+        ANY_CREDENTIAL,
+        summary="Who the credential in use stands for",
+        answer=ans.MeAnswer,
+    ),
+    Route(
+        "PUT",
+        "/api/v1/me/password",
+        "put_my_password",
+        STAFF,
+        B,
+        summary="Set or change one's password; one's other sessions end",
+        body=s.PasswordChangeSchema,
+        answer=ans.PasswordSetAnswer,
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/api/v1/me/tokens",
+        "post_my_token",
+        STAFF,
+        B,
+        summary="A bearer token for one's scripts",
+        body=s.OwnTokenCreateSchema,
+        answer=ans.OwnTokenAnswer,
+        ok=(201,),
+    ),
+    Route(
+        "GET",
+        "/api/v1/me/tokens",
+        "get_my_tokens",
+        STAFF,
+        summary="One's sessions and tokens (never a secret)",
+        answer=ans.OwnTokensAnswer,
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/me/tokens/<credential_id>",
+        "delete_my_token",
+        STAFF,
+        summary="Revoke one of one's tokens or sessions",
+        answer=ans.RevokedAnswer,
+    ),
     # The reporter's link: the token in the path is the credential (gridflow_intake/progress.py).
-    Route("GET", "/api/v1/progress/<progress_token:token>", "get_progress", OPEN),
+    Route(
+        "GET",
+        "/api/v1/progress/<progress_token:token>",
+        "get_progress",
+        OPEN,
+        summary="A reporter follows their case (the token is the credential)",
+        answer=ans.ProgressAnswer,
+        errors=(404, 429, 503),
+    ),
     Route(
         "POST",
         "/api/v1/progress/<progress_token:token>/evaluation",
         "post_progress_evaluation",
         OPEN,
         B,
+        summary="A reporter rates how their case was handled",
+        body=s.EvaluationSchema,
+        answer=ans.EvaluationAnswer,
+        errors=(404, 409),
     ),
     # A signed action link from an e-mail: the token is the credential; GET shows, POST does
     # (gridflow_intake/links_api.py). No body is read: the link says everything.
-    Route("GET", "/api/v1/links/<link_token:token>", "get_link", OPEN),
-    Route("POST", "/api/v1/links/<link_token:token>", "post_link", OPEN),
+    Route(
+        "GET",
+        "/api/v1/links/<link_token:token>",
+        "get_link",
+        OPEN,
+        summary="What an e-mailed action link would do (a page, or JSON by Accept)",
+        answer=ans.LinkAnswer,
+        errors=(404, 409, 410),
+        answer_types=HTML_OR_JSON,
+    ),
+    Route(
+        "POST",
+        "/api/v1/links/<link_token:token>",
+        "post_link",
+        OPEN,
+        summary="Do what an e-mailed action link says (accept or decline a case)",
+        answer=ans.LinkAnswer,
+        ok=(200, 202),
+        errors=(404, 409, 410),
+        answer_types=HTML_OR_JSON,
+    ),
     # The command center's board and case page (gridflow_intake/board_api.py): the pages and
     # their assets hold no data (every figure comes from the scoped API), so they are open.
-    Route("GET", "/", "get_board_page", OPEN),
-    Route("GET", "/cases/<case_id>", "get_case_page", OPEN),
-    Route("GET", "/static/<path:path>", "get_static", OPEN),
+    Route("GET", "/", "get_board_page", OPEN, summary="The board (page)", answer_types=HTML),
+    Route(
+        "GET",
+        "/cases/<case_id>",
+        "get_case_page",
+        OPEN,
+        summary="A case's page (its data comes from the API)",
+        answer_types=HTML,
+    ),
+    Route(
+        "GET",
+        "/static/<path:path>",
+        "get_static",
+        OPEN,
+        summary="The pages' scripts, styles and images",
+        answer_types=("text/css", "text/javascript", "image/svg+xml"),
+    ),
     # The board's live feed (server-sent events) and a case's place on the map: scoped.
-    Route("GET", "/api/v1/board/events", "get_board_events", SIGNED_IN),
-    Route("GET", "/api/v1/cases/<case_id>/place", "get_case_place", SIGNED_IN),
+    Route(
+        "GET",
+        "/api/v1/board/events",
+        "get_board_events",
+        SIGNED_IN,
+        summary="The board's live feed (server-sent events; Last-Event-ID resumes)",
+        errors=(400,),
+        answer_types=("text/event-stream",),
+    ),
+    Route(
+        "GET",
+        "/api/v1/cases/<case_id>/place",
+        "get_case_place",
+        SIGNED_IN,
+        summary="A case's area, its neighbours and its point, for the map",
+        answer=ans.CasePlaceAnswer,
+    ),
     # The notices sent for a case (notify's record, asked of notify): scoped as the case is.
-    Route("GET", "/api/v1/cases/<case_id>/notifications", "get_case_notifications", SIGNED_IN),
+    Route(
+        "GET",
+        "/api/v1/cases/<case_id>/notifications",
+        "get_case_notifications",
+        SIGNED_IN,
+        summary="Who was told what about a case (notify's record)",
+        answer=ans.NotificationsAnswer,
+    ),
     # Why the case went where it went: the rule that fired and its version (routing_api.py).
     Route(
         "GET",
@@ -238,12 +632,35 @@ ROUTES: tuple[Route, ...] = (
     # form itself). Paths without a format suffix answer XML, the spec's default.
     *(
         Route(
-            "GET", f"/open311/v2/{name}{suffix}", endpoint, OPEN, summary=summary, content_types=()
+            "GET",
+            f"/open311/v2/{name}{suffix}",
+            endpoint,
+            OPEN,
+            summary=summary,
+            answer=answer,
+            content_types=(),
+            answer_types=OPEN311_TYPES,
+            errors=(400, 404),
         )
-        for name, endpoint, summary in (
-            ("discovery", "get_open311_discovery", "Open311 GeoReport v2 discovery"),
-            ("services", "get_open311_services", "Open311 services: the city's categories"),
-            ("requests", "get_open311_requests", "Open311 service requests, filtered"),
+        for name, endpoint, summary, answer in (
+            (
+                "discovery",
+                "get_open311_discovery",
+                "Open311 GeoReport v2 discovery",
+                o311.Open311Discovery,
+            ),
+            (
+                "services",
+                "get_open311_services",
+                "Open311 services: the city's categories",
+                o311.SERVICES,
+            ),
+            (
+                "requests",
+                "get_open311_requests",
+                "Open311 service requests, filtered",
+                o311.REQUESTS,
+            ),
         )
         for suffix in ("", ".<fmt>")
     ),
@@ -254,7 +671,11 @@ ROUTES: tuple[Route, ...] = (
             "post_open311_request",
             OPEN,
             summary="Open311: post a service request (form-encoded, api_key required)",
+            answer=o311.CREATED,
             content_types=("application/x-www-form-urlencoded",),
+            answer_types=OPEN311_TYPES,
+            ok=(200, 201),
+            errors=(400, 403, 404, 415, 429),
         )
         for suffix in ("", ".<fmt>")
     ),
@@ -264,7 +685,9 @@ ROUTES: tuple[Route, ...] = (
         "get_open311_service",
         OPEN,
         summary="Open311 service definition ({code}.xml or {code}.json)",
+        answer=o311.Open311ServiceDefinition,
         content_types=(),
+        answer_types=OPEN311_TYPES,
     ),
     Route(
         "GET",
@@ -272,7 +695,9 @@ ROUTES: tuple[Route, ...] = (
         "get_open311_request",
         OPEN,
         summary="Open311: one service request ({id}.xml or {id}.json)",
+        answer=o311.REQUESTS,
         content_types=(),
+        answer_types=OPEN311_TYPES,
     ),
     Route(
         "GET",
@@ -280,7 +705,9 @@ ROUTES: tuple[Route, ...] = (
         "get_open311_token",
         OPEN,
         summary="Open311: the service request a token became",
+        answer=o311.CREATED,
         content_types=(),
+        answer_types=OPEN311_TYPES,
     ),
     # The WeChat official account's callback: the platform's signature is the credential.
     Route(
@@ -290,6 +717,8 @@ ROUTES: tuple[Route, ...] = (
         OPEN,
         summary="WeChat callback URL check (echostr)",
         content_types=(),
+        answer_types=("text/plain",),
+        errors=(400, 401, 403, 404),
     ),
     Route(
         "POST",
@@ -298,6 +727,8 @@ ROUTES: tuple[Route, ...] = (
         OPEN,
         summary="WeChat message callback: a resident's text or location becomes a report",
         content_types=("text/xml",),
+        answer_types=("application/xml", "text/plain"),
+        errors=(400, 401, 403, 404, 413, 415, 429),
     ),
     # Sensors: a device's key (a sensor channel key naming its device).
     Route(
@@ -309,9 +740,34 @@ ROUTES: tuple[Route, ...] = (
         summary="A sensor's alert, merged per device while its case is open",
         body=SensorAlertSchema,
         answer=SensorAnswerSchema,
+        ok=(201, 200),
+        errors=(422,),
     ),
-    Route("GET", "/healthz", "healthz", OPEN),
-    Route("GET", "/metrics", "get_metrics", OPEN),
+    Route("GET", "/healthz", "healthz", OPEN, summary="Is intake up", answer=ans.HealthAnswer),
+    Route(
+        "GET",
+        "/metrics",
+        "get_metrics",
+        OPEN,
+        summary="Prometheus metrics",
+        answer_types=("text/plain",),
+    ),
+    # This API described (gridflow_intake/openapi.py), and a page to read it (web/docs.html).
+    Route(
+        "GET",
+        "/api/v1/openapi.json",
+        "get_openapi",
+        OPEN,
+        summary="This document: OpenAPI 3.1",
+    ),
+    Route(
+        "GET",
+        "/api/v1/docs",
+        "get_docs_page",
+        OPEN,
+        summary="The page to read it",
+        answer_types=HTML,
+    ),
 )
 
 # strict_slashes and merge_slashes off: a redirect is not an answer this API gives; a path
@@ -441,6 +897,7 @@ class IntakeApi(
     CaseListEndpoints,
     BoardEndpoints,
     OrderEndpoints,
+    DocsEndpoints,
     RoutingEndpoints,
     BatchEndpoints,
     PhotoEndpoints,

@@ -55,7 +55,8 @@ class StrictFloat(fields.Float):
 
 
 class StrictInteger(fields.Integer):
-    """A JSON integer: marshmallow's strict Integer still takes true as 1."""
+    """A JSON integer: marshmallow's strict Integer still takes true as 1, and refuses 3.0,
+    which JSON (and the OpenAPI document's JSON Schema) counts as the integer 3."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(strict=True, **kwargs)
@@ -63,6 +64,8 @@ class StrictInteger(fields.Integer):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, bool):
             raise self.make_error("invalid")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -244,8 +247,32 @@ def flatten_errors(messages: object, prefix: str = "") -> dict[str, list[str]]:
 # -- access ------------------------------------------------------------------------------------
 
 
+# A user name (gridflow_intake/identity.py checks it again when the user is made).
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$"
+# A rate limit as ratelimit.parse_limit reads it ("30/min", "20/10s"): 1 to 1,000,000 requests
+# in a window of at most 366 days. parse_limit also takes upper case, decimals and longer spellings
+# of the same windows, which the document leaves out.
+_COUNT = r"([1-9][0-9]{0,5}|1000000)"
+_UP_TO_999 = r"[1-9][0-9]{0,2}"
+_UP_TO_366 = r"([1-9][0-9]?|[12][0-9]{2}|3[0-5][0-9]|36[0-6])"
+RATE_LIMIT_PATTERN = (
+    rf"^\s*{_COUNT}\s*/\s*"
+    rf"(({_UP_TO_999})?\s*(s|sec|second|seconds|m|min|minute|minutes|h|hour|hours)"
+    rf"|({_UP_TO_366})?\s*(d|day|days))\s*$"
+)
+
+
 class UserCreateSchema(_Strict):
-    username = fields.String(required=True, validate=validate.Length(2, 64))
+    username = fields.String(
+        required=True,
+        validate=[
+            validate.Length(2, 64),
+            validate.Regexp(
+                USERNAME_PATTERN,
+                error="2 to 64 letters, digits or . _ @ -, starting with a letter or digit",
+            ),
+        ],
+    )
     role = fields.String(required=True, validate=validate.OneOf(access.ROLES))
     scope = fields.String(validate=validate.Length(1, 100), allow_none=True, load_default=None)
     display_name = fields.String(
@@ -261,7 +288,11 @@ class KeyCreateSchema(_Strict):
     holder = fields.String(validate=validate.Length(1, 100), load_default=None)
     label = fields.String(validate=[validate.Length(1, 100), _not_blank], load_default=None)
     expires_in_days = StrictInteger(validate=validate.Range(1, 3650), load_default=None)
-    rate_limit = fields.String(validate=validate.Length(1, 32), load_default=None)
+    rate_limit = fields.String(
+        validate=validate.Length(1, 32),
+        load_default=None,
+        metadata={"pattern": RATE_LIMIT_PATTERN, "description": "e.g. 30/min or 20/10s"},
+    )
     # A sensor's key names its device (the alerts' device is the key's, never the body's) and
     # may carry the device's registered place (gridflow_intake/sensors_api.py).
     device = fields.String(
