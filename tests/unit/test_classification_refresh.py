@@ -113,3 +113,18 @@ def test_without_any_model_the_report_trains_one_and_the_tick_then_keeps_it(grid
     assert trainings == [0]
     assert classifying.refresh(runtime) is False
     assert trainings == [0]
+
+
+def test_a_model_trained_in_a_child_process_answers_as_one_trained_here(gridflow):
+    """Under nameko intake trains in a child process (its own GIL): the model that comes back
+    through the pipe is the one this process would have trained."""
+    from gridflow_intake.training import train_in_a_child
+
+    with gridflow.runtimes[c.INTAKE].work() as work:
+        j = work.jurisdiction()
+    history = [(text, NOISE) for text in TAUGHT]
+    here = classification.train(j.categories, history, j.synonyms)
+    there = train_in_a_child(j.categories, history, j.synonyms)
+    for text in [LATER, "小区门口的垃圾堆了好几天没人清运", "请尽快处理一下，谢谢"]:
+        assert there.classify(text) == here.classify(text)
+    assert there.classify(LATER).category == NOISE

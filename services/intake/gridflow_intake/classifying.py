@@ -11,9 +11,10 @@ is a green thread, so a training in a request would stall every request of the r
 Training happens in ``refresh``, called from intake's periodic tick (once a second): the first
 tick warms the model; then every ``REFRESH_SECONDS`` one ``max(id)`` query tells whether any
 replica has recorded a label since, and only then is the model trained again, while requests
-keep classifying with the current one. The rows are read on the tick's connection; the training
-itself runs in a native thread under eventlet (``eventlet.tpool``), so the hub keeps serving. A
-label recorded by this process schedules a refresh at the next tick. Only a report that finds no
+keep classifying with the current one. The rows are read on the tick's connection; under
+eventlet the training itself then runs in a child process (``gridflow_intake.training``) while
+the tick's green thread waits on its pipe, so the hub keeps serving at full speed. A label
+recorded by this process schedules a refresh at the next tick. Only a report that finds no
 model at all for the jurisdiction in force (before the first tick, or just after a new
 jurisdiction was imported) waits for one to be trained.
 """
@@ -21,6 +22,7 @@ jurisdiction was imported) waits for one to be trained.
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +37,7 @@ from gridflow_common.domain import classification
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.classification import Classification
 from gridflow_common.jurisdictions import NoJurisdiction
+from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Work
 from gridflow_intake.models import classification_examples
 
@@ -48,6 +51,7 @@ REFRESH_SECONDS = 30.0
 HISTORY_LIMIT = 5_000
 
 T = TypeVar("T")
+log = get_logger(__name__)
 
 SOURCE_RETURNED = "returned"
 SOURCE_ORDERED = "ordered"
@@ -105,7 +109,7 @@ def refresh(runtime: Any) -> bool:
                 return False
             history = _history(work, version)
         # The connection is back in the pool before the CPU-bound part starts.
-        model = _off_hub(classification.train, j.categories, history, j.synonyms)
+        model = _train(j, history)
         with _lock:
             current = _models.get(runtime)
             fresh = _Cached(j, version, model, now)
@@ -131,15 +135,43 @@ def _eventlet_patched() -> bool:
     return bool(patcher.is_monkey_patched("thread"))
 
 
-def _off_hub(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` (pure CPU work, no database) in a native thread when the process runs
-    eventlet's green threads, so the hub keeps serving the other workers meanwhile; else here
-    (the embedded default calls this from its tick thread, already off the request path)."""
+# While a training runs in this process beside request threads (the embedded default), the GIL
+# passes between them at this interval instead of Python's 5 ms: a request takes it back after
+# each database round trip, and it makes dozens of those.
+TRAINING_SWITCH_INTERVAL = 0.0005
+
+
+def _yielding(fn: Callable[..., T], *args: Any) -> T:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, TRAINING_SWITCH_INTERVAL))
+    try:
+        return fn(*args)
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def _train(j: Any, history: list[tuple[str, str]]) -> classification.Model:
+    """A model for ``j`` learnt from ``history``, without stalling the requests being served:
+    under eventlet (nameko) in a child process, its GIL its own, while the calling green thread
+    waits on its pipe (make bench-classify-retrain: a native thread through ``eventlet.tpool``
+    still took the GIL from the hub half the time); in the embedded default here (its tick
+    thread, already off the request path), passing the GIL to request threads often."""
     if _eventlet_patched():
         from eventlet import tpool
 
-        return tpool.execute(fn, *args)  # type: ignore[no-any-return]
-    return fn(*args)
+        from gridflow_intake.training import train_in_a_child
+
+        try:
+            model: classification.Model = train_in_a_child(j.categories, history, j.synonyms)
+            return model
+        except (OSError, subprocess.SubprocessError) as exc:
+            # No child to be had (a process limit, a broken install): a native thread still
+            # keeps the hub serving, at half speed while it trains, rather than no refresh.
+            log.warning("classification_child_failed", error=str(exc)[:300])
+            return tpool.execute(  # type: ignore[no-any-return]
+                _yielding, classification.train, j.categories, history, j.synonyms
+            )
+    return _yielding(classification.train, j.categories, history, j.synonyms)
 
 
 def learn(
@@ -186,7 +218,7 @@ def _model(work: Work, j: Any) -> classification.Model:
     # No model for the jurisdiction in force: this report cannot be classified without one.
     version = _latest_label(work)
     history = _history(work, version)
-    model = _off_hub(classification.train, j.categories, history, j.synonyms)
+    model = _train(j, history)
     with _lock:
         _models[work.runtime] = _Cached(j, version, model, time.monotonic())
     return model
