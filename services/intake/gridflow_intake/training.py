@@ -10,6 +10,7 @@ own child: nothing else writes to it).
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -41,7 +42,12 @@ def train_in_a_child(categories: Any, history: list[tuple[str, str]], synonyms: 
     return pickle.loads(done.stdout)
 
 
+# Background work: where cores are short, the replica's hub (serving reports) comes first.
+NICENESS = 10
+
+
 def main() -> None:
+    os.nice(NICENESS)
     categories, history, synonyms = pickle.load(sys.stdin.buffer)
     model = classification.train(categories, history, synonyms)
     sys.stdout.buffer.write(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
