@@ -19,7 +19,7 @@ ASYNCAPI_CLI_VERSION := 6.2.0
 TOOLS := .tools
 ASYNCAPI_CLI := $(TOOLS)/asyncapi/node_modules/.bin/asyncapi
 
-.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency bench-rules lint migrate clean tools asyncapi bench-clock bench-classify bench-intake bench-notify
+.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency bench-rules lint migrate clean tools asyncapi bench-clock bench-classify bench-intake bench-notify bench-classify-retrain
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ bench-clock: $(STAMP) ## the SLA sweep with 1,000,000 open clocks: nothing due, 
 
 bench-classify: $(STAMP) ## classifications/s beside the keyword classifier, training time, held-out accuracy and precision, cross-validated thresholds
 	$(BIN)/python -m bench.classify
+
+bench-classify-retrain: $(STAMP) ## report latency (p50/p99/max) on an eventlet hub while the classification model retrains: in a request (before) and at the tick (after)
+	$(BIN)/python -m bench.classify_retrain
 
 bench-intake: $(STAMP) ## reports accepted/s by POST /api/v1/reports, by batch upload and by bulk import (intake's nameko service), beside raw psycopg2 inserts; BENCH_ARGS=--quick for a short run
 	$(BIN)/python -m bench.intake $(BENCH_ARGS)

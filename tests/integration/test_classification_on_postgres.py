@@ -79,6 +79,9 @@ def test_labels_from_one_replica_teach_the_other(replicas, monkeypatch):
     assert labels >= len(TAUGHT)
     # Replica B asks again once its refresh interval has passed (here: at once).
     monkeypatch.setattr(classifying, "REFRESH_SECONDS", 0.0)
+    # Its periodic tick trains again, off the request path: under eventlet in a child process.
+    assert classifying._eventlet_patched()
+    assert classifying.refresh(b) is True
     after = _view(b, _register(b, NEW_PHRASE))
     assert after["category"] == "event.noise"
     shown = after["classification"]

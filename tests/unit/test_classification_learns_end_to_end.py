@@ -14,6 +14,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from gridflow_common import contracts as c
 from gridflow_common.domain import vocabulary as v
 from gridflow_intake import classifying
 from gridflow_intake.models import classification_examples
@@ -100,7 +101,9 @@ def test_a_return_an_order_and_a_verified_close_teach_the_next_report(gridflow):
         (ordered, ORDERED_TEXT, NOISE, classifying.SOURCE_ORDERED),
         (closed, VERIFIED_TEXT, NOISE, classifying.SOURCE_VERIFIED),
     ]
-    # The embedded default's intake looks at its history again at once after its own label.
+    # The embedded default's intake looks at its history again at its next tick after its own
+    # label (the refresh is off the request path).
+    assert classifying.refresh(city.g.runtimes[c.INTAKE]) is True
     later = city.call(
         "POST",
         "/api/v1/reports",

@@ -5,29 +5,43 @@ finally given teaches the model for the next reports.
 Each intake process (each nameko replica, and the embedded default) keeps one model per
 runtime, trained from the jurisdiction's taxonomy, its ``synonyms.csv`` and the labelled
 examples in ``intake_classification_examples``. The hot path costs a dictionary lookup and the
-model's arithmetic; every ``REFRESH_SECONDS`` (operational time) one ``max(id)`` query tells
-whether any replica has recorded a label since, and only then is the model trained again. A
-label recorded by this process makes its next classification look at once.
+model's arithmetic, never a training (0.6-1.5 s of pure-Python CPU: under nameko every worker
+is a green thread, so a training in a request would stall every request of the replica).
+
+Training happens in ``refresh``, called from intake's periodic tick (once a second): the first
+tick warms the model; then every ``REFRESH_SECONDS`` one ``max(id)`` query tells whether any
+replica has recorded a label since, and only then is the model trained again, while requests
+keep classifying with the current one. The rows are read on the tick's connection; under
+eventlet the training itself then runs in a child process (``gridflow_intake.training``) while
+the tick's green thread waits on its pipe, so the hub keeps serving at full speed. A label
+recorded by this process schedules a refresh at the next tick. Only a report that finds no
+model at all for the jurisdiction in force (before the first tick, or just after a new
+jurisdiction was imported) waits for one to be trained.
 """
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from gridflow_common.domain import classification
 from gridflow_common.domain import vocabulary as v
 from gridflow_common.domain.classification import Classification
+from gridflow_common.jurisdictions import NoJurisdiction
+from gridflow_common.logging import get_logger
 from gridflow_common.runtime import Work
 from gridflow_intake.models import classification_examples
 
-__all__ = ["Classification", "classify_report", "learn", "shown", "timeline_detail"]
+__all__ = ["Classification", "classify_report", "learn", "refresh", "shown", "timeline_detail"]
 
 # How often (seconds of operational time) a replica asks whether the history has grown.
 REFRESH_SECONDS = 30.0
@@ -35,6 +49,9 @@ REFRESH_SECONDS = 30.0
 # bench-classify: 1.5 s for 13,000), once per refresh that finds new labels; and the
 # city's recent practice is what a new report should follow.
 HISTORY_LIMIT = 5_000
+
+T = TypeVar("T")
+log = get_logger(__name__)
 
 SOURCE_RETURNED = "returned"
 SOURCE_ORDERED = "ordered"
@@ -44,12 +61,19 @@ SOURCE_VERIFIED = "verified"
 @dataclass
 class _Cached:
     jurisdiction: Any
-    version: int
+    version: int  # max(id) of the labels the model learnt from
     model: classification.Model
-    checked_at: float
+    checked_at: float  # monotonic time the labels' max(id) was last compared
+    # The latest label this process recorded, and until when the tick looks for it every
+    # second (its transaction may not have committed yet at the first look; one rolled back
+    # never shows up, so the look gives up after REFRESH_SECONDS).
+    wanted: int = 0
+    wanted_until: float = -math.inf
 
 
 _models: weakref.WeakKeyDictionary[Any, _Cached] = weakref.WeakKeyDictionary()
+# Runtimes whose refresh is under way (a nameko timer may fire again meanwhile).
+_refreshing: weakref.WeakSet[Any] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
@@ -59,6 +83,97 @@ def classify_report(work: Work, j: Any, description: str) -> Classification:
     return _model(work, j).classify(description)
 
 
+def refresh(runtime: Any) -> bool:
+    """Intake's periodic classification work (once a second, off the request path): warm the
+    model when there is none, and train it again when the labels grew (by any replica's hand)
+    since it was trained; whether a new model is in use."""
+    now = time.monotonic()
+    cached = _models.get(runtime)
+    if cached is not None and not _due(cached, now):
+        return False
+    with _lock:
+        if runtime in _refreshing:
+            return False
+        _refreshing.add(runtime)
+    try:
+        with runtime.work() as work:
+            try:
+                j = work.jurisdiction()
+            except NoJurisdiction:
+                return False  # nothing to classify against yet
+            version = _latest_label(work)
+            if cached is not None and cached.jurisdiction is j and cached.version == version:
+                cached.checked_at = now
+                if version >= cached.wanted:
+                    cached.wanted_until = -math.inf
+                return False
+            history = _history(work, version)
+        # The connection is back in the pool before the CPU-bound part starts.
+        model = _train(j, history)
+        with _lock:
+            current = _models.get(runtime)
+            fresh = _Cached(j, version, model, now)
+            if current is not None and version < current.wanted:
+                fresh.wanted, fresh.wanted_until = current.wanted, current.wanted_until
+            _models[runtime] = fresh
+        return True
+    finally:
+        _refreshing.discard(runtime)
+
+
+def _due(cached: _Cached, now: float) -> bool:
+    return now - cached.checked_at >= REFRESH_SECONDS or (
+        cached.wanted > cached.version and now < cached.wanted_until
+    )
+
+
+def _eventlet_patched() -> bool:
+    if "eventlet" not in sys.modules:
+        return False
+    from eventlet import patcher
+
+    return bool(patcher.is_monkey_patched("thread"))
+
+
+# While a training runs in this process beside request threads (the embedded default), the GIL
+# passes between them at this interval instead of Python's 5 ms: a request takes it back after
+# each database round trip, and it makes dozens of those.
+TRAINING_SWITCH_INTERVAL = 0.0005
+
+
+def _yielding(fn: Callable[..., T], *args: Any) -> T:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, TRAINING_SWITCH_INTERVAL))
+    try:
+        return fn(*args)
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def _train(j: Any, history: list[tuple[str, str]]) -> classification.Model:
+    """A model for ``j`` learnt from ``history``, without stalling the requests being served:
+    under eventlet (nameko) in a child process, its GIL its own, while the calling green thread
+    waits on its pipe (make bench-classify-retrain: a native thread through ``eventlet.tpool``
+    still took the GIL from the hub half the time); in the embedded default here (its tick
+    thread, already off the request path), passing the GIL to request threads often."""
+    if _eventlet_patched():
+        from eventlet import tpool
+
+        from gridflow_intake.training import train_in_a_child
+
+        try:
+            model: classification.Model = train_in_a_child(j.categories, history, j.synonyms)
+            return model
+        except (OSError, subprocess.SubprocessError) as exc:
+            # No child to be had (a process limit, a broken install): a native thread still
+            # keeps the hub serving, at half speed while it trains, rather than no refresh.
+            log.warning("classification_child_failed", error=str(exc)[:300])
+            return tpool.execute(  # type: ignore[no-any-return]
+                _yielding, classification.train, j.categories, history, j.synonyms
+            )
+    return _yielding(classification.train, j.categories, history, j.synonyms)
+
+
 def learn(
     work: Work, case_id: str, description: str | None, category: str | None, source: str
 ) -> None:
@@ -66,19 +181,19 @@ def learn(
     caller's transaction; every replica's model learns it at its next refresh."""
     if not category or not description:
         return
-    work.db.execute(
-        sa.insert(classification_examples),
-        dict(
+    written = work.db.execute(
+        sa.insert(classification_examples).values(
             case_id=case_id,
             description=description,
             category=category,
             source=source,
             labelled_at=work.now,
-        ),
+        )
     )
     cached = _models.get(work.runtime)
-    if cached is not None:
-        cached.checked_at = -math.inf
+    if cached is not None:  # the next tick looks for it (none yet: the warming reads it all)
+        cached.wanted = max(cached.wanted, int(written.inserted_primary_key[0]))  # type: ignore[index]
+        cached.wanted_until = time.monotonic() + REFRESH_SECONDS
 
 
 def timeline_detail(result: Classification | None) -> dict:
@@ -97,22 +212,20 @@ def shown(entries: Any) -> dict | None:
 
 
 def _model(work: Work, j: Any) -> classification.Model:
-    now = time.monotonic()
     cached = _models.get(work.runtime)
-    if (
-        cached is not None
-        and cached.jurisdiction is j
-        and now - cached.checked_at < REFRESH_SECONDS
-    ):
-        return cached.model
-    version = work.db.execute(sa.select(sa.func.max(classification_examples.c.id))).scalar() or 0
-    if cached is not None and cached.jurisdiction is j and cached.version == version:
-        cached.checked_at = now
-        return cached.model
-    model = classification.train(j.categories, _history(work, version), j.synonyms)
+    if cached is not None and cached.jurisdiction is j:
+        return cached.model  # even when a refresh is due: the tick does it
+    # No model for the jurisdiction in force: this report cannot be classified without one.
+    version = _latest_label(work)
+    history = _history(work, version)
+    model = _train(j, history)
     with _lock:
-        _models[work.runtime] = _Cached(j, version, model, now)
+        _models[work.runtime] = _Cached(j, version, model, time.monotonic())
     return model
+
+
+def _latest_label(work: Work) -> int:
+    return work.db.execute(sa.select(sa.func.max(classification_examples.c.id))).scalar() or 0
 
 
 def _history(work: Work, up_to: int) -> list[tuple[str, str]]:

@@ -1131,10 +1131,13 @@ HANDLERS: dict[str, Handler] = {
 
 
 def periodic(runtime: Any) -> int:
-    """Intake's time-driven work: forgetting department messages' answers past their day."""
+    """Intake's time-driven work: forgetting department messages' answers past their day;
+    warming and refreshing the classification model off the request path."""
     from gridflow_intake.department_status import forget_old_answers_now_and_then
 
-    return forget_old_answers_now_and_then(runtime)
+    forgotten = forget_old_answers_now_and_then(runtime)
+    classifying.refresh(runtime)
+    return forgotten
 
 
 DEFINITION = ServiceDefinition(
