@@ -19,7 +19,7 @@ ASYNCAPI_CLI_VERSION := 6.2.0
 TOOLS := .tools
 ASYNCAPI_CLI := $(TOOLS)/asyncapi/node_modules/.bin/asyncapi
 
-.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency bench-clock lint migrate clean tools asyncapi
+.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency bench-clock bench-relay lint migrate clean tools asyncapi
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ bench-board-latency: $(STAMP) ## a colour change's delay to the board's live fee
 
 bench-clock: $(STAMP) ## the SLA sweep with 1,000,000 open clocks: nothing due, 10,000 crossing at once, each warning's lateness on the real clock, beside raw SELECT/UPDATE (QUICK=1: 100,000)
 	$(BIN)/python -m bench.clock $(if $(QUICK),--quick)
+
+bench-relay: $(STAMP) ## confirmed publishes/s of the outbox relay (one at a time, batched) beside raw kombu and py-amqp, and 10,000 outbox rows relayed from PostgreSQL (QUICK=1: 2,000)
+	$(BIN)/python -m bench.relay $(if $(QUICK),--quick)
 
 tools: $(ASYNCAPI_CLI) ## install @asyncapi/cli (npm) into .tools/, for the AsyncAPI validation test
 
