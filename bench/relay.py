@@ -26,7 +26,15 @@ import amqp
 import kombu
 import sqlalchemy as sa
 
-from bench.infra import PG_SERVER, drop_vhost, fresh_database, fresh_vhost, log, queue_depths
+from bench.infra import (
+    PG_SERVER,
+    drop_vhost,
+    fresh_database,
+    fresh_vhost,
+    load_average,
+    log,
+    queue_depths,
+)
 from gridflow_common import contracts as c
 from gridflow_common.clock import RealClock
 from gridflow_common.db import make_engine, messaging_tables
@@ -228,7 +236,10 @@ def main() -> int:
             seconds = run(bodies)
             results.append((name, seconds))
         print()
-        print(f"Confirmed persistent mandatory publishes, {n} messages of ~{len(bodies[0])} bytes")
+        print(
+            f"Confirmed persistent mandatory publishes, {n} messages of ~{len(bodies[0])} bytes"
+            f" (load average {load_average()})"
+        )
         for name, seconds in results:
             print(f"  {name:<48} {_rate(n, seconds)}")
     finally:
