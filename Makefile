@@ -19,7 +19,7 @@ ASYNCAPI_CLI_VERSION := 6.2.0
 TOOLS := .tools
 ASYNCAPI_CLI := $(TOOLS)/asyncapi/node_modules/.bin/asyncapi
 
-.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency bench-rules lint migrate clean tools asyncapi bench-clock bench-classify bench-intake bench-notify bench-classify-retrain bench-addresses test-api-fuzz
+.PHONY: help install run up down status test test-unit test-integration test-e2e test-scenarios test-adapters bench bench-identity bench-departments bench-command-center bench-board-latency bench-rules lint migrate clean tools asyncapi bench-clock bench-classify bench-intake bench-notify bench-classify-retrain bench-addresses test-api-fuzz bench-relay
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -105,6 +105,9 @@ bench-classify-retrain: $(STAMP) ## report latency (p50/p99/max) on an eventlet 
 
 bench-intake: $(STAMP) ## reports accepted/s by POST /api/v1/reports, by batch upload and by bulk import (intake's nameko service), beside raw psycopg2 inserts; BENCH_ARGS=--quick for a short run
 	$(BIN)/python -m bench.intake $(BENCH_ARGS)
+
+bench-relay: $(STAMP) ## confirmed publishes/s of the outbox relay (one at a time, batched) beside raw kombu and py-amqp, and 10,000 outbox rows relayed from PostgreSQL (QUICK=1: 2,000)
+	$(BIN)/python -m bench.relay $(if $(QUICK),--quick)
 
 tools: $(ASYNCAPI_CLI) ## install @asyncapi/cli (npm) into .tools/, for the AsyncAPI validation test
 

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
 import kombu
@@ -78,6 +78,10 @@ class Unroutable(Exception):
     """The broker returned a mandatory message: no queue is bound for it."""
 
 
+class NotConfirmed(Exception):
+    """The broker refused a message (basic.nack), or did not confirm it in time."""
+
+
 class KombuPublisher:
     """Confirmed, persistent, mandatory publishing on a connection of its own.
 
@@ -86,13 +90,28 @@ class KombuPublisher:
     consumer has not started yet. A unit's queue and its department's queue on the topic
     exchange of cases are declared before the first message for that unit
     (``case_queues.declare_unit``), so a mandatory publish there is never returned.
+
+    ``publish_many`` sends a whole batch on the one channel and then waits for the broker's
+    confirms of all of it (RabbitMQ's publisher confirms: after ``confirm.select`` the n-th
+    message published on the channel is delivery tag n; ``basic.ack``/``basic.nack`` settle one
+    tag, or every tag up to it with ``multiple``). A confirm round trip per batch instead of per
+    message, and one channel, so the broker routes the messages in the order of the outbox.
     """
 
+    CONFIRM_TIMEOUT_SECONDS = 30.0
+
     def __init__(self, amqp_uri: str, source: str):
-        self.connection = kombu.Connection(amqp_uri, transport_options={"confirm_publish": True})
+        # Confirms are selected and awaited here, not by py-amqp's one-message-at-a-time path.
+        self.connection = kombu.Connection(amqp_uri)
         self.channel = self.connection.channel()
-        self._returned: list[object] = []
-        self.producer = kombu.Producer(self.channel, on_return=self._on_return)
+        self.channel.events["basic_return"].add(self._on_return)
+        self.channel.events["basic_ack"].add(self._on_ack)
+        self.channel.events["basic_nack"].add(self._on_nack)
+        self.channel.confirm_select()
+        self._published = 0  # the last delivery tag used on the channel
+        self._settled: dict[int, bool] = {}  # delivery tag -> acked (True) or nacked (False)
+        self._awaiting = range(0)  # the tags of the batch in flight
+        self._returned: set[tuple[str, str, bytes]] = set()
         self.events = kombu.Exchange(c.event_exchange(source), type="topic", durable=True)
         self.events.declare(channel=self.channel)
         for sub in c.subscriptions_from(source):
@@ -108,7 +127,20 @@ class KombuPublisher:
         self._reply_queues: set[str] = set()
 
     def _on_return(self, exception, exchange, routing_key, message) -> None:
-        self._returned.append((exchange, routing_key))
+        body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+        self._returned.add((exchange, routing_key, body))
+
+    def _settle(self, delivery_tag: int, multiple: bool, acked: bool) -> None:
+        tags = range(self._awaiting.start, delivery_tag + 1) if multiple else (delivery_tag,)
+        for tag in tags:
+            if tag in self._awaiting:
+                self._settled.setdefault(tag, acked)
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, True)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple, False)
 
     def declare_unit(self, routing_key: str) -> None:
         """The queues behind a routing key of the case exchange, once per key."""
@@ -128,23 +160,61 @@ class KombuPublisher:
             self._reply_queues.add(code)
 
     def publish(self, exchange: str, routing_key: str, body: str) -> None:
-        if exchange == c.CASE_EXCHANGE:
-            self.declare_unit(routing_key)
-        elif exchange == c.REPLY_EXCHANGE:
-            self.declare_reply_queue(routing_key)
-        self._returned.clear()
-        self.producer.publish(
-            body.encode("utf-8"),
-            exchange=exchange,
-            routing_key=routing_key,
-            mandatory=True,
-            delivery_mode=2,
-            content_type="application/json",
-            content_encoding="utf-8",
-            retry=False,
-        )
+        self.publish_many([(exchange, routing_key, body)], [])
+
+    def publish_many(self, messages: Sequence[tuple[str, str, str]], confirmed: list[int]) -> None:
+        """Publish ``messages`` (exchange, routing key, body) in order, then wait for the
+        broker's confirms of all of them. The index of each message the broker confirmed and
+        did not return is appended to ``confirmed``; raises ``Unroutable`` if one was returned,
+        ``NotConfirmed`` if one was refused or not confirmed in time, or the connection's error.
+        After an exception the publisher is closed and a new one made (the relay does)."""
+        for exchange, routing_key, _ in messages:
+            if exchange == c.CASE_EXCHANGE:
+                self.declare_unit(routing_key)
+            elif exchange == c.REPLY_EXCHANGE:
+                self.declare_reply_queue(routing_key)
+        encoded = [body.encode("utf-8") for _, _, body in messages]
+        first = self._published + 1
+        self._awaiting = range(first, first + len(messages))
+        self._settled = {}
+        self._returned = set()
+        before = len(confirmed)
+        sent = 0
+        try:
+            for (exchange, routing_key, _), body in zip(messages, encoded, strict=True):
+                message = self.channel.prepare_message(
+                    body,
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    headers={},
+                    properties={"delivery_mode": 2},
+                )
+                # The connection was made without kombu's confirm_publish, so this is py-amqp's
+                # plain publish: it does not wait for this message's confirm.
+                self.channel.basic_publish(
+                    message, exchange=exchange, routing_key=routing_key, mandatory=True
+                )
+                self._published += 1
+                sent += 1
+            deadline = time.monotonic() + self.CONFIRM_TIMEOUT_SECONDS
+            while len(self._settled) < sent:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NotConfirmed(f"{sent - len(self._settled)} messages not confirmed")
+                self.connection.drain_events(timeout=left)
+        finally:
+            for index in range(sent):
+                exchange, routing_key, _ = messages[index]
+                if (
+                    self._settled.get(first + index)
+                    and (exchange, routing_key, encoded[index]) not in self._returned
+                ):
+                    confirmed.append(index)
         if self._returned:
+            exchange, routing_key, _ = next(iter(self._returned))
             raise Unroutable(f"{exchange}/{routing_key} has no queue bound")
+        if len(confirmed) - before < sent:
+            raise NotConfirmed("the broker refused a message (basic.nack)")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

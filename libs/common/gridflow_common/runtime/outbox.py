@@ -2,6 +2,10 @@
 path right after each commit, a sweep of the table for whatever that missed); a row is deleted
 only once the broker has confirmed it and did not return it as unroutable, and a confirmed row
 is remembered until its delete has committed, so a failed delete never republishes it.
+
+Both paths hold the rows they publish locked (``FOR UPDATE SKIP LOCKED``) from before the first
+publish until their delete commits, so two relays (replicas of a service) never publish the same
+row: a row another relay holds, or has already deleted, is left out.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import contextlib
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
@@ -32,6 +36,35 @@ class Publisher(Protocol):
         """Publish durably; return only once the broker has taken the message, raise otherwise."""
 
 
+Message = tuple[str, str, str]  # exchange, routing key, body
+
+
+def publish_all(publisher: Publisher, rows: Sequence[Any]) -> tuple[list[int], Exception | None]:
+    """Publish ``rows`` (each with ``id``, ``exchange``, ``routing_key``, ``body``) in order;
+    return the ids the broker confirmed and the failure that stopped the rest, if any.
+
+    A publisher with ``publish_many(messages, confirmed)`` (the kombu publisher) sends the whole
+    batch before it waits for the broker's confirms, one round trip for all of them; it appends
+    the index of each confirmed message to ``confirmed`` and raises if any was not. Otherwise
+    each message is published and confirmed in turn, up to the first failure."""
+    ids: list[int] = []
+    many = getattr(publisher, "publish_many", None)
+    if many is not None:
+        done: list[int] = []
+        try:
+            many([(row.exchange, row.routing_key, row.body) for row in rows], done)
+        except Exception as exc:
+            return [rows[i].id for i in done], exc
+        return [rows[i].id for i in done], None
+    for row in rows:
+        try:
+            publisher.publish(row.exchange, row.routing_key, row.body)
+        except Exception as exc:
+            return ids, exc
+        ids.append(row.id)
+    return ids, None
+
+
 class Outbox:
     def __init__(self, runtime: ServiceRuntime):
         self.runtime = runtime
@@ -40,21 +73,41 @@ class Outbox:
     def publish_rows(
         self, rows: list[OutboxRow], publisher: Publisher, confirmed: list[int] | None = None
     ) -> int:
-        """The fast path: publish rows just committed (known in memory, no query).
+        """The fast path: publish rows just committed (known in memory).
 
-        Without ``confirmed``, the confirmed rows are deleted at once, in one statement (also
-        when a later publish fails, which then raises; the rest stays for the sweep). With it,
-        their ids are appended there for the caller to delete later, many at a time."""
-        published: list[int] = [] if confirmed is None else confirmed
-        before = len(published)
+        The rows are first claimed (locked, skipping those locked by another relay's sweep;
+        one already published and deleted is simply not found), published, and the confirmed
+        ones deleted in the same transaction, also when a later publish failed (which then
+        raises; the rest stays for the sweep). Should that delete not commit, the confirmed ids
+        are appended to ``confirmed``, when given, for the caller to delete later."""
+        if not rows:
+            return 0
+        outbox = self.table
+        published: list[int] = []
+        failure: Exception | None = None
         try:
-            for row in rows:
-                publisher.publish(row.exchange, row.routing_key, row.body)
-                published.append(row.id)
-        finally:
-            if confirmed is None:
-                self.delete_published(published)
-        return len(published) - before
+            with self.runtime.units.lock, self.runtime.engine.connect() as conn, conn.begin():
+                claimed = set(
+                    conn.execute(
+                        sa.select(outbox.c.id)
+                        .where(outbox.c.id.in_([row.id for row in rows]))
+                        .with_for_update(skip_locked=True)
+                    ).scalars()
+                )
+                published, failure = publish_all(
+                    publisher, [row for row in rows if row.id in claimed]
+                )
+                if published:
+                    conn.execute(sa.delete(outbox).where(outbox.c.id.in_(published)))
+        except Exception:
+            if confirmed is not None:
+                confirmed.extend(published)
+            raise
+        if published:
+            metrics.PUBLISHED.labels(self.runtime.service).inc(len(published))
+        if failure is not None:
+            raise failure
+        return len(published)
 
     def delete_published(self, ids: list[int]) -> None:
         if not ids:
@@ -97,13 +150,8 @@ class Outbox:
         try:
             with self.runtime.units.lock, self.runtime.engine.connect() as conn, conn.begin():
                 rows = conn.execute(query).all()
-                for row in rows:
-                    try:
-                        publisher.publish(row.exchange, row.routing_key, row.body)
-                    except Exception as exc:  # re-raised once the confirmed rows are deleted
-                        failure = exc
-                        break
-                    published.append(row.id)
+                # A failure is re-raised once the confirmed rows are deleted.
+                published, failure = publish_all(publisher, rows)
                 # Whatever was confirmed is deleted even when a later publish failed; the rest
                 # stays for the next pass.
                 if published:
@@ -131,7 +179,8 @@ class RelayLoop:
     sweeps the table every ``interval`` for rows the fast path did not publish.
 
     Under load the fast path batches by itself: whatever commits arrived while it was publishing
-    go out in the next pass, with one DELETE for all of them. ``start(spawn)`` runs the loop
+    go out in the next pass (up to ``batch`` rows), all published before their confirms are
+    awaited, and deleted in one statement. ``start(spawn)`` runs the loop
     through the caller's thread spawner (nameko: ``container.spawn_managed_thread``, so the
     container owns it and a crash of the loop is the container's to see); without one it is a
     plain daemon thread (the embedded default).
@@ -154,15 +203,15 @@ class RelayLoop:
         self.interval = interval
         self.batch = batch
         self._ready: collections.deque[OutboxRow] = collections.deque()
-        # Confirmed rows wait here to be deleted many at a time, and stay here until their
-        # delete has committed: the sweep skips them, so a failed delete never republishes
-        # them. If the process dies first, the sweep publishes them again and consumers drop
-        # the duplicate.
+        # Confirmed rows whose delete did not commit (the database blinked) wait here, and stay
+        # until a later delete has committed: both paths skip them, so a failed delete never
+        # republishes them. If the process dies first, a sweep publishes them again and
+        # consumers drop the duplicate.
         self._confirmed: list[int] = []
         self._confirmed_since = 0.0
         # Rows the sweep published (id -> when): a commit's callback that reaches the fast path
-        # only after the sweep took its rows (a thread stalled past the grace) must not publish
-        # them a second time.
+        # only after the sweep took its rows (a thread stalled past the grace) leaves them alone
+        # without asking the database (which would not find them, or find them locked).
         self._swept: dict[int, float] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -233,8 +282,10 @@ class RelayLoop:
                     publisher = self.publisher_factory()
                 while self._ready:
                     rows = [self._ready.popleft() for _ in range(min(self.batch, len(self._ready)))]
-                    if self._swept:
-                        rows = [row for row in rows if row.id not in self._swept]
+                    if self._swept or self._confirmed:
+                        # Published already (by the sweep, or confirmed with its delete pending).
+                        done = set(self._confirmed)
+                        rows = [r for r in rows if r.id not in self._swept and r.id not in done]
                     if not self._confirmed:
                         self._confirmed_since = time.monotonic()
                     self.runtime.outbox.publish_rows(rows, publisher, self._confirmed)
