@@ -150,7 +150,7 @@ B = s.MAX_BODY_BYTES
 HTML = ("text/html",)
 HTML_OR_JSON = ("text/html", "application/json")
 # Open311 answers XML by default and JSON with a .json suffix (the spec's formats).
-OPEN311_TYPES = ("application/xml", "application/json")
+OPEN311_TYPES = ("text/xml", "application/json")
 ROUTES: tuple[Route, ...] = (
     Route(
         "POST",

@@ -13,6 +13,7 @@ from typing import Any
 
 from marshmallow import fields, validate
 
+from gridflow_intake import answers as ans
 from gridflow_intake import handlers as h
 from gridflow_intake import progress as pg
 from gridflow_intake import schemas as s
@@ -39,9 +40,9 @@ class SensorAlertSchema(s._Strict):
     location = fields.Nested(s.LocationSchema, load_default=None)
 
 
-class SensorAnswerSchema(s._Strict):
-    case_id = fields.String(required=True)
-    outcome = fields.String(required=True)
+class SensorAnswerSchema(ans.ReportAnswer):
+    """A report's answer (case, outcome, progress link), and the device the key named."""
+
     device = fields.String(required=True, allow_none=True)
 
 
