@@ -384,7 +384,7 @@ def idle_cpu(pid: int, seconds: float) -> tuple[float, float]:
     backends = backend_pids()
     before = cpu_seconds(pid) or 0.0
     before_pg = sum(cpu_seconds(p) or 0.0 for p in backends)
-    time.sleep(seconds)  # the measured span itself
+    time.sleep(seconds)  # bounded: the measured span itself, a fixed number of seconds
     after = cpu_seconds(pid) or 0.0
     after_pg = sum(cpu_seconds(p) or 0.0 for p in backends)
     return (after - before) * 1000 / seconds, (after_pg - before_pg) * 1000 / seconds
