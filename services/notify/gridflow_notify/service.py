@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 from nameko.rpc import rpc
@@ -16,6 +17,14 @@ from gridflow_notify.handlers import DEFINITION
 
 # How long a send waits for intake to give a resident's contacts.
 CONTACTS_TIMEOUT_SECONDS = 5.0
+# After intake failed to answer, how long (operational seconds) the process does not ask again:
+# the residents' messages are retried later at once, so the delivery worker is never held for a
+# timeout per message while other people's messages wait behind them.
+CONTACTS_PAUSE_SECONDS = 15.0
+
+
+class IntakeUnavailable(Exception):
+    """Intake did not answer a moment ago: not asked again yet."""
 
 
 class IntakeContacts:
@@ -28,17 +37,21 @@ class IntakeContacts:
         self._lock = threading.Lock()
         self._cluster: ClusterRpcProxy | None = None
         self._proxy: Any = None
+        self._paused_until = 0.0
 
     def __call__(
         self, case_id: str, report_id: int | None = None, links: bool = True
     ) -> list[dict]:
         with self._lock:
-            if self._proxy is None:
-                self._cluster = ClusterRpcProxy(self._config, timeout=CONTACTS_TIMEOUT_SECONDS)
-                self._proxy = self._cluster.start()
+            if time.monotonic() < self._paused_until:
+                raise IntakeUnavailable("intake did not answer a moment ago")
             try:
+                if self._proxy is None:
+                    self._cluster = ClusterRpcProxy(self._config, timeout=CONTACTS_TIMEOUT_SECONDS)
+                    self._proxy = self._cluster.start()
                 return list(self._proxy[c.INTAKE].reporter_contacts(case_id, report_id, links))
             except Exception:
+                self._paused_until = time.monotonic() + CONTACTS_PAUSE_SECONDS
                 self.close()
                 raise
 
