@@ -497,7 +497,7 @@ def main() -> int:
     arrivals = Arrivals()
     proc, _, logfile = start_service()
     try:
-        time.sleep(3)  # the measured idle span starts after start-up's own work settles
+        time.sleep(3)  # bounded: 3 s for start-up's own work to settle before the idle span
         svc_ms, pg_ms = idle_cpu(proc.pid, 10.0)
         rows += [
             ("idle (nothing due), SLA process CPU ms per second", f"{svc_ms:.1f}"),
